@@ -1,0 +1,12 @@
+"""Suite-wide settings: quiet TensorFlow, and keep every test's state out of the working tree."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The registry's SQLite file and local pipeline roots go to a per-run temp dir, never ./.ingot.
+    os.environ["INGOT_DATA_DIR"] = tempfile.mkdtemp(prefix="ingot-test-data-")
