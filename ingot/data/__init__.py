@@ -12,7 +12,10 @@ _EXPORTS = {
     "decode_and_resize": "ingot.data.preprocess",
     "AugmentationConfig": "ingot.data.preprocess",
     "FLIP_MODES": "ingot.data.preprocess",
+    "resize_uint8": "ingot.data.preprocess",
+    "LabelledImages": "ingot.data.dataset",
     "make_tf_dataset": "ingot.data.pipeline",
+    "build_augmentation": "ingot.data.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

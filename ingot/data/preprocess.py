@@ -31,13 +31,17 @@ def decode_and_resize(image_bytes: Any, image_size: Sequence[int]) -> Any:
     shape = tf.shape(image)
     same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
 
-    def resized() -> Any:
-        scaled = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
-        return tf.saturate_cast(tf.round(scaled), tf.uint8)
-
-    out = tf.cond(same_size, lambda: image, resized)
+    out = tf.cond(same_size, lambda: image, lambda: resize_uint8(image, (height, width)))
     out.set_shape([height, width, 3])
     return out
+
+
+def resize_uint8(images: Any, image_size: Sequence[int]) -> Any:
+    """Resize uint8 images ([H,W,C] or [B,H,W,C]) exactly as decode_and_resize does."""
+    import tensorflow as tf
+
+    scaled = tf.image.resize(images, tuple(int(s) for s in image_size), method="bilinear", antialias=True)
+    return tf.saturate_cast(tf.round(scaled), tf.uint8)
 
 
 @dataclass(frozen=True)
