@@ -1,0 +1,33 @@
+"""Evaluation (scikit-learn metrics, calibration, confidence baseline) and the blessing gate.
+
+Public names are re-exported lazily so `import ingot.evaluate` stays cheap: the gate is pure
+Python, and metrics import TensorFlow and scikit-learn only when they run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvaluationReport": "ingot.evaluate.metrics",
+    "evaluate_model": "ingot.evaluate.metrics",
+    "evaluate_predictions": "ingot.evaluate.metrics",
+    "confidence_baseline": "ingot.evaluate.metrics",
+    "confidence_baseline_from_probabilities": "ingot.evaluate.metrics",
+    "expected_calibration_error": "ingot.evaluate.metrics",
+    "confidence_bin_index": "ingot.evaluate.metrics",
+    "ECE_BINS": "ingot.evaluate.metrics",
+    "GateThresholds": "ingot.evaluate.gate",
+    "GateDecision": "ingot.evaluate.gate",
+    "bless": "ingot.evaluate.gate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingot.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
