@@ -1,0 +1,214 @@
+"""Versioned schema: an ordered list of migrations, applied in one transaction on open.
+
+Each migration is frozen in time: it spells out its own DDL instead of reading the ORM classes,
+so changing `schema.py` later never changes what an old migration does. To change the schema,
+append a migration here and update `schema.py` to match (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from ingot.errors import ConfigError
+from ingot.registry.schema import SchemaVersionRow, json_type, utc_now
+
+# Any constant: PostgreSQL advisory lock key that serializes concurrent first opens.
+_MIGRATION_LOCK_KEY = 0x1D_907_2E61
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial(conn: Connection) -> None:
+    """models, model_versions, stage_events and the schema_version bookkeeping table."""
+    metadata = MetaData()
+    Table(
+        "schema_version", metadata,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("description", Text, nullable=False),
+        Column("applied_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "models", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(128), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("name", name="uq_models_name"),
+    )
+    Table(
+        "model_versions", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("model_id", Integer, ForeignKey("models.id", name="fk_model_versions_model"), nullable=False),
+        Column("version", Integer, nullable=True),
+        Column("status", String(16), nullable=False),
+        Column("stage", String(16), nullable=True),
+        Column("artifact_uri", Text, nullable=True),
+        Column("model_sha256", String(64), nullable=True),
+        Column("data_hash", String(128), nullable=True),
+        Column("config", json_type(), nullable=False),
+        Column("metrics", json_type(), nullable=False),
+        Column("gate", json_type(), nullable=True),
+        Column("pipeline_run_id", String(256), nullable=True),
+        Column("registered_by", String(128), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+        CheckConstraint("status IN ('PENDING', 'READY', 'FAILED')", name="ck_model_versions_status"),
+        CheckConstraint(
+            "stage IS NULL OR stage IN ('candidate', 'challenger', 'champion', 'archived', 'rejected')",
+            name="ck_model_versions_stage",
+        ),
+        CheckConstraint("version IS NULL OR version >= 1", name="ck_model_versions_version_positive"),
+        # Only gate rejections go without a version number, and a published version has its artifact.
+        CheckConstraint("version IS NOT NULL OR stage = 'rejected'", name="ck_model_versions_unnumbered_rejected"),
+        CheckConstraint(
+            "version IS NULL OR (artifact_uri IS NOT NULL AND model_sha256 IS NOT NULL)",
+            name="ck_model_versions_artifact",
+        ),
+    )
+    Table(
+        "stage_events", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("version_id", Integer, ForeignKey("model_versions.id", name="fk_stage_events_version"),
+               nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("from_stage", String(16), nullable=True),
+        Column("to_stage", String(16), nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("actor", String(128), nullable=False),
+        Index("ix_stage_events_version_id", "version_id"),
+    )
+    metadata.create_all(conn)
+
+
+def _v2_verification_and_lookups(conn: Connection) -> None:
+    """Why a version FAILED; lookups by pipeline run; database-enforced stage invariants.
+
+    The partial unique indexes make the database, not only the code, guarantee at most one
+    champion and one challenger per model, and one rejection per (model, pipeline run), so a
+    retried or racing register step cannot create a second record.
+    """
+    for statement in (
+        "ALTER TABLE model_versions ADD COLUMN status_reason TEXT",
+        "CREATE INDEX ix_model_versions_pipeline_run_id ON model_versions (pipeline_run_id)",
+        "CREATE INDEX ix_model_versions_model_stage ON model_versions (model_id, stage)",
+        "CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
+        "WHERE stage = 'champion'",
+        "CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
+        "WHERE stage = 'challenger'",
+        "CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
+        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL",
+    ):
+        conn.exec_driver_sql(statement)
+
+
+def _v3_append_only_events(conn: Connection) -> None:
+    """Make the database reject UPDATE and DELETE on stage_events (the audit trail)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            """
+            CREATE FUNCTION ingot_stage_events_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'stage_events is append-only: % is not allowed', TG_OP
+                    USING ERRCODE = 'restrict_violation';
+            END
+            $$
+            """
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER stage_events_append_only BEFORE UPDATE OR DELETE ON stage_events "
+            "FOR EACH ROW EXECUTE FUNCTION ingot_stage_events_append_only()"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER stage_events_no_truncate BEFORE TRUNCATE ON stage_events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION ingot_stage_events_append_only()"
+        )
+    elif conn.dialect.name == "sqlite":
+        for operation in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER stage_events_no_{operation.lower()} BEFORE {operation} ON stage_events "
+                f"BEGIN SELECT RAISE(ABORT, 'stage_events is append-only: {operation} is not allowed'); END"
+            )
+    else:  # pragma: no cover - from_url accepts only these two
+        raise ConfigError(f"no append-only guard for database dialect {conn.dialect.name!r}")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial: models, model_versions, stage_events", _v1_initial),
+    Migration(2, "status_reason, pipeline-run and stage indexes, one champion/challenger per model",
+              _v2_verification_and_lookups),
+    Migration(3, "append-only stage_events enforced by the database", _v3_append_only_events),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: Connection) -> int:
+    """The version the database is at: 0 for an empty database."""
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    found = conn.scalar(select(SchemaVersionRow.version).order_by(SchemaVersionRow.version.desc()).limit(1))
+    return int(found or 0)
+
+
+def migrate(engine: Engine, *, target: int = SCHEMA_VERSION) -> list[int]:
+    """Bring the database up to `target` in ONE transaction; return the versions applied.
+
+    A failing migration rolls everything back, leaving the database at its old version. A
+    database newer than this code is refused rather than guessed at.
+    """
+    applied: list[int] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        found = schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise ConfigError(
+                f"registry schema is version {found}, newer than this ingot understands "
+                f"(up to {SCHEMA_VERSION}); upgrade ingot to use this registry"
+            )
+        for migration in MIGRATIONS:
+            if found < migration.version <= target:
+                try:
+                    migration.apply(conn)
+                    conn.execute(
+                        SchemaVersionRow.__table__.insert().values(
+                            version=migration.version, description=migration.description,
+                            applied_at=utc_now(),
+                        )
+                    )
+                except DBAPIError as err:
+                    raise ConfigError(
+                        f"registry schema migration {migration.version} ({migration.description}) failed "
+                        f"and was rolled back, the schema stays at version {found}: {_first_line(err)}"
+                    ) from err
+                applied.append(migration.version)
+    return applied
+
+
+def _first_line(err: DBAPIError) -> str:
+    return str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)

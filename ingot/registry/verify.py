@@ -1,0 +1,56 @@
+"""Artifact verification for `Registry.mark_ready`: a version is READY only once this passes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ingot.errors import ConfigError, ModelError
+
+# (artifact_uri, model_sha256) -> True/None on success; False or an exception on failure.
+Verifier = Callable[[str, str], "bool | None"]
+
+
+def local_path(artifact_uri: str) -> Path:
+    """A local directory for `artifact_uri` (plain path or file://); remote schemes are refused."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else artifact_uri)
+    raise ConfigError(
+        f"cannot check files of {artifact_uri!r} here: checksum mappings need a local path; "
+        "pass a verifier callable for remote stores"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_verifier(expected: Mapping[str, str]) -> Verifier:
+    """A verifier that recomputes the sha256 of each listed file under the artifact directory."""
+    if not expected:
+        raise ConfigError("checksum mapping is empty; list at least one file and its sha256")
+    wanted = {str(rel): str(sha).lower() for rel, sha in expected.items()}
+
+    def verify(artifact_uri: str, _model_sha256: str) -> bool:
+        root = local_path(artifact_uri).resolve()
+        problems: list[str] = []
+        for rel, sha in sorted(wanted.items()):
+            path = (root / rel).resolve()
+            if root not in path.parents:
+                problems.append(f"{rel}: outside the artifact directory")
+            elif not path.is_file():
+                problems.append(f"{rel}: missing")
+            elif (actual := file_sha256(path)) != sha:
+                problems.append(f"{rel}: sha256 {actual[:12]}... expected {sha[:12]}...")
+        if problems:
+            raise ModelError(f"{len(problems)} of {len(wanted)} files do not match: " + "; ".join(problems[:5]))
+        return True
+
+    return verify
