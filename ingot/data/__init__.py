@@ -16,6 +16,22 @@ _EXPORTS = {
     "LabelledImages": "ingot.data.dataset",
     "make_tf_dataset": "ingot.data.pipeline",
     "build_augmentation": "ingot.data.pipeline",
+    "DataReport": "ingot.data.report",
+    "SkippedFile": "ingot.data.report",
+    "load_image_folder": "ingot.data.sources",
+    "load_cifar10": "ingot.data.sources",
+    "load_keras_cifar10": "ingot.data.sources",
+    "ensure_digits_folder": "ingot.data.sources",
+    "load_dataset": "ingot.data.sources",
+    "check_class_counts": "ingot.data.sources",
+    "DEFAULT_MIN_IMAGES_PER_CLASS": "ingot.data.sources",
+    "CIFAR10_CLASS_NAMES": "ingot.data.sources",
+    "IMAGE_EXTENSIONS": "ingot.data.sources",
+    "DatasetSplits": "ingot.data.splits",
+    "split_dataset": "ingot.data.splits",
+    "save_splits": "ingot.data.splits",
+    "load_splits": "ingot.data.splits",
+    "compute_content_hash": "ingot.data.splits",
 }
 
 __all__ = sorted(_EXPORTS)

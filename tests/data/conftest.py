@@ -114,3 +114,13 @@ def cifar_archive(cifar_dir: tuple[Path, dict], tmp_path: Path) -> tuple[Path, d
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=os.path.basename(folder))
     return archive, batches
+
+
+@pytest.fixture
+def encode_image() -> Callable[[np.ndarray, str], bytes]:
+    return encode
+
+
+@pytest.fixture
+def random_pixels() -> Callable[..., np.ndarray]:
+    return pixels

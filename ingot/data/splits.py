@@ -1,0 +1,288 @@
+"""Deterministic stratified train/validation/test splits, their content hash, and their storage.
+
+A split is a lineage artifact: the same data and seed give the same split on any machine, in any
+listing order, wherever the files live (records are ordered by content before splitting), and
+the content hash in the model card names exactly which bytes, labels and split membership a
+model was trained and tested on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ingot.data.dataset import LabelledImages
+from ingot.errors import DataError
+
+SPLIT_NAMES = ("train", "validation", "test")
+MANIFEST_NAME = "splits.json"
+ARRAYS_NAME = "splits.npz"
+MANIFEST_FORMAT = "ingot.splits/v1"
+
+
+@dataclass
+class DatasetSplits:
+    train: LabelledImages
+    validation: LabelledImages
+    test: LabelledImages
+    class_names: list[str]
+    content_hash: str
+    source: str = ""
+    seed: int | None = None
+
+    def items(self) -> list[tuple[str, LabelledImages]]:
+        return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+
+    def summary(self) -> dict[str, Any]:
+        """Per-split class counts plus the hash: small enough for a model card or a log line."""
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "content_hash": self.content_hash,
+            "class_names": list(self.class_names),
+            "splits": {name: {"total": len(part), "class_counts": part.class_counts()}
+                       for name, part in self.items()},
+        }
+
+
+def file_digests(data: LabelledImages) -> list[str]:
+    """sha256 per image: file bytes for file sources (reused from the scan when known), raw
+    pixel bytes plus shape for array sources."""
+    if data.sha256 is not None:
+        return list(data.sha256)
+    if data.paths is not None:
+        return [_sha256_file(path) for path in data.paths]
+    assert data.images is not None
+    return [_sha256_array(image) for image in data.images]
+
+
+def _sha256_file(path: str) -> str:
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except (tf.errors.OpError, OSError) as err:
+        raise DataError(f"cannot read {path} to hash it: {err}; was the dataset moved or changed?") from err
+    return digest.hexdigest()
+
+
+def _sha256_array(image: np.ndarray) -> str:
+    digest = hashlib.sha256(str(tuple(image.shape)).encode())
+    digest.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def compute_content_hash(records: Iterable[tuple[str, str, str]]) -> str:
+    """sha256 over the sorted (split, image sha256, class name) records, one line each.
+
+    Class names (not label indices) go in, so renaming a class changes the hash too.
+    """
+    digest = hashlib.sha256()
+    for split, sha, class_name in sorted(records):
+        digest.update(f"{split}\t{sha}\t{class_name}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _records(splits: dict[str, LabelledImages], class_names: list[str]) -> list[tuple[str, str, str]]:
+    records = []
+    for split, part in splits.items():
+        for sha, label in zip(file_digests(part), part.labels):
+            records.append((split, sha, class_names[int(label)]))
+    return records
+
+
+def split_dataset(
+    data: LabelledImages,
+    *,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> DatasetSplits:
+    """Stratified train/validation/test split, reproducible from `seed` alone.
+
+    Images are first put in a canonical order (label, image sha256, path), so neither the order a
+    filesystem lists files in nor where the dataset lives changes the split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= float(value) < 1.0:
+            raise DataError(f"{name}={value} is out of range; expected a fraction in [0, 1)")
+    if validation_fraction + test_fraction >= 1.0:
+        raise DataError(
+            f"validation_fraction + test_fraction = {validation_fraction + test_fraction:.3f} leaves "
+            "nothing to train on; expected a sum below 1"
+        )
+    digests = file_digests(data)
+    keys = data.paths if data.paths is not None else [""] * len(data)
+    order = sorted(range(len(data)), key=lambda i: (int(data.labels[i]), digests[i], keys[i]))
+    canonical = np.asarray(order, dtype=np.int64)
+    labels = data.labels[canonical]
+    digested = LabelledImages(
+        class_names=data.class_names, labels=data.labels, paths=data.paths, images=data.images,
+        sha256=digests, source=data.source,
+    )
+
+    def cut(indices: np.ndarray, fraction: float, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified cut of `fraction` of the canonical positions `indices` (both halves sorted)."""
+        if fraction <= 0.0:
+            return indices, indices[:0]
+        try:
+            keep, taken = train_test_split(
+                indices, test_size=fraction, stratify=labels[indices], random_state=seed,
+                shuffle=True,
+            )
+        except ValueError as err:
+            counts = digested.subset(canonical[indices]).class_counts()
+            raise DataError(
+                f"cannot draw a stratified {part} split of {fraction:.3f} from {len(indices)} images "
+                f"with class counts {counts}: {err}; add images to the small classes or lower "
+                f"{part}_fraction"
+            ) from err
+        return np.sort(keep), np.sort(taken)
+
+    everything = np.arange(len(canonical))
+    rest, test = cut(everything, test_fraction, "test")
+    remaining_share = 1.0 - test_fraction
+    train, validation = cut(rest, validation_fraction / remaining_share, "validation")
+    parts = {
+        "train": digested.subset(canonical[train]),
+        "validation": digested.subset(canonical[validation]),
+        "test": digested.subset(canonical[test]),
+    }
+    return DatasetSplits(
+        **parts,
+        class_names=list(data.class_names),
+        content_hash=compute_content_hash(_records(parts, data.class_names)),
+        source=data.source,
+        seed=seed,
+    )
+
+
+def save_splits(splits: DatasetSplits, directory: str | os.PathLike[str]) -> Path:
+    """Write the split as an artifact directory: `splits.json` (plus `splits.npz` for arrays)."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    is_files = splits.train.paths is not None
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "kind": "files" if is_files else "arrays",
+        "source": splits.source,
+        "seed": splits.seed,
+        "class_names": list(splits.class_names),
+        "content_hash": splits.content_hash,
+        "counts": {name: len(part) for name, part in splits.items()},
+    }
+    if is_files:
+        manifest["splits"] = {
+            name: [
+                {"path": path, "label": int(label), "sha256": sha}
+                for path, label, sha in zip(part.paths or [], part.labels, file_digests(part))
+            ]
+            for name, part in splits.items()
+        }
+    else:
+        arrays: dict[str, np.ndarray] = {}
+        for name, part in splits.items():
+            arrays[f"{name}_images"] = part.images
+            arrays[f"{name}_labels"] = part.labels
+        manifest["arrays"] = ARRAYS_NAME
+        _atomic_write(folder / ARRAYS_NAME, lambda handle: np.savez(handle, **arrays))
+    _atomic_write(
+        folder / MANIFEST_NAME,
+        lambda handle: handle.write(json.dumps(manifest, indent=1).encode("utf-8") + b"\n"),
+    )
+    return folder
+
+
+def load_splits(directory: str | os.PathLike[str], *, verify_files: bool = True) -> DatasetSplits:
+    """Read a split written by save_splits and check it is the one that was saved.
+
+    The content hash is recomputed from the stored records (and, with `verify_files`, from the
+    files' current bytes, so a dataset edited after the split is caught before training on it).
+    """
+    folder = Path(directory)
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise DataError(f"{folder} has no {MANIFEST_NAME}; expected a directory written by save_splits")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{manifest_path} is not readable JSON: {err}") from err
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise DataError(
+            f"{manifest_path} has format {manifest.get('format')!r}; expected {MANIFEST_FORMAT!r}"
+        )
+    class_names = list(manifest["class_names"])
+    source = manifest.get("source", "")
+    parts: dict[str, LabelledImages] = {}
+    if manifest["kind"] == "files":
+        for name in SPLIT_NAMES:
+            rows = manifest["splits"][name]
+            parts[name] = LabelledImages(
+                class_names=class_names,
+                labels=np.asarray([r["label"] for r in rows], dtype=np.int64),
+                paths=[r["path"] for r in rows],
+                sha256=[r["sha256"] for r in rows],
+                source=source,
+            )
+    else:
+        arrays_path = folder / manifest.get("arrays", ARRAYS_NAME)
+        if not arrays_path.is_file():
+            raise DataError(f"{folder} has no {arrays_path.name}; the split's arrays are missing")
+        with np.load(arrays_path, allow_pickle=False) as arrays:
+            for name in SPLIT_NAMES:
+                parts[name] = LabelledImages(
+                    class_names=class_names,
+                    labels=arrays[f"{name}_labels"],
+                    images=arrays[f"{name}_images"],
+                    source=source,
+                )
+
+    expected = manifest["content_hash"]
+    actual = compute_content_hash(_records(parts, class_names))
+    if actual != expected:
+        raise DataError(
+            f"split in {folder} does not match its content hash (stored {expected[:12]}..., "
+            f"recomputed {actual[:12]}...); the manifest or arrays were modified after saving"
+        )
+    if manifest["kind"] == "files" and verify_files:
+        changed = [
+            path
+            for part in parts.values()
+            for path, sha in zip(part.paths or [], part.sha256 or [])
+            if _sha256_file(path) != sha
+        ]
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise DataError(
+                f"split in {folder} does not match its content hash: {len(changed)} file(s) changed "
+                f"since the split was made ({shown}); re-run the ingest step to make a new split"
+            )
+    return DatasetSplits(
+        **parts, class_names=class_names, content_hash=expected, source=source,
+        seed=manifest.get("seed"),
+    )
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write to a temp file beside `path`, then rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
