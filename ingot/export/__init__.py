@@ -1,0 +1,34 @@
+"""Export a Keras classifier to the SavedModel serving contract (DESIGN.md section 3) and publish
+it into a TF Serving model repository.
+
+Public names are re-exported lazily so `import ingot.export` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "export_saved_model": "ingot.export.saved_model",
+    "build_model_card": "ingot.export.saved_model",
+    "warmup_requests": "ingot.export.saved_model",
+    "SERVING_DEFAULT": "ingot.export.saved_model",
+    "SERVING_BYTES": "ingot.export.saved_model",
+    "OUTPUT_KEYS": "ingot.export.saved_model",
+    "REQUIRED_CARD_KEYS": "ingot.export.saved_model",
+    "WARMUP_FILE": "ingot.export.saved_model",
+    "MODEL_CARD_FILE": "ingot.export.saved_model",
+    "publish": "ingot.export.publish",
+    "PublishedVersion": "ingot.export.publish",
+    "validate_model_name": "ingot.export.publish",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingot.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,177 @@
+"""Publish an exported SavedModel as the next integer version of a model repository.
+
+Steps: copy into `<base>/<name>/.tmp-<id>/` (invisible to TF Serving, which skips non-numeric
+directories), reload it and run both signatures, then, holding `<base>/<name>/.publish.lock`,
+pick the next version, stamp it into the model card, write MANIFEST.sha256 and rename the
+staging directory to `<base>/<name>/<version>`. Any failure removes the staging directory and
+raises PublishError, so no partial version ever appears. Publishing the same model again (same
+`model_sha256`) returns the existing version instead of creating a duplicate.
+
+The lock and the rename give atomicity on POSIX filesystems (including shared volumes that
+honour flock). On object stores (gs://, s3:// through tf.io.gfile) a directory rename is a
+non-atomic copy and there is no lock: serialize publishers of one model there (one pipeline
+run at a time), and rely on TF Serving retrying a version it could not load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+from ingot import repository
+from ingot.errors import IngotError, PublishError
+
+LOCK_FILE = ".publish.lock"
+_MODEL_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    model_name: str
+    version: int
+    path: str
+    model_sha256: str
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_model_name(name: str) -> str:
+    """Model names become directory names, URL path segments and Kubernetes label values."""
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+        raise PublishError(
+            f"model name {name!r} is not valid; use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit (no slashes or dots)"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def _publish_lock(model_dir: str) -> Iterator[None]:
+    """Exclusive lock over version choice and rename; a no-op on object stores (see module doc)."""
+    if repository.is_remote(model_dir):
+        yield
+        return
+    with open(os.path.join(model_dir, LOCK_FILE), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _find_by_digest(base: str, name: str, digest: str) -> PublishedVersion | None:
+    for version, path in repository.iter_versions(base, name):
+        try:
+            existing = repository.version_model_sha256(path)
+        except IngotError:
+            continue  # an unreadable foreign directory is not our model
+        if existing == digest:
+            return PublishedVersion(name, version, path, digest, created=False)
+    return None
+
+
+def verify_saved_model(path: str) -> None:
+    """Reload the SavedModel and run both signatures on a tiny batch, checking output keys,
+    dtypes and shapes against the model card. Raises PublishError on any mismatch."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ingot.export.saved_model import OUTPUT_KEYS, SERVING_BYTES, SERVING_DEFAULT
+
+    card = repository.read_model_card(path)
+    try:
+        height, width = (int(v) for v in card["input_size"])
+        class_names = [str(c) for c in card["class_names"]]
+    except (KeyError, TypeError, ValueError):
+        raise PublishError(f"model card in {path} lacks a valid input_size or class_names") from None
+    loaded = tf.saved_model.load(path)
+    missing = [s for s in (SERVING_DEFAULT, SERVING_BYTES) if s not in loaded.signatures]
+    if missing:
+        raise PublishError(f"SavedModel in {path} lacks signature(s) {', '.join(missing)}")
+    zeros = tf.zeros([1, height, width, 3], tf.uint8)
+    requests = {
+        SERVING_DEFAULT: {"images": zeros},
+        SERVING_BYTES: {"image_bytes": tf.reshape(tf.io.encode_png(zeros[0]), [1])},
+    }
+    for signature, inputs in requests.items():
+        outputs = loaded.signatures[signature](**inputs)
+        if sorted(outputs) != sorted(OUTPUT_KEYS):
+            raise PublishError(f"{signature} returns {sorted(outputs)}; expected {sorted(OUTPUT_KEYS)}")
+        expected = {
+            "probabilities": (tf.float32, (1, len(class_names))),
+            "class_ids": (tf.int64, (1,)),
+            "class_names": (tf.string, (1,)),
+        }
+        for key, (dtype, shape) in expected.items():
+            got = outputs[key]
+            if got.dtype != dtype or tuple(got.shape) != shape:
+                raise PublishError(
+                    f"{signature} output {key} is {got.dtype.name}{list(got.shape)}; "
+                    f"expected {dtype.name}{list(shape)}"
+                )
+        if not np.isclose(float(tf.reduce_sum(outputs["probabilities"])), 1.0, atol=1e-3):
+            raise PublishError(f"{signature} probabilities do not sum to 1")
+        if outputs["class_names"].numpy()[0].decode() not in class_names:
+            raise PublishError(f"{signature} returned a class name outside the model card's classes")
+
+
+def _rename_into_place(staging: str, target: str) -> None:
+    if repository.exists(target):
+        raise PublishError(f"{target} already exists; published versions are never overwritten")
+    if repository.is_remote(target):
+        repository._gfile().rename(staging, target, overwrite=False)
+    else:
+        os.rename(staging, target)  # fails on a non-empty target, so never overwrites
+
+
+def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.PathLike[str], model_name: str) -> PublishedVersion:
+    """Publish `artifact_dir` (from export_saved_model) as the next version of `model_name`."""
+    name = validate_model_name(model_name)
+    artifact = os.fspath(artifact_dir)
+    base = os.fspath(repository_base)
+    if not repository.exists(repository.join(artifact, "saved_model.pb")):
+        raise PublishError(f"{artifact} is not a SavedModel directory (no saved_model.pb)")
+    repository.read_model_card(artifact)  # NotFoundError/ModelError early, before any copy
+    digest = repository.model_sha256(artifact)
+
+    model_dir = repository.join(base, name)
+    repository.makedirs(model_dir)
+    existing = _find_by_digest(base, name, digest)
+    if existing is not None:
+        return existing
+
+    staging = repository.join(model_dir, f".tmp-{uuid.uuid4().hex}")
+    try:
+        repository.copy_tree(artifact, staging)
+        if repository.model_sha256(staging) != digest:
+            raise PublishError(f"copy of {artifact} in {staging} differs from the original")
+        verify_saved_model(staging)
+        with _publish_lock(model_dir):
+            existing = _find_by_digest(base, name, digest)  # a concurrent publisher got there first
+            if existing is not None:
+                repository.rmtree(staging)
+                return existing
+            versions = repository.list_versions(base, name)
+            version = versions[-1] + 1 if versions else 1
+            target = repository.version_path(base, name, version)
+            card = repository.read_model_card(staging)
+            card.update(version=version, model_sha256=digest)
+            repository.write_model_card(staging, card)
+            repository.write_manifest(staging)  # replaces any manifest the artifact carried
+            repository.verify_manifest(staging)
+            _rename_into_place(staging, target)
+    except PublishError:
+        repository.rmtree(staging)
+        raise
+    except Exception as err:
+        repository.rmtree(staging)
+        raise PublishError(f"publishing {artifact} as a new version of {name!r} failed: {err}") from err
+    return PublishedVersion(name, version, target, digest, created=True)
+

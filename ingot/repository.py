@@ -1,0 +1,259 @@
+"""The model repository: TF Serving's layout `<base>/<model_name>/<version>/`.
+
+Versions are integer directory names and are never overwritten. Like TF Serving, everything
+here ignores non-numeric entries (`.tmp-*` staging directories, the publish lock), so a
+half-written version is invisible. Each published version carries `MANIFEST.sha256`
+(sha256sum format, `sha256sum -c MANIFEST.sha256` works inside the version directory).
+
+Local paths use the standard library; URLs (`gs://`, `s3://`, ...) go through `tf.io.gfile`
+where TensorFlow has the filesystem plugin, so TensorFlow is only imported for those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from typing import Any, Iterator
+
+from ingot.errors import ModelError, NotFoundError, PublishError
+
+ASSETS_EXTRA = "assets.extra"
+MODEL_CARD_PATH = f"{ASSETS_EXTRA}/model_card.json"
+WARMUP_PATH = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"
+MANIFEST_FILE = "MANIFEST.sha256"
+_VERSION_DIR = re.compile(r"[0-9]+")
+_CHUNK = 1 << 20
+
+
+# --- filesystem: the standard library for local paths, tf.io.gfile for URLs ------------------
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    return "://" in os.fspath(path)
+
+
+def _gfile() -> Any:
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def join(base: str | os.PathLike[str], *parts: str) -> str:
+    base = os.fspath(base)
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(base, *parts)
+
+
+def isdir(path: str) -> bool:
+    return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def exists(path: str) -> bool:
+    return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def listdir(path: str) -> list[str]:
+    if is_remote(path):
+        return [entry.rstrip("/") for entry in _gfile().listdir(path)]
+    return os.listdir(path)
+
+
+def makedirs(path: str) -> None:
+    if is_remote(path):
+        _gfile().makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
+def rmtree(path: str) -> None:
+    """Remove a directory tree if present; never raises (used on failure paths)."""
+    try:
+        if is_remote(path):
+            if _gfile().exists(path):
+                _gfile().rmtree(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except Exception:  # noqa: BLE001 - cleanup must not mask the original error
+        pass
+
+
+def open_file(path: str, mode: str = "rb") -> Any:
+    return _gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
+
+
+def walk_files(root: str) -> list[str]:
+    """Every file under `root` as a sorted relative POSIX path."""
+    found: list[str] = []
+    if is_remote(root):
+        prefix = root.rstrip("/") + "/"
+        for directory, _, files in _gfile().walk(root):
+            rel_dir = directory.rstrip("/")[len(prefix) :] if directory.rstrip("/") != root.rstrip("/") else ""
+            found.extend(f"{rel_dir}/{name}" if rel_dir else name for name in files)
+    else:
+        for directory, _, files in os.walk(root):
+            rel_dir = os.path.relpath(directory, root)
+            for name in files:
+                rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+                found.append(rel.replace(os.sep, "/"))
+    return sorted(found)
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """Copy a directory tree to a new `dst` (which must not exist)."""
+    if not is_remote(src) and not is_remote(dst):
+        shutil.copytree(src, dst)
+        return
+    gfile = _gfile()
+    for rel in walk_files(src):
+        target = join(dst, rel)
+        parent = target.rsplit("/", 1)[0] if is_remote(target) else os.path.dirname(target)
+        makedirs(parent)
+        gfile.copy(join(src, rel), target, overwrite=False)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open_file(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- layout -----------------------------------------------------------------------------------
+
+
+def list_models(base: str | os.PathLike[str]) -> list[str]:
+    """Model names under `base` (directories not starting with a dot)."""
+    base = os.fspath(base)
+    if not isdir(base):
+        return []
+    return sorted(e for e in listdir(base) if not e.startswith(".") and isdir(join(base, e)))
+
+
+def list_versions(base: str | os.PathLike[str], name: str) -> list[int]:
+    """Published versions of `name`, ascending; non-numeric entries are ignored, as TF Serving does."""
+    model_dir = join(base, name)
+    if not isdir(model_dir):
+        return []
+    return sorted(
+        int(entry)
+        for entry in listdir(model_dir)
+        if _VERSION_DIR.fullmatch(entry) and isdir(join(model_dir, entry))
+    )
+
+
+def latest_version(base: str | os.PathLike[str], name: str) -> int | None:
+    versions = list_versions(base, name)
+    return versions[-1] if versions else None
+
+
+def version_path(base: str | os.PathLike[str], name: str, version: int) -> str:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise NotFoundError(f"model version {version!r} is not valid; versions are non-negative integers")
+    return join(base, name, str(version))
+
+
+def read_model_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model card of a SavedModel directory (an export or a published version)."""
+    card_path = join(path, MODEL_CARD_PATH)
+    if not exists(card_path):
+        raise NotFoundError(f"no model card at {card_path}; expected a SavedModel exported by Ingot")
+    with open_file(card_path, "rb") as handle:
+        try:
+            card = json.loads(handle.read())
+        except ValueError as err:
+            raise ModelError(f"model card {card_path} is not valid JSON: {err}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path} must hold a JSON object")
+    return card
+
+
+def write_model_card(path: str | os.PathLike[str], card: dict[str, Any]) -> None:
+    with open_file(join(path, MODEL_CARD_PATH), "w") as handle:
+        handle.write(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+# --- digests and manifests -------------------------------------------------------------------
+
+
+def _counts_for_model_digest(rel: str) -> bool:
+    return rel != MANIFEST_FILE and not rel.startswith(f"{ASSETS_EXTRA}/")
+
+
+def _digest_of(file_digests: dict[str, str]) -> str:
+    combined = hashlib.sha256()
+    for rel in sorted(file_digests):
+        if _counts_for_model_digest(rel):
+            combined.update(f"{file_digests[rel]}  {rel}\n".encode())
+    return combined.hexdigest()
+
+
+def model_sha256(path: str | os.PathLike[str]) -> str:
+    """Identity of the model itself: sha256 over the sorted (file digest, relative path) lines of
+    the SavedModel's files, excluding assets.extra/ (model card, warm-up) and the manifest, so
+    the same model published with another version number or card has the same digest."""
+    path = os.fspath(path)
+    files = [rel for rel in walk_files(path) if _counts_for_model_digest(rel)]
+    if not files:
+        raise NotFoundError(f"{path} holds no SavedModel files")
+    return _digest_of({rel: file_sha256(join(path, rel)) for rel in files})
+
+
+def write_manifest(path: str | os.PathLike[str]) -> str:
+    """Write MANIFEST.sha256 (sha256sum format) covering every file except itself."""
+    path = os.fspath(path)
+    lines = [
+        f"{file_sha256(join(path, rel))}  {rel}\n" for rel in walk_files(path) if rel != MANIFEST_FILE
+    ]
+    manifest = join(path, MANIFEST_FILE)
+    with open_file(manifest, "w") as handle:
+        handle.write("".join(lines))
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, str]:
+    """{relative path: sha256} from a version's MANIFEST.sha256."""
+    manifest = join(os.fspath(path), MANIFEST_FILE)
+    if not exists(manifest):
+        raise PublishError(f"{manifest} is missing; every published version carries one")
+    entries: dict[str, str] = {}
+    with open_file(manifest, "rb") as handle:
+        for number, raw in enumerate(handle.read().decode().splitlines(), start=1):
+            match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", raw)
+            if not match:
+                raise PublishError(f"{manifest} line {number} is not '<sha256>  <path>': {raw!r}")
+            entries[match.group(2)] = match.group(1)
+    return entries
+
+
+def verify_manifest(path: str | os.PathLike[str]) -> bool:
+    """True when every file matches MANIFEST.sha256 and no file is unlisted; otherwise raise
+    PublishError naming the first file (in path order) that differs."""
+    path = os.fspath(path)
+    expected = read_manifest(path)
+    present = {rel for rel in walk_files(path) if rel != MANIFEST_FILE}
+    for rel in sorted(present | set(expected)):
+        if rel not in expected:
+            raise PublishError(f"{join(path, rel)} is not listed in {MANIFEST_FILE}")
+        if rel not in present:
+            raise PublishError(f"{join(path, rel)} is listed in {MANIFEST_FILE} but missing")
+        if file_sha256(join(path, rel)) != expected[rel]:
+            raise PublishError(f"{join(path, rel)} does not match its {MANIFEST_FILE} digest (modified or corrupt)")
+    return True
+
+
+def version_model_sha256(path: str | os.PathLike[str]) -> str:
+    """model_sha256 of a published version, from its manifest when it has one (no re-hashing)."""
+    try:
+        return _digest_of(read_manifest(path))
+    except PublishError:
+        return model_sha256(path)
+
+
+def iter_versions(base: str | os.PathLike[str], name: str) -> Iterator[tuple[int, str]]:
+    for version in list_versions(base, name):
+        yield version, version_path(base, name, version)

@@ -1,0 +1,182 @@
+"""The SavedModel serving contract (DESIGN.md section 3), checked on a reloaded export."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import CLASSES, SIZE, colour_images
+
+H, W = SIZE
+C = len(CLASSES)
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(exported[0]))
+
+
+def encode(image: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_layout(exported):
+    path = exported[0]
+    assert (path / "saved_model.pb").is_file()
+    assert (path / "variables").is_dir()
+    assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert (path / "assets.extra" / "model_card.json").is_file()
+    assert not list(path.parent.glob(".tmp-export-*"))
+
+
+def test_signature_names_inputs_and_outputs(loaded):
+    import tensorflow as tf
+
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    expected_outputs = {
+        "probabilities": (tf.float32, [None, C]),
+        "class_ids": (tf.int64, [None]),
+        "class_names": (tf.string, [None]),
+    }
+    inputs = {
+        "serving_default": ("images", tf.uint8, [None, H, W, 3]),
+        "serving_bytes": ("image_bytes", tf.string, [None]),
+    }
+    for name, (key, dtype, shape) in inputs.items():
+        signature = loaded.signatures[name]
+        args, kwargs = signature.structured_input_signature
+        assert args == ()
+        assert list(kwargs) == [key]
+        assert kwargs[key].dtype == dtype
+        assert kwargs[key].shape.as_list() == shape
+        outputs = signature.structured_outputs
+        assert set(outputs) == set(expected_outputs)
+        for out_key, (out_dtype, out_shape) in expected_outputs.items():
+            assert outputs[out_key].dtype == out_dtype, (name, out_key)
+            assert outputs[out_key].shape.as_list() == out_shape, (name, out_key)
+
+
+def test_serving_default_matches_the_keras_model(loaded, trained_model):
+    import tensorflow as tf
+
+    images = colour_images([0, 1, 2, 2, 0], seed=11)
+    outputs = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = trained_model.predict(images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+    assert outputs["class_ids"].numpy().tolist() == [0, 1, 2, 2, 0]
+    assert [n.decode() for n in outputs["class_names"].numpy()] == ["red", "green", "blue", "blue", "red"]
+    np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_same_image_as_array_png_and_jpeg_gives_the_same_class(loaded):
+    import tensorflow as tf
+
+    images = colour_images([0, 1, 2], seed=21)
+    by_array = loaded.signatures["serving_default"](images=tf.constant(images))
+    png = [encode(img, "PNG") for img in images]
+    jpeg = [encode(img, "JPEG", quality=100) for img in images]
+    by_png = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))
+    by_jpeg = loaded.signatures["serving_bytes"](image_bytes=tf.constant(jpeg))
+
+    # PNG is lossless at the model's size: identical pixels, identical probabilities.
+    np.testing.assert_array_equal(by_png["probabilities"].numpy(), by_array["probabilities"].numpy())
+    np.testing.assert_array_equal(by_png["class_ids"].numpy(), by_array["class_ids"].numpy())
+    # JPEG is lossy even at quality 100: same class, probabilities close.
+    np.testing.assert_array_equal(by_jpeg["class_ids"].numpy(), by_array["class_ids"].numpy())
+    np.testing.assert_allclose(by_jpeg["probabilities"].numpy(), by_array["probabilities"].numpy(), atol=0.05)
+    assert by_array["class_ids"].numpy().tolist() == [0, 1, 2]
+
+
+def test_serving_bytes_accepts_any_size_and_format(loaded):
+    import tensorflow as tf
+
+    big_blue = colour_images([2], size=(48, 30), seed=3)[0]
+    grey_with_green = np.stack([np.full((20, 20), v, np.uint8) for v in (40, 220, 40)], axis=-1)
+    encoded = [
+        encode(big_blue, "PNG"),
+        encode(big_blue, "BMP"),
+        encode(grey_with_green, "GIF"),
+        encode(colour_images([0], size=(9, 40), seed=4)[0], "JPEG", quality=95),
+    ]
+    outputs = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
+    assert [n.decode() for n in outputs["class_names"].numpy()] == ["blue", "blue", "green", "red"]
+
+
+def test_undecodable_bytes_raise_a_clear_error_naming_the_formats(loaded):
+    import tensorflow as tf
+
+    good = encode(colour_images([0])[0], "PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([good, b"definitely not an image"]))
+    message = str(caught.value)
+    assert "image_bytes must hold JPEG, PNG, GIF or BMP encoded images" in message
+    assert "[1]" in message  # the offending batch position
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([good[: len(good) // 2]]))  # truncated PNG
+
+
+def test_empty_batches_give_empty_outputs(loaded):
+    import tensorflow as tf
+
+    for name, inputs in (
+        ("serving_default", {"images": tf.zeros([0, H, W, 3], tf.uint8)}),
+        ("serving_bytes", {"image_bytes": tf.zeros([0], tf.string)}),
+    ):
+        outputs = loaded.signatures[name](**inputs)
+        assert outputs["probabilities"].shape == (0, C)
+        assert outputs["class_ids"].shape == (0,)
+
+
+def test_warmup_records_cover_both_signatures_and_every_batch_size(exported, loaded):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = exported[0] / "assets.extra" / "tf_serving_warmup_requests"
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        for raw in tf.data.TFRecordDataset(str(path))
+    ]
+    assert 0 < len(records) <= 1000
+    seen = set()
+    for record in records:
+        assert record.WhichOneof("log_type") == "predict_log"
+        request = record.predict_log.request
+        assert request.model_spec.name == "colours"
+        signature = request.model_spec.signature_name
+        key = {"serving_default": "images", "serving_bytes": "image_bytes"}[signature]
+        assert list(request.inputs) == [key]
+        value = tf.make_ndarray(request.inputs[key])
+        seen.add((signature, value.shape[0]))
+        # Replay it as TF Serving does while loading: it must run and answer per batch row.
+        outputs = loaded.signatures[signature](**{key: tf.constant(value)})
+        assert outputs["probabilities"].shape == (value.shape[0], C)
+    sizes = {1, 2, 4, 8, 16, 32}
+    assert seen == {(s, b) for s in ("serving_default", "serving_bytes") for b in sizes}
+
+
+def test_model_card_carries_the_metrics_and_lineage(exported):
+    import tensorflow as tf
+
+    path, passed = exported
+    card = json.loads((path / "assets.extra" / "model_card.json").read_text())
+    assert card["metrics"] == passed["metrics"]
+    assert card["metrics"]["per_class"].keys() == set(CLASSES)
+    assert card["confidence_baseline"] == passed["confidence_baseline"]
+    for key in ("name", "architecture", "training_config", "data_hash"):
+        assert card[key] == passed[key]
+    assert card["version"] is None
+    assert card["class_names"] == CLASSES
+    assert card["input_size"] == list(SIZE)
+    assert card["tensorflow_version"] == tf.__version__
+    created = datetime.fromisoformat(card["created_at"])
+    assert created.utcoffset() == timezone.utc.utcoffset(None)
+    assert abs((datetime.now(timezone.utc) - created).total_seconds()) < 3600
