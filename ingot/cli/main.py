@@ -18,6 +18,7 @@ from ingot.errors import IngotError
 COMMAND_MODULES = (
     "ingot.cli.train",
     "ingot.cli.models",
+    "ingot.cli.data",
 )
 
 
