@@ -102,17 +102,34 @@ def walk_files(root: str) -> list[str]:
     return sorted(found)
 
 
-def copy_tree(src: str, dst: str) -> None:
-    """Copy a directory tree to a new `dst` (which must not exist)."""
+def copy_tree(src: str, dst: str, *, last: str | None = None) -> None:
+    """Copy a directory tree to a new `dst` (which must not exist); `last` names a relative
+    path to copy after everything else (saved_model.pb, so its presence means completeness)."""
     if not is_remote(src) and not is_remote(dst):
         shutil.copytree(src, dst)
         return
     gfile = _gfile()
-    for rel in walk_files(src):
+    files = walk_files(src)
+    if last in files:
+        files = [rel for rel in files if rel != last] + [last]
+    for rel in files:
         target = join(dst, rel)
         parent = target.rsplit("/", 1)[0] if is_remote(target) else os.path.dirname(target)
         makedirs(parent)
         gfile.copy(join(src, rel), target, overwrite=False)
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace a file's content. Remote files are deleted first: some gfile filesystems
+    (ram://) do not truncate on overwrite."""
+    if is_remote(path):
+        if _gfile().exists(path):
+            _gfile().remove(path)
+        with _gfile().GFile(path, "w") as handle:
+            handle.write(text)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 def file_sha256(path: str) -> str:
@@ -173,8 +190,7 @@ def read_model_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_model_card(path: str | os.PathLike[str], card: dict[str, Any]) -> None:
-    with open_file(join(path, MODEL_CARD_PATH), "w") as handle:
-        handle.write(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    write_text(join(path, MODEL_CARD_PATH), json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 # --- digests and manifests -------------------------------------------------------------------
@@ -210,8 +226,7 @@ def write_manifest(path: str | os.PathLike[str]) -> str:
         f"{file_sha256(join(path, rel))}  {rel}\n" for rel in walk_files(path) if rel != MANIFEST_FILE
     ]
     manifest = join(path, MANIFEST_FILE)
-    with open_file(manifest, "w") as handle:
-        handle.write("".join(lines))
+    write_text(manifest, "".join(lines))
     return manifest
 
 

@@ -19,9 +19,9 @@ _EXPORTS = {
     "REQUIRED_CARD_KEYS": "ingot.export.saved_model",
     "WARMUP_FILE": "ingot.export.saved_model",
     "MODEL_CARD_FILE": "ingot.export.saved_model",
-    "publish": "ingot.export.publish",
-    "PublishedVersion": "ingot.export.publish",
-    "validate_model_name": "ingot.export.publish",
+    "publish": "ingot.export.publishing",
+    "PublishedVersion": "ingot.export.publishing",
+    "validate_model_name": "ingot.export.publishing",
 }
 
 __all__ = sorted(_EXPORTS)

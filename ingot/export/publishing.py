@@ -126,7 +126,10 @@ def _rename_into_place(staging: str, target: str) -> None:
     if repository.exists(target):
         raise PublishError(f"{target} already exists; published versions are never overwritten")
     if repository.is_remote(target):
-        repository._gfile().rename(staging, target, overwrite=False)
+        # Object stores have no directory rename: copy with saved_model.pb last (a reader that
+        # finds saved_model.pb finds everything else), then drop the staging copy.
+        repository.copy_tree(staging, target, last="saved_model.pb")
+        repository.rmtree(staging)
     else:
         os.rename(staging, target)  # fails on a non-empty target, so never overwrites
 
