@@ -8,7 +8,7 @@ resizing use `decode_and_resize`, the function the exported `serving_bytes` sign
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ingot.data.dataset import LabelledImages
 from ingot.data.preprocess import AugmentationConfig, decode_and_resize, resize_uint8
@@ -21,7 +21,7 @@ def make_tf_dataset(
     image_size: Sequence[int],
     batch_size: int,
     training: bool,
-    augmentation: AugmentationConfig | None = None,
+    augmentation: AugmentationConfig | Mapping[str, Any] | None = None,
     seed: int = 0,
     cache: bool = True,
 ) -> Any:
@@ -41,6 +41,8 @@ def make_tf_dataset(
     height, width = (int(s) for s in image_size)
     if height < 1 or width < 1:
         raise ConfigError(f"image_size={tuple(image_size)} is not valid; expected two positive integers")
+    if isinstance(augmentation, Mapping):
+        augmentation = AugmentationConfig.from_dict(dict(augmentation))
     autotune = tf.data.AUTOTUNE
     labels = data.labels.astype("int64")
 

@@ -113,3 +113,17 @@ def test_bad_arguments_are_clear_errors():
         make_tf_dataset(data, image_size=(8, 8), batch_size=0, training=False)
     with pytest.raises(DataError, match="empty"):
         make_tf_dataset(data.subset([]), image_size=(8, 8), batch_size=2, training=False)
+
+
+def test_every_format_in_a_scanned_folder_flows_through_the_pipeline(mixed_folder):
+    from ingot.data.sources import load_image_folder
+
+    data, _ = load_image_folder(mixed_folder, min_images_per_class=2)
+    images, labels = _epoch(make_tf_dataset(
+        data, image_size=(8, 8), batch_size=5, training=True, seed=0,
+        augmentation={"flip": "horizontal", "zoom": 0.1},
+    ))
+    assert images.shape == (12, 8, 8, 3) and sorted(labels.tolist()) == sorted(data.labels.tolist())
+    assert images.min() >= 0.0 and images.max() <= 255.0
+    with pytest.raises(ConfigError, match="shear"):
+        make_tf_dataset(data, image_size=(8, 8), batch_size=5, training=True, augmentation={"shear": 1})
