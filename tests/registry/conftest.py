@@ -1,14 +1,14 @@
 """Registry fixtures: every registry test runs against SQLite and a real, throwaway PostgreSQL.
 
 The PostgreSQL parameter carries the `xdist_group` mark, so under `pytest -n 2 --dist loadgroup`
-one worker runs all of them against a single server; each test gets its own fresh database.
+one worker runs all of them against a single server; each test gets its own fresh databases.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -29,20 +29,32 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=BACKENDS)
-def registry_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A URL to an empty registry database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"registry_{os.getpid()}_{next(_database_numbers)}"
-    url = server.create_database(name)
-    yield url
-    server.drop_database(name)
+def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
+    """A factory of URLs to fresh, empty databases on the test's backend."""
+    created: list[str] = []
+    server: PostgresServer | None = (
+        request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    )
+
+    def make() -> str:
+        number = next(_database_numbers)
+        if server is None:
+            return f"sqlite:///{tmp_path / f'registry-{number}.db'}"
+        name = f"registry_{os.getpid()}_{number}"
+        created.append(name)
+        return server.create_database(name)
+
+    yield make
+    for name in created:
+        server.drop_database(name)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def registry_url(new_database: Callable[[], str]) -> str:
+    return new_database()
 
 
 @pytest.fixture
 def registry(registry_url: str) -> Iterator[Registry]:
     with Registry.from_url(registry_url) as opened:
         yield opened
-
