@@ -180,6 +180,9 @@ Checks JSON schema cannot express. Rendered (as nothing) from deployment.yaml so
 template run goes through them; each failure names the key, the value and what is expected.
 */}}
 {{- define "ingot.validate" -}}
+{{- if not (semverCompare ">=1.27.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "Kubernetes %s is not supported: this chart needs 1.27 or newer (autoscaling/v2 behavior, matchLabelKeys, PDB unhealthyPodEvictionPolicy)" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- $w := .Values.traffic.weights }}
 {{- if ne (add $w.champion $w.challenger) 100 }}
 {{- fail (printf "traffic.weights must sum to 100, got champion %v + challenger %v = %v" $w.champion $w.challenger (add $w.champion $w.challenger)) }}
@@ -209,6 +212,13 @@ template run goes through them; each failure names the key, the value and what i
 {{- $sizes := .Values.server.batching.allowedBatchSizes }}
 {{- if and $sizes (ne (int (last $sizes)) (int .Values.server.batching.maxBatchSize)) }}
 {{- fail (printf "server.batching.allowedBatchSizes must end with maxBatchSize (%v), got %v" .Values.server.batching.maxBatchSize $sizes) }}
+{{- end }}
+{{- $previous := 0 }}
+{{- range $sizes }}
+{{- if le (int .) $previous }}
+{{- fail (printf "server.batching.allowedBatchSizes must be strictly increasing, got %v" $sizes) }}
+{{- end }}
+{{- $previous = int . }}
 {{- end }}
 {{- end }}
 {{- end }}
