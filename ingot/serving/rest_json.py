@@ -1,0 +1,427 @@
+"""TF Serving's REST JSON: predict requests in, predictions out (util/json_tensor.cc semantics).
+
+Pure functions: the HTTP handler hands over the raw body and gets numpy inputs back, or a
+`ServingError` whose message says what was wrong and what was expected. The checks run in the
+order that keeps a hostile body cheap: size (the HTTP layer), nesting depth (a vectorized scan
+before parsing), JSON syntax, then per input the claimed shape and element count against the
+signature before any array is built.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ingot.serving.status import invalid_argument
+from ingot.serving.tensors import (
+    DT_BOOL,
+    DT_STRING,
+    SignatureSpec,
+    TensorSpec,
+    check_against_spec,
+    dtype_name,
+)
+
+B64_KEY = "b64"
+BYTES_SUFFIX = "_bytes"
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    max_depth: int = 32
+    max_elements: int = 1 << 24
+
+
+@dataclass
+class PredictRequest:
+    signature_name: str  # as sent ("" means serving_default)
+    inputs: dict[str, np.ndarray]
+    row_format: bool
+
+    @property
+    def batch_size(self) -> int:
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+
+# --------------------------------------------------------------------------- nesting depth
+
+
+def json_nesting_depth(body: bytes) -> int:
+    """Maximum nesting of arrays/objects in a JSON text, ignoring brackets inside strings.
+
+    Vectorized so a multi-megabyte body costs milliseconds: escaped backslashes and quotes are
+    blanked, string membership comes from the parity of quotes before each bracket.
+    """
+    cleaned = body.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    buf = np.frombuffer(cleaned, dtype=np.uint8)
+    brackets = np.flatnonzero((buf == 0x5B) | (buf == 0x7B) | (buf == 0x5D) | (buf == 0x7D))
+    if brackets.size == 0:
+        return 0
+    quotes = np.flatnonzero(buf == 0x22)
+    outside = (np.searchsorted(quotes, brackets) % 2) == 0
+    brackets = brackets[outside]
+    if brackets.size == 0:
+        return 0
+    chars = buf[brackets]
+    steps = np.where((chars == 0x5B) | (chars == 0x7B), 1, -1).astype(np.int64)
+    return int(np.cumsum(steps).max())
+
+
+def parse_json_object(body: bytes, limits: JsonLimits) -> dict:
+    if not body or not body.strip():
+        raise invalid_argument("JSON Parse error: The document is empty")
+    depth = json_nesting_depth(body)
+    if depth > limits.max_depth:
+        raise invalid_argument(
+            f"JSON Parse error: nesting depth {depth} exceeds the limit of {limits.max_depth}"
+        )
+    try:
+        doc = json.loads(body)
+    except UnicodeDecodeError as err:
+        raise invalid_argument(f"JSON Parse error: the body is not UTF-8 text ({err.reason})") from None
+    except (ValueError, RecursionError) as err:
+        raise invalid_argument(f"JSON Parse error: {err}") from None
+    if not isinstance(doc, dict):
+        raise invalid_argument(f"JSON Value: {_debug(doc)} Is not object")
+    return doc
+
+
+def _debug(value: Any, limit: int = 256) -> str:
+    """Short JSON rendering of a value for error messages (TF Serving truncates at 256 bytes)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def is_b64_object(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(B64_KEY), str)
+
+
+def decode_b64(value: dict) -> bytes:
+    text = value[B64_KEY]
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise invalid_argument("Unable to base64 decode: the 'b64' value has non-ASCII characters") from None
+    raw = raw.replace(b"-", b"+").replace(b"_", b"/")  # accept the web-safe alphabet too
+    raw += b"=" * (-len(raw) % 4)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_argument(
+            f"Unable to base64 decode: {_debug(value, 64)} is not valid base64 data"
+        ) from None
+
+
+# --------------------------------------------------------------------------- predict request
+
+
+def parse_predict_request(
+    body: bytes,
+    signature_for: Callable[[str], SignatureSpec],
+    limits: JsonLimits = JsonLimits(),
+) -> PredictRequest:
+    """Body of `POST /v1/models/...:predict` → validated numpy inputs.
+
+    `signature_for(name)` returns the signature ("" meaning serving_default) or raises
+    ServingError (model not found, signature not found).
+    """
+    doc = parse_json_object(body, limits)
+    signature_name = doc.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid_argument(
+            f"JSON Value: {_debug(doc)} not formatted correctly. 'signature_name' key must be a string value."
+        )
+    signature = signature_for(signature_name)
+    if not signature.inputs:
+        raise invalid_argument(
+            f"Failed to get input map for signature: {signature_name or 'DEFAULT'}"
+        )
+    has_instances, has_inputs = "instances" in doc, "inputs" in doc
+    if has_instances and has_inputs:
+        raise invalid_argument(
+            "JSON Value: not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+        )
+    if has_instances:
+        instances = doc["instances"]
+        if not isinstance(instances, list):
+            raise invalid_argument("Expecting 'instances' to be an list/array")
+        if not instances:
+            raise invalid_argument("No values in 'instances' array")
+        return PredictRequest(signature_name, _row_inputs(instances, signature, limits), True)
+    if has_inputs:
+        return PredictRequest(signature_name, _columnar_inputs(doc["inputs"], signature, limits), False)
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def _row_inputs(instances: list, signature: SignatureSpec, limits: JsonLimits) -> dict[str, np.ndarray]:
+    names = list(signature.inputs)
+    first = instances[0]
+    objects = isinstance(first, dict) and not is_b64_object(first)
+    if not objects and len(names) > 1:
+        raise invalid_argument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            f"required as per tensorinfo_map (inputs: {','.join(names)})"
+        )
+    if not objects:
+        for index, item in enumerate(instances):
+            if isinstance(item, dict) and not is_b64_object(item):
+                raise invalid_argument(f"Expecting value/list but got object at item {index} of input list")
+        name = names[0]
+        return {name: json_to_array(name, instances, signature.inputs[name], limits)}
+    columns: dict[str, list] = {name: [] for name in names}
+    expected = set(names)
+    for index, item in enumerate(instances):
+        if not isinstance(item, dict) or is_b64_object(item):
+            raise invalid_argument(f"Expecting object but got list at item {index} of input list")
+        if set(item) != expected:
+            raise invalid_argument(
+                f"Failed to process element: {index} of 'instances' list. JSON object: "
+                f"{_debug(item, 128)} keys must be equal to: {','.join(sorted(expected))}"
+            )
+        for name in names:
+            columns[name].append(item[name])
+    return {name: json_to_array(name, columns[name], signature.inputs[name], limits) for name in names}
+
+
+def _columnar_inputs(value: Any, signature: SignatureSpec, limits: JsonLimits) -> dict[str, np.ndarray]:
+    names = list(signature.inputs)
+    if not isinstance(value, dict) or is_b64_object(value):
+        if len(names) > 1:
+            raise invalid_argument(
+                "inputs is a plain value/list, but expecting an object as multiple input tensors "
+                f"required as per tensorinfo_map (inputs: {','.join(names)})"
+            )
+        return {names[0]: json_to_array(names[0], value, signature.inputs[names[0]], limits)}
+    out = {}
+    for name in names:
+        if name not in value:
+            raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        out[name] = json_to_array(name, value[name], signature.inputs[name], limits)
+    return out
+
+
+def claimed_shape(value: Any) -> tuple[int, ...]:
+    """The dense shape a nested list claims, following first elements (TF's GetDenseTensorShape)."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return tuple(shape)
+
+
+def json_to_array(name: str, value: Any, spec: TensorSpec, limits: JsonLimits) -> np.ndarray:
+    """One input's JSON value → numpy array of the signature's dtype, or a clear 400."""
+    shape = claimed_shape(value)
+    check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements)
+    if spec.dtype == DT_STRING:
+        flat: list[bytes] = []
+        _collect_strings(name, value, shape, 0, flat)
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    return _numeric_array(name, value, shape, spec)
+
+
+def _collect_strings(name: str, value: Any, shape: tuple[int, ...], level: int, out: list) -> None:
+    if level == len(shape):
+        if isinstance(value, str):
+            out.append(value.encode("utf-8"))
+        elif is_b64_object(value):
+            out.append(decode_b64(value))
+        elif isinstance(value, dict):
+            raise invalid_argument(
+                f"JSON Value: {_debug(value, 64)} not formatted correctly for base64 data "
+                "(expected {\"b64\": \"<base64 string>\"})"
+            )
+        else:
+            raise invalid_argument(
+                f"JSON Value: {_debug(value, 64)} Type: {_json_type(value)} is not of expected type: "
+                f"string (input '{name}')"
+            )
+        return
+    if not isinstance(value, list) or len(value) != shape[level]:
+        raise _ragged(name, shape, value, level)
+    for item in value:
+        _collect_strings(name, item, shape, level + 1, out)
+
+
+def _ragged(name: str, shape: tuple[int, ...], value: Any, level: int) -> Exception:
+    got = f"list of size {len(value)}" if isinstance(value, list) else f"{_json_type(value)} {_debug(value, 64)}"
+    want = f"a list of size {shape[level]}" if level < len(shape) else "a scalar"
+    return invalid_argument(
+        f"input '{name}': nested lists are not a dense tensor of shape "
+        f"[{','.join(map(str, shape))}]: at depth {level} found {got}, expected {want}"
+    )
+
+
+def _first_offending_leaf(value: Any, ok: Callable[[Any], bool], budget: int = 1_000_000) -> Any:
+    stack = [value]
+    while stack and budget > 0:
+        budget -= 1
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif not ok(item):
+            return item
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numeric_array(name: str, value: Any, shape: tuple[int, ...], spec: TensorSpec) -> np.ndarray:
+    target = spec.numpy_dtype
+    want = spec.dtype_name
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raw = None
+    if raw is None or raw.shape != shape or raw.dtype.kind in "OUSV":
+        if spec.dtype == DT_BOOL:
+            bad = _first_offending_leaf(value, lambda v: isinstance(v, bool))
+        else:
+            bad = _first_offending_leaf(value, _is_number)
+        if bad is not None or (raw is not None and raw.dtype.kind in "OUSV" and raw.shape == shape):
+            if bad is None:
+                raise invalid_argument(f"input '{name}': a number is out of range for {want}")
+            raise invalid_argument(
+                f"JSON Value: {_debug(bad, 64)} Type: {_json_type(bad)} is not of expected type: {want} "
+                f"(input '{name}')"
+            )
+        raise invalid_argument(
+            f"input '{name}': nested lists are not a dense tensor; expected every level to have "
+            f"the sizes of shape [{','.join(map(str, shape))}] claimed by the first elements"
+        )
+    kind = raw.dtype.kind
+    if spec.dtype == DT_BOOL:
+        if kind != "b":
+            raise invalid_argument(f"input '{name}': expected true/false values for bool, got numbers")
+        return raw
+    if kind == "b":
+        raise invalid_argument(
+            f"JSON Value: true/false Type: Bool is not of expected type: {want} (input '{name}')"
+        )
+    if target.kind in "iu":
+        if kind == "f":
+            bad = _first_offending_leaf(value, lambda v: not isinstance(v, float))
+            raise invalid_argument(
+                f"JSON Value: {_debug(bad, 64)} Type: Number is not of expected type: {want} "
+                f"(input '{name}' takes integers)"
+            )
+        if raw.size:
+            info = np.iinfo(target)
+            low, high = raw.min(), raw.max()
+            if low < info.min or high > info.max:
+                offender = low if low < info.min else high
+                raise invalid_argument(
+                    f"input '{name}': value {int(offender)} is out of range for {want} "
+                    f"({info.min}..{info.max})"
+                )
+    return raw.astype(target, copy=False)
+
+
+# --------------------------------------------------------------------------- predict response
+
+
+def _nest(flat: list, shape: tuple[int, ...]) -> Any:
+    if not shape:
+        return flat[0]
+    if len(shape) == 1:
+        return flat
+    step = math.prod(shape[1:])
+    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def to_json_value(name: str, array: np.ndarray) -> Any:
+    """numpy → JSON-ready nested lists, written as TF Serving writes them: float32 in its
+    shortest round-tripping decimal, `*_bytes` string tensors as {"b64": ...}."""
+    array = np.asarray(array)
+    kind = array.dtype.kind
+    if kind == "f":
+        if array.dtype.itemsize < 8:
+            # numpy's str() of float32 is the shortest decimal that round-trips as float32.
+            return array.astype(str).astype(np.float64).tolist()
+        return array.tolist()
+    if kind in "iub":
+        return array.tolist()
+    if kind in "OSU":
+        flat = array.ravel().tolist()
+        if name.endswith(BYTES_SUFFIX):
+            values = [{B64_KEY: base64.b64encode(_as_bytes(v)).decode("ascii")} for v in flat]
+        else:
+            values = [_as_bytes(v).decode("utf-8", errors="replace") for v in flat]
+        return _nest(values, array.shape)
+    raise invalid_argument(f"Failed to write JSON value for tensor type: {array.dtype}")
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict:
+    """{"predictions": ...} (row) or {"outputs": ...} (columnar); a dict per item or per name
+    only when the signature has several outputs."""
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    names = sorted(outputs)
+    if not row_format:
+        if len(names) == 1:
+            return {"outputs": to_json_value(names[0], outputs[names[0]])}
+        return {"outputs": {n: to_json_value(n, outputs[n]) for n in names}}
+    batch = None
+    for n in names:
+        arr = np.asarray(outputs[n])
+        if arr.ndim == 0:
+            raise invalid_argument(f"Tensor name: {n} has no shape information ")
+        if batch is not None and arr.shape[0] != batch:
+            raise invalid_argument(
+                f"Tensor name: {n} has inconsistent batch size: {arr.shape[0]} expecting: {batch}"
+            )
+        batch = arr.shape[0]
+    columns = {n: to_json_value(n, outputs[n]) for n in names}
+    if len(names) == 1:
+        return {"predictions": columns[names[0]]}
+    return {"predictions": [{n: columns[n][i] for n in names} for i in range(batch or 0)]}
+
+
+def dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode("utf-8")
+
+
+def dtype_text(dtype_enum: int) -> str:
+    return dtype_name(dtype_enum)

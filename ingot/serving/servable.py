@@ -1,0 +1,343 @@
+"""One loaded model version: its signatures, how requests reach the model, and warm-up.
+
+Imports TensorFlow; only the server process and tests import this module.
+
+Each signature gets a runner: a `BatchScheduler` + `BatchProcessor` when batching is on (and the
+signature's inputs all have a batch dimension), else a bounded direct runner. Requests, warm-up
+replays and the extra warm-up of every allowed batch size all go through the same runner, so
+whatever the server will run after AVAILABLE has run once before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ingot.serving.batching import BatchProcessor, BatchScheduler
+from ingot.serving.config import BatchingOptions
+from ingot.serving.status import Code, ServingError, failed_precondition, invalid_argument, unavailable
+from ingot.serving.tensors import SignatureSpec, array_from_proto, signature_from_def
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000
+
+Arrays = dict[str, np.ndarray]
+
+
+def clean_tf_message(message: str) -> str:
+    """The human part of a TensorFlow runtime error, without graph node dumps."""
+    keep = []
+    for raw in str(message).splitlines():
+        line = raw.replace("<stack traces unavailable>", "").strip()
+        if not line or line.startswith(("Graph execution error", "Detected at node", "[[", "[Op:")):
+            continue
+        if "[[{{node" in line:
+            line = line.split("[[{{node")[0].strip()
+        if " [Op:" in line:
+            line = line.split(" [Op:")[0].strip()
+        if line:
+            keep.append(line)
+    return " ".join(keep) or str(message).strip()
+
+
+def serving_error_from(err: BaseException) -> ServingError:
+    """Map any exception from a model call to a ServingError with TF's code."""
+    if isinstance(err, ServingError):
+        return err
+    import tensorflow as tf
+
+    if isinstance(err, tf.errors.OpError):
+        return ServingError(Code(err.error_code), clean_tf_message(err.message))
+    if isinstance(err, (ValueError, TypeError)):
+        return invalid_argument(clean_tf_message(str(err)))
+    return ServingError(Code.INTERNAL, f"{type(err).__name__}: {err}")
+
+
+def is_data_error(err: BaseException) -> bool:
+    try:
+        return serving_error_from(err).code in (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE)
+    except Exception:
+        return False
+
+
+class DirectRunner:
+    """Unbatched: each request is its own model call on a shared thread pool, with a cap on
+    requests waiting so overload answers UNAVAILABLE instead of queueing without bound."""
+
+    def __init__(self, call: Callable[[Arrays], Arrays], pool: "DirectPool") -> None:
+        self._call = call
+        self._pool = pool
+        self.executed_sizes: set[int] = set()
+
+    def submit(self, inputs: Arrays, size: int) -> Future:
+        self.executed_sizes.add(size)
+        return self._pool.submit(self._call, inputs)
+
+    def stop(self) -> None:
+        pass
+
+
+class DirectPool:
+    def __init__(self, threads: int, max_pending: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="model")
+        self._max_pending = max_pending
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        with self._lock:
+            if self._pending >= self._max_pending:
+                raise unavailable(
+                    f"the server is at its limit of {self._max_pending} requests in progress; retry later"
+                )
+            self._pending += 1
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+
+class BatchedRunner:
+    def __init__(self, call: Callable[[Arrays], Arrays], options: BatchingOptions, *, name: str,
+                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
+        self.processor = BatchProcessor(call, options, is_data_error=is_data_error, on_batch=on_batch)
+        self.scheduler = BatchScheduler(options, self.processor, name=name)
+
+    @property
+    def executed_sizes(self) -> set[int]:
+        return self.processor.executed_sizes
+
+    def submit(self, inputs: Arrays, size: int) -> Future:
+        return self.scheduler.schedule(inputs, size)
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+
+@dataclass
+class WarmupStats:
+    records: int = 0
+    requests_replayed: int = 0
+    extra_batch_sizes: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    batch_sizes_run: dict[str, list[int]] = field(default_factory=dict)
+
+
+class Servable:
+    """A loaded SavedModel version. Construct, then `load()`, `warm_up()`, serve, `unload()`."""
+
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: str | Path,
+        *,
+        batching: BatchingOptions | None,
+        direct_pool: DirectPool,
+        max_elements: int,
+        on_runtime: Callable[[float], None] | None = None,
+        on_batch: Callable[[str, int, int, float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.path = Path(path)
+        self.batching = batching
+        self._direct_pool = direct_pool
+        self.max_elements = max_elements
+        self._on_runtime = on_runtime
+        self._on_batch = on_batch
+        self.signatures: dict[str, SignatureSpec] = {}
+        self.signature_defs: dict[str, Any] = {}
+        self._runners: dict[str, Any] = {}
+        self._loaded: Any = None
+        self.warmup = WarmupStats()
+
+    # -- loading
+
+    def load(self) -> None:
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        pb_path = self.path / "saved_model.pb"
+        if not pb_path.is_file():
+            raise ServingError(Code.NOT_FOUND, f"no saved_model.pb in {self.path}")
+        saved = saved_model_pb2.SavedModel()
+        try:
+            saved.ParseFromString(pb_path.read_bytes())
+        except Exception as err:  # a truncated or foreign file
+            raise ServingError(Code.DATA_LOSS, f"cannot parse {pb_path}: {err}") from None
+        graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs)
+        if not graphs:
+            raise ServingError(Code.INVALID_ARGUMENT, f"{pb_path} has no MetaGraph tagged 'serve'")
+        try:
+            loaded = tf.saved_model.load(str(self.path), tags=["serve"])
+        except Exception as err:
+            raise serving_error_from(err) from None
+        self._loaded = loaded
+        for sig_name, sig_def in sorted(graphs[0].signature_def.items()):
+            if sig_name.startswith("__"):  # __saved_model_init_op and friends are not signatures
+                continue
+            if sig_name not in loaded.signatures:
+                continue
+            spec = signature_from_def(sig_name, sig_def)
+            self.signatures[sig_name] = spec
+            self.signature_defs[sig_name] = sig_def
+            self._runners[sig_name] = self._make_runner(spec, loaded.signatures[sig_name])
+        if not self.signatures:
+            raise ServingError(Code.INVALID_ARGUMENT, f"the SavedModel at {self.path} has no serving signatures")
+
+    def _make_runner(self, spec: SignatureSpec, function: Any):
+        import tensorflow as tf
+
+        output_names = list(spec.outputs)
+        on_runtime = self._on_runtime
+
+        def call(inputs: Arrays) -> Arrays:
+            started = time.perf_counter()
+            try:
+                tensors = {k: tf.constant(v) for k, v in inputs.items()}
+                result = function(**tensors)
+                outputs = {k: result[k].numpy() for k in output_names}
+            except Exception as err:
+                raise serving_error_from(err) from None
+            if on_runtime is not None:
+                on_runtime(time.perf_counter() - started)
+            return outputs
+
+        if self.batching is not None and spec.batched:
+            on_batch = None
+            if self._on_batch is not None:
+                on_batch = lambda n, padded, secs, _s=spec.name: self._on_batch(_s, n, padded, secs)  # noqa: E731
+            return BatchedRunner(call, self.batching, name=f"{self.name}-v{self.version}-{spec.name}", on_batch=on_batch)
+        return DirectRunner(call, self._direct_pool)
+
+    # -- serving
+
+    def signature(self, name: str, *, rest: bool = False) -> SignatureSpec:
+        """Signature by name ("" = serving_default), with TF Serving's error for each API."""
+        key = name or DEFAULT_SIGNATURE
+        spec = self.signatures.get(key)
+        if spec is None:
+            if rest:
+                raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+            raise failed_precondition(f'Serving signature key "{key}" not found.')
+        return spec
+
+    def submit(self, signature_name: str, inputs: Arrays) -> Future:
+        """Queue a validated request; the future yields every output of the signature."""
+        spec = self.signature(signature_name)
+        check_input_names(spec, inputs)
+        size = batch_size_of(inputs) if spec.batched else 1
+        return self._runners[spec.name].submit(inputs, size)
+
+    # -- warm-up
+
+    def warm_up(self, *, iterations: int = 1, timeout_s: float = 120.0) -> WarmupStats:
+        """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
+        yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
+        started = time.perf_counter()
+        records = read_warmup_requests(self.path / WARMUP_FILE)
+        stats = self.warmup
+        stats.records = len(records)
+        samples: dict[str, Arrays] = {}
+        for _ in range(max(1, iterations)):
+            for request in records:
+                sig = request.model_spec.signature_name or DEFAULT_SIGNATURE
+                spec = self.signature(sig)
+                inputs = {
+                    k: array_from_proto(k, v, spec.inputs.get(k), max_elements=self.max_elements)
+                    for k, v in request.inputs.items()
+                }
+                self.submit(sig, inputs).result(timeout=timeout_s)
+                stats.requests_replayed += 1
+                samples.setdefault(spec.name, inputs)
+        if self.batching is not None and self.batching.allowed_batch_sizes:
+            for sig, inputs in samples.items():
+                runner = self._runners[sig]
+                if not isinstance(runner, BatchedRunner):
+                    continue
+                for size in self.batching.allowed_batch_sizes:
+                    if size in runner.executed_sizes:
+                        continue
+                    tiled = {k: np.repeat(v[:1], size, axis=0) for k, v in inputs.items()}
+                    runner.submit(tiled, size).result(timeout=timeout_s)
+                    stats.extra_batch_sizes.append(size)
+                    stats.requests_replayed += 1
+        stats.batch_sizes_run = {sig: sorted(r.executed_sizes) for sig, r in self._runners.items()}
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def unload(self) -> None:
+        """Run what is queued, then drop the model."""
+        for runner in self._runners.values():
+            runner.stop()
+        self._runners.clear()
+        self._loaded = None
+
+
+def check_input_names(spec: SignatureSpec, inputs: Arrays) -> None:
+    if set(inputs) == set(spec.inputs):
+        return
+    sent, wanted = set(inputs), set(spec.inputs)
+    raise invalid_argument(
+        f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sorted(sent))}}}) "
+        f"!= len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+        f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
+    )
+
+
+def batch_size_of(inputs: Arrays) -> int:
+    sizes = {int(v.shape[0]) if v.ndim else -1 for v in inputs.values()}
+    if len(sizes) != 1 or -1 in sizes:
+        raise invalid_argument(
+            "all inputs must have the same size in their first (batch) dimension; got "
+            + ", ".join(f"{k}: {list(v.shape)}" for k, v in sorted(inputs.items()))
+        )
+    size = sizes.pop()
+    if size < 1:
+        raise invalid_argument("the batch dimension of the inputs is 0; send at least one item")
+    return size
+
+
+def read_warmup_requests(path: Path) -> list[Any]:
+    """PredictRequests from a TF Serving warm-up file (PredictionLog TFRecords); none when absent."""
+    if not path.is_file():
+        return []
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    requests = []
+    try:
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            if len(requests) >= MAX_WARMUP_RECORDS:
+                raise invalid_argument(
+                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+                )
+            entry = prediction_log_pb2.PredictionLog()
+            entry.ParseFromString(raw)
+            if entry.WhichOneof("log_type") != "predict_log":
+                log.warning("skipping a %s warm-up record in %s: only predict_log is replayed",
+                            entry.WhichOneof("log_type"), path)
+                continue
+            requests.append(entry.predict_log.request)
+    except ServingError:
+        raise
+    except Exception as err:
+        raise ServingError(Code.DATA_LOSS, f"cannot read warm-up records {path}: {clean_tf_message(str(err))}") from None
+    return requests

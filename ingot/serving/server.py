@@ -1,0 +1,233 @@
+"""The model server process: model manager + REST (aiohttp) + gRPC (grpc.aio) on one event loop.
+
+`ModelServer` is the async object; `ServerThread` runs one in a background thread (tests and
+benchmarks start several in one process); `run_server` is what `ingot serve` calls: it serves
+until SIGTERM/SIGINT, then shuts down gracefully: readiness turns false, the listeners close (no
+new connections), in-flight requests finish (up to the grace period), queued batches drain, the
+models unload, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
+from ingot.serving.core import RequestLimits, ServingCore
+from ingot.serving.manager import ManagerOptions, ModelManager, State
+from ingot.serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerOptions:
+    model_config: Any  # ModelServerConfig
+    host: str = "127.0.0.1"
+    grpc_port: int | None = 8500  # None or 0 with grpc_enabled False disables; 0 picks a free port
+    rest_port: int | None = 8501
+    manager: ManagerOptions = field(default_factory=ManagerOptions)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    monitoring: MonitoringOptions = field(default_factory=MonitoringOptions)
+    rest_timeout_s: float | None = 30.0
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    shutdown_grace_s: float = 30.0
+    grpc_max_message_bytes: int = 64 << 20
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.metrics = ServingMetrics()
+        self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state)
+        self.core = ServingCore(self.manager, self.metrics, options.limits)
+        self.rest_port: int | None = None
+        self.grpc_port: int | None = None
+        self._runner = None
+        self._grpc = None
+        self._config_task: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+
+    def _on_state(self, name: str, version: int, state: State) -> None:
+        self.metrics.model_state.labels(name, str(version)).set(int(state))
+
+    async def start(self) -> None:
+        opts = self.options
+        if opts.rest_port is not None:
+            from aiohttp import web
+
+            from ingot.serving.rest import RestApi
+
+            metrics_path = opts.monitoring.prometheus_path if opts.monitoring.prometheus_enabled else None
+            api = RestApi(self.core, metrics_path=metrics_path, timeout_s=opts.rest_timeout_s)
+            self._runner = web.AppRunner(
+                api.build_app(), access_log=None, shutdown_timeout=opts.shutdown_grace_s,
+                handle_signals=False,
+            )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
+            await site.start()
+            self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        if opts.grpc_port is not None:
+            import grpc
+
+            from ingot.serving.grpc_service import add_services
+
+            self._grpc = grpc.aio.server(options=[
+                ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ])
+            add_services(self._grpc, self.core)
+            address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
+            self.grpc_port = self._grpc.add_insecure_port(address)
+            await self._grpc.start()
+        self.manager.start()
+        if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
+            self._config_task = asyncio.create_task(self._poll_config_file())
+        log.info("serving: REST %s:%s, gRPC %s:%s", opts.host, self.rest_port, opts.host, self.grpc_port)
+
+    async def _poll_config_file(self) -> None:
+        """Reload --model_config_file when its content changes (TF Serving's
+        --model_config_file_poll_wait_seconds); a broken edit is logged and ignored."""
+        path = self.options.model_config_file
+        last = model_config_text(self.options.model_config)
+        while True:
+            await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
+            try:
+                config = await asyncio.to_thread(load_model_server_config, path)
+                text = model_config_text(config)
+                if text != last:
+                    log.info("model config file %s changed; reloading", path)
+                    await asyncio.to_thread(self.manager.reload_config, config)
+                    last = text
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.error("model config reload from %s failed: %s", path, err)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful: not ready, stop listening, finish in-flight requests, drain batches, unload."""
+        grace = self.options.shutdown_grace_s if grace_s is None else grace_s
+        self.core.draining = True
+        if self._config_task is not None:
+            self._config_task.cancel()
+        deadline = time.monotonic() + grace
+        tasks = []
+        if self._grpc is not None:
+            tasks.append(self._grpc.stop(grace))
+        if self._runner is not None:
+            tasks.append(self._runner.cleanup())
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while self.core.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self.manager.stop)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+class ServerThread:
+    """A ModelServer on its own event loop in a daemon thread; `start()` returns once the ports
+    are bound (models load in the background: use `wait_until_ready`)."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.server: ModelServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout_s: float = 60.0) -> "ServerThread":
+        self._thread = threading.Thread(target=self._run, name="model-server", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise TimeoutError("the model server did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self.server = ModelServer(self.options)
+            loop.run_until_complete(self.server.start())
+        except BaseException as err:
+            self._error = err
+            self._started.set()
+            return
+        self._started.set()
+        loop.run_until_complete(self.server.wait_stopped())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    @property
+    def manager(self) -> ModelManager:
+        assert self.server is not None
+        return self.server.manager
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.options.host}:{self.server.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.options.host}:{self.server.grpc_port}"
+
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.manager.readiness()["ready"]:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"models not ready after {timeout_s}s: {self.manager.readiness()}")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self._loop is None or self.server is None or self._thread is None:
+            return
+        if self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.server.stop(grace_s), self._loop)
+            future.result(timeout=grace_s + 60)
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def run_server(options: ServerOptions) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
+
+    async def main() -> None:
+        server = ModelServer(options)
+        await server.start()
+        print(
+            f"ingot serve: REST on http://{options.host}:{server.rest_port}  "
+            f"gRPC on {options.host}:{server.grpc_port}  (pid {os.getpid()})",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received: draining in-flight requests, then exiting")
+        print("ingot serve: shutting down (finishing in-flight requests)", flush=True)
+        await server.stop()
+
+    asyncio.run(main())
+    return 0
+

@@ -1,0 +1,212 @@
+"""Tensors on the wire: TensorProto ⇄ numpy, and the signatures requests are checked against.
+
+Conversion is plain numpy over the proto's fields (no TensorFlow call), so a uint8 image batch in
+`tensor_content` becomes an array without a copy per element; every size is checked against the
+signature and the element limit before an array is allocated, so a tiny request cannot claim a
+huge tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ingot.serving.status import invalid_argument, ServingError, Code
+
+# tensorflow/core/framework/types.proto
+DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
+DT_INT64, DT_BOOL, DT_UINT16, DT_HALF, DT_UINT32, DT_UINT64 = 9, 10, 17, 19, 22, 23
+
+# enum → (numpy dtype, TF's DataTypeString name, TensorProto value field)
+DTYPES: dict[int, tuple[np.dtype, str, str]] = {
+    DT_FLOAT: (np.dtype(np.float32), "float", "float_val"),
+    DT_DOUBLE: (np.dtype(np.float64), "double", "double_val"),
+    DT_INT32: (np.dtype(np.int32), "int32", "int_val"),
+    DT_UINT8: (np.dtype(np.uint8), "uint8", "int_val"),
+    DT_INT16: (np.dtype(np.int16), "int16", "int_val"),
+    DT_INT8: (np.dtype(np.int8), "int8", "int_val"),
+    DT_UINT16: (np.dtype(np.uint16), "uint16", "int_val"),
+    DT_STRING: (np.dtype(object), "string", "string_val"),
+    DT_INT64: (np.dtype(np.int64), "int64", "int64_val"),
+    DT_BOOL: (np.dtype(np.bool_), "bool", "bool_val"),
+    DT_HALF: (np.dtype(np.float16), "half", "half_val"),
+    DT_UINT32: (np.dtype(np.uint32), "uint32", "uint32_val"),
+    DT_UINT64: (np.dtype(np.uint64), "uint64", "uint64_val"),
+}
+_ENUM_BY_NUMPY = {np.dtype(v[0]).str: k for k, v in DTYPES.items() if k != DT_STRING}
+
+
+def dtype_name(dtype_enum: int) -> str:
+    entry = DTYPES.get(dtype_enum)
+    return entry[1] if entry else f"DataType({dtype_enum})"
+
+
+def dtype_enum_of(array: np.ndarray) -> int:
+    if array.dtype.kind in ("O", "S", "U"):
+        return DT_STRING
+    try:
+        return _ENUM_BY_NUMPY[array.dtype.str]
+    except KeyError:
+        raise ServingError(Code.UNIMPLEMENTED, f"tensors of numpy dtype {array.dtype} are not supported") from None
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a signature: dtype and shape (None = any size, shape None = any rank)."""
+
+    dtype: int
+    shape: tuple[int | None, ...] | None
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return DTYPES[self.dtype][0]
+
+    @property
+    def dtype_name(self) -> str:
+        return dtype_name(self.dtype)
+
+    def shape_text(self) -> str:
+        if self.shape is None:
+            return "[?]"
+        return "[" + ",".join("-1" if d is None else str(d) for d in self.shape) + "]"
+
+
+@dataclass(frozen=True)
+class SignatureSpec:
+    name: str
+    inputs: Mapping[str, TensorSpec]
+    outputs: Mapping[str, TensorSpec]
+    method_name: str = "tensorflow/serving/predict"
+
+    @property
+    def batched(self) -> bool:
+        """Every input has a leading (batch) dimension, so requests can be merged."""
+        return all(spec.shape is not None and len(spec.shape) >= 1 for spec in self.inputs.values())
+
+
+def spec_from_tensor_info(info: Any) -> TensorSpec:
+    """A SignatureDef TensorInfo (tensorflow.core.protobuf.meta_graph_pb2) → TensorSpec."""
+    shape_proto = info.tensor_shape
+    if shape_proto.unknown_rank:
+        shape = None
+    else:
+        shape = tuple(None if d.size < 0 else int(d.size) for d in shape_proto.dim)
+    return TensorSpec(dtype=int(info.dtype), shape=shape)
+
+
+def signature_from_def(name: str, signature_def: Any) -> SignatureSpec:
+    return SignatureSpec(
+        name=name,
+        inputs={k: spec_from_tensor_info(v) for k, v in sorted(signature_def.inputs.items())},
+        outputs={k: spec_from_tensor_info(v) for k, v in sorted(signature_def.outputs.items())},
+        method_name=signature_def.method_name,
+    )
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def check_against_spec(name: str, shape: tuple[int, ...], dtype: int, spec: TensorSpec, *, max_elements: int) -> None:
+    """Reject a tensor whose dtype, rank, fixed dimensions or element count do not fit, before any
+    array of that size exists."""
+    if dtype != spec.dtype:
+        raise invalid_argument(
+            f"input '{name}' has dtype {dtype_name(dtype)}; the signature expects {spec.dtype_name}"
+        )
+    if spec.shape is not None:
+        if len(shape) != len(spec.shape):
+            raise invalid_argument(
+                f"input '{name}' has rank {len(shape)} (shape {_shape_text(shape)}); the signature "
+                f"expects rank {len(spec.shape)} with shape {spec.shape_text()}"
+            )
+        for got, want in zip(shape, spec.shape):
+            if want is not None and got != want:
+                raise invalid_argument(
+                    f"input '{name}' has shape {_shape_text(shape)}; the signature expects "
+                    f"{spec.shape_text()} ({spec.dtype_name})"
+                )
+    if any(d < 0 for d in shape):
+        raise invalid_argument(f"input '{name}' has a negative dimension in shape {_shape_text(shape)}")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise invalid_argument(
+            f"input '{name}' has {count} elements (shape {_shape_text(shape)}), more than the "
+            f"server's limit of {max_elements}"
+        )
+
+
+def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elements: int) -> np.ndarray:
+    """TensorProto → numpy, validated against `spec` (when given) before allocation."""
+    entry = DTYPES.get(proto.dtype)
+    if entry is None:
+        raise invalid_argument(f"input '{name}' has unsupported dtype {dtype_name(proto.dtype)}")
+    np_dtype, _, field = entry
+    if proto.tensor_shape.unknown_rank:
+        raise invalid_argument(f"input '{name}' has no shape (unknown rank)")
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    if spec is not None:
+        check_against_spec(name, shape, proto.dtype, spec, max_elements=max_elements)
+    elif any(d < 0 for d in shape) or math.prod(shape) > max_elements:
+        raise invalid_argument(f"input '{name}' has invalid or too large shape {_shape_text(shape)}")
+    count = math.prod(shape)
+
+    if proto.tensor_content:
+        if proto.dtype == DT_STRING:
+            raise invalid_argument(f"input '{name}': string tensors cannot use tensor_content")
+        expected = count * np_dtype.itemsize
+        if len(proto.tensor_content) != expected:
+            raise invalid_argument(
+                f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; shape "
+                f"{_shape_text(shape)} of {dtype_name(proto.dtype)} needs {expected}"
+            )
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+
+    values = getattr(proto, field)
+    n = len(values)
+    if n != count and not (n == 1 and count > 1):
+        raise invalid_argument(
+            f"input '{name}': {n} values in {field} do not fill shape {_shape_text(shape)} "
+            f"({count} elements)"
+        )
+    if proto.dtype == DT_STRING:
+        flat = np.empty(n, dtype=object)
+        flat[:] = list(values)
+    elif proto.dtype == DT_HALF:
+        flat = np.asarray(values, dtype=np.uint16).view(np.float16)
+    else:
+        try:
+            raw = np.asarray(values)
+            if np_dtype.kind in "iu" and raw.size and (raw.min() < np.iinfo(np_dtype).min or raw.max() > np.iinfo(np_dtype).max):
+                raise invalid_argument(
+                    f"input '{name}': values out of range for {dtype_name(proto.dtype)}"
+                )
+            flat = raw.astype(np_dtype, copy=False)
+        except (OverflowError, ValueError) as err:
+            raise invalid_argument(f"input '{name}': {err}") from None
+    if n == 1 and count > 1:
+        return np.full(shape, flat[0], dtype=np_dtype)
+    return flat.reshape(shape)
+
+
+def array_to_proto(array: np.ndarray, proto: Any) -> Any:
+    """Fill a (fresh) TensorProto from numpy: numbers as little-endian tensor_content, strings as
+    string_val — what tf.make_tensor_proto produces, without TensorFlow."""
+    array = np.asarray(array)
+    dtype_enum = dtype_enum_of(array)
+    proto.dtype = dtype_enum
+    dims = proto.tensor_shape.dim
+    for d in array.shape:
+        dims.add().size = int(d)
+    if dtype_enum == DT_STRING:
+        proto.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode("utf-8") for v in array.ravel().tolist()
+        )
+    else:
+        if array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("<"))
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    return proto
