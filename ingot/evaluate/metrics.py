@@ -84,7 +84,7 @@ class EvaluationReport:
             f"{self.macro_f1:>6.3f}  {self.num_examples:>7d}"
         )
         lines.append(f"{'accuracy':<{width}}  {'':>9}  {'':>6}  {self.accuracy:>6.3f}  {self.num_examples:>7d}")
-        lines.append(f"{'ECE':<{width}}  {'':>9}  {'':>6}  {self.ece:>6.3f}  {'':>7}")
+        lines.append(f"{'ECE':<{width}}  {'':>9}  {'':>6}  {self.ece:>6.3f}")
         return "\n".join(lines)
 
 
@@ -221,6 +221,11 @@ def predict_labelled(model: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_model(model: Any, data: Any, class_names: Sequence[str]) -> EvaluationReport:
     """Evaluate a Keras classifier (raw 0..255 pixels in, softmax out) on a labelled set."""
+    data_classes = getattr(data, "class_names", None)
+    if data_classes is not None and list(data_classes) != list(class_names):
+        raise DataError(
+            f"the evaluation set's classes {list(data_classes)} differ from class_names {list(class_names)}"
+        )
     labels, probabilities = predict_labelled(model, data)
     return evaluate_predictions(labels, probabilities, class_names)
 

@@ -228,3 +228,17 @@ def test_confidence_baseline_of_a_model():
     assert baseline["predicted_class_prior"] == pytest.approx([0.25, 0.25, 0.5])
     assert baseline["true_class_prior"] == pytest.approx([0.25, 0.25, 0.5])
     assert 0.9 < baseline["mean_confidence"] <= 1.0  # 10 * (230-20)/255 logit margin
+
+
+def test_evaluate_model_on_labelled_images_and_arrays():
+    from ingot.data import LabelledImages
+
+    labels = np.array([0, 1, 2, 1], dtype=np.int64)
+    images = colour_images(labels)
+    model = colour_model()
+    from_split = evaluate_model(model, LabelledImages(class_names=CLASSES, labels=labels, images=images), CLASSES)
+    from_arrays = evaluate_model(model, (images, labels), CLASSES)
+    assert from_split.accuracy == from_arrays.accuracy == 1.0
+    assert from_split.confusion_matrix == from_arrays.confusion_matrix == [[1, 0, 0], [0, 2, 0], [0, 0, 1]]
+    with pytest.raises(DataError, match="differ from class_names"):
+        evaluate_model(model, LabelledImages(class_names=["r", "g", "b"], labels=labels, images=images), CLASSES)
