@@ -243,7 +243,10 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if name == "mixed_precision":
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
-        return _coerce(name, value, bool)
+        try:
+            return _to_bool(name, value)
+        except ConfigError:
+            raise ConfigError(f"{name}={value!r} is not valid; expected auto, true or false") from None
     args = typing.get_args(annotation)
     if type(None) in args:  # Optional[X]
         if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
@@ -253,13 +256,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if typing.get_origin(annotation) is tuple:
         return _image_size(name, value)
     if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{name}={value!r} is not valid; expected true or false")
+        return _to_bool(name, value)
     if annotation is int:
         if isinstance(value, bool):
             raise ConfigError(f"{name}={value!r} is not valid; expected an integer")
@@ -284,6 +281,16 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             return str(value)
         raise ConfigError(f"{name}={value!r} is not valid; expected a string")
     raise ConfigError(f"{name}: unsupported setting type {annotation!r}")  # a bug, not user input
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{name}={value!r} is not valid; expected true or false")
 
 
 def _image_size(name: str, value: Any) -> tuple[int, int]:
