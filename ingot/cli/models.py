@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show_parser = actions.add_parser(
         "show", parents=[common], help="details, lineage, metrics and stage history of a version",
         description="NAME shows the model and its champion (or latest version); NAME:VERSION one "
-        "version, where VERSION is a number, 'latest', or a stage such as 'champion'.",
+        "version, where VERSION is a number, 'latest', a stage such as 'champion', or #ID for a "
+        "record by id (rejections have no version number; `ingot models list` shows their ids).",
     )
     show_parser.add_argument("spec", metavar="NAME[:VERSION]")
     show_parser.set_defaults(handler=run_show)
@@ -129,7 +130,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def parse_spec(spec: str) -> tuple[str, int | str | None]:
-    """`NAME` -> (NAME, None); `NAME:3` -> (NAME, 3); `NAME:champion` / `NAME:latest` -> strings."""
+    """`NAME` -> (NAME, None); `NAME:3` -> (NAME, 3); `NAME:champion` / `NAME:latest` -> strings;
+    `NAME:#12` -> (NAME, "#12"), a record by id (how rejections, which have no version, are named)."""
     name, sep, version = spec.partition(":")
     if not name:
         raise ConfigError(f"expected NAME or NAME:VERSION, got {spec!r}")
@@ -141,8 +143,10 @@ def parse_spec(spec: str) -> tuple[str, int | str | None]:
         return name, int(version)
     if version == "latest" or version in {s.value for s in Stage}:
         return name, version
+    if version.startswith("#") and version[1:].isdigit():
+        return name, version
     stages = ", ".join(s.value for s in Stage)
-    raise ConfigError(f"version {version!r} in {spec!r} is not valid; expected a positive integer, 'latest' or a stage ({stages})")
+    raise ConfigError(f"version {version!r} in {spec!r} is not valid; expected a positive integer, 'latest', a stage ({stages}) or #ID")
 
 
 def _select(registry: Registry, name: str, selector: int | str | None) -> ModelVersion | None:
@@ -150,6 +154,11 @@ def _select(registry: Registry, name: str, selector: int | str | None) -> ModelV
         return registry.get_version(name, selector)
     if selector is None:
         return registry.champion(name) or registry.latest(name)
+    if selector.startswith("#"):
+        record = registry.get_record(int(selector[1:]))
+        if record.name != name:
+            raise NotFoundError(f"record #{record.id} belongs to {record.name!r}, not {name!r}")
+        return record
     found = registry.latest(name) if selector == "latest" else registry.latest(name, stage=selector)
     if found is None:
         raise NotFoundError(f"model {name!r} has no {selector} version")

@@ -108,6 +108,18 @@ def test_show_a_model_lists_its_champion_and_rejections(capsys, populated: str) 
     assert rejections[1] == "      - class '3' f1 0.52 < min_class_f1 0.70"
 
 
+def test_show_a_rejection_by_its_id(capsys, populated: str) -> None:
+    code, out, _ = run(capsys, "models", "list", "digits", "--registry", populated)
+    record_id = out.splitlines()[1].split()[1].strip("-()")
+    code, out, _ = run(capsys, "models", "show", f"digits:{record_id}", "--registry", populated)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"digits (rejection {record_id})  stage rejected  status FAILED"
+    assert "  artifact      - (nothing published)" in lines and "  not blessed" in lines
+    assert "  - class '3' f1 0.52 < min_class_f1 0.70" in lines
+    assert lines[-1].endswith("(new) -> rejected  by ingot: class '3' f1 0.52 < min_class_f1 0.70")
+
+
 def test_show_by_stage_and_as_json(capsys, populated: str) -> None:
     code, out, _ = run(capsys, "models", "show", "digits:challenger", "--json", "--registry", populated)
     assert code == 0
@@ -127,8 +139,9 @@ def test_show_by_stage_and_as_json(capsys, populated: str) -> None:
         (("models", "show", "digits:7"), "ingot: error: model 'digits' has no version 7 (latest is 2)"),
         (("models", "show", "digits:archived"), "ingot: error: model 'digits' has no archived version"),
         (("models", "show", "digits:prod"), "ingot: error: version 'prod' in 'digits:prod' is not valid; expected a "
-                                           "positive integer, 'latest' or a stage (candidate, challenger, champion, "
-                                           "archived, rejected)"),
+                                           "positive integer, 'latest', a stage (candidate, challenger, champion, "
+                                           "archived, rejected) or #ID"),
+        (("models", "show", "cifar:#3"), "ingot: error: record #3 belongs to 'digits', not 'cifar'"),
         (("models", "list", "--limit", "-1"), "ingot: error: --limit must be 0 (all) or a positive number, got -1"),
     ],
 )

@@ -420,3 +420,54 @@ def test_check_constraints_guard_statuses_and_stages(registry: Registry) -> None
         with pytest.raises(DBAPIError):
             with registry.engine.begin() as conn:
                 conn.execute(text(statement))
+
+
+# ------------------------------------------------------------------------------ opening
+
+def test_default_registry_is_a_sqlite_file_in_the_data_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "nested" / "data"))
+    with Registry.from_url(None) as registry:
+        assert registry.dialect == "sqlite"
+        assert registry.url == f"sqlite:///{tmp_path / 'nested' / 'data' / 'registry.db'}"
+        register(registry)
+    assert (tmp_path / "nested" / "data" / "registry.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://ingot:secret@db:5432/registry", "postgresql+psycopg"),
+        ("postgres://ingot@db/registry", "postgresql+psycopg"),
+        ("postgresql+psycopg://ingot@db/registry", "postgresql+psycopg"),
+        ("sqlite:///relative/registry.db", "sqlite"),
+    ],
+)
+def test_registry_urls_are_normalized(url: str, driver: str) -> None:
+    from ingot.registry import normalize_url
+
+    assert normalize_url(url).drivername == driver
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "registry URL 'not a url' is not a database URL; expected sqlite:///PATH or postgresql://"),
+        ("mysql://db/registry", "registry URL scheme 'mysql' is not supported"),
+        ("postgresql+psycopg2://db/registry", "driver 'postgresql\\+psycopg2' is not supported; use postgresql\\+psycopg://"),
+        ("postgresql://db", "names no database"),
+    ],
+)
+def test_bad_registry_urls_say_what_is_expected(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Registry.from_url(url)
+
+
+def test_an_unreachable_postgresql_is_a_clear_error_with_the_password_masked() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"cannot open the registry at postgresql\+psycopg://ingot:\*\*\*@127.0.0.1:{port}/registry: ") as error:
+        Registry.from_url(f"postgresql://ingot:hunter2@127.0.0.1:{port}/registry")
+    assert "hunter2" not in str(error.value)
