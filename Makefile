@@ -28,7 +28,7 @@ postgres: ## Install Debian's PostgreSQL server where it is missing (the registr
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 
 run: $(STAMP) ## Train, evaluate, gate and publish the default model on the bundled digits data
-	$(VENV)/bin/ingot train --model-repository ./model-repository
+	$(VENV)/bin/ingot train --config configs/digits-cnn.yaml --model-repository ./model-repository
 
 test: $(STAMP) postgres ## Run the whole test suite
 	$(PY) -m pytest -n 2 --dist loadgroup

@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "ingot.cli.train",
     "ingot.cli.models",
     "ingot.cli.data",
+    "ingot.cli.serve",
+    "ingot.cli.predict",
 )
 
 
