@@ -57,7 +57,7 @@ def single_model_config(model_name: str, model_base_path: str | os.PathLike):
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name = model_name
-    model.base_path = str(Path(model_base_path).expanduser().resolve())
+    model.base_path = _absolute(model_base_path, Path.cwd())
     model.model_platform = "tensorflow"
     validate_model_server_config(config, source="--model_name/--model_base_path")
     return config
@@ -89,12 +89,20 @@ def repository_config(repository: str | os.PathLike):
     return config
 
 
+def _absolute(base_path: str | os.PathLike, relative_to: Path) -> str:
+    """Local paths become absolute; URLs (gs://, s3://) stay as they are."""
+    text = os.fspath(base_path)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = relative_to / path
+    return str(path.resolve())
+
+
 def resolve_base_paths(config, *, relative_to: Path):
     for model in config.model_config_list.config:
-        path = Path(model.base_path).expanduser()
-        if not path.is_absolute():
-            path = relative_to / path
-        model.base_path = str(path.resolve())
+        model.base_path = _absolute(model.base_path, relative_to)
     return config
 
 
@@ -160,26 +168,17 @@ def aspired_versions(policy, on_disk: Iterable[int]) -> list[int]:
 
 
 def numeric_versions(base_path: str | os.PathLike) -> list[int]:
-    """Numeric version directories under a model's base path (TF Serving's rule).
+    """Numeric version directories under a model's base path (TF Serving's rule, through
+    ingot.repository): `.tmp-*` and anything else non-numeric is never looked at, so a
+    half-written publish is invisible. An unreadable base path reads as no versions."""
+    from ingot.repository import list_versions
 
-    `.tmp-*` and anything else non-numeric is never looked at, so a half-written publish is
-    invisible. Uses the repository module's rule when present.
-    """
+    text = os.fspath(base_path).rstrip("/")
+    parent, _, name = text.rpartition("/")
     try:
-        from ingot.repository import list_versions  # the export engineer's single source of truth
-    except ImportError:  # pragma: no cover - until ingot.repository lands
-        list_versions = None
-    base = Path(base_path)
-    if list_versions is not None:
-        try:
-            return sorted(int(v) for v in list_versions(base.parent, base.name))
-        except Exception:  # an unreadable directory reads as "no versions", like TF Serving
-            return []
-    try:
-        entries = list(base.iterdir())
-    except OSError:
+        return sorted(int(v) for v in list_versions(parent or "/", name))
+    except Exception:  # noqa: BLE001 - TF Serving logs and retries on the next poll
         return []
-    return sorted(int(p.name) for p in entries if p.name.isdigit() and p.is_dir())
 
 
 # --------------------------------------------------------------------------- batching parameters

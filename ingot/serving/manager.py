@@ -20,9 +20,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
+from ingot import repository
 from ingot.serving.config import BatchingOptions, aspired_versions, numeric_versions
 from ingot.serving.status import Code, ServingError, invalid_argument, not_found
 
@@ -58,7 +58,7 @@ class ManagerOptions:
 class VersionRecord:
     model_name: str
     version: int
-    path: Path
+    path: str
     state: State = State.START
     error: ServingError | None = None
     servable: Any = None
@@ -204,7 +204,7 @@ class ModelManager:
             for version in wanted:  # newest first
                 record = versions.get(version)
                 if record is None:
-                    record = VersionRecord(name, version, Path(model.base_path) / str(version))
+                    record = VersionRecord(name, version, repository.join(model.base_path, str(version)))
                     versions[version] = record
                     self._set_state(record, State.START)
                     to_load.append(record)
@@ -409,18 +409,12 @@ def _as_serving_error(err: BaseException) -> ServingError:
         return ServingError(Code.UNKNOWN, f"{type(err).__name__}: {err}")
 
 
-def verify_version_manifest(path: Path) -> None:
-    """Check MANIFEST.sha256 when a version has one (Ingot's publish writes it); DATA_LOSS on a
-    mismatch so a corrupted copy is never served."""
-    if not (path / "MANIFEST.sha256").is_file():
+def verify_version_manifest(path: str) -> None:
+    """Check MANIFEST.sha256 when a version has one (Ingot's publish writes it), so a corrupted
+    or tampered copy is refused with DATA_LOSS instead of served."""
+    if not repository.exists(repository.join(path, repository.MANIFEST_FILE)):
         return
     try:
-        from ingot.repository import verify_manifest
-    except ImportError:  # pragma: no cover - until ingot.repository lands
-        return
-    try:
-        ok = verify_manifest(path)
-    except Exception as err:
-        raise ServingError(Code.DATA_LOSS, f"manifest check failed for {path}: {err}") from None
-    if ok is False:
-        raise ServingError(Code.DATA_LOSS, f"manifest check failed for {path}: files do not match MANIFEST.sha256")
+        repository.verify_manifest(path)
+    except Exception as err:  # noqa: BLE001 - any failure means "do not serve this"
+        raise ServingError(Code.DATA_LOSS, f"manifest check failed: {err}") from None

@@ -11,15 +11,16 @@ whatever the server will run after AVAILABLE has run once before it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ingot import repository
 from ingot.serving.batching import BatchProcessor, BatchScheduler
 from ingot.serving.config import BatchingOptions
 from ingot.serving.status import Code, ServingError, failed_precondition, invalid_argument, unavailable
@@ -28,7 +29,6 @@ from ingot.serving.tensors import SignatureSpec, array_from_proto, signature_fro
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 
 Arrays = dict[str, np.ndarray]
@@ -146,7 +146,7 @@ class Servable:
         self,
         name: str,
         version: int,
-        path: str | Path,
+        path: str | os.PathLike,
         *,
         batching: BatchingOptions | None,
         direct_pool: DirectPool,
@@ -156,7 +156,7 @@ class Servable:
     ) -> None:
         self.name = name
         self.version = version
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.batching = batching
         self._direct_pool = direct_pool
         self.max_elements = max_elements
@@ -174,12 +174,13 @@ class Servable:
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
-        pb_path = self.path / "saved_model.pb"
-        if not pb_path.is_file():
+        pb_path = repository.join(self.path, "saved_model.pb")
+        if not repository.exists(pb_path):
             raise ServingError(Code.NOT_FOUND, f"no saved_model.pb in {self.path}")
         saved = saved_model_pb2.SavedModel()
         try:
-            saved.ParseFromString(pb_path.read_bytes())
+            with repository.open_file(pb_path, "rb") as handle:
+                saved.ParseFromString(handle.read())
         except Exception as err:  # a truncated or foreign file
             raise ServingError(Code.DATA_LOSS, f"cannot parse {pb_path}: {err}") from None
         graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs)
@@ -252,7 +253,7 @@ class Servable:
         """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
         yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
         started = time.perf_counter()
-        records = read_warmup_requests(self.path / WARMUP_FILE)
+        records = read_warmup_requests(repository.join(self.path, repository.WARMUP_PATH))
         stats = self.warmup
         stats.records = len(records)
         samples: dict[str, Arrays] = {}
@@ -315,9 +316,9 @@ def batch_size_of(inputs: Arrays) -> int:
     return size
 
 
-def read_warmup_requests(path: Path) -> list[Any]:
+def read_warmup_requests(path: str) -> list[Any]:
     """PredictRequests from a TF Serving warm-up file (PredictionLog TFRecords); none when absent."""
-    if not path.is_file():
+    if not repository.exists(path):
         return []
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2

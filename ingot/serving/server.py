@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
 from ingot.serving.core import RequestLimits, ServingCore
@@ -208,7 +208,7 @@ class ServerThread:
         self.stop()
 
 
-def run_server(options: ServerOptions) -> int:
+def run_server(options: ServerOptions, *, banner: Callable[[ModelServer], str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
 
     async def main() -> None:
@@ -219,6 +219,8 @@ def run_server(options: ServerOptions) -> int:
             f"gRPC on {options.host}:{server.grpc_port}  (pid {os.getpid()})",
             flush=True,
         )
+        if banner is not None:
+            print(banner(server), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,249 @@
+"""The client API shared by the REST and gRPC transports.
+
+Only TF Serving's standard API is used (predict, metadata, status), so the same client works
+against Ingot's local server and against the official TensorFlow Serving image. Transports
+implement `_predict`, `_metadata` and `_status`; retries with exponential backoff on UNAVAILABLE
+(a full batch queue, a server starting or draining, a refused connection) live here once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+import numpy as np
+
+from ingot.errors import ConfigError
+from ingot.serving.status import Code, RETRYABLE, ServingError
+
+T = TypeVar("T")
+
+SERVING_DEFAULT = "serving_default"
+SERVING_BYTES = "serving_bytes"
+IMAGES_INPUT = "images"
+BYTES_INPUT = "image_bytes"
+
+ImageLike = "np.ndarray | bytes | str | os.PathLike[str]"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer under Ingot's signature contract."""
+
+    class_id: int
+    class_name: str
+    confidence: float
+    probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: str  # START | LOADING | AVAILABLE | UNLOADING | END
+    error_code: str  # OK, NOT_FOUND, ...
+    error_message: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # first try + 3 retries
+    backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for retry number `attempt` (1-based)."""
+        ceiling = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)
+
+
+class Client:
+    """Use `Client.connect(url)`: http(s)://host:8501 for REST, grpc://host:8500 for gRPC."""
+
+    def __init__(self, *, timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy()) -> None:
+        self.timeout_s = timeout_s
+        self.retry = retry
+
+    @staticmethod
+    def connect(url: str, *, timeout_s: float = 10.0, retry: RetryPolicy | None = None) -> "Client":
+        retry = retry or RetryPolicy()
+        if url.startswith(("http://", "https://")):
+            from ingot.client.rest import RestClient
+
+            return RestClient(url, timeout_s=timeout_s, retry=retry)
+        if url.startswith("grpc://"):
+            from ingot.client.grpc import GrpcClient
+
+            return GrpcClient(url[len("grpc://"):], timeout_s=timeout_s, retry=retry)
+        raise ConfigError(
+            f"server URL {url!r} must start with http:// or https:// (REST, e.g. http://localhost:8501) "
+            "or grpc:// (gRPC, e.g. grpc://localhost:8500)"
+        )
+
+    # -- transport hooks
+
+    def _predict(self, model: str, version: int | None, label: str | None, signature_name: str,
+                 inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _metadata(self, model: str, version: int | None, label: str | None) -> dict:
+        raise NotImplementedError
+
+    def _status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- retries
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except ServingError as err:
+                if err.code not in RETRYABLE or attempt >= self.retry.attempts:
+                    raise
+                time.sleep(self.retry.delay(attempt))
+
+    # -- public API
+
+    def predict(
+        self,
+        inputs: Mapping[str, np.ndarray] | np.ndarray,
+        *,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str = SERVING_DEFAULT,
+        input_name: str = IMAGES_INPUT,
+    ) -> dict[str, np.ndarray]:
+        """Run a signature; a bare array is sent as `input_name`. Returns every output by name."""
+        named = dict(inputs) if isinstance(inputs, Mapping) else {input_name: np.asarray(inputs)}
+        return self._with_retries(lambda: self._predict(model, version, label, signature_name, named))
+
+    def metadata(self, model: str, *, version: int | None = None, label: str | None = None) -> dict:
+        """GetModelMetadata as TF Serving's REST API shapes it: {"model_spec", "metadata"}."""
+        return self._with_retries(lambda: self._metadata(model, version, label))
+
+    def status(self, model: str, *, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
+        return self._with_retries(lambda: self._status(model, version, label))
+
+    def classify(
+        self,
+        images: Sequence[Any],
+        *,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list[Prediction]:
+        """Classify uint8 arrays ([H,W,3] or a [N,H,W,3] batch; serving_default) and encoded images
+        (bytes or file paths; serving_bytes), in the order given, one request per kind."""
+        arrays: list[tuple[int, np.ndarray]] = []
+        encoded: list[tuple[int, bytes]] = []
+        for index, image in enumerate(_expand(images)):
+            if isinstance(image, np.ndarray):
+                arrays.append((index, _as_uint8_image(image)))
+            else:
+                encoded.append((index, read_image_bytes(image)))
+        results: dict[int, Prediction] = {}
+        if arrays:
+            groups: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+            for index, arr in arrays:
+                groups.setdefault(arr.shape, []).append((index, arr))
+            for group in groups.values():
+                batch = np.stack([a for _, a in group])
+                outputs = self.predict({IMAGES_INPUT: batch}, model=model, version=version, label=label,
+                                       signature_name=SERVING_DEFAULT)
+                for row, (index, _) in enumerate(group):
+                    results[index] = _prediction(outputs, row)
+        if encoded:
+            values = np.empty(len(encoded), dtype=object)
+            values[:] = [data for _, data in encoded]
+            outputs = self.predict({BYTES_INPUT: values}, model=model, version=version, label=label,
+                                   signature_name=SERVING_BYTES)
+            for row, (index, _) in enumerate(encoded):
+                results[index] = _prediction(outputs, row)
+        return [results[i] for i in range(len(results))]
+
+
+def _expand(images: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    if isinstance(images, np.ndarray):
+        images = [images]
+    for image in images:
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            out.extend(image)
+        else:
+            out.append(image)
+    return out
+
+
+def _as_uint8_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ConfigError(f"an image array must be [H, W, 3] (or [H, W] grayscale), got shape {list(image.shape)}")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) or image.min() < 0 or image.max() > 255:
+            raise ConfigError(
+                f"image arrays must hold uint8 pixel values 0..255, got dtype {image.dtype}; "
+                "convert with np.clip(x, 0, 255).astype(np.uint8)"
+            )
+        image = image.astype(np.uint8)
+    return image
+
+
+def read_image_bytes(image: Any) -> bytes:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such image file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not an image file") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    raise ConfigError(f"cannot classify a {type(image).__name__}; give uint8 arrays, encoded bytes or file paths")
+
+
+def _prediction(outputs: Mapping[str, np.ndarray], row: int) -> Prediction:
+    missing = [k for k in ("probabilities", "class_ids") if k not in outputs]
+    if missing:
+        raise ServingError(
+            Code.FAILED_PRECONDITION,
+            f"the model's outputs {sorted(outputs)} lack {missing}; classify needs Ingot's signature "
+            "contract (probabilities, class_ids, class_names)",
+        )
+    probabilities = np.asarray(outputs["probabilities"][row], dtype=np.float32)
+    class_id = int(outputs["class_ids"][row])
+    names = outputs.get("class_names")
+    class_name = _text(names[row]) if names is not None else str(class_id)
+    return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def decode_strings(array: np.ndarray) -> np.ndarray:
+    """bytes → str for string outputs, so both transports return the same values."""
+    if array.dtype != object:
+        return array
+    out = np.empty(array.shape, dtype=object)
+    out.ravel()[:] = [_text(v) for v in array.ravel().tolist()]
+    return out

@@ -1,0 +1,109 @@
+"""gRPC transport: tensorflow-serving-api's PredictionService and ModelService stubs (the same
+ones any TF Serving client uses). Thread-safe: one channel can serve many threads."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import grpc
+import numpy as np
+
+from ingot.client.base import Client, RetryPolicy, VersionStatus, decode_strings
+from ingot.serving.status import Code, ServingError
+from ingot.serving.tensors import array_from_proto, array_to_proto
+
+MAX_MESSAGE = 64 << 20
+
+
+def _error(err: grpc.RpcError) -> ServingError:
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    try:
+        mapped = Code(code.value[0])
+    except (ValueError, AttributeError):
+        mapped = Code.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    return ServingError(mapped, details or mapped.name)
+
+
+class GrpcClient(Client):
+    def __init__(self, target: str, *, timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy()) -> None:
+        super().__init__(timeout_s=timeout_s, retry=retry)
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self.target = target.rstrip("/")
+        self._channel = grpc.insecure_channel(self.target, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ])
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @staticmethod
+    def _spec(spec: Any, model: str, version: int | None, label: str | None) -> None:
+        spec.name = model
+        if version is not None:
+            spec.version.value = int(version)
+        elif label:
+            spec.version_label = label
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            raise _error(err) from None
+
+    def predict_request(self, model: str, version: int | None, label: str | None, signature_name: str,
+                        inputs: Mapping[str, np.ndarray]) -> Any:
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec, model, version, label)
+        request.model_spec.signature_name = signature_name
+        for name, value in inputs.items():
+            array_to_proto(np.asarray(value), request.inputs[name])
+        return request
+
+    def _predict(self, model: str, version: int | None, label: str | None, signature_name: str,
+                 inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = self.predict_request(model, version, label, signature_name, inputs)
+        response = self._call(self.prediction.Predict, request)
+        outputs = {
+            name: array_from_proto(name, proto, None, max_elements=1 << 31)
+            for name, proto in response.outputs.items()
+        }
+        return {name: value if name.endswith("_bytes") else decode_strings(value) for name, value in outputs.items()}
+
+    def _metadata(self, model: str, version: int | None, label: str | None) -> dict:
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._spec(request.model_spec, model, version, label)
+        request.metadata_field.append("signature_def")
+        response = self._call(self.prediction.GetModelMetadata, request)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        opts = dict(always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+        return {
+            "model_spec": json_format.MessageToDict(response.model_spec, **opts),
+            "metadata": {"signature_def": json_format.MessageToDict(sig_map, **opts)},
+        }
+
+    def _status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec, model, version, label)
+        response = self._call(self.models.GetModelStatus, request)
+        return [
+            VersionStatus(
+                version=int(s.version),
+                state=get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                error_code=Code(s.status.error_code).name if s.status.error_code in Code._value2member_map_ else str(s.status.error_code),
+                error_message=s.status.error_message,
+            )
+            for s in response.model_version_status
+        ]
