@@ -3,13 +3,13 @@ champion/challenger stages with an append-only event history; SQLite by default,
 
     registry = Registry.from_url(None)          # SQLite under settings.data_dir()
     v = registry.register_version("digits", version=3, artifact_uri=..., model_sha256=..., gate=decision)
-    registry.mark_ready("digits", 3, verify=lambda uri, sha: verify_manifest(uri))
+    registry.mark_ready("digits", 3, verify=repository_verifier)  # MANIFEST.sha256 + model digest
 """
 
 from ingot.registry.migrations import SCHEMA_VERSION
 from ingot.registry.records import ModelSummary, ModelVersion, NewVersion, Stage, StageEvent, Status
 from ingot.registry.store import ALLOWED_TRANSITIONS, REGISTRY_URL_ENV, Registry, default_url, normalize_url
-from ingot.registry.verify import Verifier, checksum_verifier
+from ingot.registry.verify import Verifier, checksum_verifier, repository_verifier
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -26,4 +26,5 @@ __all__ = [
     "checksum_verifier",
     "default_url",
     "normalize_url",
+    "repository_verifier",
 ]

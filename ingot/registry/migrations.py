@@ -134,8 +134,9 @@ def _v3_append_only_events(conn: Connection) -> None:
             CREATE FUNCTION ingot_stage_events_append_only() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                RAISE EXCEPTION 'stage_events is append-only: % is not allowed', TG_OP
-                    USING ERRCODE = 'restrict_violation';
+                RAISE EXCEPTION USING
+                    MESSAGE = 'stage_events is append-only: ' || TG_OP || ' is not allowed',
+                    ERRCODE = 'restrict_violation';
             END
             $$
             """

@@ -54,3 +54,16 @@ def checksum_verifier(expected: Mapping[str, str]) -> Verifier:
         return True
 
     return verify
+
+
+def repository_verifier(artifact_uri: str, model_sha256: str) -> bool:
+    """Verify a version published into the model repository (local or gs://, s3:// through gfile):
+    every file matches its MANIFEST.sha256 and the model digest equals the one being registered,
+    so a registry entry can never point at a different or damaged artifact."""
+    from ingot import repository
+
+    repository.verify_manifest(artifact_uri)
+    actual = repository.version_model_sha256(artifact_uri)
+    if actual != model_sha256:
+        raise ModelError(f"{artifact_uri} holds model_sha256 {actual}, not the registered {model_sha256}")
+    return True

@@ -471,3 +471,31 @@ def test_an_unreachable_postgresql_is_a_clear_error_with_the_password_masked() -
     with pytest.raises(ConfigError, match=rf"cannot open the registry at postgresql\+psycopg://ingot:\*\*\*@127.0.0.1:{port}/registry: ") as error:
         Registry.from_url(f"postgresql://ingot:hunter2@127.0.0.1:{port}/registry")
     assert "hunter2" not in str(error.value)
+
+
+def test_repository_verifier_checks_the_manifest_and_the_model_digest(registry: Registry, tmp_path) -> None:
+    from ingot import repository
+    from ingot.registry import repository_verifier
+
+    def fake_version(version: int, weights: bytes) -> tuple[str, str]:
+        path = tmp_path / "digits" / str(version)
+        (path / "variables").mkdir(parents=True)
+        (path / "assets.extra").mkdir()
+        (path / "saved_model.pb").write_bytes(b"graph")
+        (path / "variables" / "variables.data-00000-of-00001").write_bytes(weights)
+        (path / "assets.extra" / "model_card.json").write_text('{"version": %d}' % version)
+        repository.write_manifest(path)
+        return str(path), repository.model_sha256(path)
+
+    for version, weights in ((1, b"w1"), (2, b"w2"), (3, b"w3")):
+        uri, sha = fake_version(version, weights)
+        registry.register_version("digits", version=version, artifact_uri=uri, model_sha256=sha if version != 3 else SHA_A,
+                                  gate=BLESSED)
+    assert registry.mark_ready("digits", 1, verify=repository_verifier).stage is Stage.CHAMPION
+
+    (tmp_path / "digits" / "2" / "variables" / "variables.data-00000-of-00001").write_bytes(b"bit rot")
+    with pytest.raises(ModelError, match="marked FAILED: PublishError: .*does not match its MANIFEST.sha256 digest"):
+        registry.mark_ready("digits", 2, verify=repository_verifier)
+    with pytest.raises(ModelError, match=f"marked FAILED: ModelError: .* holds model_sha256 [0-9a-f]{{64}}, not the registered {SHA_A}"):
+        registry.mark_ready("digits", 3, verify=repository_verifier)
+    assert [registry.get_version("digits", v).status for v in (1, 2, 3)] == [Status.READY, Status.FAILED, Status.FAILED]
