@@ -1,0 +1,76 @@
+"""The foundation's promise end to end: the bundled digits folder → the cnn → a blessed,
+published SavedModel that serves the same answer from raw pixels and from encoded bytes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ingot.cli.main import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("digits-e2e")]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits-e2e")
+    repository = root / "repository"
+    code = main([
+        "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=12",
+        "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run1"),
+        "--require-blessing",
+    ])
+    return code, root, repository
+
+
+def test_trains_blesses_and_publishes_above_090(first_run):
+    code, _root, repository = first_run
+    assert code == 0
+    version_dir = repository / "digits" / "1"
+    card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
+    assert card["version"] == 1
+    assert card["metrics"]["accuracy"] >= 0.90
+    assert min(c["f1"] for c in card["metrics"]["per_class"].values()) >= 0.7
+    assert card["gate"]["blessed"] is True
+    assert card["training_config"]["architecture"] == "cnn"
+    assert len(card["data_hash"]) == 64
+    assert (version_dir / "MANIFEST.sha256").is_file()
+
+
+def test_published_model_answers_same_from_pixels_and_png(first_run):
+    import tensorflow as tf
+
+    from ingot.data import load_splits
+
+    _code, root, repository = first_run
+    splits = load_splits(root / "run1" / "dataset")
+    loaded = tf.saved_model.load(str(repository / "digits" / "1"))
+    paths = list(splits.test.paths[:16])
+    raw = tf.stack([tf.io.read_file(p) for p in paths])
+    from ingot.data import decode_and_resize
+
+    pixels = tf.stack([decode_and_resize(tf.io.read_file(p), (32, 32)) for p in paths])
+    by_pixels = loaded.signatures["serving_default"](images=pixels)
+    by_bytes = loaded.signatures["serving_bytes"](image_bytes=raw)
+    np.testing.assert_array_equal(by_pixels["class_ids"].numpy(), by_bytes["class_ids"].numpy())
+    np.testing.assert_allclose(by_pixels["probabilities"].numpy(), by_bytes["probabilities"].numpy(), atol=1e-6)
+    accuracy = np.mean(by_bytes["class_ids"].numpy() == splits.test.labels[:16])
+    assert accuracy >= 0.8
+
+
+def test_second_run_is_compared_with_the_champion(first_run, capsys):
+    _code, root, repository = first_run
+    capsys.readouterr()
+    code = main([
+        "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=2",
+        "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run2"),
+        "--require-blessing",
+    ])
+    out = capsys.readouterr().out
+    assert "champion accuracy" in out
+    # Two epochs cannot match a twelve-epoch champion within 1%: rejected, nothing new published.
+    assert code == 3
+    assert "REJECTED" in out
+    assert sorted(p.name for p in (repository / "digits").iterdir() if p.name.isdigit()) == ["1"]
