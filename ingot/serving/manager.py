@@ -96,6 +96,7 @@ class ModelManager:
         *,
         make_servable: Callable[..., Any] | None = None,
         on_state: Callable[[str, int, State], None] | None = None,
+        metrics: Any = None,
     ) -> None:
         self.options = options
         self._config = model_server_config
@@ -107,6 +108,7 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self._make_servable = make_servable or self._default_make_servable
         self._on_state = on_state
+        self._metrics = metrics
         self._direct_pool = None
         self.polls = 0
         self._apply_labels(model_server_config)
@@ -235,10 +237,17 @@ class ModelManager:
         with self._lock:
             if self._direct_pool is None:
                 self._direct_pool = DirectPool(self.options.direct_threads, self.options.direct_max_pending)
+        on_runtime = on_batch = None
+        metrics = self._metrics
+        if metrics is not None:
+            name, version = record.model_name, record.version
+            on_runtime = lambda seconds: metrics.record_runtime(name, version, seconds)  # noqa: E731
+            on_batch = lambda signature, size, padded, seconds: metrics.batch_size.labels(  # noqa: E731
+                name, str(version), signature).observe(size)
         return Servable(
             record.model_name, record.version, record.path,
             batching=self.options.batching, direct_pool=self._direct_pool,
-            max_elements=self.options.max_elements,
+            max_elements=self.options.max_elements, on_runtime=on_runtime, on_batch=on_batch,
         )
 
     def _load(self, record: VersionRecord) -> None:

@@ -46,7 +46,7 @@ class ModelServer:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.metrics = ServingMetrics()
-        self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state)
+        self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state, metrics=self.metrics)
         self.core = ServingCore(self.manager, self.metrics, options.limits)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
