@@ -9,28 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.serving.support import CLASSES, MODEL, colour_images, http, png, publish, start_server, wait_for
+from tests.serving.support import CLASSES, MODEL, colour_images, http, png
 
 
 @pytest.fixture(scope="module")
-def server(exports, tmp_path_factory):
-    from ingot.serving.config import BatchingOptions, parse_model_server_config
-
-    base = tmp_path_factory.mktemp("repo")
-    assert publish(exports["v1"], base) == 1
-    assert publish(exports["v2"], base) == 2
-    config = parse_model_server_config(f"""
-        model_config_list {{ config {{
-            name: "{MODEL}" base_path: "{base / MODEL}" model_platform: "tensorflow"
-            model_version_policy {{ all {{}} }}
-            version_labels {{ key: "stable" value: 1 }}
-            version_labels {{ key: "canary" value: 2 }}
-        }} }}""")
-    batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(1, 2, 4, 8), num_batch_threads=1)
-    srv = start_server(config, batching=batching, max_body_bytes=256 << 10)
-    wait_for(lambda: srv.manager.readiness()["models"][MODEL] == [2, 1], what="both versions AVAILABLE")
-    yield srv
-    srv.stop()
+def server(conformance_server):
+    return conformance_server
 
 
 @pytest.fixture(scope="module")
