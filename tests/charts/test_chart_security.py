@@ -113,3 +113,15 @@ def test_egress_allows_object_storage_only_when_used(minimal, prepull):
 
     assert ports(minimal) == [{53}]
     assert ports(prepull) == [{53}, {443}, {9000}]
+
+
+def test_helm_test_pod_may_only_reach_the_model_servers(minimal):
+    policy = minimal.get("NetworkPolicy", "ingot-test")["spec"]
+    pod_labels = minimal.get("Pod", "ingot-test-model-status")["metadata"]["labels"]
+    assert all(pod_labels[k] == v for k, v in policy["podSelector"]["matchLabels"].items())
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in policy  # nothing may connect to it
+    servers, dns = policy["egress"]
+    assert servers["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "model-server"
+    assert servers["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    assert {p["port"] for p in dns["ports"]} == {53}
