@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ingot import repository
-from ingot.serving.batching import BatchProcessor, BatchScheduler
+from ingot.serving.batching import BatchProcessor, BatchScheduler, Task, shape_key
 from ingot.serving.config import BatchingOptions
 from ingot.serving.status import Code, ServingError, failed_precondition, invalid_argument, unavailable
 from ingot.serving.tensors import SignatureSpec, array_from_proto, signature_from_def
@@ -83,6 +83,10 @@ class DirectRunner:
         self.executed_sizes.add(size)
         return self._pool.submit(self._call, inputs)
 
+    def run_now(self, inputs: Arrays, size: int) -> Arrays:
+        self.executed_sizes.add(size)
+        return self._call(inputs)
+
     def stop(self) -> None:
         pass
 
@@ -125,6 +129,13 @@ class BatchedRunner:
 
     def submit(self, inputs: Arrays, size: int) -> Future:
         return self.scheduler.schedule(inputs, size)
+
+    def run_now(self, inputs: Arrays, size: int) -> Arrays:
+        """Through the batch processor (merge, pad, call, split) without queueing: warm-up must
+        not wait out batch_timeout_micros."""
+        task = Task(inputs, size, shape_key(inputs))
+        self.processor([task])
+        return task.future.result()
 
     def stop(self) -> None:
         self.scheduler.stop()
@@ -249,7 +260,13 @@ class Servable:
 
     # -- warm-up
 
-    def warm_up(self, *, iterations: int = 1, timeout_s: float = 120.0) -> WarmupStats:
+    def _run_now(self, signature_name: str, inputs: Arrays) -> Arrays:
+        spec = self.signature(signature_name)
+        check_input_names(spec, inputs)
+        size = batch_size_of(inputs) if spec.batched else 1
+        return self._runners[spec.name].run_now(inputs, size)
+
+    def warm_up(self, *, iterations: int = 1) -> WarmupStats:
         """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
         yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
         started = time.perf_counter()
@@ -265,7 +282,7 @@ class Servable:
                     k: array_from_proto(k, v, spec.inputs.get(k), max_elements=self.max_elements)
                     for k, v in request.inputs.items()
                 }
-                self.submit(sig, inputs).result(timeout=timeout_s)
+                self._run_now(sig, inputs)
                 stats.requests_replayed += 1
                 samples.setdefault(spec.name, inputs)
         if self.batching is not None and self.batching.allowed_batch_sizes:
@@ -277,7 +294,7 @@ class Servable:
                     if size in runner.executed_sizes:
                         continue
                     tiled = {k: np.repeat(v[:1], size, axis=0) for k, v in inputs.items()}
-                    runner.submit(tiled, size).result(timeout=timeout_s)
+                    runner.run_now(tiled, size)
                     stats.extra_batch_sizes.append(size)
                     stats.requests_replayed += 1
         stats.batch_sizes_run = {sig: sorted(r.executed_sizes) for sig, r in self._runners.items()}

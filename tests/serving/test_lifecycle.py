@@ -1,0 +1,221 @@
+"""Version lifecycle under real conditions: rollover while clients keep sending, corrupt and
+half-written versions, version policies, readiness, timeouts and overload."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
+from tests.serving.support import (
+    MODEL,
+    colour_images,
+    grpc_stubs,
+    http,
+    predict_request,
+    publish,
+    start_server,
+    wait_for,
+)
+
+ALLOWED = (1, 2, 4, 8)
+
+
+def test_rollover_under_load_loses_no_request_and_the_new_version_is_warm(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=ALLOWED, num_batch_threads=1)
+    server = start_server(single_model_config(MODEL, base / MODEL), batching=batching, poll_s=0.1)
+    channel, prediction, _ = grpc_stubs(server.grpc_target)
+    request = predict_request(images=colour_images([0]))
+    results: list[tuple[float, int | None, str]] = []  # (start time, version, error)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client() -> None:
+        for _ in range(5000):  # bounded; stop ends it far earlier
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                version, error = prediction.Predict(request, timeout=10).model_spec.version.value, ""
+            except grpc.RpcError as err:
+                version, error = None, f"{err.code()}: {err.details()}"
+            with lock:
+                results.append((started, version, error))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        assert publish(exports["v2"], base) == 2
+        wait_for(lambda: any(v == 2 for _, v, _ in list(results)), timeout_s=30, what="v2 to answer")
+        time.sleep(0.5)  # keep the load on while v1 unloads
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+        channel.close()
+    try:
+        errors = [e for _, _, e in results if e]
+        assert not errors, errors[:3]
+        versions = [v for _, v, _ in results]
+        assert versions.count(1) > 10 and versions.count(2) > 10
+        record = server.manager.record(MODEL, 2)
+        # Warm-up ran before AVAILABLE, covering every batch size the server pads to ...
+        assert record.warmup_requests_replayed >= 6  # both signatures × batch sizes 1, 2, 4 ...
+        assert record.warmup_batch_sizes["serving_default"] == list(ALLOWED)  # ... plus the padded 8
+        assert record.warmup_batch_sizes["serving_bytes"] == list(ALLOWED)
+        # ... and no request reached version 2 before it was AVAILABLE (so none ran it cold).
+        first_v2 = min(t for t, v, _ in results if v == 2)
+        assert first_v2 >= record.available_at - 0.05
+        statuses = {s.version: s.state.name for s in server.manager.status(MODEL)}
+        assert statuses == {2: "AVAILABLE", 1: "END"}
+    finally:
+        server.stop()
+
+
+def _corrupt_copy(source, target, *, keep_manifest: bool):
+    shutil.copytree(source, target)
+    (target / "saved_model.pb").write_bytes(b"\x08\x01garbage, not a SavedModel")
+    if not keep_manifest:
+        (target / "MANIFEST.sha256").unlink()
+
+
+@pytest.mark.parametrize("keep_manifest, code", [(True, "DATA_LOSS"), (False, None)])
+def test_a_corrupt_new_version_leaves_the_old_one_serving(exports, tmp_path, keep_manifest, code):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    server = start_server(single_model_config(MODEL, base / MODEL), poll_s=0.1)
+    try:
+        _corrupt_copy(base / MODEL / "1", base / MODEL / "2", keep_manifest=keep_manifest)
+        wait_for(lambda: server.manager.record(MODEL, 2) and server.manager.record(MODEL, 2).state.name == "END",
+                 what="version 2 to fail")
+        status, body, _ = http("GET", f"{server.rest_url}/v1/models/{MODEL}")
+        assert status == 200
+        v2, v1 = body["model_version_status"]
+        assert (v2["version"], v2["state"]) == ("2", "END")
+        assert v2["status"]["error_code"] != "OK" and v2["status"]["error_message"]
+        if code:
+            assert v2["status"]["error_code"] == code and "MANIFEST.sha256" in v2["status"]["error_message"]
+        assert (v1["version"], v1["state"], v1["status"]["error_code"]) == ("1", "AVAILABLE", "OK")
+        status, answer, headers = http("POST", f"{server.rest_url}/v1/models/{MODEL}:predict",
+                                       {"instances": colour_images([1]).tolist()})
+        assert status == 200 and headers["X-Model-Version"] == "1"
+        assert answer["predictions"][0]["class_names"] == "green"
+        assert http("GET", f"{server.rest_url}/readyz")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_half_written_and_non_numeric_directories_are_never_looked_at(exports, tmp_path):
+    base = tmp_path / "repo"
+    (base / MODEL / ".tmp-0123").mkdir(parents=True)
+    (base / MODEL / ".tmp-0123" / "saved_model.pb").write_bytes(b"half written")
+    (base / MODEL / "latest").mkdir()
+    server = start_server(single_model_config(MODEL, base / MODEL), poll_s=0.05, wait_ready=False)
+    try:
+        polls = server.manager.polls
+        wait_for(lambda: server.manager.polls >= polls + 3, what="a few polls")
+        assert http("GET", f"{server.rest_url}/v1/models/{MODEL}")[0] == 404  # nothing seen at all
+        status, body, _ = http("GET", f"{server.rest_url}/readyz")
+        assert status == 503 and body["models"] == {MODEL: []}
+        publish(exports["v1"], base)
+        wait_for(lambda: http("GET", f"{server.rest_url}/readyz")[0] == 200, what="ready")
+        assert [s.version for s in server.manager.status(MODEL)] == [1]
+    finally:
+        server.stop()
+
+
+def test_specific_version_policy_ignores_newer_versions(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    publish(exports["v2"], base)
+    config = parse_model_server_config(
+        f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base / MODEL}" '
+        "model_version_policy { specific { versions: 1 } } } }"
+    )
+    server = start_server(config)
+    try:
+        assert [(s.version, s.state.name) for s in server.manager.status(MODEL)] == [(1, "AVAILABLE")]
+    finally:
+        server.stop()
+
+
+def test_per_request_timeout_is_an_error_not_a_hang(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    slow_batches = BatchingOptions(max_batch_size=64, batch_timeout_micros=5_000_000, num_batch_threads=1)
+    server = start_server(single_model_config(MODEL, base / MODEL), batching=slow_batches, rest_timeout_s=0.3)
+    channel, prediction, _ = grpc_stubs(server.grpc_target)
+    try:
+        started = time.monotonic()
+        status, body, _ = http("POST", f"{server.rest_url}/v1/models/{MODEL}:predict",
+                               {"instances": colour_images([0]).tolist()})
+        assert status == 504 and "Deadline exceeded" in body["error"]
+        assert time.monotonic() - started < 3
+        with pytest.raises(grpc.RpcError) as info:
+            prediction.Predict(predict_request(images=colour_images([0])), timeout=0.3)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        channel.close()
+        server.stop()
+
+
+def test_overload_answers_503_at_once_and_the_queue_stays_bounded(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    tight = BatchingOptions(max_batch_size=1, max_enqueued_batches=2, num_batch_threads=1)
+    server = start_server(single_model_config(MODEL, base / MODEL), batching=tight)
+    runner = server.manager.resolve(MODEL)._runners["serving_default"]
+    model_call = runner.processor._call
+    peak = [0]
+
+    def slow_call(inputs):  # a slow model, so that requests pile up
+        peak[0] = max(peak[0], runner.scheduler.queued_tasks)
+        time.sleep(0.15)
+        return model_call(inputs)
+
+    runner.processor._call = slow_call
+    body = {"instances": colour_images([0]).tolist()}
+
+    def call(_):
+        started = time.monotonic()
+        status, answer, _ = http("POST", f"{server.rest_url}/v1/models/{MODEL}:predict", body)
+        return status, answer, time.monotonic() - started
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(call, range(12)))
+        statuses = sorted(r[0] for r in results)
+        assert set(statuses) == {200, 503} and statuses.count(503) >= 6
+        for status, answer, seconds in results:
+            if status == 503:
+                assert answer == {"error": "The batch scheduling queue to which this task was submitted is full"}
+                assert seconds < 0.5  # refused at once, not after waiting
+        assert peak[0] <= 2  # max_enqueued_batches × max_batch_size
+        assert http("GET", f"{server.rest_url}/healthz")[0] == 200
+    finally:
+        runner.processor._call = model_call
+        server.stop()
+
+
+def test_stopping_finishes_in_flight_requests(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    batching = BatchingOptions(max_batch_size=8, batch_timeout_micros=600_000, num_batch_threads=1)
+    server = start_server(single_model_config(MODEL, base / MODEL), batching=batching)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http, "POST", f"{server.rest_url}/v1/models/{MODEL}:predict",
+                              {"instances": colour_images([2]).tolist()})
+        time.sleep(0.2)  # the request now waits in the batch queue
+        server.stop(grace_s=5)
+        status, body, _ = pending.result(10)
+    assert status == 200 and body["predictions"][0]["class_names"] == "blue"
