@@ -137,7 +137,7 @@ def test_warm_up_and_server_flags(minimal, canary_gateway):
     assert "--monitoring_config_file=/etc/ingot/server/monitoring.config" in args
     # The stable/canary labels are in the config at start-up, before the version is loaded.
     assert "--allow_version_labels_for_unavailable_models=true" in args
-    # The image's entrypoint would add --model_base_path, which conflicts with a config file.
+    # Not the image's entrypoint script, which serves a single model from --model_name/--model_base_path.
     assert _server_container(minimal)["command"] == ["/usr/bin/tensorflow_model_server"]
     assert _server_container(canary_gateway, "challenger")["args"] == args
 

@@ -73,7 +73,7 @@ def test_pre_pull_reads_credentials_from_files_not_the_pod_spec(prepull):
 
 def test_pre_pulled_pods_roll_on_a_version_change(prepull, render_scenario):
     annotations = prepull.get("Deployment", "ingot-champion")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["ingot.dev/pre-pulled-version"] == "7"
+    assert annotations["ingot.dev/model-version"] == "7"
     # No in-place reload: the emptyDir holds only the pinned version.
     assert "--model_config_file_poll_wait_seconds=0" in _pod(prepull)["containers"][0]["args"]
 

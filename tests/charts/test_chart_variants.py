@@ -131,3 +131,23 @@ def test_model_config_text_is_rejected_by_the_parser_when_malformed():
     # The parser the tests rely on does reject a misspelled field.
     with pytest.raises(text_format.ParseError, match="verions"):
         parse_model_server_config('model_config_list { config { name: "x" model_version_policy { specific { verions: 1 } } } }')
+
+
+def test_a_version_set_through_values_rolls_the_variant(render_values):
+    """TF Serving will not move an existing label to a version still loading (and then loads nothing),
+    so a one-step config change cannot swap in place; new values roll warm pods instead."""
+    def pod_template(version):
+        return render_values({"champion": {"version": version}}).get("Deployment", "ingot-champion")["spec"]["template"]
+
+    old, new = pod_template(3), pod_template(4)
+    assert old["metadata"]["annotations"]["ingot.dev/model-version"] == "3"
+    assert new["metadata"]["annotations"]["ingot.dev/model-version"] == "4"
+    # In-place reloads by config polling stay on for patches made by the pipeline.
+    assert "--model_config_file_poll_wait_seconds=30" in new["spec"]["containers"][0]["args"]
+
+
+def test_version_label_can_be_left_out(render_values):
+    rendered = render_values({"champion": {"version": 5, "versionLabel": ""}})
+    (config,) = _model_config(rendered, "champion")
+    assert dict(config.version_labels) == {}
+    assert list(config.model_version_policy.specific.versions) == [5]
