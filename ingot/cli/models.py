@@ -123,7 +123,8 @@ def run_show(args: argparse.Namespace) -> int:
             lines += ["", "Rejections (newest first)"]
             for rejection in rejections:
                 run = f", pipeline run {rejection.pipeline_run_id}" if rejection.pipeline_run_id else ""
-                lines.append(f"  #{rejection.id}  {_when(rejection.created_at)}{run}  accuracy {_number(rejection.accuracy)}")
+                when = _when(rejection.created_at)
+                lines.append(f"  #{rejection.id}  {when}{run}  accuracy {_number(rejection.accuracy)}")
                 lines += [f"      - {reason}" for reason in rejection.reasons]
         print("\n".join(lines))
     return 0
@@ -146,7 +147,9 @@ def parse_spec(spec: str) -> tuple[str, int | str | None]:
     if version.startswith("#") and version[1:].isdigit():
         return name, version
     stages = ", ".join(s.value for s in Stage)
-    raise ConfigError(f"version {version!r} in {spec!r} is not valid; expected a positive integer, 'latest', a stage ({stages}) or #ID")
+    raise ConfigError(
+        f"version {version!r} in {spec!r} is not valid; expected a positive integer, 'latest', a stage ({stages}) or #ID"
+    )
 
 
 def _select(registry: Registry, name: str, selector: int | str | None) -> ModelVersion | None:
@@ -188,12 +191,13 @@ def describe(record: ModelVersion, events: list[StageEvent]) -> list[str]:
     lines.append("  " + ("  ".join(f"{k} {_number(v)}" for k, v in sorted(scalars.items())) or "(none recorded)"))
     per_class = record.metrics.get("per_class")
     if isinstance(per_class, dict) and per_class:
-        rows = [
-            [str(cls), *(_number(values.get(k)) if isinstance(values, dict) else "-" for k in ("precision", "recall", "f1")),
-             str(values.get("support", "-")) if isinstance(values, dict) else "-"]
-            for cls, values in per_class.items()
-        ]
-        lines += ["  " + line for line in format_table(["CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"], rows).splitlines()]
+        rows = []
+        for cls, values in per_class.items():
+            values = values if isinstance(values, dict) else {}
+            rows.append([str(cls), *(_number(values.get(k)) for k in ("precision", "recall", "f1")),
+                         str(values.get("support", "-"))])
+        table = format_table(["CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"], rows)
+        lines += ["  " + line for line in table.splitlines()]
     lines.append("Gate")
     if record.gate is None:
         lines.append("  no gate decision recorded (never becomes champion automatically)")

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    insert,
     inspect,
     select,
     text,
@@ -208,7 +209,7 @@ def migrate(engine: Engine, *, target: int = SCHEMA_VERSION) -> list[int]:
                 try:
                     migration.apply(conn)
                     conn.execute(
-                        SchemaVersionRow.__table__.insert().values(
+                        insert(SchemaVersionRow).values(
                             version=migration.version, description=migration.description,
                             applied_at=utc_now(),
                         )

@@ -41,7 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def json_type() -> JSON:
     """JSON on SQLite, JSONB on PostgreSQL (indexable, compact)."""
-    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")  # type: ignore[return-value]
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utc_now() -> datetime:

@@ -15,8 +15,9 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import case, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +29,14 @@ from sqlalchemy.pool import StaticPool
 from ingot import settings
 from ingot.errors import ConfigError, ModelError, NotFoundError
 from ingot.registry.migrations import migrate
-from ingot.registry.records import ModelSummary, ModelVersion, NewVersion, Stage, StageEvent, Status
+from ingot.registry.records import (
+    ModelSummary,
+    ModelVersion,
+    NewVersion,
+    Stage,
+    StageEvent,
+    Status,
+)
 from ingot.registry.schema import EventRow, ModelRow, VersionRow, utc_now
 from ingot.registry.verify import Verifier, checksum_verifier
 
@@ -195,7 +203,9 @@ class Registry:
         )
         return self.register_many(name, [spec], actor=actor)[0]
 
-    def register_many(self, name: str, versions: Sequence[NewVersion], *, actor: str = DEFAULT_ACTOR) -> list[ModelVersion]:
+    def register_many(
+        self, name: str, versions: Sequence[NewVersion], *, actor: str = DEFAULT_ACTOR
+    ) -> list[ModelVersion]:
         """Register several versions of one model in one transaction (e.g. backfilling a
         registry from an existing model repository); same rules as `register_version`."""
         _check_name(name)
@@ -299,7 +309,8 @@ class Registry:
             elif blessed:
                 stage, reason = Stage.CANDIDATE, f"blessed; {name}:{champion.version} is champion"  # type: ignore[union-attr]
             else:
-                stage, reason = Stage.CANDIDATE, "not blessed by an evaluation gate; only blessed versions become champion automatically"
+                stage = Stage.CANDIDATE
+                reason = "not blessed by an evaluation gate; only blessed versions become champion automatically"
             self._set_stage(session, row, stage, reason=reason, actor=event_actor, at=now)
             return _version_record(row, name)
 
@@ -442,7 +453,9 @@ class Registry:
                 raise NotFoundError(f"no registry record with id {record_id}")
             return _version_record(found[0], found[1])
 
-    def latest(self, name: str, stage: Stage | str | None = None, *, status: Status | str | None = None) -> ModelVersion | None:
+    def latest(
+        self, name: str, stage: Stage | str | None = None, *, status: Status | str | None = None
+    ) -> ModelVersion | None:
         """The highest-numbered published version, optionally in a stage/status; None if none."""
         with self._read_sessions() as session:
             model = self._model(session, name)
@@ -488,11 +501,17 @@ class Registry:
                 .order_by(ModelRow.name)
             )
             return [
-                ModelSummary(name=n, created_at=c, versions=int(v), rejections=int(r), champion=ch, latest=lt)
-                for n, c, v, r, ch, lt in rows
+                ModelSummary(
+                    name=str(row[0]), created_at=cast(datetime, row[1]), versions=int(cast(int, row[2])),
+                    rejections=int(cast(int, row[3])), champion=cast("int | None", row[4]),
+                    latest=cast("int | None", row[5]),
+                )
+                for row in rows
             ]
 
-    def list_versions(self, name: str, *, include_rejections: bool = True, limit: int | None = None) -> list[ModelVersion]:
+    def list_versions(
+        self, name: str, *, include_rejections: bool = True, limit: int | None = None
+    ) -> list[ModelVersion]:
         """Records of a model, newest first; rejections included unless asked otherwise."""
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be a positive number of records, got {limit}")
@@ -573,11 +592,15 @@ class Registry:
 
     @staticmethod
     def _stage_row(session: Session, model_id: int, stage: Stage) -> VersionRow | None:
-        return session.scalar(select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.stage == stage.value))
+        return session.scalar(
+            select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.stage == stage.value)
+        )
 
     @staticmethod
     def _set_stage(session: Session, row: VersionRow, stage: Stage, *, reason: str, actor: str, at: Any) -> None:
-        session.add(EventRow(version_id=row.id, at=at, from_stage=row.stage, to_stage=stage.value, reason=reason, actor=actor))
+        session.add(EventRow(
+            version_id=row.id, at=at, from_stage=row.stage, to_stage=stage.value, reason=reason, actor=actor
+        ))
         row.stage = stage.value
         row.updated_at = at
         session.flush()  # one statement per change keeps the one-champion index satisfied in order
@@ -635,7 +658,9 @@ def _json_dict(what: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _checked_spec(name: str, spec: NewVersion) -> NewVersion:
     if not isinstance(spec.version, int) or isinstance(spec.version, bool) or spec.version < 1:
-        raise ConfigError(f"version of {name} must be a positive integer (the model repository's directory), got {spec.version!r}")
+        raise ConfigError(
+            f"version of {name} must be a positive integer (the model repository's directory), got {spec.version!r}"
+        )
     _check_text("artifact_uri", spec.artifact_uri)
     sha = spec.model_sha256.lower() if isinstance(spec.model_sha256, str) else spec.model_sha256
     if not isinstance(sha, str) or not _SHA256_PATTERN.match(sha):

@@ -483,7 +483,7 @@ def test_repository_verifier_checks_the_manifest_and_the_model_digest(registry: 
         (path / "assets.extra").mkdir()
         (path / "saved_model.pb").write_bytes(b"graph")
         (path / "variables" / "variables.data-00000-of-00001").write_bytes(weights)
-        (path / "assets.extra" / "model_card.json").write_text('{"version": %d}' % version)
+        (path / "assets.extra" / "model_card.json").write_text(f'{{"version": {version}}}')
         repository.write_manifest(path)
         return str(path), repository.model_sha256(path)
 

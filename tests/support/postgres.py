@@ -146,10 +146,10 @@ def throwaway_postgres(
         )
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed (exit {initdb.returncode}): {initdb.stderr.strip()[-2000:]}")
+        fast = [] if durable else ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
         options = ["listen_addresses=127.0.0.1", f"unix_socket_directories={root}", "max_connections=100",
-                   "timezone=UTC", *(["fsync=off", "synchronous_commit=off", "full_page_writes=off"] if not durable else []),
-                   *settings]
-        for attempt in range(3):
+                   "timezone=UTC", *fast, *settings]
+        for _attempt in range(3):
             server = _start(bindir, root, env, run_as, options, startup_timeout_s)
             if server is not None:
                 break
