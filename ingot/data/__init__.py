@@ -5,8 +5,7 @@ Public names are re-exported lazily so `import ingot.data` never imports TensorF
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ingot._lazy import lazy_exports
 
 _EXPORTS = {
     "decode_and_resize": "ingot.data.preprocess",
@@ -36,13 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ingot.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Python, and metrics import TensorFlow and scikit-learn only when they run.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ingot._lazy import lazy_exports
 
 _EXPORTS = {
     "EvaluationReport": "ingot.evaluate.metrics",
@@ -25,9 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ingot.evaluate' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Public names are re-exported lazily so `import ingot.export` never imports Tenso
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ingot._lazy import lazy_exports
 
 _EXPORTS = {
     "export_saved_model": "ingot.export.saved_model",
@@ -26,9 +25,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ingot.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
