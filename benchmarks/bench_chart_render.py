@@ -1,6 +1,6 @@
 """Render time of each ci scenario of charts/ingot through Helm's Go engine, and checkov's verdict on the output.
 
-Prints the median wall time of a full render (values coalescing, schema validation, templates) per
+Prints the median and fastest wall time of a full render (values coalescing, schema validation, templates) per
 scenario, and each scenario's ratio to the minimal scenario measured in the same run. Then, when a
 checkov executable is available (CHECKOV=/path/to/checkov, or `checkov` on PATH; keep it in its own
 virtualenv, it is not a project dependency), it scans the rendered chart (every scenario, with the
