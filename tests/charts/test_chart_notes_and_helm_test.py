@@ -14,6 +14,12 @@ def test_notes_show_rest_and_grpc_calls(canary_gateway):
     assert 'request.model_spec.name = "ingot"' in notes
     assert "split 90/10" in notes
     assert "helm test ingot -n serving" in notes
+    assert "x-ingot-variant: champion|challenger pins a request" in notes
+
+
+def test_notes_mention_pinning_only_with_a_split(minimal):
+    assert "pins a request" not in minimal.notes
+    assert "the Service ingot reaches the champion only" in minimal.notes
 
 
 def test_helm_test_pod_checks_every_enabled_variant(canary_gateway, minimal):
