@@ -18,6 +18,13 @@ from ingot.models import (
     unfreeze_top_layers,
 )
 
+pytestmark = [
+    # Keras 3.15 warns about weight-free containers of nested functional models on every load.
+    pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning"),
+    # Keras's TF backend converts tensors through np.array (a NumPy 2 copy-keyword notice).
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+]
+
 SIZE = (32, 32)
 NUM_CLASSES = 3
 CNN_LAYER_NAMES = [
@@ -174,14 +181,20 @@ def test_saves_and_loads_as_keras_file_without_custom_objects(transfer_models, c
     np.testing.assert_allclose(reloaded.predict(raw, verbose=0), model.predict(raw, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_resnet50_exports_as_saved_model_with_preprocessing(transfer_models, tmp_path):
+def test_resnet50_preprocessing_exports_as_saved_model(tmp_path):
+    """The one non-layer op (the RGB->BGR flip) survives SavedModel export unchanged.
+    (Exporting the whole ResNet50 takes ~10 s on 2 cores; this checks the same graph piece.)"""
+    import keras
     import tensorflow as tf
 
-    model = transfer_models["resnet50"]
-    model.export(str(tmp_path / "sm"), verbose=False)
+    from ingot.models.builders import _resnet50_preprocess
+
+    inputs = keras.Input(shape=(8, 8, 3), name="images")
+    keras.Model(inputs, _resnet50_preprocess(inputs)).export(str(tmp_path / "sm"), verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
-    raw = _raw_pixels(2)
-    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), model.predict(raw, verbose=0), rtol=1e-4, atol=1e-5)
+    raw = _raw_pixels(2, size=(8, 8))
+    expected = keras.applications.resnet50.preprocess_input(raw.copy())
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_unfreeze_top_layers_keeps_batch_norm_frozen():

@@ -14,6 +14,9 @@ from ingot.data.splits import split_dataset
 from ingot.errors import DataError
 from ingot.train import TrainConfig, train_model
 
+# Keras's TF backend converts tensors with np.array(x, copy=False) fallbacks (NumPy 2 notice).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 24
 CLASSES = ["dark", "mid", "bright"]
