@@ -125,3 +125,11 @@ def test_helm_test_pod_may_only_reach_the_model_servers(minimal):
     assert servers["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "model-server"
     assert servers["ports"] == [{"port": 8501, "protocol": "TCP"}]
     assert {p["port"] for p in dns["ports"]} == {53}
+
+
+def test_ambient_cloud_identity_may_reach_the_metadata_server(render_values):
+    rendered = render_values({"storage": {"mode": "objectStore", "objectStore": {"uri": "gs://models"}}})
+    rules = rendered.get("NetworkPolicy", "ingot")["spec"]["egress"]
+    metadata = [r for r in rules if r.get("to") == [{"ipBlock": {"cidr": "169.254.169.254/32"}}]]
+    assert len(metadata) == 1
+    assert {p["port"] for p in metadata[0]["ports"]} == {80, 988}
