@@ -20,6 +20,8 @@ from tests.serving.support import (
     start_server,
 )
 
+pytestmark = pytest.mark.xdist_group("serving-conformance")  # one worker: shared server, ordered tests
+
 tf = pytest.importorskip("tensorflow")
 
 

@@ -24,6 +24,8 @@ from tests.serving.support import (
     wait_for,
 )
 
+pytestmark = pytest.mark.xdist_group("serving-lifecycle")  # one worker: TF and the exports once
+
 ALLOWED = (1, 2, 4, 8)
 
 

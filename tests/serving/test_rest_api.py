@@ -11,6 +11,8 @@ import pytest
 
 from tests.serving.support import CLASSES, MODEL, colour_images, http, png
 
+pytestmark = pytest.mark.xdist_group("serving-conformance")  # one worker: shared server, ordered tests
+
 
 @pytest.fixture(scope="module")
 def server(conformance_server):
