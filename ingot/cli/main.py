@@ -17,6 +17,7 @@ from ingot.errors import IngotError
 # Command modules, in the order `ingot --help` lists them.
 COMMAND_MODULES = (
     "ingot.cli.train",
+    "ingot.cli.pipeline",
     "ingot.cli.models",
     "ingot.cli.data",
     "ingot.cli.serve",

@@ -1,0 +1,52 @@
+"""evaluate: per-class metrics on the held-out test split and the blessing gate."""
+
+from typing import Any, NamedTuple
+
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def evaluate(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    config: dict,
+    model_name: str,
+    min_accuracy: float,
+    min_class_f1: float,
+    max_regression: float,
+    registry_url: str,
+    pipeline_run_id: str,
+    metrics: Output[Metrics],
+    confusion_matrix: Output[ClassificationMetrics],
+    per_class_report: Output[Markdown],
+    evaluation: Output[Artifact],
+    serving_model: Output[Model],
+) -> NamedTuple("EvaluateOutputs", [("blessed", bool), ("decision", str)]):
+    """Evaluate on the test split, compare with the registry's champion, apply the gate.
+    Outputs the scalars and confusion matrix the Kubeflow UI renders, the per-class table, the
+    evaluation record for the registry and, when blessed, the serving SavedModel to publish."""
+    from collections import namedtuple
+
+    from ingot.evaluate import GateThresholds
+    from ingot.retrain import evaluate_step
+    from ingot.train import TrainConfig
+
+    result = evaluate_step(
+        dataset.path, model.path, TrainConfig.from_dict(config),
+        GateThresholds(min_accuracy=min_accuracy, min_class_f1=min_class_f1, max_regression=max_regression),
+        model_name=model_name, registry_url=registry_url, pipeline_run_id=pipeline_run_id,
+        evaluation_json=evaluation.path, per_class_markdown=per_class_report.path,
+        serving_model_dir=serving_model.path,
+    )
+    for name, value in result.scalars.items():
+        metrics.log_metric(name, value)
+    confusion_matrix.log_confusion_matrix(result.class_names, result.confusion_matrix)
+    evaluation.metadata.update(blessed=result.blessed, data_hash=result.record["data_hash"])
+    if result.blessed:
+        serving_model.metadata.update(framework="tensorflow", format="SavedModel", model_name=model_name)
+    return namedtuple("EvaluateOutputs", ["blessed", "decision"])(result.blessed, result.summary)
+
+
+def build(image: str) -> Any:
+    from components import component_from
+
+    return component_from(evaluate, image)

@@ -1,0 +1,1 @@
+"""The ingest component (see component.py)."""

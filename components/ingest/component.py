@@ -1,0 +1,30 @@
+"""ingest: load and validate the dataset, split it, and report on it."""
+
+from typing import Any
+
+from kfp.dsl import HTML, Dataset, Output
+
+
+def ingest(
+    dataset_uri: str,
+    recipe: dict,
+    overrides: list,
+    architecture: str,
+    epochs: int,
+    dataset: Output[Dataset],
+    data_report: Output[HTML],
+) -> dict:
+    """Load and validate the dataset (local path, gs://, s3://, bundled:digits), split it
+    reproducibly, and write the split (Dataset) and the data report (class counts, sizes,
+    skipped files, a 3x3 sample grid). Returns the resolved training config for later steps."""
+    from ingot.retrain import config_parameter, ingest_step, resolve_config
+
+    config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs)
+    dataset.metadata.update(ingest_step(dataset_uri, config, dataset.path, data_report.path))
+    return config_parameter(config)
+
+
+def build(image: str) -> Any:
+    from components import component_from
+
+    return component_from(ingest, image)

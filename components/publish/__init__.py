@@ -1,0 +1,1 @@
+"""The publish component (see component.py)."""

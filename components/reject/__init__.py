@@ -1,0 +1,1 @@
+"""The reject component (see component.py)."""

@@ -1,0 +1,320 @@
+"""`ingot pipeline run|compile`: the `ingot-retrain` Kubeflow pipeline, run on this machine with
+kfp's local runner (the default), submitted to a Kubeflow Pipelines endpoint (`--host`), or
+compiled to the IR YAML the Kubeflow UI uploads.
+
+kfp, TensorFlow and the registry are imported inside the handlers so `ingot --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ingot import settings
+from ingot.cli.train import add_gate_arguments, load_config
+from ingot.errors import ConfigError, IngotError
+
+IMAGE_ENV = "INGOT_IMAGE"  # same as components.IMAGE_ENV, without importing kfp for --help
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "pipeline", help="run or compile the ingot-retrain Kubeflow pipeline",
+        description="The ingot-retrain pipeline (ingest -> train -> evaluate -> publish + register, or "
+        "record the rejection): run it here with kfp's local runner, submit it to Kubeflow "
+        "Pipelines, or compile it to IR YAML.",
+    )
+    actions = parser.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    run = actions.add_parser(
+        "run", help="run the pipeline locally (default) or submit it to a KFP endpoint (--host)",
+        description="Run ingot-retrain. Locally every step runs as a subprocess of this Python "
+        "environment (kfp's SubprocessRunner): no cluster, no containers. With --host the pipeline "
+        "is submitted to a Kubeflow Pipelines endpoint and the run's URL printed.",
+    )
+    run.add_argument("--dataset", default="", metavar="URI",
+                     help="dataset: an image folder path, gs:// or s3:// URI, a CIFAR-10 archive, or "
+                     "bundled:digits (default: the recipe's dataset, else bundled:digits)")
+    run.add_argument("--model-name", default="digits", help="model name in the repository and registry (default: %(default)s)")
+    run.add_argument("--config", type=Path, help="recipe YAML (see configs/); TrainConfig defaults otherwise")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe setting, e.g. --set epochs=5 (repeatable)")
+    add_gate_arguments(run)
+    run.add_argument("--model-repository", default=None, metavar="PATH_OR_URI",
+                     help="model repository base (local default: $INGOT_MODEL_REPOSITORY or ./model-repository; "
+                     "with --host: the cluster's setting unless given)")
+    run.add_argument("--registry", default=None, metavar="URL",
+                     help="registry database URL (local default: $INGOT_REGISTRY_URL, else SQLite in "
+                     "$INGOT_DATA_DIR; with --host: the cluster's setting unless given)")
+    run.add_argument("--image", default=None,
+                     help=f"container image of the steps (default: ${IMAGE_ENV}, else the built-in ingot image name)")
+    local = run.add_argument_group("local runs")
+    local.add_argument("--pipeline-root", type=Path, default=None,
+                       help="where step outputs go (default: $INGOT_DATA_DIR/pipeline-root)")
+    local.add_argument("--cache", action="store_true",
+                       help="reuse outputs of earlier identical steps (ingest, train, evaluate); publish, "
+                       "register and reject always run")
+    local.add_argument("--json", action="store_true", help="print the run's result as JSON instead of a report")
+    remote = run.add_argument_group("Kubeflow Pipelines (--host)")
+    remote.add_argument("--host", default=None, metavar="URL",
+                        help="submit to this Kubeflow Pipelines API endpoint instead of running locally")
+    remote.add_argument("--experiment", default=None, help="experiment name (default: KFP's 'Default')")
+    remote.add_argument("--run-name", default=None, help="run display name (default: ingot-retrain <model> <time>)")
+    remote.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user KFP)")
+    remote.add_argument("--accelerator-type", default=None,
+                        help="train step accelerator resource, e.g. nvidia.com/gpu; '' for CPU-only")
+    remote.add_argument("--accelerator-limit", type=int, default=None, help="train step accelerator count")
+    run.set_defaults(handler=run_pipeline)
+
+    compile_parser = actions.add_parser(
+        "compile", help="compile the pipeline to IR YAML for the Kubeflow UI",
+        description="Compile ingot-retrain to Kubeflow Pipelines IR YAML (upload it in the Kubeflow UI).",
+    )
+    compile_parser.add_argument("-o", "--output", type=Path, default=None,
+                                help="output file (default: pipelines/compiled/ingot-retrain.yaml in the source tree)")
+    compile_parser.add_argument("--image", default=None,
+                                help=f"container image of the steps (default: ${IMAGE_ENV}, else the built-in ingot image name)")
+    compile_parser.set_defaults(handler=compile_command)
+
+
+# --- compile --------------------------------------------------------------------------------
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    from pipelines.retrain import COMPILED_PATH, compile_pipeline
+
+    output = args.output or COMPILED_PATH
+    if output.exists() and output.is_dir():
+        raise ConfigError(f"--output {output} is a directory; expected a .yaml file path")
+    path = compile_pipeline(output, image=args.image)
+    print(f"compiled ingot-retrain to {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def pipeline_arguments(args: argparse.Namespace, *, local: bool) -> dict[str, Any]:
+    """The pipeline's parameters from the command line, validated here before anything runs."""
+    from ingot.evaluate import GateThresholds
+    from ingot.export import validate_model_name
+    from ingot.retrain import config_parameter
+
+    config = load_config(args)
+    GateThresholds(min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression)
+    try:
+        validate_model_name(args.model_name)
+    except IngotError as err:
+        raise ConfigError(f"--model-name: {err}") from None
+    arguments: dict[str, Any] = {
+        "dataset_uri": args.dataset or "",
+        "model_name": args.model_name,
+        "recipe": config_parameter(config),
+        "min_accuracy": args.min_accuracy,
+        "min_class_f1": args.min_class_f1,
+        "max_regression": args.max_regression,
+    }
+    if local:
+        arguments["dataset_uri"] = _local_uri(arguments["dataset_uri"])
+        arguments["model_repository"] = _local_uri(args.model_repository or settings.model_repository())
+        arguments["registry_url"] = local_registry_url(args.registry)
+    else:
+        if args.model_repository:
+            arguments["model_repository"] = args.model_repository
+        if args.registry:
+            arguments["registry_url"] = args.registry
+        if args.accelerator_type is not None:
+            arguments["accelerator_type"] = args.accelerator_type
+        if args.accelerator_limit is not None:
+            if args.accelerator_limit < 0:
+                raise ConfigError(f"--accelerator-limit must be 0 or more, got {args.accelerator_limit}")
+            arguments["accelerator_limit"] = args.accelerator_limit
+    return arguments
+
+
+def _local_uri(value: str) -> str:
+    """Absolute paths for local runs (steps are subprocesses; be explicit); URIs and bundled
+    dataset names pass through."""
+    if not value or "://" in value or value.startswith(("bundled:", "keras:")) or value in ("digits",):
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def local_registry_url(url: str | None) -> str:
+    """The registry URL the local steps get: given, else the default, with a relative SQLite path
+    made absolute."""
+    from ingot.registry import default_url, normalize_url
+
+    parsed = normalize_url(url or default_url())
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+            and not parsed.database.startswith("file:"):
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+    return parsed.render_as_string(hide_password=False)
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    if args.host:
+        return submit(args)
+    from pipelines.local import run_locally
+    from pipelines.retrain import build_pipeline
+
+    arguments = pipeline_arguments(args, local=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the steps inherit it
+    root = (args.pipeline_root or settings.data_dir() / "pipeline-root").expanduser().resolve()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log_path = root / "logs" / f"ingot-retrain-{stamp}.log"
+    console = sys.stdout  # the run redirects sys.stdout into the log; progress goes here
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, file=console, flush=True)
+
+    say(f"running ingot-retrain locally for {args.model_name!r} (step logs: {log_path})")
+    result = run_locally(build_pipeline(args.image), arguments, pipeline_root=root, log_path=log_path,
+                         progress=say, enable_caching=args.cache)
+    record = result.output if isinstance(result.output, dict) else None
+    if record is None or "id" not in record:
+        raise IngotError(f"the pipeline finished without a registry record (output {result.output!r}); see {log_path}")
+    report = local_report(record, arguments["registry_url"], result)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def local_report(record: dict[str, Any], registry_url: str, result: Any) -> dict[str, Any]:
+    """What `make run` ends with, read back from the registry: the gate's decision, per-class
+    metrics, the published version and the registry entry with its stage history."""
+    from ingot.retrain import open_registry
+
+    with open_registry(registry_url) as registry:
+        entry = registry.get_record(int(record["id"]))
+        events = registry.record_events(entry.id)
+        champion = registry.champion(entry.name)
+    return {
+        "registry_url": _masked(registry_url),
+        "record": entry.to_dict(),
+        "events": [event.to_dict() for event in events],
+        "champion": champion.version if champion is not None else None,
+        "published_created": record.get("published_created"),
+        "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds or 0.0, 2)} for s in result.steps],
+        "cached_steps": result.cached,
+        "seconds": round(result.seconds, 2),
+        "run_dir": str(result.run_dir) if result.run_dir else None,
+        "log": str(result.log_path),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    from ingot.evaluate import EvaluationReport
+
+    entry = report["record"]
+    gate = entry.get("gate") or {}
+    steps = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in report["steps"])
+    lines = [f"\nfinished in {report['seconds']:.1f}s ({steps})"]
+    if report["cached_steps"]:
+        lines.append(f"cached: {', '.join(report['cached_steps'])}")
+    lines += ["", "== Gate decision"]
+    if gate.get("blessed"):
+        lines.append(f"BLESSED: all {len(gate.get('checks', []))} checks passed")
+    else:
+        lines.append("REJECTED:")
+        lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    versus = [c for c in gate.get("checks", []) if c["name"].endswith("_vs_champion")]
+    if versus:
+        lines += [f"  {c['name'].replace('_vs_champion', '')}: {c['value']:.4f} vs champion floor {c['threshold']:.4f}"
+                  f" ({'ok' if c['passed'] else 'regressed'})" for c in versus]
+    else:
+        lines.append("  no champion to compare with yet")
+    with contextlib.suppress(IngotError, KeyError, TypeError):
+        lines += ["", "== Per-class metrics (held-out test split)",
+                  EvaluationReport.from_dict(entry["metrics"]).per_class_table()]
+    lines += ["", "== Published version"]
+    if entry["version"] is None:
+        lines.append("nothing published (rejected)")
+    else:
+        state = "published" if report["published_created"] is not False else "already published (same model_sha256)"
+        lines.append(f"{state}: {entry['name']} version {entry['version']} at {entry['artifact_uri']}")
+        lines.append(f"  model_sha256 {entry['model_sha256']}")
+    lines += ["", f"== Registry entry ({report['registry_url']})"]
+    label = f"{entry['name']}:{entry['version']}" if entry["version"] is not None else f"{entry['name']} (rejection #{entry['id']})"
+    champion = report["champion"]
+    champion_note = f"; champion is {entry['name']}:{champion}" if champion is not None else "; no champion yet"
+    lines += [
+        f"{label}  record #{entry['id']}  stage {entry['stage'] or '-'}  status {entry['status']}{champion_note}",
+        f"  pipeline run  {entry['pipeline_run_id'] or '-'}",
+        f"  data hash     {entry['data_hash'] or '-'}",
+        f"  registered    {entry['created_at']} by {entry['registered_by']}",
+    ]
+    for event in report["events"]:
+        source = event["from_stage"] or "(new)"
+        lines.append(f"  {event['at']}  {source} -> {event['to_stage']}: {event['reason']}")
+    show = f"{entry['name']}:{entry['version']}" if entry["version"] is not None else f"{entry['name']}:#{entry['id']}"
+    lines += ["", f"details: ingot models show {show}; step outputs: {report['run_dir'] or '-'}"]
+    return "\n".join(lines)
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- submit to Kubeflow Pipelines ---------------------------------------------------------------
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Submit ingot-retrain to the KFP API at --host and print the run's URL."""
+    import kfp
+
+    from pipelines.retrain import build_pipeline
+
+    arguments = pipeline_arguments(args, local=False)
+    host = args.host.rstrip("/")
+    if not host.startswith(("http://", "https://")):
+        raise ConfigError(f"--host {args.host!r} is not an http(s) URL; expected e.g. http://localhost:8080")
+    run_name = args.run_name or f"ingot-retrain {args.model_name} {datetime.now().strftime('%Y-%m-%d %H-%M-%S')}"
+    noise = io.StringIO()  # kfp prints its own "Experiment details"/"Run details" lines
+    try:
+        with contextlib.redirect_stdout(noise), _quiet_warnings():
+            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow")
+            result = client.create_run_from_pipeline_func(
+                build_pipeline(args.image), arguments=arguments, run_name=run_name,
+                experiment_name=args.experiment, namespace=args.namespace,
+            )
+    except IngotError:
+        raise
+    except Exception as err:  # noqa: BLE001 - network, HTTP and API errors become one line
+        raise IngotError(f"submitting to {host} failed: {_one_line(err)}") from err
+    print(f"submitted run {result.run_id} ({run_name!r}) to {host}")
+    print(f"run URL: {host}/#/runs/details/{result.run_id}")
+    return 0
+
+
+@contextlib.contextmanager
+def _quiet_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _one_line(err: BaseException) -> str:
+    status, reason = getattr(err, "status", None), getattr(err, "reason", None)
+    if status is not None:
+        body = getattr(err, "body", None) or ""
+        with contextlib.suppress(ValueError, TypeError):
+            body = json.loads(body).get("message") or json.loads(body).get("error") or body
+        return f"HTTP {status} {reason or ''}".strip() + (f": {str(body).strip()[:300]}" if body else "")
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

@@ -1,0 +1,173 @@
+"""Run a pipeline with kfp's local runner (SubprocessRunner, no containers) and keep its noise out
+of the way: every log line and each step's output go to a log file, while the caller gets one
+progress line per step, the step timings, and on failure the step's own error message.
+"""
+
+import contextlib
+import io
+import json
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from ingot.errors import IngotError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_CACHED = re.compile(r"Task '?([^' ]+)'? cache hit")
+# The last line of a Python traceback: "ingot.errors.DataError: ..." or "ValueError: ...".
+_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+
+
+class PipelineRunError(IngotError):
+    """A local pipeline run failed; the message names the step and its error."""
+
+
+@dataclass
+class StepTiming:
+    name: str
+    started: float
+    finished: Optional[float] = None
+    status: str = "RUNNING"
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return None if self.finished is None else self.finished - self.started
+
+
+@dataclass
+class LocalRun:
+    output: Any
+    steps: List[StepTiming]
+    seconds: float
+    log_path: Path
+    run_dir: Optional[Path]
+    cached: List[str] = field(default_factory=list)
+
+
+class _StepLog(io.TextIOBase):
+    """A text stream that copies everything to the log file and turns the local runner's task
+    start/finish lines into step timings and one progress line per step."""
+
+    def __init__(self, log: TextIO, progress: Optional[Callable[[str], None]]) -> None:
+        self._log = log
+        self._progress = progress
+        self._pending = ""
+        self.steps: Dict[str, StepTiming] = {}
+        self.cached: List[str] = []
+        self.lines: List[str] = []  # de-coloured, for error extraction
+        self.run_dir: Optional[Path] = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._pending += text
+        *complete, self._pending = self._pending.split("\n")
+        for line in complete:
+            self._line(_ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def _line(self, line: str) -> None:
+        self.lines.append(line)
+        now = time.perf_counter()
+        if match := _STARTED.search(line):
+            self.steps[match.group(1)] = StepTiming(match.group(1), started=now)
+        elif match := _FINISHED.search(line):
+            step = self.steps.setdefault(match.group(1), StepTiming(match.group(1), started=now))
+            step.finished, step.status = now, match.group(2)
+            if self._progress:
+                self._progress(f"  {step.name:<10} {step.status.lower():<8} {step.seconds:6.1f} s")
+        elif match := _CACHED.search(line):
+            self.cached.append(match.group(1))
+            if self._progress:
+                self._progress(f"  {match.group(1):<10} cached (outputs of an earlier identical run reused)")
+        elif self.run_dir is None and (found := re.search(r'"outputFile": "([^"]+)/[^/]+/executor_output\.json"', line)):
+            self.run_dir = Path(found.group(1))
+
+    def error_of(self, step: str) -> Optional[str]:
+        """The last exception line printed while `step` ran."""
+        inside, found = False, None
+        for line in self.lines:
+            if (match := _STARTED.search(line)) is not None:
+                inside = match.group(1) == step
+            elif inside and (match := _EXCEPTION.match(line)) is not None:
+                found = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2).strip()}"
+        return found
+
+
+def run_locally(
+    pipeline: Any,
+    arguments: Dict[str, Any],
+    *,
+    pipeline_root: Path,
+    log_path: Path,
+    progress: Optional[Callable[[str], None]] = None,
+    enable_caching: bool = False,
+) -> LocalRun:
+    """Run `pipeline(**arguments)` with kfp's SubprocessRunner in this Python environment.
+
+    Steps run one after another as subprocesses of this interpreter; outputs land under
+    `pipeline_root/<pipeline name>-<timestamp>/<step>/`. Raises PipelineRunError naming the
+    failed step and the error it raised.
+    """
+    from kfp import local
+
+    pipeline_root = Path(pipeline_root).resolve()
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    workspace = pipeline_root / ".workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        workspace_root=str(workspace),
+        raise_on_error=True,
+        enable_caching=enable_caching,
+    )
+    started = time.perf_counter()
+    with log_path.open("w", encoding="utf-8") as log:
+        stream = _StepLog(log, progress)
+        failure: Optional[BaseException] = None
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream), warnings.catch_warnings():
+            # The runner warns that resource requests and accelerators do nothing locally, and
+            # that our image name is not a python image: both expected here.
+            warnings.simplefilter("ignore")
+            try:
+                task = pipeline(**arguments)
+            except Exception as err:  # noqa: BLE001 - turned into one readable error below
+                failure = err
+        stream.flush()
+    seconds = time.perf_counter() - started
+    if failure is not None:
+        failed = [s.name for s in stream.steps.values() if s.status == "FAILURE"]
+        if failed:
+            detail = stream.error_of(failed[-1]) or "see the log"
+            message = f"step {failed[-1]!r} failed: {detail}"
+        else:
+            message = f"the pipeline did not run: {str(failure).strip().splitlines()[-1] if str(failure).strip() else type(failure).__name__}"
+        raise PipelineRunError(f"{message} (full log: {log_path})") from failure
+    return LocalRun(
+        output=_output_of(task), steps=list(stream.steps.values()), seconds=seconds, log_path=log_path,
+        run_dir=stream.run_dir, cached=stream.cached,
+    )
+
+
+def _output_of(task: Any) -> Any:
+    outputs = getattr(task, "outputs", None) or {}
+    if len(outputs) == 1:
+        value = next(iter(outputs.values()))
+    else:
+        value = outputs or None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value

@@ -1,0 +1,121 @@
+"""The `ingot-retrain` pipeline: ingest -> train (GPU) -> evaluate -> [blessed?] publish ->
+register, or record the rejection.
+
+`build_pipeline(image)` builds it with every step in `image` (default `$INGOT_IMAGE`, else
+components.DEFAULT_IMAGE), so the image is a build-time setting; nothing happens at import.
+The compiled IR YAML in pipelines/compiled/ is what users upload in the Kubeflow UI;
+`make pipelines` (`ingot pipeline compile`) rewrites it and a golden test keeps it in step
+with this file.
+
+Parameters that can be empty resolve inside the steps: an empty `dataset_uri` means the recipe's
+dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an empty
+`model_repository`/`registry_url` the container's $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL.
+"""
+
+# No `from __future__ import annotations` here: kfp reads the pipeline function's annotations
+# as real types.
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+PIPELINE_NAME = "ingot-retrain"
+COMPILED_PATH = Path(__file__).resolve().parent / "compiled" / f"{PIPELINE_NAME}.yaml"
+TRAIN_RETRIES = 2
+# The taint GPU node pools usually carry (GKE adds it; the NVIDIA GPU operator documents it).
+DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+# Requests for the light steps: they read and copy files, write a few rows.
+LIGHT_REQUESTS = {"ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": ("500m", "2Gi"),
+                  "register": ("250m", "512Mi"), "reject": ("250m", "512Mi")}
+
+
+def build_pipeline(image: Optional[str] = None) -> Any:
+    """The pipeline function (a kfp GraphComponent) with every step running in `image`."""
+    from kfp import dsl, kubernetes
+
+    from components import build_components
+
+    steps = build_components(image)
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Retrain an image classifier: ingest and validate the data, train (on a GPU "
+        "node), evaluate per class against the gate and the registry's champion, then publish "
+        "and register a blessed model, or record why it was rejected.",
+    )
+    def ingot_retrain(
+        dataset_uri: str = "",
+        model_name: str = "digits",
+        recipe: dict = {},
+        overrides: list = [],
+        architecture: str = "",
+        epochs: int = 0,
+        min_accuracy: float = 0.9,
+        min_class_f1: float = 0.7,
+        max_regression: float = 0.01,
+        model_repository: str = "",
+        registry_url: str = "",
+        accelerator_type: str = "nvidia.com/gpu",
+        accelerator_limit: int = 1,
+        gpu_node_selector: dict = {},
+        gpu_tolerations: list = DEFAULT_GPU_TOLERATIONS,
+        train_cpu_request: str = "4",
+        train_memory_request: str = "16Gi",
+    ) -> str:
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+        ingest = steps.ingest(
+            dataset_uri=dataset_uri, recipe=recipe, overrides=overrides, architecture=architecture, epochs=epochs
+        ).set_display_name("ingest and validate")
+        _requests(ingest, "ingest")
+
+        train = steps.train(dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"])
+        train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
+        train.set_cpu_request(train_cpu_request).set_memory_request(train_memory_request)
+        train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
+        kubernetes.add_node_selector_json(train, gpu_node_selector)
+        kubernetes.add_toleration_json(train, gpu_tolerations)
+
+        evaluate = steps.evaluate(
+            dataset=ingest.outputs["dataset"], model=train.outputs["model"], config=ingest.outputs["Output"],
+            model_name=model_name, min_accuracy=min_accuracy, min_class_f1=min_class_f1,
+            max_regression=max_regression, registry_url=registry_url, pipeline_run_id=run_id,
+        ).set_display_name("evaluate and gate")
+        _requests(evaluate, "evaluate")
+
+        with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a kfp condition)
+            publish = steps.publish(
+                serving_model=evaluate.outputs["serving_model"], model_name=model_name,
+                model_repository=model_repository,
+            ).set_display_name("publish").set_caching_options(False)
+            _requests(publish, "publish")
+            register = steps.register(
+                evaluation=evaluate.outputs["evaluation"], model_name=model_name,
+                version=publish.outputs["version"], artifact_uri=publish.outputs["path"],
+                model_sha256=publish.outputs["model_sha256"], created=publish.outputs["created"],
+                registry_url=registry_url, pipeline_run_id=run_id,
+            ).set_display_name("register").set_caching_options(False)
+            _requests(register, "register")
+        with dsl.Else(name="rejected"):
+            reject = steps.reject(
+                evaluation=evaluate.outputs["evaluation"], model_name=model_name, registry_url=registry_url,
+                pipeline_run_id=run_id,
+            ).set_display_name("record rejection").set_caching_options(False)
+            _requests(reject, "reject")
+        return dsl.OneOf(register.output, reject.output)
+
+    return ingot_retrain
+
+
+def _requests(task: Any, step: str) -> None:
+    cpu, memory = LIGHT_REQUESTS[step]
+    task.set_cpu_request(cpu).set_memory_request(memory)
+
+
+def compile_pipeline(package_path: Union[str, "os.PathLike[str]"] = COMPILED_PATH, *, image: Optional[str] = None) -> Path:
+    """Compile the pipeline to IR YAML at `package_path` and return the path."""
+    from kfp import compiler
+
+    path = Path(package_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline_func=build_pipeline(image), package_path=str(path))
+    return path
