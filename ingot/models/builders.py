@@ -254,7 +254,8 @@ def backbone_of(model: keras.Model) -> keras.Model:
 def unfreeze_top_layers(model: keras.Model, n: int) -> list[str]:
     """Make the top `n` backbone layers trainable for fine-tuning; returns their names.
 
-    BatchNormalization layers stay frozen: updating their statistics on a small dataset wrecks
+    Layers are counted as the backbone lists them, weight-free ones included (the convention of
+    Keras's transfer-learning guide: MobileNetV2 has 154, ResNet50 175). BatchNormalization layers stay frozen: updating their statistics on a small dataset wrecks
     what the backbone learned. The model must be recompiled afterwards for this to take effect.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
