@@ -6,9 +6,7 @@ re-exported lazily and `import ingot.models` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ingot._lazy import lazy_exports
 from ingot.models.catalog import (
     ARCHITECTURES,
     CNN,
@@ -29,9 +27,4 @@ __all__ = sorted(
     [*_LAZY, "ARCHITECTURES", "CNN", "TRANSFER_ARCHITECTURES", "check_image_size", "minimum_image_size"]
 )
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ingot.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
