@@ -27,8 +27,12 @@ postgres: ## Install Debian's PostgreSQL server where it is missing (the registr
 	  echo "installing postgresql (Debian package) for the registry tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 
-run: $(STAMP) ## Train, evaluate, gate and publish the default model on the bundled digits data
-	$(VENV)/bin/ingot train --config configs/digits-cnn.yaml --model-repository ./model-repository
+run: $(STAMP) ## Run the ingot-retrain pipeline (kfp local runner) on the bundled digits with the default recipe
+	$(VENV)/bin/ingot pipeline run --config configs/digits-cnn.yaml --model-repository ./model-repository
+
+.PHONY: pipelines
+pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipelines/compiled/) from pipelines/retrain.py
+	INGOT_IMAGE= $(VENV)/bin/ingot pipeline compile --output pipelines/compiled/ingot-retrain.yaml
 
 test: $(STAMP) postgres ## Run the whole test suite
 	$(PY) -m pytest -n 2 --dist loadgroup

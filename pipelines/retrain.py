@@ -14,7 +14,9 @@ dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an emp
 
 # No `from __future__ import annotations` here: kfp reads the pipeline function's annotations
 # as real types.
+import ast
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -118,4 +120,38 @@ def compile_pipeline(package_path: Union[str, "os.PathLike[str]"] = COMPILED_PAT
     path = Path(package_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline_func=build_pipeline(image), package_path=str(path))
+    path.write_text(canonical_header(path.read_text(encoding="utf-8")), encoding="utf-8")
     return path
+
+
+_HEADER_DEFAULT = re.compile(r"^(#\s+\w+: \w+ \[Default: )(.+)(\])$")
+
+
+def canonical_header(text: str) -> str:
+    """Sort the keys of dict defaults in the compiler's comment header.
+
+    kfp renders defaults there from protobuf Structs, whose key order varies from process to
+    process; sorted keys keep the checked-in YAML byte-stable. Only comments change.
+    """
+
+    def ordered(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: ordered(value[key]) for key in sorted(value)}
+        if isinstance(value, list):
+            return [ordered(item) for item in value]
+        return value
+
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        match = _HEADER_DEFAULT.match(line)
+        if match is None:
+            continue
+        try:
+            value = ast.literal_eval(match.group(2))
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, (dict, list)):
+            lines[index] = f"{match.group(1)}{ordered(value)!r}{match.group(3)}"
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Tests of the pipeline components and the ingot.retrain steps they call."""

@@ -1,0 +1,145 @@
+"""ingest: the split artifact, the HTML data report with its sample grid, config resolution, and
+the component body's wiring (kfp artifacts in, resolved config out)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from ingot.errors import ConfigError, DataError
+from tests.components.tiny import CLASSES, PER_CLASS, RECIPE
+
+
+class _Report(HTMLParser):
+    """Collects the images, captions and table rows of the data report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.captions: list[str] = []
+        self.rows: list[list[str]] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag == "figcaption":
+            self._in = "caption"
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._in = "cell"
+
+    def handle_endtag(self, tag):
+        if tag in ("figcaption", "td"):
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "caption":
+            self.captions.append(data)
+        elif self._in == "cell":
+            self.rows[-1].append(data)
+
+
+def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_folder):
+    from ingot.data import load_splits
+
+    dataset_dir, _, metadata = ingested
+    splits = load_splits(dataset_dir)
+    assert splits.class_names == CLASSES
+    assert metadata["data_hash"] == splits.content_hash
+    assert metadata["source"] == str(tiny_folder)
+    assert metadata["class_names"] == CLASSES and metadata["num_classes"] == len(CLASSES)
+    assert metadata["split_sizes"] == {name: len(part) for name, part in splits.items()}
+    assert sum(metadata["split_sizes"].values()) == PER_CLASS * len(CLASSES)
+    assert metadata["skipped_files"] == 0
+
+
+def test_data_report_has_class_counts_and_a_3x3_grid_of_training_samples(ingested):
+    from ingot.data import load_splits
+
+    dataset_dir, report_path, _ = ingested
+    page = _Report()
+    page.feed(report_path.read_text())
+    splits = load_splits(dataset_dir)
+
+    assert len(page.images) == 9
+    for image in page.images:
+        prefix = "data:image/png;base64,"
+        assert image["src"].startswith(prefix)
+        with Image.open(io.BytesIO(base64.b64decode(image["src"][len(prefix):]))) as png:
+            assert png.format == "PNG" and png.size == (20, 20)  # as the model sees them (image_size)
+    # Round-robin over classes: every class appears before any repeats.
+    assert page.captions[: len(CLASSES)] == CLASSES
+    assert [image["alt"] for image in page.images] == page.captions
+
+    counts = {row[0]: [int(cell) for cell in row[1:]] for row in page.rows if row}
+    for name in CLASSES:
+        total, train, validation, test = counts[name]
+        assert total == PER_CLASS
+        assert [train, validation, test] == [part.class_counts()[name] for _, part in splits.items()]
+
+
+def test_resolve_config_applies_recipe_overrides_then_pipeline_parameters():
+    from ingot.retrain import resolve_config
+
+    config = resolve_config(RECIPE, ["batch_size=4", "augmentation.zoom=0.2"], architecture="cnn", epochs=9)
+    assert (config.epochs, config.batch_size, config.augmentation.zoom) == (9, 4, 0.2)
+    assert resolve_config(RECIPE, [], architecture="", epochs=0).epochs == RECIPE["epochs"]
+    assert resolve_config(None).epochs == resolve_config({}).epochs  # TrainConfig defaults
+
+    with pytest.raises(ConfigError, match="epochz"):
+        resolve_config({"epochz": 3})
+    with pytest.raises(ConfigError, match="epochs=-1"):
+        resolve_config(RECIPE, epochs=-1)
+    with pytest.raises(ConfigError, match="key=value"):
+        resolve_config(RECIPE, "epochs=3")  # a string, not a list of strings
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config(["epochs", 3])
+
+
+def test_dataset_resolution_and_config_parameter_round_trip():
+    from ingot.retrain import DEFAULT_DATASET, config_parameter, resolve_config, resolve_dataset
+    from ingot.train import TrainConfig
+
+    config = resolve_config(RECIPE)
+    assert resolve_dataset("  /data/flowers ", config) == "/data/flowers"
+    assert resolve_dataset("", config) == DEFAULT_DATASET
+    assert resolve_dataset("", resolve_config({**RECIPE, "dataset": "gs://b/cats"})) == "gs://b/cats"
+
+    parameter = config_parameter(config)
+    assert None not in parameter.values()  # kfp parameters cannot carry null
+    assert "checkpoint_dir" not in parameter
+    assert TrainConfig.from_dict(parameter) == config
+
+
+def test_ingest_refuses_a_missing_dataset_naming_it(tmp_path, tiny_config):
+    from ingot.retrain import ingest_step
+
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(DataError, match="no-such-folder.*does not exist"):
+        ingest_step(str(missing), tiny_config, tmp_path / "dataset", tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_folder, tmp_path):
+    from kfp import dsl
+
+    from components.ingest.component import ingest
+    from ingot.retrain import resolve_config
+    from ingot.train import TrainConfig
+
+    dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"))
+    report = dsl.HTML(name="data_report", uri=str(tmp_path / "data_report"))
+    config = ingest(dataset_uri=str(tiny_folder), recipe=RECIPE, overrides=["batch_size=4"], architecture="",
+                    epochs=2, dataset=dataset, data_report=report)
+
+    assert TrainConfig.from_dict(config) == resolve_config(RECIPE, ["batch_size=4"], epochs=2)
+    assert None not in config.values()
+    assert dataset.metadata["num_classes"] == len(CLASSES) and len(dataset.metadata["data_hash"]) == 64
+    assert (tmp_path / "dataset" / "splits.json").is_file()
+    assert (tmp_path / "data_report").read_text().count("<img ") == 9
