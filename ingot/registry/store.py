@@ -561,15 +561,18 @@ class Registry:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _lock_model(self, session: Session, name: str, *, create: bool) -> ModelRow:
-        """The model's row, locked for this transaction; created first if asked (race-free)."""
-        if create:
+        """The model's row, locked for this transaction; created first if asked (race-free:
+        a concurrent creator makes ON CONFLICT DO NOTHING wait, then we lock the winner's row)."""
+        locked = select(ModelRow).where(ModelRow.name == name).with_for_update()
+        model = session.scalar(locked)
+        if model is None and create:
             insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             session.execute(
                 insert(ModelRow).values(name=name, created_at=utc_now()).on_conflict_do_nothing(
                     index_elements=[ModelRow.name]
                 )
             )
-        model = session.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+            model = session.scalar(locked)
         if model is None:
             raise _unknown_model(session, name)
         return model
