@@ -6,6 +6,7 @@ progress line per step, the step timings, and on failure the step's own error me
 import contextlib
 import io
 import json
+import logging
 import re
 import time
 import warnings
@@ -137,6 +138,11 @@ def run_locally(
     with log_path.open("w", encoding="utf-8") as log:
         stream = _StepLog(log, progress)
         failure: Optional[BaseException] = None
+        # The runner logs cache hits outside its own logging context: catch those here.
+        root_logger = logging.getLogger()
+        handler, level = logging.StreamHandler(stream), root_logger.level
+        root_logger.addHandler(handler)
+        root_logger.setLevel(logging.INFO)
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream), warnings.catch_warnings():
             # The runner warns that resource requests and accelerators do nothing locally, and
             # that our image name is not a python image: both expected here.
@@ -145,6 +151,9 @@ def run_locally(
                 task = pipeline(**arguments)
             except Exception as err:  # noqa: BLE001 - turned into one readable error below
                 failure = err
+            finally:
+                root_logger.removeHandler(handler)
+                root_logger.setLevel(level)
         stream.flush()
     seconds = time.perf_counter() - started
     if failure is not None:

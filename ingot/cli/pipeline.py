@@ -13,14 +13,13 @@ import io
 import json
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ingot import settings
 from ingot.cli.train import add_gate_arguments, load_config
-from ingot.errors import ConfigError, IngotError
+from ingot.errors import ConfigError, DataError, IngotError
 
 IMAGE_ENV = "INGOT_IMAGE"  # same as components.IMAGE_ENV, without importing kfp for --help
 
@@ -124,6 +123,9 @@ def pipeline_arguments(args: argparse.Namespace, *, local: bool) -> dict[str, An
     }
     if local:
         arguments["dataset_uri"] = _local_uri(arguments["dataset_uri"])
+        if arguments["dataset_uri"].startswith("/") and not Path(arguments["dataset_uri"]).exists():
+            raise DataError(f"--dataset {arguments['dataset_uri']} does not exist; expected an image folder "
+                            "(one subfolder per class), a CIFAR-10 archive or directory, or bundled:digits")
         arguments["model_repository"] = _local_uri(args.model_repository or settings.model_repository())
         arguments["registry_url"] = local_registry_url(args.registry)
     else:
@@ -316,5 +318,8 @@ def _one_line(err: BaseException) -> str:
         with contextlib.suppress(ValueError, TypeError):
             body = json.loads(body).get("message") or json.loads(body).get("error") or body
         return f"HTTP {status} {reason or ''}".strip() + (f": {str(body).strip()[:300]}" if body else "")
+    if isinstance(reason, BaseException):  # urllib3's MaxRetryError wraps the connection error
+        detail = str(reason).rsplit(": ", 1)[-1].rstrip(")'\"")
+        return f"cannot connect: {detail}"
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

@@ -1,0 +1,128 @@
+"""`ingot pipeline compile|run`: help everywhere, one-line errors, compile to a path, and
+submission to a Kubeflow Pipelines endpoint (a loopback server answering like the KFP API)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ingot.cli.main import main
+from tests.components.tiny import RECIPE
+from tests.pipelines.kfp_api import fake_kfp_api
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(RECIPE))
+    return path
+
+
+@pytest.mark.parametrize("argv", [["pipeline", "--help"], ["pipeline", "run", "--help"], ["pipeline", "compile", "--help"]])
+def test_help_on_every_command(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "usage: ingot pipeline" in capsys.readouterr().out
+
+
+def test_help_does_not_import_kfp_or_tensorflow():
+    code = ("import sys; from ingot.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('kfp', 'tensorflow', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_compile_writes_the_ir_yaml_to_the_given_path(tmp_path, capsys):
+    target = tmp_path / "out" / "retrain.yaml"
+    assert main(["pipeline", "compile", "-o", str(target), "--image", "example.org/ingot:7"]) == 0
+    assert f"compiled ingot-retrain to {target}" in capsys.readouterr().out
+    spec = next(yaml.safe_load_all(target.read_text()))
+    assert spec["pipelineInfo"]["name"] == "ingot-retrain"
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {"example.org/ingot:7"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "epochz=3"], "unknown"),
+        (["--model-name", "Bad/Name"], "--model-name: model name 'Bad/Name' is not valid"),
+        (["--min-class-f1", "1.5"], "min_class_f1=1.5 is out of range"),
+        (["--dataset", "/no/such/images"], "--dataset /no/such/images does not exist"),
+        (["--registry", "mysql://db/x"], "registry URL scheme 'mysql' is not supported"),
+        (["--host", "localhost:8080"], "is not an http(s) URL"),
+    ],
+)
+def test_bad_input_is_one_readable_line_and_a_nonzero_exit(extra, message, recipe_file, tmp_path, capsys):
+    code = main(["pipeline", "run", "--config", str(recipe_file), "--pipeline-root", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("ingot: error: ") and message in err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert not list(tmp_path.glob("ingot-retrain-*"))  # nothing ran
+
+
+def test_compile_refuses_a_directory_as_output(tmp_path, capsys):
+    assert main(["pipeline", "compile", "-o", str(tmp_path)]) == 1
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
+    with fake_kfp_api() as kfp_api:
+        code = main([
+            "pipeline", "run", "--host", kfp_api.url + "/", "--config", str(recipe_file), "--model-name", "tiny",
+            "--dataset", "gs://bucket/tiny", "--min-class-f1", "0.8", "--experiment", "ingot-nightly",
+            "--run-name", "nightly tiny", "--accelerator-limit", "2", "--image", "example.org/ingot:7",
+        ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines() == [
+        f"submitted run {kfp_api.run_id} ('nightly tiny') to {kfp_api.url}",
+        f"run URL: {kfp_api.url}/#/runs/details/{kfp_api.run_id}",
+    ]
+    (run,) = kfp_api.runs()
+    assert run["display_name"] == "nightly tiny"
+    assert run["experiment_id"] == kfp_api.experiments["ingot-nightly"]  # created on first use
+    spec = run["pipeline_spec"]
+    assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "ingot-retrain"
+    images = {e["container"]["image"] for e in spec["pipeline_spec"]["deploymentSpec"]["executors"].values()}
+    assert images == {"example.org/ingot:7"}
+    assert "kubernetes" in spec["platform_spec"]["platforms"]
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["dataset_uri"] == "gs://bucket/tiny" and parameters["model_name"] == "tiny"
+    assert parameters["min_class_f1"] == 0.8 and parameters["accelerator_limit"] == 2
+    assert parameters["recipe"]["image_size"] == [20, 20] and parameters["recipe"]["epochs"] == RECIPE["epochs"]
+    # Where models and the registry live is the cluster's setting unless given.
+    assert "model_repository" not in parameters and "registry_url" not in parameters
+
+
+def test_host_reuses_an_existing_experiment(recipe_file, capsys):
+    with fake_kfp_api() as kfp_api:
+        assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
+                     "--model-repository", "gs://models", "--registry", "postgresql://ingot@db:5432/registry"]) == 0
+    (run,) = kfp_api.runs()
+    assert run["experiment_id"] == "exp-default"
+    assert not [r for r in kfp_api.requests if r[:2] == ("POST", "/apis/v2beta1/experiments")]
+    assert run["runtime_config"]["parameters"]["model_repository"] == "gs://models"
+    assert run["runtime_config"]["parameters"]["registry_url"] == "postgresql://ingot@db:5432/registry"
+    assert "/#/runs/details/" in capsys.readouterr().out
+
+
+def test_host_errors_are_one_line(recipe_file, capsys):
+    with fake_kfp_api() as kfp_api:
+        kfp_api.fail_runs_with = 400
+        assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ingot: error: submitting to {kfp_api.url} failed: HTTP 400")
+    assert "pipeline spec rejected" in err and err.count("\n") == 1
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert main(["pipeline", "run", "--host", closed, "--config", str(recipe_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ingot: error: submitting to {closed} failed: cannot connect: ") and err.count("\n") == 1

@@ -1,0 +1,172 @@
+"""The compiled ingot-retrain IR: the checked-in YAML matches the code (golden test, version
+fields normalized), and the IR carries what a cluster run needs: the image setting, GPU through
+parameters, node selector and tolerations, requests, retries, caching, the blessing branches."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import DEFAULT_IMAGE
+from pipelines.retrain import COMPILED_PATH, PIPELINE_NAME, canonical_header, compile_pipeline
+
+_VERSION_FIELDS = re.compile(r"^(sdkVersion: ).*$", re.MULTILINE)
+
+
+def _normalized(text: str) -> str:
+    return _VERSION_FIELDS.sub(r"\1<normalized>", text)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> Path:
+    return compile_pipeline(tmp_path_factory.mktemp("compiled") / "ingot-retrain.yaml", image=DEFAULT_IMAGE)
+
+
+@pytest.fixture(scope="module")
+def documents(compiled):
+    pipeline_spec, platform_spec = yaml.safe_load_all(compiled.read_text())
+    return pipeline_spec, platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_checked_in_yaml_matches_the_pipeline_code(compiled):
+    assert COMPILED_PATH.is_file(), "pipelines/compiled/ingot-retrain.yaml is missing: run `make pipelines`"
+    fresh, checked_in = _normalized(compiled.read_text()), _normalized(COMPILED_PATH.read_text())
+    assert fresh == checked_in, (
+        "pipelines/compiled/ingot-retrain.yaml is out of date with pipelines/retrain.py or components/; "
+        "run `make pipelines` and commit the result"
+    )
+
+
+def test_version_normalization_only_touches_version_fields():
+    text = "sdkVersion: kfp-2.17.0\nimage: ingot:0.1.0\n"
+    assert _normalized(text) == "sdkVersion: <normalized>\nimage: ingot:0.1.0\n"
+    assert _normalized(text.replace("2.17.0", "9.9.9")) == _normalized(text)
+
+
+def test_header_defaults_are_rendered_with_sorted_keys():
+    header = "# Inputs:\n#    t: list [Default: [{'key': 'k', 'effect': 'e'}]]\n#    n: int [Default: 1.0]\nbody: {b: 1}\n"
+    assert canonical_header(header) == (
+        "# Inputs:\n#    t: list [Default: [{'effect': 'e', 'key': 'k'}]]\n#    n: int [Default: 1.0]\nbody: {b: 1}\n"
+    )
+
+
+def test_every_step_runs_in_the_configured_image(documents):
+    spec, _ = documents
+    assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
+    executors = spec["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == {
+        "ingest", "train", "evaluate", "publish", "register", "reject"
+    }
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        assert "pip install" not in " ".join(container["command"])  # kfp and ingot are in the image
+
+
+def test_image_is_read_when_the_pipeline_is_built_not_when_imported(monkeypatch, tmp_path):
+    """pipelines.retrain and components were imported at the top of this file, before INGOT_IMAGE
+    is set here: only building the pipeline reads it."""
+    monkeypatch.setenv("INGOT_IMAGE", "registry.example.com/ml/ingot:1.2.3")
+    spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "a.yaml").read_text()))
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
+        "registry.example.com/ml/ingot:1.2.3"
+    }
+    monkeypatch.setenv("INGOT_IMAGE", "")
+    spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "b.yaml").read_text()))
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {DEFAULT_IMAGE}
+
+
+def test_train_gets_gpu_requests_node_selector_and_tolerations_from_parameters(documents):
+    spec, platform = documents
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    placeholder = "{{$.inputs.parameters['pipelinechannel--%s']}}"
+    assert resources["accelerator"] == {
+        "resourceType": placeholder % "accelerator_type",
+        "resourceCount": placeholder % "accelerator_limit",
+    }
+    assert resources["resourceCpuRequest"] == placeholder % "train_cpu_request"
+    assert resources["resourceMemoryRequest"] == placeholder % "train_memory_request"
+
+    train = platform["exec-train"]
+    assert train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
+    assert train["tolerations"] == [{"tolerationJson": {"componentInputParameter": "gpu_tolerations"}}]
+
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
+    assert inputs["accelerator_limit"]["defaultValue"] == 1
+    assert inputs["gpu_node_selector"]["defaultValue"] == {}
+    assert inputs["gpu_tolerations"]["defaultValue"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    for step in ("ingest", "evaluate", "publish", "register", "reject"):
+        light = spec["deploymentSpec"]["executors"][f"exec-{step}"]["container"]["resources"]
+        assert light["resourceCpuRequest"] and light["resourceMemoryRequest"]
+        assert "accelerator" not in light
+
+
+def _tasks(spec):
+    """Every task in the root DAG and in sub-DAGs (the If/Else branches), by name."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def test_retries_on_train_and_no_caching_for_side_effects(documents):
+    spec, _ = documents
+    tasks = _tasks(spec)
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
+    for name in ("ingest", "train", "evaluate"):
+        assert tasks[name]["cachingOptions"].get("enableCache") is True
+    for name in ("publish", "register", "reject"):
+        assert not tasks[name]["cachingOptions"].get("enableCache", False), f"{name} must never be cached"
+
+
+def test_publish_and_register_run_only_when_blessed_else_the_rejection_is_recorded(documents):
+    spec, _ = documents
+    (group,) = [task for name, task in spec["root"]["dag"]["tasks"].items() if name.startswith("condition")]
+    assert set(group["dependentTasks"]) == {"evaluate"}
+    branches = spec["components"][group["componentRef"]["name"]]["dag"]["tasks"]
+    conditions = sorted(task["triggerPolicy"]["condition"] for task in branches.values())
+    blessed = "inputs.parameter_values['pipelinechannel--evaluate-blessed'] == true"
+    assert conditions == [f"!({blessed})", blessed]
+    members = {
+        task["triggerPolicy"]["condition"]: set(spec["components"][task["componentRef"]["name"]]["dag"]["tasks"])
+        for task in branches.values()
+    }
+    assert members[blessed] == {"publish", "register"}
+    assert members[f"!({blessed})"] == {"reject"}
+    register = _tasks(spec)["register"]
+    assert register["inputs"]["parameters"]["version"]["taskOutputParameter"]["producerTask"] == "publish"
+    run_id = register["inputs"]["parameters"]["pipeline_run_id"]["runtimeValue"]["constant"]
+    assert run_id == "{{$.pipeline_job_uuid}}"
+
+
+def test_step_artifacts_are_the_kinds_the_kubeflow_ui_renders(documents):
+    spec, _ = documents
+
+    def outputs(step):
+        definitions = spec["components"][f"comp-{step}"]["outputDefinitions"]
+        return {name: a["artifactType"]["schemaTitle"] for name, a in definitions.get("artifacts", {}).items()}
+
+    assert outputs("ingest") == {"dataset": "system.Dataset", "data_report": "system.HTML"}
+    assert outputs("train") == {"model": "system.Model", "training_curves": "system.HTML"}
+    assert outputs("evaluate") == {
+        "metrics": "system.Metrics", "confusion_matrix": "system.ClassificationMetrics",
+        "per_class_report": "system.Markdown", "evaluation": "system.Artifact", "serving_model": "system.Model",
+    }
+    blessed = spec["components"]["comp-evaluate"]["outputDefinitions"]["parameters"]["blessed"]
+    assert blessed["parameterType"] == "BOOLEAN"
+
+
+def test_pipeline_parameters_and_defaults(documents):
+    spec, _ = documents
+    inputs = {name: p.get("defaultValue") for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert inputs["dataset_uri"] == "" and inputs["model_name"] == "digits"
+    assert inputs["recipe"] == {} and inputs["overrides"] == []
+    assert (inputs["architecture"], inputs["epochs"]) == ("", 0)
+    assert (inputs["min_accuracy"], inputs["min_class_f1"], inputs["max_regression"]) == (0.9, 0.7, 0.01)
+    assert inputs["model_repository"] == "" and inputs["registry_url"] == ""
