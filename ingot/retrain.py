@@ -2,8 +2,9 @@
 
 Each step reads and writes directories, so the Kubeflow components can run them in separate
 containers and pass the directories as artifacts, while `ingot train` chains them in one process.
-Nothing here knows about kfp, a cluster or a registry: the caller supplies the champion's
-metrics and records the outcome.
+The `*_step` functions further down are exactly what the pipeline's components call (artifact
+paths and JSON values in and out; the registry for the champion and the outcome); nothing here
+imports kfp.
 """
 
 from __future__ import annotations
@@ -530,14 +531,12 @@ def evaluation_record(
 
 
 def read_evaluation_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from ingot.errors import DataError as _DataError
-
     try:
         record = read_json(path)
     except (OSError, ValueError) as err:
-        raise _DataError(f"cannot read the evaluation record {path}: {err}") from err
+        raise DataError(f"cannot read the evaluation record {path}: {err}") from err
     if not isinstance(record, dict) or record.get("format") != EVALUATION_FORMAT:
-        raise _DataError(f"{path} is not an evaluation record ({EVALUATION_FORMAT}) written by the evaluate step")
+        raise DataError(f"{path} is not an evaluation record ({EVALUATION_FORMAT}) written by the evaluate step")
     return record
 
 

@@ -261,7 +261,11 @@ def format_report(report: dict[str, Any]) -> str:
         source = event["from_stage"] or "(new)"
         lines.append(f"  {event['at']}  {source} -> {event['to_stage']}: {event['reason']}")
     show = f"{entry['name']}:{entry['version']}" if entry["version"] is not None else f"{entry['name']}:#{entry['id']}"
-    lines += ["", f"details: ingot models show {show}; step outputs: {report['run_dir'] or '-'}"]
+    run_dir = report["run_dir"]
+    if run_dir:
+        lines += ["", f"reports: {run_dir}/ingest/data_report (HTML: class counts, sample grid), "
+                      f"{run_dir}/train/training_curves (HTML), {run_dir}/evaluate/per_class_report (Markdown)"]
+    lines += [f"details: ingot models show {show}; step outputs: {run_dir or '-'}"]
     return "\n".join(lines)
 
 

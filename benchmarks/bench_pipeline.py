@@ -1,0 +1,97 @@
+"""Wall time of the retraining loop as `make run` runs it (ingot-retrain through kfp's local
+runner, every step a subprocess) against the same steps in one process (`ingot train`), on the
+bundled digits with the default recipe; plus the compiled pipeline's size and compile time.
+
+Prints each step's wall time for both, the pipeline's total over the in-process total (the price
+of running steps as separate processes that pass artifacts, which is what a cluster run does
+too), and how much of the train step was fitting the model.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--set epochs=3] [--config configs/digits-cnn.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INGOT = str(Path(sys.executable).with_name("ingot"))
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def in_process(config: str, overrides: list[str], work: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    argv = [INGOT, "train", "--config", config, "--model-repository", str(work / "repo-train"), "--work-dir",
+            str(work / "train-run"), *[a for o in overrides for a in ("--set", o)]]
+    seconds, out = run(argv, env)
+    spans = re.search(r"done in [\d.]+s \((.+)\); step outputs", out)
+    steps = {name: float(value) for name, value in re.findall(r"(\w+) ([\d.]+)s", spans.group(1))} if spans else {}
+    return seconds, steps
+
+
+def pipeline(config: str, overrides: list[str], work: Path, env: dict[str, str]) -> tuple[float, dict]:
+    argv = [INGOT, "pipeline", "run", "--json", "--config", config, "--model-repository", str(work / "repo-pipeline"),
+            "--registry", f"sqlite:///{work / 'registry.db'}", "--pipeline-root", str(work / "root"),
+            *[a for o in overrides for a in ("--set", o)]]
+    seconds, out = run(argv, env)
+    return seconds, json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/digits-cnn.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from pipelines.retrain import compile_pipeline
+
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        compiled = compile_pipeline(work / "ingot-retrain.yaml")
+        compile_s = time.perf_counter() - started
+        size = compiled.stat().st_size
+        env = {**os.environ, "INGOT_DATA_DIR": str(work / "data"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+        print(f"recipe {args.config} {' '.join(args.overrides)}".rstrip())
+        print(f"compiled pipeline: {size:,} bytes ({size / 1024:.1f} KiB), {len(compiled.read_text().splitlines())} "
+              f"lines, compiled in {compile_s:.2f} s")
+        base_total, base_steps = in_process(args.config, args.overrides, work, env)
+        pipe_total, report = pipeline(args.config, args.overrides, work, env)
+        summary = json.loads((Path(report["run_dir"]) / "train" / "model" / "training.json").read_text())
+
+    steps = {s["name"]: s["seconds"] for s in report["steps"]}
+    print(f"\n{'step':<10} {'ingot train (1 process)':>24} {'ingot pipeline run (local runner)':>34}")
+    for name in ("ingest", "train", "evaluate", "publish", "register", "reject"):
+        if name in steps or name in base_steps:
+            base, piped = base_steps.get(name), steps.get(name)
+            print(f"{name:<10} {(f'{base:.1f} s' if base is not None else '-'):>24} "
+                  f"{(f'{piped:.1f} s' if piped is not None else '-'):>34}")
+    print(f"{'total':<10} {base_total:>22.1f} s {pipe_total:>32.1f} s   (whole command, start to exit)")
+    print("(in one process `publish` includes the SavedModel export; the pipeline exports inside `evaluate`)")
+    print(f"\npipeline / in-process: {pipe_total / base_total:.2f}x wall time "
+          f"({pipe_total - base_total:+.1f} s for separate step processes, artifact passing, the registry)")
+    fit = summary["duration_s"]
+    print(f"train step: {steps['train']:.1f} s, of which fitting {fit:.1f} s ({summary['epochs_run']} epochs, best "
+          f"{summary['best_epoch']}); the rest is process start, TensorFlow import, loading the split, saving")
+    record = report["record"]
+    print(f"gate: {'blessed' if (record['gate'] or {}).get('blessed') else 'rejected'}; "
+          f"test accuracy {record['metrics']['accuracy']:.4f}")
+
+if __name__ == "__main__":
+    main()
