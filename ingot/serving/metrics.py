@@ -25,6 +25,8 @@ WARMUP_LATENCY = ":tensorflow:serving:model_warmup_latency"
 BATCH_SIZE = "ingot_serving_batch_size"
 QUEUE_DELAY = "ingot_serving_batch_queuing_latency"
 MODEL_STATE = "ingot_serving_model_version_state"
+MAX_SERIES = 2000
+OVERFLOW_MODEL = "__other__"
 
 
 class ServingMetrics:
@@ -60,14 +62,33 @@ class ServingMetrics:
             ["model_name", "model_version"], registry=r,
         )
 
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):
+        """labels() takes a lock and builds a key on every call; the hot path reuses children.
+
+        Model names come from requests, so past MAX_SERIES label sets new names are counted
+        under OVERFLOW_MODEL instead: random names cannot grow memory without bound."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= MAX_SERIES:
+                labels = (OVERFLOW_MODEL, *labels[1:])
+                key = (id(metric), labels)
+                child = self._children.get(key)
+                if child is not None:
+                    return child
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record_request(self, model_name: str, version: int | None, status_name: str) -> None:
-        self.request_count.labels(model_name, status_name, _version(version)).inc()
+        self._child(self.request_count, model_name, status_name, _version(version)).inc()
 
     def record_latency(self, model_name: str, version: int | None, api: str, entrypoint: str, seconds: float) -> None:
-        self.request_latency.labels(model_name, api, entrypoint, _version(version)).observe(seconds * 1e6)
+        self._child(self.request_latency, model_name, api, entrypoint, _version(version)).observe(seconds * 1e6)
 
     def record_runtime(self, model_name: str, version: int, seconds: float) -> None:
-        self.runtime_latency.labels(model_name, "Predict", "TF2", _version(version)).observe(seconds * 1e6)
+        self._child(self.runtime_latency, model_name, "Predict", "TF2", _version(version)).observe(seconds * 1e6)
 
     def render(self) -> str:
         return render_tf_serving_text(self.registry)
