@@ -9,6 +9,9 @@ import pytest
 
 from tests.components.tiny import CLASSES, REJECTING, TWINS
 
+# One worker runs every step test, so the session's ingest and training happen once.
+pytestmark = pytest.mark.xdist_group("tiny-steps")
+
 
 def test_blessed_model_is_exported_with_a_full_model_card(blessed, ingested):
     from ingot import repository

@@ -13,6 +13,9 @@ from PIL import Image
 from ingot.errors import ConfigError, DataError
 from tests.components.tiny import CLASSES, PER_CLASS, RECIPE
 
+# One worker runs every step test, so the session's ingest and training happen once.
+pytestmark = pytest.mark.xdist_group("tiny-steps")
+
 
 class _Report(HTMLParser):
     """Collects the images, captions and table rows of the data report."""

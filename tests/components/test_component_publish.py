@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ingot import repository
+
+# One worker runs every step test, so the session's ingest and training happen once.
+pytestmark = pytest.mark.xdist_group("tiny-steps")
 
 
 def test_publish_then_retry_creates_exactly_one_version(blessed, tmp_path):

@@ -11,6 +11,9 @@ import pytest
 from ingot.errors import ConfigError, DataError, ModelError
 from ingot.registry import Registry, Stage, Status
 
+# One worker runs every step test, so the session's ingest and training happen once.
+pytestmark = pytest.mark.xdist_group("tiny-steps")
+
 
 @pytest.fixture
 def registry_url(tmp_path):
@@ -77,7 +80,9 @@ def test_a_later_blessed_version_becomes_a_candidate_judged_against_the_champion
     result = evaluate_step(ingested[0], second_dir, tiny_config,
                            GateThresholds(min_accuracy=0.0, min_class_f1=0.0, max_regression=1.0),
                            model_name="tiny", registry_url=registry_url, pipeline_run_id="run-2", **paths)
-    assert result.blessed and result.record["champion_metrics"]["accuracy"] == published_accuracy(registry_url)
+    with Registry.from_url(registry_url) as registry:
+        champion_accuracy = registry.champion("tiny").metrics["accuracy"]
+    assert result.blessed and result.record["champion_metrics"]["accuracy"] == champion_accuracy
     assert {c["name"] for c in result.record["decision"]["checks"]} >= {"accuracy_vs_champion", "macro_f1_vs_champion"}
     second = publish_step(paths["serving_model_dir"], str(tmp_path / "repo"), "tiny")
     assert (second.version, second.created) == (2, True)
@@ -86,11 +91,6 @@ def test_a_later_blessed_version_becomes_a_candidate_judged_against_the_champion
     assert (record.status, record.stage) == (Status.READY, Stage.CANDIDATE)
     with Registry.from_url(registry_url) as registry:
         assert registry.champion("tiny").version == 1
-
-
-def published_accuracy(registry_url):
-    with Registry.from_url(registry_url) as registry:
-        return registry.champion("tiny").metrics["accuracy"]
 
 
 def test_a_tampered_artifact_is_marked_failed_never_ready(blessed, published, registry_url):

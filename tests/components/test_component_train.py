@@ -7,8 +7,12 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from tests.components.tiny import CLASSES, RECIPE
+
+# One worker runs every step test, so the session's ingest and training happen once.
+pytestmark = pytest.mark.xdist_group("tiny-steps")
 
 
 def test_train_step_writes_a_reloadable_model_and_its_summary(trained, ingested):
