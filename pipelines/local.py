@@ -20,6 +20,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task '?([^' ]+)'? cache hit")
+_RETRYING = re.compile(r"Task '?([^' ]+)'? failed \(attempt (\d+)/(\d+)\)\. Retrying in ([\d.]+)s")
 # The last line of a Python traceback: "ingot.errors.DataError: ..." or "ValueError: ...".
 _EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
 
@@ -87,6 +88,10 @@ class _StepLog(io.TextIOBase):
             step.finished, step.status = now, match.group(2)
             if self._progress:
                 self._progress(f"  {step.name:<10} {step.status.lower():<8} {step.seconds:6.1f} s")
+        elif match := _RETRYING.search(line):
+            if self._progress:
+                name, attempt, attempts, delay = match.groups()
+                self._progress(f"  {name:<10} retrying in {float(delay):.0f} s (attempt {attempt} of {attempts} failed)")
         elif match := _CACHED.search(line):
             self.cached.append(match.group(1))
             if self._progress:

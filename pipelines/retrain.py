@@ -22,7 +22,10 @@ from typing import Any, Optional, Union
 
 PIPELINE_NAME = "ingot-retrain"
 COMPILED_PATH = Path(__file__).resolve().parent / "compiled" / f"{PIPELINE_NAME}.yaml"
+# A train step lost to a preempted or failed GPU node is retried; the backoff leaves time for the
+# node pool to replace it. Local runs pass a short backoff (nothing to wait for on this machine).
 TRAIN_RETRIES = 2
+TRAIN_RETRY_BACKOFF = "60s"
 # The taint GPU node pools usually carry (GKE adds it; the NVIDIA GPU operator documents it).
 DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 # Requests for the light steps: they read and copy files, write a few rows.
@@ -30,7 +33,7 @@ LIGHT_REQUESTS = {"ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": (
                   "register": ("250m", "512Mi"), "reject": ("250m", "512Mi")}
 
 
-def build_pipeline(image: Optional[str] = None) -> Any:
+def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TRAIN_RETRY_BACKOFF) -> Any:
     """The pipeline function (a kfp GraphComponent) with every step running in `image`."""
     from kfp import dsl, kubernetes
 
@@ -71,7 +74,7 @@ def build_pipeline(image: Optional[str] = None) -> Any:
         _requests(ingest, "ingest")
 
         train = steps.train(dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"])
-        train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
+        train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration=train_retry_backoff, backoff_factor=2.0)
         train.set_cpu_request(train_cpu_request).set_memory_request(train_memory_request)
         train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
         kubernetes.add_node_selector_json(train, gpu_node_selector)

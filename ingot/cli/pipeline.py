@@ -22,6 +22,7 @@ from ingot.cli.train import add_gate_arguments, load_config
 from ingot.errors import ConfigError, DataError, IngotError
 
 IMAGE_ENV = "INGOT_IMAGE"  # same as components.IMAGE_ENV, without importing kfp for --help
+LOCAL_RETRY_BACKOFF = "2s"  # a local train retry has no node pool to wait for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -62,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="reuse outputs of earlier identical steps (ingest, train, evaluate); publish, "
                        "register and reject always run")
     local.add_argument("--json", action="store_true", help="print the run's result as JSON instead of a report")
+    local.add_argument("--require-blessing", action="store_true",
+                       help="exit with status 3 when the gate rejects the model (for automation)")
     remote = run.add_argument_group("Kubeflow Pipelines (--host)")
     remote.add_argument("--host", default=None, metavar="URL",
                         help="submit to this Kubeflow Pipelines API endpoint instead of running locally")
@@ -180,7 +183,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
             print(line, file=console, flush=True)
 
     say(f"running ingot-retrain locally for {args.model_name!r} (step logs: {log_path})")
-    result = run_locally(build_pipeline(args.image), arguments, pipeline_root=root, log_path=log_path,
+    pipeline = build_pipeline(args.image, train_retry_backoff=LOCAL_RETRY_BACKOFF)
+    result = run_locally(pipeline, arguments, pipeline_root=root, log_path=log_path,
                          progress=say, enable_caching=args.cache)
     record = result.output if isinstance(result.output, dict) else None
     if record is None or "id" not in record:
@@ -190,7 +194,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(format_report(report))
-    return 0
+    blessed = bool((report["record"].get("gate") or {}).get("blessed"))
+    return 3 if args.require_blessing and not blessed else 0
 
 
 def local_report(record: dict[str, Any], registry_url: str, result: Any) -> dict[str, Any]:

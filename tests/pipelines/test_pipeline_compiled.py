@@ -119,6 +119,7 @@ def test_retries_on_train_and_no_caching_for_side_effects(documents):
     spec, _ = documents
     tasks = _tasks(spec)
     assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
+    assert tasks["train"]["retryPolicy"]["backoffDuration"] == "60s"  # time for a GPU node to come back
     for name in ("ingest", "train", "evaluate"):
         assert tasks[name]["cachingOptions"].get("enableCache") is True
     for name in ("publish", "register", "reject"):

@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
     for label, thresholds in (("rejected", REJECTING), ("blessed", BLESSING)):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([*common, *_gate_flags(thresholds)])
+            code = main([*common, *_gate_flags(thresholds), "--require-blessing"])
         results[label] = {"code": code, "out": out.getvalue(), "err": err.getvalue(),
                           "versions": repository.list_versions(str(base / "repo"), "tiny")}
     results["base"] = base
@@ -62,7 +62,7 @@ def _run_dir(runs, label) -> Path:
 
 def test_a_class_below_its_floor_is_rejected_registered_and_not_published(runs):
     run = runs["rejected"]
-    assert run["code"] == 0, run["err"]
+    assert run["code"] == 3, run["err"]  # --require-blessing: a rejection is a distinct exit status
     out = run["out"]
     for step in ("ingest", "train", "evaluate", "reject"):
         assert f"  {step:<10} success" in out  # one progress line per step, nothing else from the runner
