@@ -251,11 +251,56 @@ def resolve_dataset(dataset_uri: str, config: Any) -> str:
     return (dataset_uri or "").strip() or config.dataset or DEFAULT_DATASET
 
 
-def open_registry(registry_url: str | None) -> Any:
-    """The registry at `registry_url`; empty means `$INGOT_REGISTRY_URL`, else SQLite in data_dir()."""
-    from ingot.registry import Registry, default_url
+MODEL_REPOSITORY_ENV = "INGOT_MODEL_REPOSITORY"  # as ingot.settings reads it
 
-    return Registry.from_url(registry_url or default_url())
+
+def resolve_model_repository(model_repository: str | None) -> str:
+    """Where a pipeline step publishes: the parameter, else `$INGOT_MODEL_REPOSITORY` (e.g. set on
+    the pods by a Kubeflow PodDefault). Neither is an error, never a silent default: in a pod a
+    relative default would publish into the container's throw-away filesystem."""
+    from ingot.errors import ConfigError
+
+    value = (model_repository or "").strip() or os.environ.get(MODEL_REPOSITORY_ENV, "").strip()
+    if not value:
+        raise ConfigError(
+            f"no model repository given: set the pipeline's model_repository parameter (gs://..., s3://... or a "
+            f"path on a volume the steps mount) or ${MODEL_REPOSITORY_ENV} in the steps' environment"
+        )
+    return value
+
+
+def resolve_registry_url(registry_url: str | None) -> str:
+    """The registry a pipeline step uses: the parameter, else `$INGOT_REGISTRY_URL`; neither is an
+    error (a SQLite file inside a pod would vanish with it)."""
+    from ingot.errors import ConfigError
+    from ingot.registry import REGISTRY_URL_ENV
+
+    value = (registry_url or "").strip() or os.environ.get(REGISTRY_URL_ENV, "").strip()
+    if not value:
+        raise ConfigError(
+            f"no registry given: set the pipeline's registry_url parameter (postgresql://... for a cluster, "
+            f"sqlite:///PATH on one machine) or ${REGISTRY_URL_ENV} in the steps' environment"
+        )
+    return value
+
+
+def open_registry(registry_url: str | None) -> Any:
+    """The registry at `registry_url` (see resolve_registry_url), its schema created or migrated."""
+    from ingot.registry import Registry
+
+    return Registry.from_url(resolve_registry_url(registry_url))
+
+
+def check_destinations(model_repository: str | None, registry_url: str | None) -> dict[str, str]:
+    """Resolve and reach the model repository and the registry before any training is spent: the
+    repository base is created if missing, the registry opened (and its schema migrated)."""
+    from ingot import repository as repo
+
+    base = resolve_model_repository(model_repository)
+    repo.makedirs(base)
+    with open_registry(registry_url) as registry:
+        url = registry.url
+    return {"model_repository": base, "registry": url}
 
 
 def champion_metrics_from_registry(registry_url: str | None, model_name: str) -> dict[str, Any] | None:
@@ -582,9 +627,7 @@ def per_class_markdown_text(model_name: str, evaluation: EvaluateOutput) -> str:
 def publish_step(serving_model_dir: str | os.PathLike[str], repository: str, model_name: str) -> Any:
     """Publish the evaluate step's export; a retry finds the same model_sha256 and returns the
     version it already published (created=False) instead of adding one."""
-    from ingot import settings
-
-    return publish(serving_model_dir, repository or settings.model_repository(), model_name)
+    return publish(serving_model_dir, resolve_model_repository(repository), model_name)
 
 
 def verify_published(artifact_uri: str, model_sha256: str) -> bool:

@@ -9,7 +9,8 @@ with this file.
 
 Parameters that can be empty resolve inside the steps: an empty `dataset_uri` means the recipe's
 dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an empty
-`model_repository`/`registry_url` the container's $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL.
+`model_repository`/`registry_url` the steps' $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL (e.g.
+from a Kubeflow PodDefault); with neither, the first step fails before anything is trained.
 """
 
 # No `from __future__ import annotations` here: kfp reads the pipeline function's annotations
@@ -69,7 +70,8 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
         ingest = steps.ingest(
-            dataset_uri=dataset_uri, recipe=recipe, overrides=overrides, architecture=architecture, epochs=epochs
+            dataset_uri=dataset_uri, recipe=recipe, overrides=overrides, architecture=architecture, epochs=epochs,
+            model_repository=model_repository, registry_url=registry_url,
         ).set_display_name("ingest and validate")
         _requests(ingest, "ingest")
 

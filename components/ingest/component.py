@@ -11,15 +11,19 @@ def ingest(
     overrides: list,
     architecture: str,
     epochs: int,
+    model_repository: str,
+    registry_url: str,
     dataset: Output[Dataset],
     data_report: Output[HTML],
 ) -> dict:
-    """Load and validate the dataset (local path, gs://, s3://, bundled:digits), split it
-    reproducibly, and write the split (Dataset) and the data report (class counts, sizes,
-    skipped files, a 3x3 sample grid). Returns the resolved training config for later steps."""
-    from ingot.retrain import config_parameter, ingest_step, resolve_config
+    """Check the recipe and that the model repository and registry are reachable (before any
+    training), then load and validate the dataset (local path, gs://, s3://, bundled:digits),
+    split it reproducibly, and write the split (Dataset) and the data report (class counts,
+    sizes, skipped files, a 3x3 sample grid). Returns the resolved training config."""
+    from ingot.retrain import check_destinations, config_parameter, ingest_step, resolve_config
 
     config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs)
+    check_destinations(model_repository, registry_url)
     dataset.metadata.update(ingest_step(dataset_uri, config, dataset.path, data_report.path))
     return config_parameter(config)
 

@@ -174,7 +174,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     arguments = pipeline_arguments(args, local=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the steps inherit it
     root = (args.pipeline_root or settings.data_dir() / "pipeline-root").expanduser().resolve()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     log_path = root / "logs" / f"ingot-retrain-{stamp}.log"
     console = sys.stdout  # the run redirects sys.stdout into the log; progress goes here
 
@@ -308,6 +308,11 @@ def submit(args: argparse.Namespace) -> int:
         raise IngotError(f"submitting to {host} failed: {_one_line(err)}") from err
     print(f"submitted run {result.run_id} ({run_name!r}) to {host}")
     print(f"run URL: {host}/#/runs/details/{result.run_id}")
+    unset = [flag for flag, key in (("--model-repository", "model_repository"), ("--registry", "registry_url"))
+             if key not in arguments]
+    if unset:
+        print(f"note: without {' and '.join(unset)} the steps read $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL "
+              "from their environment (e.g. a PodDefault); the first step fails if they are missing")
     return 0
 
 

@@ -139,10 +139,34 @@ def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_fol
     dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"))
     report = dsl.HTML(name="data_report", uri=str(tmp_path / "data_report"))
     config = ingest(dataset_uri=str(tiny_folder), recipe=RECIPE, overrides=["batch_size=4"], architecture="",
-                    epochs=2, dataset=dataset, data_report=report)
+                    epochs=2, model_repository=str(tmp_path / "repo"),
+                    registry_url=f"sqlite:///{tmp_path / 'registry.db'}", dataset=dataset, data_report=report)
 
     assert TrainConfig.from_dict(config) == resolve_config(RECIPE, ["batch_size=4"], epochs=2)
     assert None not in config.values()
     assert dataset.metadata["num_classes"] == len(CLASSES) and len(dataset.metadata["data_hash"]) == 64
     assert (tmp_path / "dataset" / "splits.json").is_file()
     assert (tmp_path / "data_report").read_text().count("<img ") == 9
+    assert (tmp_path / "repo").is_dir() and (tmp_path / "registry.db").is_file()  # both reached up front
+
+
+def test_destinations_are_resolved_and_reached_before_training(tmp_path, monkeypatch):
+    from ingot.retrain import check_destinations
+
+    monkeypatch.delenv("INGOT_MODEL_REPOSITORY", raising=False)
+    monkeypatch.delenv("INGOT_REGISTRY_URL", raising=False)
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    assert check_destinations(str(tmp_path / "models"), url) == {"model_repository": str(tmp_path / "models"),
+                                                                 "registry": url}
+    with pytest.raises(ConfigError, match="no model repository given.*INGOT_MODEL_REPOSITORY"):
+        check_destinations("", url)
+    with pytest.raises(ConfigError, match="no registry given.*INGOT_REGISTRY_URL"):
+        check_destinations(str(tmp_path / "models"), "  ")
+    with pytest.raises(ConfigError, match="cannot open the registry"):
+        check_destinations(str(tmp_path / "models"), "postgresql://ingot@127.0.0.1:1/registry")
+
+    # Empty parameters fall back to the steps' environment (e.g. a Kubeflow PodDefault).
+    monkeypatch.setenv("INGOT_MODEL_REPOSITORY", str(tmp_path / "env-models"))
+    monkeypatch.setenv("INGOT_REGISTRY_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert check_destinations("", "")["model_repository"] == str(tmp_path / "env-models")
+    assert (tmp_path / "env-models").is_dir() and (tmp_path / "env.db").is_file()

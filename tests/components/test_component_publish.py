@@ -26,12 +26,16 @@ def test_publish_then_retry_creates_exactly_one_version(blessed, tmp_path):
     assert card["version"] == 1 and card["model_sha256"] == first.model_sha256
 
 
-def test_empty_repository_means_the_configured_default(blessed, tmp_path, monkeypatch):
+def test_empty_repository_means_the_steps_environment_and_never_a_silent_default(blessed, tmp_path, monkeypatch):
+    from ingot.errors import ConfigError
     from ingot.retrain import publish_step
 
     monkeypatch.setenv("INGOT_MODEL_REPOSITORY", str(tmp_path / "from-env"))
     published = publish_step(blessed[1]["serving_model_dir"], "", "tiny")
     assert published.path == str(tmp_path / "from-env" / "tiny" / "1")
+    monkeypatch.delenv("INGOT_MODEL_REPOSITORY")
+    with pytest.raises(ConfigError, match="no model repository given"):
+        publish_step(blessed[1]["serving_model_dir"], "", "tiny")
 
 
 def test_component_body_returns_version_path_digest_and_whether_it_was_new(blessed, tmp_path):

@@ -140,6 +140,9 @@ def test_publish_and_register_run_only_when_blessed_else_the_rejection_is_record
     }
     assert members[blessed] == {"publish", "register"}
     assert members[f"!({blessed})"] == {"reject"}
+    ingest = _tasks(spec)["ingest"]["inputs"]["parameters"]  # checks both destinations before training
+    assert ingest["model_repository"]["componentInputParameter"] == "model_repository"
+    assert ingest["registry_url"]["componentInputParameter"] == "registry_url"
     register = _tasks(spec)["register"]
     assert register["inputs"]["parameters"]["version"]["taskOutputParameter"]["producerTask"] == "publish"
     run_id = register["inputs"]["parameters"]["pipeline_run_id"]["runtimeValue"]["constant"]
