@@ -159,3 +159,78 @@ def test_row_response_errors_on_inconsistent_batches_and_scalars():
         predict_response({"a": np.zeros((2, 1)), "b": np.zeros((3,))}, row_format=True)
     with pytest.raises(ServingError, match="has no shape information"):
         predict_response({"a": np.float32(1)}, row_format=True)
+
+
+# --------------------------------------------------------------------------- the fast path
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ingot.serving.rest_json import parse_dense_integer_array  # noqa: E402
+
+
+def test_fast_path_reads_dense_integer_arrays_and_declines_everything_else():
+    assert parse_dense_integer_array(b"[[1, 20], [300, 0]]")[1] == (2, 2)
+    assert parse_dense_integer_array(b"[[1, 20], [300, 0]]")[0].tolist() == [[1, 20], [300, 0]]
+    for text in (b"[1,,2]", b"[01]", b"[1 2]", b"[[1],[2,3]]", b"[[1,2],3]", b"[-1]", b"[1.5]",
+                 b"[1,2,]", b"[,1]", b"[[1,2]][3]", b'["1"]', b"[1e3]", b"[" + b"9" * 19 + b"]", b"1", b"[[],[1]]"):
+        assert parse_dense_integer_array(text) is None, text
+
+
+def test_fast_and_general_paths_give_the_same_request():
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 2, 2, 3))
+    for document in ({"instances": images.tolist()}, {"signature_name": "serving_default", "inputs": images.tolist()},
+                     {"inputs": images.tolist(), "signature_name": "serving_default"}):
+        body = json.dumps(document).encode()
+        fast = parse_predict_request(body, lookup)
+        general = parse_predict_request(body, lookup, fast_path=False)
+        assert (fast.signature_name, fast.row_format) == (general.signature_name, general.row_format)
+        np.testing.assert_array_equal(fast.inputs["images"], general.inputs["images"])
+        assert fast.inputs["images"].dtype == general.inputs["images"].dtype == np.uint8
+
+
+nested_ints = st.recursive(
+    st.integers(min_value=0, max_value=400),
+    lambda children: st.lists(children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=st.lists(nested_ints, max_size=4), indent=st.sampled_from([None, 0, 2]),
+       separators=st.sampled_from([(",", ":"), (", ", ": "), (" , ", " : ")]))
+def test_fast_path_agrees_with_json_on_any_nesting(value, indent, separators):
+    text = json.dumps(value, indent=indent, separators=separators).encode()
+    fast = parse_dense_integer_array(text)
+    if fast is None:
+        return
+    array, shape = fast
+    reference = np.asarray(json.loads(text))
+    assert reference.dtype.kind in "iu" or reference.size == 0
+    assert reference.shape == shape
+    np.testing.assert_array_equal(array, reference)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=st.text(alphabet="[],0123 \n-.", max_size=40))
+def test_fast_path_accepts_only_valid_json(text):
+    fast = parse_dense_integer_array(text.encode())
+    if fast is None:
+        return
+    reference = np.asarray(json.loads(text))  # must parse: the fast path accepted it
+    assert reference.shape == fast[1]
+    np.testing.assert_array_equal(fast[0], reference)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(pixels=st.lists(st.integers(-2, 300), min_size=12, max_size=12), n=st.integers(0, 3),
+       key=st.sampled_from(["instances", "inputs"]))
+def test_fast_and_general_paths_raise_the_same_errors(pixels, n, key):
+    body = json.dumps({key: [np.reshape(pixels, (2, 2, 3)).tolist()] * n}).encode()
+    outcomes = []
+    for fast_path in (True, False):
+        try:
+            outcomes.append(parse_predict_request(body, lookup, fast_path=fast_path).inputs["images"].tolist())
+        except ServingError as err:
+            outcomes.append(err.message)
+    assert outcomes[0] == outcomes[1]
