@@ -1,7 +1,7 @@
 # The image every ingot-retrain step runs in (components.DEFAULT_IMAGE is its default name):
-#   docker build -t ingot:0.1.0 .
-#   docker tag ingot:0.1.0 REGISTRY/ingot:0.1.0 && docker push REGISTRY/ingot:0.1.0
-#   INGOT_IMAGE=REGISTRY/ingot:0.1.0 ingot pipeline compile -o ingot-retrain.yaml   # or `ingot pipeline run --host ...`
+#   docker build -t ghcr.io/ingot/ingot:0.1.0 . && docker push ghcr.io/ingot/ingot:0.1.0
+# Another registry or tag: build and push it, then compile or submit with that name:
+#   INGOT_IMAGE=REGISTRY/ingot:TAG ingot pipeline compile -o ingot-retrain.yaml   # or: ingot pipeline run --host URL --image ...
 #
 # Base: the official TensorFlow GPU image at the exact TensorFlow version requirements.lock pins,
 # so CUDA/cuDNN match that TensorFlow build. The lock is installed as is (TensorFlow already
@@ -34,15 +34,16 @@ COPY configs ./configs
 RUN python3 -m pip install --no-deps . \
     && python3 -c "import ingot, components, pipelines.retrain, kfp, tensorflow; print('ingot', ingot.__version__, 'tensorflow', tensorflow.__version__)"
 
-# Run as an unprivileged user (the chart and the pipeline's pods expect non-root). Writable
+# Run as an unprivileged user, the "nonroot" 65532 the manifests' pods also ask for. Writable
 # places for a step: its HOME (Keras caches), the data directory and the dataset cache under /tmp;
-# the model repository and datasets arrive as mounted volumes or gs:// / s3:// URIs.
-RUN groupadd --gid 10001 ingot \
-    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/ingot --shell /usr/sbin/nologin ingot
+# the model repository and datasets arrive as mounted volumes or gs:// / s3:// URIs. Nothing needs
+# the image's own files to be writable, so a read-only root filesystem works.
+RUN groupadd --gid 65532 ingot \
+    && useradd --uid 65532 --gid 65532 --create-home --home-dir /home/ingot --shell /usr/sbin/nologin ingot
 ENV HOME=/home/ingot \
     INGOT_DATA_DIR=/tmp/ingot \
     DATASET_ROOT=/tmp/ingot/datasets
-USER 10001:10001
+USER 65532:65532
 WORKDIR /home/ingot
 
 # kfp starts each step with its own command (python3 -m kfp.dsl.executor_main ...); this default

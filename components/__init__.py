@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 IMAGE_ENV = "INGOT_IMAGE"
-# The image `docker build -t ingot:0.1.0 .` makes from the repository's Dockerfile. Fixed, so the
-# checked-in compiled pipeline is deterministic; push your own and set INGOT_IMAGE when compiling.
-DEFAULT_IMAGE = "ingot:0.1.0"
+# The image built from the repository's Dockerfile, under the name the release pushes it as (the
+# kustomize manifests use the same). Fixed, so the checked-in compiled pipeline is deterministic;
+# set INGOT_IMAGE (or --image) when compiling or submitting to use another build.
+DEFAULT_IMAGE = "ghcr.io/ingot/ingot:0.1.0"
 
 
 def image_from_env() -> str:

@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     remote.add_argument("--experiment", default=None, help="experiment name (default: KFP's 'Default')")
     remote.add_argument("--run-name", default=None, help="run display name (default: ingot-retrain <model> <time>)")
     remote.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user KFP)")
+    remote.add_argument("--service-account", default=None,
+                        help="Kubernetes service account the run's pods use (default: KFP's)")
     remote.add_argument("--accelerator-type", default=None,
                         help="train step accelerator resource, e.g. nvidia.com/gpu; '' for CPU-only")
     remote.add_argument("--accelerator-limit", type=int, default=None, help="train step accelerator count")
@@ -297,10 +299,10 @@ def submit(args: argparse.Namespace) -> int:
     noise = io.StringIO()  # kfp prints its own "Experiment details"/"Run details" lines
     try:
         with contextlib.redirect_stdout(noise), _quiet_warnings():
-            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow")
+            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow", credentials=_token_credentials())
             result = client.create_run_from_pipeline_func(
                 build_pipeline(args.image), arguments=arguments, run_name=run_name,
-                experiment_name=args.experiment, namespace=args.namespace,
+                experiment_name=args.experiment, namespace=args.namespace, service_account=args.service_account,
             )
     except IngotError:
         raise
@@ -314,6 +316,17 @@ def submit(args: argparse.Namespace) -> int:
         print(f"note: without {' and '.join(unset)} the steps read $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL "
               "from their environment (e.g. a PodDefault); the first step fails if they are missing")
     return 0
+
+
+def _token_credentials() -> Any:
+    """The projected service-account token at $KF_PIPELINES_SA_TOKEN_PATH, when one is mounted (a
+    pod submitting runs, e.g. the retrain CronJob); kfp.Client skips it whenever a host is given."""
+    path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", "")
+    if not path or not Path(path).is_file():
+        return None
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    return ServiceAccountTokenVolumeCredentials(path)
 
 
 @contextlib.contextmanager

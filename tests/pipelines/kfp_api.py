@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 class FakeKfp:
     url: str = ""
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    authorization: list[str | None] = field(default_factory=list)  # the Authorization header of each request
     experiments: dict[str, str] = field(default_factory=lambda: {"Default": "exp-default"})
     run_id: str = "3f5c2a4e-run"
     fail_runs_with: int | None = None  # answer POST /runs with this HTTP status
@@ -40,6 +41,7 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             url = urlparse(self.path)
             state.requests.append(("GET", url.path, parse_qs(url.query)))
+            state.authorization.append(self.headers.get("Authorization"))
             if url.path == "/apis/v2beta1/healthz":
                 self._reply(200, {"multi_user": False})
             elif url.path == "/apis/v2beta1/experiments":
@@ -55,6 +57,7 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             path = urlparse(self.path).path
             state.requests.append(("POST", path, body))
+            state.authorization.append(self.headers.get("Authorization"))
             if path == "/apis/v2beta1/experiments":
                 experiment_id = f"exp-{len(state.experiments) + 1}"
                 state.experiments[body["display_name"]] = experiment_id

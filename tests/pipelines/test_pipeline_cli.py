@@ -101,17 +101,32 @@ def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
     assert "model_repository" not in parameters and "registry_url" not in parameters
 
 
-def test_host_reuses_an_existing_experiment(recipe_file, capsys):
+def test_host_reuses_an_existing_experiment(recipe_file, capsys, monkeypatch):
+    monkeypatch.delenv("KF_PIPELINES_SA_TOKEN_PATH", raising=False)
     with fake_kfp_api() as kfp_api:
         assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
                      "--model-repository", "gs://models", "--registry", "postgresql://ingot@db:5432/registry"]) == 0
     (run,) = kfp_api.runs()
     assert run["experiment_id"] == "exp-default"
+    assert set(kfp_api.authorization) == {None} and "service_account" not in run
     assert not [r for r in kfp_api.requests if r[:2] == ("POST", "/apis/v2beta1/experiments")]
     assert run["runtime_config"]["parameters"]["model_repository"] == "gs://models"
     assert run["runtime_config"]["parameters"]["registry_url"] == "postgresql://ingot@db:5432/registry"
     out = capsys.readouterr().out
     assert "/#/runs/details/" in out and "note:" not in out
+
+
+def test_host_authenticates_with_a_mounted_service_account_token(recipe_file, tmp_path, monkeypatch):
+    """As the retrain CronJob submits: a projected token file and a service account for the run."""
+    token = tmp_path / "token"
+    token.write_text("projected-token-abc\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    with fake_kfp_api() as kfp_api:
+        assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
+                     "--service-account", "ingot-pipeline", "--experiment", "ingot-retrain"]) == 0
+    assert kfp_api.authorization and set(kfp_api.authorization) == {"Bearer projected-token-abc"}
+    (run,) = kfp_api.runs()
+    assert run["service_account"] == "ingot-pipeline"
 
 
 def test_host_errors_are_one_line(recipe_file, capsys):
