@@ -8,12 +8,12 @@
 # satisfied by the base), then ingot itself with --no-deps, so nothing unpinned gets in.
 FROM tensorflow/tensorflow:2.21.0-gpu
 
+# PIP_BREAK_SYSTEM_PACKAGES: the base installs TensorFlow with pip into the system Python; do the
+# same should a base mark it externally managed (PEP 668). pip ignores it where no marker exists.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    # The base installs TensorFlow with pip into the system Python; do the same on bases that
-    # mark it externally managed (PEP 668). Ignored where no such marker exists.
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
