@@ -42,7 +42,15 @@ def evaluate(
     confusion_matrix.log_confusion_matrix(result.class_names, result.confusion_matrix)
     evaluation.metadata.update(blessed=result.blessed, data_hash=result.record["data_hash"])
     if result.blessed:
-        serving_model.metadata.update(framework="tensorflow", format="SavedModel", model_name=model_name)
+        serving_model.metadata.update(framework="tensorflow", format="SavedModel", model_name=model_name,
+                                      exported=True)
+    else:
+        # Every declared output must exist when the step ends (the KFP launcher uploads each one),
+        # so a rejected model leaves an empty, labelled directory instead of a SavedModel.
+        import os
+
+        os.makedirs(serving_model.path, exist_ok=True)
+        serving_model.metadata.update(exported=False, reason="not blessed by the gate")
     return namedtuple("EvaluateOutputs", ["blessed", "decision"])(result.blessed, result.summary)
 
 

@@ -121,5 +121,6 @@ def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained,
     assert [c["displayName"] for c in confusion["annotationSpecs"]] == CLASSES
     assert len(confusion["rows"]) == len(CLASSES)
     assert json.loads((tmp_path / "evaluation").read_text())["pipeline_run_id"] == "run-body"
-    assert serving.metadata == {} and not (tmp_path / "serving_model").exists()
+    assert serving.metadata == {"exported": False, "reason": "not blessed by the gate"}
+    assert (tmp_path / "serving_model").is_dir() and not any((tmp_path / "serving_model").iterdir())
 

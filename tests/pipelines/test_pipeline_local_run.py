@@ -130,6 +130,8 @@ def test_step_outputs_hold_what_the_kubeflow_ui_renders(runs):
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == CLASSES
     assert "accuracy" in artifacts["metrics"]["artifacts"][0]["metadata"]
     assert executor_output["parameterValues"]["blessed"] is False
+    serving = run_dir / "evaluate" / "serving_model"  # declared outputs exist even when rejected
+    assert serving.is_dir() and not any(serving.iterdir())
 
 
 def test_a_failing_step_is_reported_as_one_line_naming_the_step_and_its_error(tmp_path):
