@@ -50,10 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_gate_arguments(run)
     run.add_argument("--model-repository", default=None, metavar="PATH_OR_URI",
                      help="model repository base (local default: $INGOT_MODEL_REPOSITORY or ./model-repository; "
-                     "with --host: the cluster's setting unless given)")
+                     "with --host: the steps' $INGOT_MODEL_REPOSITORY unless given)")
     run.add_argument("--registry", default=None, metavar="URL",
                      help="registry database URL (local default: $INGOT_REGISTRY_URL, else SQLite in "
-                     "$INGOT_DATA_DIR; with --host: the cluster's setting unless given)")
+                     "$INGOT_DATA_DIR; with --host: the steps' $INGOT_REGISTRY_URL unless given)")
     run.add_argument("--image", default=None,
                      help=f"container image of the steps (default: ${IMAGE_ENV}, else the built-in ingot image name)")
     local = run.add_argument_group("local runs")
@@ -167,7 +167,22 @@ def local_registry_url(url: str | None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+_REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit")
+_LOCAL_ONLY = ("pipeline_root", "cache", "json", "require_blessing")
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """Refuse flags of the other mode instead of silently ignoring them."""
+    wrong = _LOCAL_ONLY if args.host else _REMOTE_ONLY
+    given = [name for name in wrong if getattr(args, name) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        mode = "apply to local runs only, not with --host" if args.host else "apply only with --host URL"
+        raise ConfigError(f"{flags} {mode}")
+
+
 def run_pipeline(args: argparse.Namespace) -> int:
+    _check_mode(args)
     if args.host:
         return submit(args)
     from pipelines.local import run_locally
