@@ -177,8 +177,8 @@ def _check_mode(args: argparse.Namespace) -> None:
     given = [name for name in wrong if getattr(args, name) not in (None, False)]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        mode = "apply to local runs only, not with --host" if args.host else "apply only with --host URL"
-        raise ConfigError(f"{flags} {mode}")
+        mode = "only for local runs, not with --host" if args.host else "only with --host URL (a KFP endpoint)"
+        raise ConfigError(f"{flags}: {mode}")
 
 
 def run_pipeline(args: argparse.Namespace) -> int:

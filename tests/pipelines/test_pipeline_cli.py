@@ -55,8 +55,8 @@ def test_compile_writes_the_ir_yaml_to_the_given_path(tmp_path, capsys):
         (["--dataset", "/no/such/images"], "--dataset /no/such/images does not exist"),
         (["--registry", "mysql://db/x"], "registry URL scheme 'mysql' is not supported"),
         (["--host", "localhost:8080"], "is not an http(s) URL"),
-        (["--experiment", "x", "--accelerator-limit", "2"], "--experiment, --accelerator-limit apply only with --host"),
-        (["--host", "http://kfp:8888", "--cache"], "--cache apply to local runs only, not with --host"),
+        (["--experiment", "x", "--accelerator-limit", "2"], "--experiment, --accelerator-limit: only with --host URL"),
+        (["--host", "http://kfp:8888", "--cache"], "--cache: only for local runs, not with --host"),
     ],
 )
 def test_bad_input_is_one_readable_line_and_a_nonzero_exit(extra, message, recipe_file, tmp_path, capsys):
