@@ -111,6 +111,7 @@ class ModelManager:
         self._on_state = on_state
         self._metrics = metrics
         self._direct_pool = None
+        self._reclaim_pending = False
         self.polls = 0
         self._apply_labels(model_server_config)
 
@@ -167,6 +168,9 @@ class ModelManager:
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._reclaim_pending:
+                    self._reclaim_pending = False
+                    freeze_heap(reclaim=True)
                 self.poll_once()
             except Exception:  # a poll must never kill the poller
                 log.exception("model poll failed")
@@ -309,7 +313,13 @@ class ModelManager:
             self._set_state(record, State.END)
         del servable
         if self.options.freeze_gc:
-            freeze_heap(reclaim=True)
+            # Freeing the old version's reference cycles takes one full collection (~0.2 s with
+            # the GIL held). Done now it would stall the new version's first requests; the next
+            # poll does it instead.
+            if self.options.file_system_poll_wait_seconds > 0:
+                self._reclaim_pending = True
+            else:
+                freeze_heap(reclaim=True)
         log.info("model %s version %s unloaded", record.model_name, record.version)
 
     def _set_state(self, record: VersionRecord, state: State) -> None:
@@ -422,7 +432,8 @@ def freeze_heap(*, reclaim: bool = False) -> None:
     Without this, each full collection walks them all (~0.2 s holding the GIL) and requests that
     allocate many objects (a large JSON body) trigger collections often: parsing a 160x160 image
     body took 4x longer. After an unload, `reclaim` unfreezes and collects once, so the old
-    version's reference cycles are freed, then freezes again.
+    version's reference cycles (its weights among them) are freed, then freezes again: one
+    full-collection pause per rollover, a poll interval after the swap.
     """
     import gc
 

@@ -92,7 +92,7 @@ class ModelServer:
         self.manager.start()
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             self._config_task = asyncio.create_task(self._poll_config_file())
-        log.info("serving: REST %s:%s, gRPC %s:%s", opts.host, self.rest_port, opts.host, self.grpc_port)
+        log.info("listening: REST port %s, gRPC port %s on %s", self.rest_port, self.grpc_port, opts.host)
 
     async def _poll_config_file(self) -> None:
         """Reload --model_config_file when its content changes (TF Serving's
@@ -214,11 +214,9 @@ def run_server(options: ServerOptions, *, banner: Callable[[ModelServer], str] |
     async def main() -> None:
         server = ModelServer(options)
         await server.start()
-        print(
-            f"ingot serve: REST on http://{options.host}:{server.rest_port}  "
-            f"gRPC on {options.host}:{server.grpc_port}  (pid {os.getpid()})",
-            flush=True,
-        )
+        rest = f"REST on http://{options.host}:{server.rest_port}" if server.rest_port else "REST disabled"
+        grpc_text = f"gRPC on {options.host}:{server.grpc_port}" if server.grpc_port else "gRPC disabled"
+        print(f"ingot serve: {rest}  {grpc_text}  (pid {os.getpid()})", flush=True)
         if banner is not None:
             print(banner(server), flush=True)
         stop = asyncio.Event()
