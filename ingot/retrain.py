@@ -630,19 +630,6 @@ def publish_step(serving_model_dir: str | os.PathLike[str], repository: str, mod
     return publish(serving_model_dir, resolve_model_repository(repository), model_name)
 
 
-def verify_published(artifact_uri: str, model_sha256: str) -> bool:
-    """Registry verifier: every file matches the version's MANIFEST.sha256, and the manifest
-    describes the model that was registered."""
-    from ingot import repository as repo
-    from ingot.errors import ModelError
-
-    repo.verify_manifest(artifact_uri)
-    actual = repo.version_model_sha256(artifact_uri)
-    if actual != model_sha256:
-        raise ModelError(f"{artifact_uri} holds model_sha256 {actual[:12]}..., not the registered {model_sha256[:12]}...")
-    return True
-
-
 def register_step(
     evaluation_json: str | os.PathLike[str],
     *,
@@ -658,6 +645,8 @@ def register_step(
     The registry's stage policy makes the first blessed version of a name champion and later
     ones candidates. Idempotent: a retry gets the same record back.
     """
+    from ingot.registry import repository_verifier
+
     record = read_evaluation_record(evaluation_json)
     with open_registry(registry_url) as registry:
         registry.register_version(
@@ -665,7 +654,7 @@ def register_step(
             data_hash=record["data_hash"], config=record["config"], metrics=record["metrics"],
             gate=record["decision"], pipeline_run_id=pipeline_run_id or record.get("pipeline_run_id"),
         )
-        return registry.mark_ready(model_name, int(version), verify=verify_published)
+        return registry.mark_ready(model_name, int(version), verify=repository_verifier)
 
 
 def reject_step(

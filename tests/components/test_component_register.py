@@ -106,12 +106,12 @@ def test_a_tampered_artifact_is_marked_failed_never_ready(blessed, published, re
         assert "MANIFEST.sha256" in record.status_reason
 
 
-def test_verify_published_checks_the_registered_digest(published):
-    from ingot.retrain import verify_published
+def test_register_step_verifier_checks_the_registered_digest(published):
+    from ingot.registry import repository_verifier
 
-    assert verify_published(published.path, published.model_sha256)
+    assert repository_verifier(published.path, published.model_sha256)
     with pytest.raises(ModelError, match="not the registered"):
-        verify_published(published.path, "0" * 64)
+        repository_verifier(published.path, "0" * 64)
 
 
 def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, tiny_config, evaluation_dirs, registry_url):
