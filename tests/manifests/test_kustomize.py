@@ -159,6 +159,23 @@ def test_cronjob_starts_ingot_retrain_on_kfp(built, path):
     assert {"name": "kfp-token", "mountPath": "/var/run/secrets/kubeflow/pipelines", "readOnly": True} in container["volumeMounts"]
 
 
+@pytest.mark.parametrize("path", BUILDS)
+def test_cronjob_args_are_what_the_ingot_cli_accepts(built, path):
+    """The schedule and the CLI cannot drift: the CronJob's command line, with its variables
+    filled from the ConfigMap, parses with the real `ingot` parser as a submission to KFP."""
+    from ingot.cli.main import build_parser
+
+    objects = built[path]
+    (container,) = _get(objects, "CronJob", "ingot-retrain")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    config = _get(objects, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"]
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: config[m.group(1)], arg) for arg in container["args"]]
+    args = build_parser().parse_args(argv)
+    assert args.host == config["KFP_HOST"]
+    assert args.namespace == config["KFP_NAMESPACE"]
+    assert args.dataset == config["DATASET_URI"]
+    assert args.model_name == config["MODEL_NAME"]
+
+
 def test_overlays_differ_where_they_should(built):
     def cron(path):
         return _get(built[path], "CronJob", "ingot-retrain")
