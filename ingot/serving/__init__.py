@@ -1,6 +1,28 @@
-"""Ingot's local TF-Serving-compatible model server.
+"""Ingot's local TF-Serving-compatible model server (`ingot serve`).
 
-Speaks TensorFlow Serving's REST and gRPC APIs over the same model repository and honours the
-same model config, batching and monitoring files, so a client written for one works against the
-other. Importing this package is cheap; TensorFlow loads only when a server starts.
+It speaks TensorFlow Serving's REST API (`/v1/models/...`, `:predict` in row and columnar form,
+`/metadata`, model status, `{"error": ...}` bodies with TF Serving's HTTP codes) and gRPC API
+(tensorflow-serving-api's PredictionService and ModelService) over the same model repository
+layout, and reads TF Serving's own config formats (ModelServerConfig, BatchingParameters,
+MonitoringConfig) and flags. A client written for one works against the other.
+
+Modules: `config` (formats, version policy), `manager` (version lifecycle), `servable` (one loaded
+SavedModel, warm-up), `batching` (the scheduler), `rest_json` and `tensors` (wire formats, input
+validation), `rest` and `grpc_service` (thin handlers), `metrics`, `server` (process, shutdown).
+
+Where Ingot differs from TF Serving, on purpose:
+- Classify, Regress and MultiInference answer UNIMPLEMENTED (501 over REST): Ingot's signatures
+  are predict signatures returning probabilities and class ids.
+- Prometheus metrics are on at `/monitoring/prometheus/metrics` without a monitoring config
+  (a MonitoringConfig file can move or disable them), and carry a `model_version` label.
+- Extra routes: `/healthz` (alive), `/readyz` (every model has an AVAILABLE version; false while
+  draining), `/ingot/models` (model names, versions, labels); REST predict answers carry an
+  `X-Model-Version` header naming the version that answered.
+- Version labels may name a version that is not (yet) available (TF Serving's
+  --allow_version_labels_for_unavailable_models); requests through such a label get NOT_FOUND.
+- A version that fails to load never costs the model its serving version (TF Serving may unload
+  the old one); a model whose versions all vanish from disk keeps serving what it has.
+- Limits against hostile input: body size (413), JSON nesting depth, tensor element count.
+
+Importing this package is cheap; TensorFlow loads only when a server starts.
 """

@@ -72,7 +72,10 @@ def repository_config(repository: str | os.PathLike):
 
     base = Path(repository).expanduser().resolve()
     if not base.is_dir():
-        raise ConfigError(f"model repository {base} does not exist or is not a directory")
+        raise ConfigError(
+            f"model repository {base} does not exist or is not a directory; publish a model first "
+            "(`make run` trains and publishes the default one) or pass --model_base_path"
+        )
     names = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names:
         raise ConfigError(
