@@ -96,22 +96,31 @@ class ModelServer:
 
     async def _poll_config_file(self) -> None:
         """Reload --model_config_file when its content changes (TF Serving's
-        --model_config_file_poll_wait_seconds); a broken edit is logged and ignored."""
-        path = self.options.model_config_file
-        last = model_config_text(self.options.model_config)
+        --model_config_file_poll_wait_seconds); a broken edit is logged once and ignored."""
+        from pathlib import Path
+
+        path = Path(self.options.model_config_file)
+        applied = model_config_text(self.options.model_config)
+        seen = None
         while True:
             await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
             try:
+                raw = await asyncio.to_thread(path.read_text)
+            except OSError as err:
+                raw = f"<unreadable: {err}>"
+            if raw == seen:
+                continue
+            seen = raw
+            try:
                 config = await asyncio.to_thread(load_model_server_config, path)
-                text = model_config_text(config)
-                if text != last:
+                if model_config_text(config) != applied:
                     log.info("model config file %s changed; reloading", path)
                     await asyncio.to_thread(self.manager.reload_config, config)
-                    last = text
+                    applied = model_config_text(config)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.error("model config reload from %s failed: %s", path, err)
+                log.error("model config reload from %s failed (keeping the current config): %s", path, err)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful: not ready, stop listening, finish in-flight requests, drain batches, unload."""

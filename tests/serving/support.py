@@ -75,7 +75,8 @@ def free_port() -> int:
 
 
 def start_server(model_config, *, batching=None, rest_timeout_s: float | None = 30.0, poll_s: float = 0.2,
-                 warmup: bool = True, max_body_bytes: int = 1 << 20, wait_ready: bool = True, **manager_kw: Any):
+                 warmup: bool = True, max_body_bytes: int = 1 << 20, wait_ready: bool = True,
+                 config_file: Path | None = None, config_poll_s: float = 0.0, **manager_kw: Any):
     from ingot.serving.core import RequestLimits
     from ingot.serving.manager import ManagerOptions
     from ingot.serving.server import ServerOptions, ServerThread
@@ -87,6 +88,8 @@ def start_server(model_config, *, batching=None, rest_timeout_s: float | None = 
         limits=RequestLimits(max_body_bytes=max_body_bytes, max_json_depth=16, max_elements=1 << 16,
                              default_timeout_s=rest_timeout_s or 30.0),
         rest_timeout_s=rest_timeout_s, shutdown_grace_s=5.0,
+        model_config_file=str(config_file) if config_file else None,
+        model_config_file_poll_wait_seconds=config_poll_s,
     )
     server = ServerThread(options).start()
     if wait_ready:

@@ -221,3 +221,60 @@ def test_stopping_finishes_in_flight_requests(exports, tmp_path):
         server.stop(grace_s=5)
         status, body, _ = pending.result(10)
     assert status == 200 and body["predictions"][0]["class_names"] == "blue"
+
+
+def test_an_incomplete_copy_is_retried_until_it_loads(exports, tmp_path):
+    """A version directory still being copied by hand fails to load; TF Serving's retry
+    (--max_num_load_retries, --load_retry_interval_micros) loads it once it is complete."""
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    server = start_server(single_model_config(MODEL, base / MODEL), poll_s=0.1,
+                          load_retry_interval_s=0.3, max_num_load_retries=20)
+    try:
+        partial = base / MODEL / "2"
+        partial.mkdir()
+        shutil.copy(base / MODEL / "1" / "saved_model.pb", partial / "saved_model.pb")  # no variables yet
+        wait_for(lambda: server.manager.record(MODEL, 2) and server.manager.record(MODEL, 2).error is not None,
+                 what="the partial copy to fail")
+        assert [s.state.name for s in server.manager.status(MODEL)] == ["END", "AVAILABLE"]
+        for entry in (base / MODEL / "1").iterdir():
+            if entry.name != "saved_model.pb":
+                (shutil.copytree if entry.is_dir() else shutil.copy)(entry, partial / entry.name)
+        wait_for(lambda: server.manager.latest_available(MODEL).version == 2, what="the retry to load version 2")
+        record = server.manager.record(MODEL, 2)
+        assert record.load_attempts >= 2 and record.error is None
+    finally:
+        server.stop()
+
+
+def test_the_model_config_file_is_polled_and_reloaded(exports, tmp_path):
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    publish(exports["v2"], base)
+    config_file = tmp_path / "models.config"
+
+    def write(labels: str) -> None:
+        config_file.write_text(
+            f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base / MODEL}" '
+            f"model_version_policy {{ all {{}} }} {labels} }} }}"
+        )
+
+    write('version_labels { key: "stable" value: 1 }')
+    from ingot.serving.config import load_model_server_config
+
+    server = start_server(load_model_server_config(config_file), config_file=config_file, config_poll_s=0.1,
+                          warmup=False)
+    try:
+        wait_for(lambda: server.manager.readiness()["models"][MODEL] == [2, 1], what="both versions")
+        assert server.manager.labels(MODEL) == {"stable": 1}
+        assert server.manager.record(MODEL, 1).warmup_requests_replayed == 0  # --enable_model_warmup=false
+        write('version_labels { key: "stable" value: 2 } version_labels { key: "old" value: 1 }')
+        wait_for(lambda: server.manager.labels(MODEL) == {"stable": 2, "old": 1}, what="the new labels")
+        status, _, headers = http("POST", f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict",
+                                  {"instances": colour_images([0]).tolist()})
+        assert status == 200 and headers["X-Model-Version"] == "2"
+        config_file.write_text("this is not a model config")  # a broken edit is ignored
+        time.sleep(0.4)
+        assert server.manager.labels(MODEL) == {"stable": 2, "old": 1}
+    finally:
+        server.stop()
