@@ -43,15 +43,33 @@ class ServingCore:
         return self.manager.resolve(name, version, label)
 
     async def run(self, servable: Any, signature_name: str, inputs: dict[str, np.ndarray],
-                  timeout_s: float | None) -> dict[str, np.ndarray]:
+                  timeout_s: float | None, *, model_spec: tuple[str, int | None, str | None] | None = None,
+                  ) -> tuple[dict[str, np.ndarray], Any]:
         """Submit to the servable's runner and wait at most `timeout_s`; a request still queued
-        when its time is up is cancelled, so the batch thread never runs it."""
-        future: Future = servable.submit(signature_name, inputs)
+        when its time is up is cancelled, so the batch thread never runs it. Returns the outputs
+        and the servable that produced them.
+
+        A version can start unloading between resolve() and here (a rollover); the request then
+        goes to what `model_spec` resolves to now, if its signature is the same, so rollovers
+        lose no request."""
+        from ingot.serving.servable import ServableUnloaded
+
+        try:
+            future: Future = servable.submit(signature_name, inputs)
+        except ServableUnloaded:
+            if model_spec is None:
+                raise
+            fresh = self.manager.resolve(*model_spec)
+            if fresh is servable or fresh.signatures.get(signature_name or "serving_default") != \
+                    servable.signatures.get(signature_name or "serving_default"):
+                raise
+            servable = fresh
+            future = servable.submit(signature_name, inputs)
         waiter = asyncio.wrap_future(future)
         limit = self.limits.default_timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(limit if limit and limit > 0 else None):
-                return await waiter
+                return await waiter, servable
         except TimeoutError:
             future.cancel()
             raise ServingError(

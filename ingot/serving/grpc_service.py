@@ -98,7 +98,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if alias in seen:
                 raise invalid_argument(f"duplicate output tensor alias: {alias}")
             seen.add(alias)
-        outputs = await core.run(servable, signature.name, inputs, context.time_remaining())
+        outputs, servable = await core.run(servable, signature.name, inputs, context.time_remaining(),
+                                           model_spec=(name, version, label))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

@@ -194,7 +194,8 @@ class RestApi:
             )
 
         parsed = await asyncio.to_thread(parse) if len(body) > PARSE_IN_THREAD_BYTES else parse()
-        outputs = await core.run(servable, parsed.signature_name, parsed.inputs, self.timeout_s)
+        outputs, servable = await core.run(servable, parsed.signature_name, parsed.inputs, self.timeout_s,
+                                           model_spec=(route.model_name, route.version, route.label))
         payload = dumps(predict_response(outputs, parsed.row_format))
         # The version that answered: TF Serving's REST body has no place for it, A/B analysis needs it.
         return _json_response(payload, headers={"X-Model-Version": str(servable.version)}), servable.version

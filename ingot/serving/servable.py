@@ -34,6 +34,13 @@ MAX_WARMUP_RECORDS = 1000
 Arrays = dict[str, np.ndarray]
 
 
+class ServableUnloaded(ServingError):
+    """This version started unloading between the request resolving it and submitting to it."""
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(Code.UNAVAILABLE, f"version {version} of model {name} was unloaded; retry")
+
+
 def clean_tf_message(message: str) -> str:
     """The human part of a TensorFlow runtime error, without graph node dumps."""
     keep = []
@@ -177,6 +184,7 @@ class Servable:
         self.signature_defs: dict[str, Any] = {}
         self._runners: dict[str, Any] = {}
         self._loaded: Any = None
+        self.unloaded = False
         self.warmup = WarmupStats()
 
     # -- loading
@@ -256,7 +264,15 @@ class Servable:
         spec = self.signature(signature_name)
         check_input_names(spec, inputs)
         size = batch_size_of(inputs) if spec.batched else 1
-        return self._runners[spec.name].submit(inputs, size)
+        runner = self._runners.get(spec.name)
+        if runner is None or self.unloaded:
+            raise ServableUnloaded(self.name, self.version)
+        try:
+            return runner.submit(inputs, size)
+        except ServingError as err:
+            if self.unloaded and err.code == Code.UNAVAILABLE:
+                raise ServableUnloaded(self.name, self.version) from None
+            raise
 
     # -- warm-up
 
@@ -303,7 +319,8 @@ class Servable:
 
     def unload(self) -> None:
         """Run what is queued, then drop the model."""
-        for runner in self._runners.values():
+        self.unloaded = True
+        for runner in list(self._runners.values()):
             runner.stop()
         self._runners.clear()
         self._loaded = None

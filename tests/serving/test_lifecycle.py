@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
+from ingot.serving.status import Code, ServingError
 from tests.serving.support import (
     MODEL,
     colour_images,
@@ -276,5 +277,33 @@ def test_the_model_config_file_is_polled_and_reloaded(exports, tmp_path):
         config_file.write_text("this is not a model config")  # a broken edit is ignored
         time.sleep(0.4)
         assert server.manager.labels(MODEL) == {"stable": 2, "old": 1}
+    finally:
+        server.stop()
+
+
+def test_a_request_racing_an_unload_goes_to_the_version_now_serving(exports, tmp_path):
+    """resolve() can hand out a version that starts unloading before the request is queued;
+    the request must then go to the version serving now, not fail."""
+    import asyncio
+
+    base = tmp_path / "repo"
+    publish(exports["v1"], base)
+    publish(exports["v2"], base)
+    config = parse_model_server_config(
+        f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base / MODEL}" model_version_policy {{ all {{}} }} }} }}'
+    )
+    server = start_server(config, batching=BatchingOptions(max_batch_size=4, num_batch_threads=1))
+    try:
+        wait_for(lambda: server.manager.readiness()["models"][MODEL] == [2, 1], what="both versions")
+        core = server.server.core
+        stale = server.manager.resolve(MODEL)
+        assert stale.version == 2
+        server.manager._unload(server.manager.record(MODEL, 2))  # what the poller does in a rollover
+        inputs = {"images": colour_images([0])}
+        outputs, answered_by = asyncio.run(core.run(stale, "", inputs, 10, model_spec=(MODEL, None, None)))
+        assert answered_by.version == 1 and outputs["class_names"].tolist() == [b"red"]
+        with pytest.raises(ServingError) as info:  # pinned to the version that went away
+            asyncio.run(core.run(stale, "", inputs, 10, model_spec=(MODEL, 2, None)))
+        assert info.value.code == Code.NOT_FOUND
     finally:
         server.stop()
