@@ -27,7 +27,6 @@ SERVING_BYTES = "serving_bytes"
 IMAGES_INPUT = "images"
 BYTES_INPUT = "image_bytes"
 
-ImageLike = "np.ndarray | bytes | str | os.PathLike[str]"
 
 
 @dataclass(frozen=True)

@@ -131,10 +131,10 @@ class RestClient(Client):
 
 
 def _to_json(name: str, array: np.ndarray) -> Any:
+    """Bytes as {"b64": ...} (TF Serving's binary form), text as strings, numbers as numbers."""
     if array.dtype.kind in "OSU":
         flat = [
-            {"b64": base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode("ascii")}
-            if isinstance(v, bytes) else str(v)
+            {"b64": base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else str(v)
             for v in array.ravel().tolist()
         ]
         return _nest(flat, array.shape)

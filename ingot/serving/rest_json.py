@@ -26,7 +26,6 @@ from ingot.serving.tensors import (
     SignatureSpec,
     TensorSpec,
     check_against_spec,
-    dtype_name,
 )
 
 B64_KEY = "b64"
@@ -556,6 +555,3 @@ def dumps(document: Any) -> bytes:
 def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode("utf-8")
 
-
-def dtype_text(dtype_enum: int) -> str:
-    return dtype_name(dtype_enum)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from tests.serving.support import (
-    CLASSES,
     MODEL,
     colour_images,
     grpc_stubs,

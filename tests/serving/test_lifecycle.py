@@ -9,7 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import numpy as np
 import pytest
 
 from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
