@@ -56,6 +56,7 @@ def format_line(path: str, prediction: Any) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not ours
     from ingot.client import Client, ServingError, read_image_bytes
     from ingot.serving.status import Code
 

@@ -165,6 +165,7 @@ def try_commands(host: str, rest_port: int | None, grpc_port: int | None, model_
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not ours
     import logging
 
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
