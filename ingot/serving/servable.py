@@ -186,6 +186,7 @@ class Servable:
         self._loaded: Any = None
         self.unloaded = False
         self.warmup = WarmupStats()
+        self.first_request_at: float | None = None  # time.monotonic() of the first real request
 
     # -- loading
 
@@ -267,6 +268,8 @@ class Servable:
         runner = self._runners.get(spec.name)
         if runner is None or self.unloaded:
             raise ServableUnloaded(self.name, self.version)
+        if self.first_request_at is None:
+            self.first_request_at = time.monotonic()
         try:
             return runner.submit(inputs, size)
         except ServingError as err:

@@ -153,18 +153,16 @@ def test_rest_timeout_is_an_error_not_a_hang(scripted):
     handler, url = scripted
     handler.script = [(200, STATUS, 2.0)]
     client = Client.connect(url, timeout_s=0.3, retry=RetryPolicy(attempts=1))
-    started = time.monotonic()
-    with pytest.raises(ServingError) as info:
+    with pytest.raises(ServingError) as info:  # the answer would come after 2 s; the client gives up
         client.status("m")
-    assert info.value.code == Code.DEADLINE_EXCEEDED and time.monotonic() - started < 1.5
+    assert info.value.code == Code.DEADLINE_EXCEEDED
 
 
 def test_unreachable_server_is_unavailable_after_bounded_retries():
     client = Client.connect(f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=3, backoff_s=0.01))
-    started = time.monotonic()
     with pytest.raises(ServingError) as info:
         client.status("m")
-    assert info.value.code == Code.UNAVAILABLE and time.monotonic() - started < 5
+    assert info.value.code == Code.UNAVAILABLE and "cannot reach" in info.value.message
 
 
 def test_grpc_retries_unavailable_and_honours_deadlines():

@@ -24,8 +24,8 @@ def served(exports, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     publish(exports["v1"], root / "repo")
     batching = root / "batching.config"
-    # Requests wait up to 0.8 s for company: long enough to catch one in flight at SIGTERM.
-    batching.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 800000 } num_batch_threads { value: 1 }")
+    # Requests wait up to 1.5 s for company: long enough to catch one in flight at SIGTERM.
+    batching.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 1500000 } num_batch_threads { value: 1 }")
     grpc_port, rest_port = free_port(), free_port()
     log = open(root / "serve.log", "w+")
     process = subprocess.Popen(
@@ -87,7 +87,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
     result = {}
     waiter = threading.Thread(target=lambda: result.update(answer=http("POST", f"{served['url']}/v1/models/{MODEL}:predict", body)))
     waiter.start()
-    time.sleep(0.3)  # the request is now waiting in the batch queue
+    time.sleep(0.6)  # the request is now waiting in the batch queue
     served["process"].send_signal(signal.SIGTERM)
     waiter.join(20)
     assert served["process"].wait(30) == 0
