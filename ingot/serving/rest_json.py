@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ingot.serving.status import invalid_argument
+from ingot.serving.status import ServingError, invalid_argument
 from ingot.serving.tensors import (
     DT_BOOL,
     DT_STRING,
@@ -373,7 +373,9 @@ def dense_skeleton(shape: tuple[int, ...]) -> bytes:
     return text
 
 
-def parse_dense_integer_array(text: bytes, max_rank: int = 32) -> tuple[np.ndarray, tuple[int, ...]] | None:
+def parse_dense_integer_array(
+    text: bytes, max_rank: int = 32, check_shape: Callable[[tuple[int, ...]], None] | None = None
+) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """A JSON array of non-negative integers forming a dense tensor → (int64 values, shape).
 
     Vectorized over the bytes (no Python object per number), about 3x faster than json.loads
@@ -426,6 +428,8 @@ def parse_dense_integer_array(text: bytes, max_rank: int = 32) -> tuple[np.ndarr
     expected = dense_skeleton(shape_t)
     if tokens.size != len(expected) or tokens.tobytes() != expected:
         return None
+    if check_shape is not None:
+        check_shape(shape_t)  # rank, dimensions and element count, before the values exist
     values = np.zeros(starts.size, dtype=np.int64)
     scale = 1
     for k in range(int(lengths.max()) if starts.size else 0):  # k-th digit from the right
@@ -449,22 +453,30 @@ def parse_dense_integer_request(
         return None
     if head.group("sig1") is not None and tail.group("sig2") is not None:
         return None  # signature_name twice: the general parser decides
-    parsed = parse_dense_integer_array(body[head.end() - 1:tail.start() + 1], max_rank=limits.max_depth - 1)
-    if parsed is None:
-        return None
-    array, shape = parsed
     raw_name = head.group("sig1") if head.group("sig1") is not None else tail.group("sig2")
     signature_name = raw_name.decode("ascii") if raw_name is not None else ""
-    signature = signature_for(signature_name)
+    try:
+        signature = signature_for(signature_name)
+    except ServingError:
+        return None  # the general path reports it, after any JSON error, in TF Serving's order
     if len(signature.inputs) != 1:
         return None
     name, spec = next(iter(signature.inputs.items()))
     if spec.dtype in (DT_STRING, DT_BOOL) or spec.numpy_dtype.kind not in "iuf":
         return None
     row = head.group("key") == b"instances"
-    if row and shape[0] == 0:
-        raise invalid_argument("No values in 'instances' array")
-    check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements)
+
+    def check_shape(shape: tuple[int, ...]) -> None:
+        if row and shape[0] == 0:
+            raise invalid_argument("No values in 'instances' array")
+        check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements)
+
+    parsed = parse_dense_integer_array(
+        body[head.end() - 1:tail.start() + 1], max_rank=limits.max_depth - 1, check_shape=check_shape
+    )
+    if parsed is None:
+        return None
+    array, _ = parsed
     return PredictRequest(signature_name, {name: _checked_integers(name, array, spec)}, row)
 
 

@@ -177,6 +177,13 @@ def test_fast_path_reads_dense_integer_arrays_and_declines_everything_else():
         assert parse_dense_integer_array(text) is None, text
 
 
+def test_errors_come_in_tf_servings_order_on_either_path():
+    with pytest.raises(ServingError, match="JSON Parse error"):  # bad JSON before unknown signature
+        parse(b'{"signature_name": "nope", "instances": [1,,2]}')
+    with pytest.raises(ServingError, match='signature name: "nope" not found'):
+        parse(b'{"signature_name": "nope", "instances": [[1, 2]]}')
+
+
 def test_fast_and_general_paths_give_the_same_request():
     images = np.random.default_rng(0).integers(0, 256, size=(3, 2, 2, 3))
     for document in ({"instances": images.tolist()}, {"signature_name": "serving_default", "inputs": images.tolist()},
