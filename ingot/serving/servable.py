@@ -3,9 +3,10 @@
 Imports TensorFlow; only the server process and tests import this module.
 
 Each signature gets a runner: a `BatchScheduler` + `BatchProcessor` when batching is on (and the
-signature's inputs all have a batch dimension), else a bounded direct runner. Requests, warm-up
-replays and the extra warm-up of every allowed batch size all go through the same runner, so
-whatever the server will run after AVAILABLE has run once before it.
+signature's inputs all have a batch dimension), else a bounded direct runner. Warm-up replays, and
+the extra warm-up of every allowed batch size the records did not reach, run through the same
+processor as requests (merge, pad, the signature's concrete function, split), only without
+waiting in the queue, so every shape the server will run after AVAILABLE has run before it.
 """
 
 from __future__ import annotations
