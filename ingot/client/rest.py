@@ -89,7 +89,9 @@ class RestClient(Client):
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         document: dict[str, Any] = {"signature_name": signature_name}
         columns = {name: _to_json(name, np.asarray(value)) for name, value in inputs.items()}
-        document["inputs"] = columns  # columnar: every input by name, any number of inputs
+        # Columnar format; a single input as a plain value (TF Serving takes either), which
+        # Ingot's server parses without json.loads when it is a dense integer array.
+        document["inputs"] = next(iter(columns.values())) if len(columns) == 1 else columns
         body = json.dumps(document, separators=(",", ":")).encode()
         answer = self.request("POST", self._model_path(model, version, label) + ":predict", body)
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
