@@ -111,7 +111,7 @@ class ModelManager:
         self._on_state = on_state
         self._metrics = metrics
         self._direct_pool = None
-        self._reclaim_pending = False
+        self._graveyard: list[Any] = []  # unloaded servables, freed at the next poll
         self.polls = 0
         self._apply_labels(model_server_config)
 
@@ -168,9 +168,7 @@ class ModelManager:
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._reclaim_pending:
-                    self._reclaim_pending = False
-                    freeze_heap(reclaim=True)
+                self._release_unloaded()
                 self.poll_once()
             except Exception:  # a poll must never kill the poller
                 log.exception("model poll failed")
@@ -178,6 +176,13 @@ class ModelManager:
             if wait <= 0:
                 return  # TF Serving: 0 polls once
             self._stop.wait(wait)
+
+    def _release_unloaded(self) -> None:
+        if not self._graveyard:
+            return
+        self._graveyard.clear()
+        if self.options.freeze_gc:
+            freeze_heap(reclaim=True)
 
     def poll_once(self) -> None:
         with self._reconcile_lock:
@@ -311,15 +316,14 @@ class ModelManager:
             record.servable = None
             record.unloaded_at = time.monotonic()
             self._set_state(record, State.END)
-        del servable
-        if self.options.freeze_gc:
-            # Freeing the old version's reference cycles takes one full collection (~0.2 s with
-            # the GIL held). Done now it would stall the new version's first requests; the next
-            # poll does it instead.
-            if self.options.file_system_poll_wait_seconds > 0:
-                self._reclaim_pending = True
-            else:
-                freeze_heap(reclaim=True)
+        # Destroying the old model (its Python objects, and with freeze_gc one full collection
+        # for its reference cycles, ~0.2 s holding the GIL) would stall the new version's first
+        # requests, which arrive right now; the next poll does it instead.
+        if self.options.file_system_poll_wait_seconds > 0:
+            self._graveyard.append(servable)
+        elif self.options.freeze_gc:
+            del servable
+            freeze_heap(reclaim=True)
         log.info("model %s version %s unloaded", record.model_name, record.version)
 
     def _set_state(self, record: VersionRecord, state: State) -> None:
@@ -421,6 +425,7 @@ class ModelManager:
                 for record in self._records(name):
                     if record.state == State.AVAILABLE:
                         self._unload(record)
+        self._graveyard.clear()
         if self._direct_pool is not None:
             self._direct_pool.shutdown()
 

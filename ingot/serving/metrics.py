@@ -81,6 +81,13 @@ class ServingMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def prepare_version(self, model_name: str, version: int) -> None:
+        """Create a newly AVAILABLE version's series now, not inside its first requests."""
+        self._child(self.request_count, model_name, "OK", _version(version))
+        for api, entrypoint in (("predict", "REST"), ("Predict", "GRPC")):
+            self._child(self.request_latency, model_name, api, entrypoint, _version(version))
+        self._child(self.runtime_latency, model_name, "Predict", "TF2", _version(version))
+
     def record_request(self, model_name: str, version: int | None, status_name: str) -> None:
         self._child(self.request_count, model_name, status_name, _version(version)).inc()
 

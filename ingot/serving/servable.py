@@ -322,12 +322,12 @@ class Servable:
         return stats
 
     def unload(self) -> None:
-        """Run what is queued, then drop the model."""
+        """Run what is queued and stop the runners. The model itself is freed with this object
+        (the manager decides when: destroying a SavedModel's objects takes a while)."""
         self.unloaded = True
         for runner in list(self._runners.values()):
             runner.stop()
         self._runners.clear()
-        self._loaded = None
 
 
 def check_input_names(spec: SignatureSpec, inputs: Arrays) -> None:

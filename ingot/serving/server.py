@@ -57,6 +57,8 @@ class ModelServer:
 
     def _on_state(self, name: str, version: int, state: State) -> None:
         self.metrics.model_state.labels(name, str(version)).set(int(state))
+        if state == State.LOADING:
+            self.metrics.prepare_version(name, version)
 
     async def start(self) -> None:
         opts = self.options
