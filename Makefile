@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help run test bench venv postgres clean
+.PHONY: help run test bench venv postgres pipelines serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,9 +30,11 @@ postgres: ## Install Debian's PostgreSQL server where it is missing (the registr
 run: $(STAMP) ## Run the ingot-retrain pipeline (kfp local runner) on the bundled digits with the default recipe
 	$(VENV)/bin/ingot pipeline run --config configs/digits-cnn.yaml --model-repository ./model-repository
 
-.PHONY: pipelines
 pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipelines/compiled/) from pipelines/retrain.py
 	INGOT_IMAGE= $(VENV)/bin/ingot pipeline compile --output pipelines/compiled/ingot-retrain.yaml
+
+serve: $(STAMP) ## Serve ./model-repository over TF Serving's REST (8501) and gRPC (8500) APIs
+	$(VENV)/bin/ingot serve --model_repository ./model-repository
 
 test: $(STAMP) postgres ## Run the whole test suite
 	$(PY) -m pytest -n 2 --dist loadgroup
