@@ -8,6 +8,7 @@ implement `_predict`, `_metadata` and `_status`; retries with exponential backof
 
 from __future__ import annotations
 
+import abc
 import os
 import random
 import time
@@ -59,7 +60,7 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
-class Client:
+class Client(abc.ABC):
     """Use `Client.connect(url)`: http(s)://host:8501 for REST, grpc://host:8500 for gRPC."""
 
     def __init__(self, *, timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy()) -> None:
@@ -84,15 +85,18 @@ class Client:
 
     # -- transport hooks
 
+    @abc.abstractmethod
     def _predict(self, model: str, version: int | None, label: str | None, signature_name: str,
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Implemented by each transport."""
 
+    @abc.abstractmethod
     def _metadata(self, model: str, version: int | None, label: str | None) -> dict:
-        raise NotImplementedError
+        """Implemented by each transport."""
 
+    @abc.abstractmethod
     def _status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
-        raise NotImplementedError
+        """Implemented by each transport."""
 
     def close(self) -> None:
         pass
