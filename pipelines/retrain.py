@@ -9,8 +9,10 @@ with this file.
 
 Parameters that can be empty resolve inside the steps: an empty `dataset_uri` means the recipe's
 dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an empty
-`model_repository`/`registry_url` the steps' $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL (e.g.
-from a Kubeflow PodDefault); with neither, the first step fails before anything is trained.
+`model_repository`/`registry_url` the steps' $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL; with
+neither, the first step fails before anything is trained. On a cluster the registry URL (it holds
+a password) comes from the Secret named by `registry_secret` (key `url`), mounted as
+$INGOT_REGISTRY_URL into the steps that talk to the registry, so it never shows as a run parameter.
 """
 
 # No `from __future__ import annotations` here: kfp reads the pipeline function's annotations
@@ -32,6 +34,8 @@ DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effe
 # Requests for the light steps: they read and copy files, write a few rows.
 LIGHT_REQUESTS = {"ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": ("500m", "2Gi"),
                   "register": ("250m", "512Mi"), "reject": ("250m", "512Mi")}
+# The Secret (key `url`) that gives the registry steps $INGOT_REGISTRY_URL on a cluster.
+DEFAULT_REGISTRY_SECRET = "ingot-registry"
 
 
 def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TRAIN_RETRY_BACKOFF) -> Any:
@@ -60,6 +64,7 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
         max_regression: float = 0.01,
         model_repository: str = "",
         registry_url: str = "",
+        registry_secret: str = DEFAULT_REGISTRY_SECRET,
         accelerator_type: str = "nvidia.com/gpu",
         accelerator_limit: int = 1,
         gpu_node_selector: dict = {},
@@ -108,6 +113,10 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
                 pipeline_run_id=run_id,
             ).set_display_name("record rejection").set_caching_options(False)
             _requests(reject, "reject")
+        for task in (ingest, evaluate, register, reject):
+            kubernetes.use_secret_as_env(
+                task, secret_name=registry_secret, secret_key_to_env={"url": "INGOT_REGISTRY_URL"}, optional=True
+            )
         return dsl.OneOf(register.output, reject.output)
 
     return ingot_retrain

@@ -174,3 +174,25 @@ def test_pipeline_parameters_and_defaults(documents):
     assert (inputs["architecture"], inputs["epochs"]) == ("", 0)
     assert (inputs["min_accuracy"], inputs["min_class_f1"], inputs["max_regression"]) == (0.9, 0.7, 0.01)
     assert inputs["model_repository"] == "" and inputs["registry_url"] == ""
+
+
+def test_registry_steps_read_the_registry_url_from_a_secret_not_a_parameter(documents):
+    spec, platform = documents
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["registry_secret"]["defaultValue"] == "ingot-registry"
+
+    def mount(parameter):
+        return [{
+            "keyToEnv": [{"envVar": "INGOT_REGISTRY_URL", "secretKey": "url"}],
+            "optional": True,
+            "secretNameParameter": {"componentInputParameter": parameter},
+        }]
+
+    for step in ("ingest", "evaluate"):
+        assert platform[f"exec-{step}"]["secretAsEnv"] == mount("registry_secret"), step
+    # Inside the blessed/rejected branches the parameter reaches the task through the branch's DAG.
+    for step in ("register", "reject"):
+        assert platform[f"exec-{step}"]["secretAsEnv"] == mount("pipelinechannel--registry_secret"), step
+    # Steps that never talk to the registry don't get its credentials.
+    for step in ("train", "publish"):
+        assert "secretAsEnv" not in platform.get(f"exec-{step}", {}), step
