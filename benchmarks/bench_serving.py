@@ -55,9 +55,14 @@ MODELS = {
     "cnn": ("cnn", (32, 32), 10),
     "mobilenet_v2": ("mobilenet_v2", (160, 160), 5),
 }
+# batch_timeout_micros: with a zero timeout the batch thread takes whatever has arrived the moment
+# it is free (about 6 requests of the 16 for the CNN, since the rest are still in the gRPC stack);
+# waiting up to 2 ms lets more join, and on 2 cores the bigger batches raised gRPC and REST
+# throughput by a few percent and lowered p99 in interleaved A/B runs (0 vs 2000, 3 pairs each).
+# MobileNetV2's batches take 60-120 ms, so the wait never applies there.
 BATCHING = """
 max_batch_size { value: 32 }
-batch_timeout_micros { value: 0 }
+batch_timeout_micros { value: 2000 }
 max_enqueued_batches { value: 64 }
 num_batch_threads { value: 1 }
 """
