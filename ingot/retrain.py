@@ -279,7 +279,8 @@ def resolve_registry_url(registry_url: str | None) -> str:
     if not value:
         raise ConfigError(
             f"no registry given: set the pipeline's registry_url parameter (postgresql://... for a cluster, "
-            f"sqlite:///PATH on one machine) or ${REGISTRY_URL_ENV} in the steps' environment"
+            f"sqlite:///PATH on one machine) or ${REGISTRY_URL_ENV} in the steps' environment (on a "
+            f"cluster the pipeline mounts it from the registry_secret Secret's 'url' key)"
         )
     return value
 
