@@ -355,6 +355,14 @@ class ModelManager:
                 return record
         return None
 
+    def _labelled_version(self, name: str, label: str) -> int:
+        """The version a label points at, with TF Serving's error for an unknown label."""
+        with self._lock:
+            mapped = self._labels.get(name, {}).get(label)
+        if mapped is None:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return mapped
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Any:
         """A model spec → the Servable to run, with TF Serving's errors."""
         if not name:
@@ -364,11 +372,7 @@ class ModelManager:
                 f"Both model version ({version}) and model version label ({label}) cannot be supplied."
             )
         if label:
-            with self._lock:
-                mapped = self._labels.get(name, {}).get(label)
-            if mapped is None:
-                raise invalid_argument(f"Unrecognized servable version label: {label}")
-            version = mapped
+            version = self._labelled_version(name, label)
         with self._lock:
             if version is None:
                 for v in sorted(self._models.get(name, {}), reverse=True):
@@ -386,11 +390,7 @@ class ModelManager:
         if not name:
             raise invalid_argument("Missing model name in request.")
         if label:
-            with self._lock:
-                mapped = self._labels.get(name, {}).get(label)
-            if mapped is None:
-                raise invalid_argument(f"Unrecognized servable version label: {label}")
-            version = mapped
+            version = self._labelled_version(name, label)
         records = self._records(name)
         if version is not None:
             records = [r for r in records if r.version == int(version)]

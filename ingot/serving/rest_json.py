@@ -337,23 +337,13 @@ def _numeric_array(name: str, value: Any, shape: tuple[int, ...], spec: TensorSp
         raise invalid_argument(
             f"JSON Value: true/false Type: Bool is not of expected type: {want} (input '{name}')"
         )
-    if target.kind in "iu":
-        if kind == "f":
-            bad = _first_offending_leaf(value, lambda v: not isinstance(v, float))
-            raise invalid_argument(
-                f"JSON Value: {_debug(bad, 64)} Type: Number is not of expected type: {want} "
-                f"(input '{name}' takes integers)"
-            )
-        if raw.size:
-            info = np.iinfo(target)
-            low, high = raw.min(), raw.max()
-            if low < info.min or high > info.max:
-                offender = low if low < info.min else high
-                raise invalid_argument(
-                    f"input '{name}': value {int(offender)} is out of range for {want} "
-                    f"({info.min}..{info.max})"
-                )
-    return raw.astype(target, copy=False)
+    if target.kind in "iu" and kind == "f":
+        bad = _first_offending_leaf(value, lambda v: not isinstance(v, float))
+        raise invalid_argument(
+            f"JSON Value: {_debug(bad, 64)} Type: Number is not of expected type: {want} "
+            f"(input '{name}' takes integers)"
+        )
+    return _checked_integers(name, raw, spec)
 
 
 # --------------------------------------------------------------------------- fast path
