@@ -48,7 +48,8 @@ def parse_v1_path(method: str, raw_path: str) -> V1Route:
     number = None
     if version:
         # Compare digits before int(): Python refuses to convert more than 4,300 digits.
-        number = int(version) if len(version.lstrip("0")) <= len(str(INT64_MAX)) else INT64_MAX + 1
+        digits = version.lstrip("0") or "0"
+        number = int(digits) if len(digits) <= len(str(INT64_MAX)) else INT64_MAX + 1
         if number > INT64_MAX:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
     if kind in ("status", "metadata") and not name:
