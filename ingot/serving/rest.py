@@ -160,9 +160,12 @@ class RestApi:
                 response, status_name = _error_response(err), err.code.name
                 for key, value in ctx.response_headers.items():
                     response.headers[key] = value
-                if err.http_status == 408:
+                if err.http_status == 408:  # a stalled body: answer, then close at once (no lingering)
                     front.client_errors.warning("REST %s from %s: %s", request.path, request.remote, err.message)
                     response.force_close()
+                    await response.prepare(request)
+                    await response.write_eof()
+                    request.protocol.force_close()
             except Exception as err:  # never let a request take the server down
                 log.exception("unexpected error serving %s %s", request.method, request.path)
                 response = _error_response(ServingError(Code.INTERNAL, f"internal error: {type(err).__name__}: {err}"))

@@ -336,7 +336,7 @@ def test_slow_headers_are_answered_408_and_closed(server):
     raw = raw_exchange(server["rest_port"], b"POST /v1/models/x:predict HTTP/1.1\r\nHost: x\r\n", timeout=20)
     elapsed = time.monotonic() - started
     assert "did not arrive within 1 s" in assert_json_error(*split_response(raw), 408)
-    assert elapsed < 10  # closed by the server (recv returned b""), not by our 20 s timeout
+    assert elapsed < 5  # closed by the server (recv returned b""), not by our 20 s timeout
 
 
 def test_slow_body_is_answered_408_and_closed(server):
@@ -346,7 +346,7 @@ def test_slow_body_is_answered_408_and_closed(server):
         timeout=20)
     elapsed = time.monotonic() - started
     assert "body did not arrive within 1 s" in assert_json_error(*split_response(raw), 408)
-    assert elapsed < 10
+    assert elapsed < 5  # answered at the 1 s body timeout and closed, no lingering
 
 
 def test_a_silent_connection_is_not_answered_until_it_sends_something(server):
