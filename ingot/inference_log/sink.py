@@ -164,15 +164,17 @@ class QueueSink:
                     self._name, reason, dropped, self.stats.dropped, self.queued, self.max_queue)
 
 
-def _is_connection_error(err: BaseException) -> bool:
+def _is_connection_error(err: BaseException | None) -> bool:
     """Database unreachable or connection lost (worth retrying), as opposed to bad content."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    if isinstance(err, (OperationalError, InterfaceError)):
-        return True
-    if isinstance(err, DBAPIError) and err.connection_invalidated:
-        return True
-    return isinstance(err, OSError)
+    while err is not None:
+        if isinstance(err, (OperationalError, InterfaceError, OSError)):
+            return True
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        err = err.__cause__  # e.g. "cannot open the inference log" (ConfigError) from an OperationalError
+    return False
 
 
 def _first_line(err: BaseException) -> str:

@@ -82,9 +82,14 @@ class Listeners:
     """The REST (aiohttp) and gRPC (grpc.aio) listeners of one FrontEnd on the running event loop:
     what `ingot serve` and the gateway both run, whatever their backend."""
 
-    def __init__(self, front: FrontEnd, options: ListenOptions) -> None:
+    def __init__(self, front: FrontEnd, options: ListenOptions, *, rest_api: Any = None,
+                 grpc_services: Any = None) -> None:
+        """`rest_api(front, metrics_path=..., timeout_s=...)` and `grpc_services(server, front)`
+        replace the stock REST app and gRPC services (the gateway adds its routes and logging)."""
         self.front = front
         self.options = options
+        self._rest_api = rest_api
+        self._grpc_services = grpc_services
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: Any = None
@@ -97,7 +102,7 @@ class Listeners:
 
             from ingot.serving.rest import RestApi
 
-            api = RestApi(self.front, metrics_path=opts.metrics_path, timeout_s=opts.rest_timeout_s)
+            api = (self._rest_api or RestApi)(self.front, metrics_path=opts.metrics_path, timeout_s=opts.rest_timeout_s)
             self._runner = web.AppRunner(
                 api.build_app(), access_log=None, shutdown_timeout=opts.shutdown_grace_s,
                 handle_signals=False,
@@ -116,7 +121,7 @@ class Listeners:
                 ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ])
-            add_services(self._grpc, self.front)
+            (self._grpc_services or add_services)(self._grpc, self.front)
             address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
             self.grpc_port = self._grpc.add_insecure_port(address)
             await self._grpc.start()
