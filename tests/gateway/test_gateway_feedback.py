@@ -114,3 +114,19 @@ def test_the_feedback_command_prints_one_line(start, upstream, capsys):
     assert out.startswith(f"{request_id} row 0: label {predicted[0]!r} (correct) for champion version 2")
     assert cli(["feedback", "no-such-request", "red", "--gateway", gateway.rest_url]) == 1
     assert "feedback refused (404): no logged prediction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_the_client_exposes_who_answered_and_sends_feedback(start, upstream, scheme):
+    from ingot.client import Client
+
+    gateway = start(routes_document(upstream, weight=100))
+    url = gateway.rest_url if scheme == "http" else f"grpc://{gateway.grpc_target}"
+    with Client.connect(url) as client:
+        first, second = client.classify(list(colour_images([0, 2], seed=6)), model="colours")
+        assert first.request_id and first.request_id == second.request_id and (first.row, second.row) == (0, 1)
+        assert (first.variant, first.model_version) == ("challenger", 1)
+        assert client.last_served.request_id == first.request_id
+        flushed_rows(gateway, first.request_id, at_least=2)
+        stored = client.feedback(first.request_id, second.class_name, row=1, gateway_url=gateway.rest_url)
+        assert (stored["variant"], stored["model_version"], stored["correct"]) == ("challenger", 1, True)
