@@ -32,7 +32,7 @@ class ServedBy:
     model_version: int | None = None
 
     @staticmethod
-    def from_headers(headers: Any) -> "ServedBy":
+    def from_headers(headers: Any) -> ServedBy:
         found = {str(k).lower(): v for k, v in headers}
         version = found.get("x-ingot-model-version") or found.get("x-model-version")
         return ServedBy(found.get("x-ingot-request-id"), found.get("x-ingot-variant"),

@@ -127,3 +127,19 @@ def test_the_watcher_takes_good_edits_and_refuses_broken_ones_keeping_the_last_g
     assert watcher.table.challenger_weight == 50 and (watcher.reloads, watcher.rejections) == (1, 2)
     path.write_text(DESIGN_TABLE)
     assert watcher.check() is True and watcher.table.challenger_weight == 10
+
+
+def test_the_make_gateway_plan_pins_champion_and_challenger_to_the_two_newest_versions(tmp_path: Path) -> None:
+    from ingot.errors import ConfigError
+    from ingot.gateway.tryout import plan
+
+    for version in (1, 3, 4):
+        (tmp_path / "digits" / str(version)).mkdir(parents=True)
+    (tmp_path / "digits" / ".tmp-xyz").mkdir()
+    config, routes = plan(str(tmp_path), None)
+    table = validate(routes)
+    assert (table.model, table.champion.version, table.challenger.version, table.challenger_weight) == (
+        "digits", 3, 4, 50)
+    assert table.experiment == "digits-v4-vs-v3" and "model_version_policy { all {} }" in config
+    with pytest.raises(ConfigError, match="no published model named 'cats'"):
+        plan(str(tmp_path), "cats")
