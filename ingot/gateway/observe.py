@@ -66,17 +66,29 @@ def input_facts(inputs: Mapping[str, np.ndarray]) -> list[RowFacts]:
 
 
 def input_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population standard deviation of each image's uint8 pixel values (0..255)."""
-    flat = images.reshape(images.shape[0], -1).astype(np.float64)
-    return flat.mean(axis=1), flat.std(axis=1)
+    """Mean and population standard deviation of each image's uint8 pixel values (0..255).
+
+    From a 256-bin histogram per image (exact, and several times faster than converting the
+    pixels to floats, which matters on the request path)."""
+    levels = np.arange(256, dtype=np.float64)
+    flat = images.reshape(images.shape[0], -1)
+    count = flat.shape[1]
+    means = np.empty(len(flat))
+    stds = np.empty(len(flat))
+    for i, pixels in enumerate(flat):
+        histogram = np.bincount(pixels, minlength=256).astype(np.float64)
+        mean = histogram @ levels / count
+        means[i] = mean
+        stds[i] = np.sqrt(max(histogram @ (levels * levels) / count - mean * mean, 0.0))
+    return means, stds
 
 
-def _row_bytes(array: np.ndarray, row: int) -> bytes:
+def _row_bytes(array: np.ndarray, row: int) -> bytes | memoryview:
     value = array[row] if array.ndim >= 1 else array
     if array.dtype == object:
         items = value.ravel() if isinstance(value, np.ndarray) else [value]
         return b"".join(item if isinstance(item, bytes) else str(item).encode() for item in items)
-    return np.ascontiguousarray(value).tobytes()
+    return memoryview(np.ascontiguousarray(value)).cast("B")  # no copy when already contiguous
 
 
 def predictions(outputs: Mapping[str, np.ndarray] | None, rows: int) -> list[RowPrediction]:
