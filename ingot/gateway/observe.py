@@ -22,6 +22,8 @@ import numpy as np
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"
 CLASS_NAMES = "class_names"
+_LEVELS = np.arange(256, dtype=np.float64)
+_LEVELS_SQUARED = _LEVELS * _LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +72,15 @@ def input_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     From a 256-bin histogram per image (exact, and several times faster than converting the
     pixels to floats, which matters on the request path)."""
-    levels = np.arange(256, dtype=np.float64)
     flat = images.reshape(images.shape[0], -1)
     count = flat.shape[1]
     means = np.empty(len(flat))
     stds = np.empty(len(flat))
     for i, pixels in enumerate(flat):
         histogram = np.bincount(pixels, minlength=256).astype(np.float64)
-        mean = histogram @ levels / count
+        mean = histogram @ _LEVELS / count
         means[i] = mean
-        stds[i] = np.sqrt(max(histogram @ (levels * levels) / count - mean * mean, 0.0))
+        stds[i] = np.sqrt(max(histogram @ _LEVELS_SQUARED / count - mean * mean, 0.0))
     return means, stds
 
 
