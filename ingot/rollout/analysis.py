@@ -102,6 +102,7 @@ class Policy:
     min_latency_requests: int = 200  # ... once each arm has this many requests
     srm_p: float = 0.001           # sample-ratio mismatch: hold a promotion below this p-value ...
     srm_min_requests: int = 8      # ... once each arm has this many assigned requests
+    min_step_requests: int = 50    # assigned requests each arm needs in a weight step before it can pass
     label_balance_p: float = 0.001  # unbalanced label arrival: hold a promotion below this p-value
     max_labels: int | None = None  # per arm; an undecided rollout past it ends inconclusive
     max_duration_s: float | None = None  # an undecided rollout older than this ends inconclusive
@@ -119,7 +120,8 @@ class Policy:
         check("latency_ratio", self.latency_ratio >= 1, "a ratio >= 1")
         check("srm_p", 0 < self.srm_p < 1, "a number in (0, 1)")
         check("label_balance_p", 0 < self.label_balance_p < 1, "a number in (0, 1)")
-        for name in ("min_labels", "min_error_requests", "min_latency_requests", "srm_min_requests"):
+        for name in ("min_labels", "min_error_requests", "min_latency_requests", "srm_min_requests",
+                     "min_step_requests"):
             value = getattr(self, name)
             check(name, isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                   "a positive integer")
@@ -391,6 +393,11 @@ def _health_holds(champion: ArmCounts, challenger: ArmCounts, policy: Policy,
     srm: dict[str, Any] = {"p_value": None, "threshold": policy.srm_p, "weight": weight}
     if weight is not None and champion.assigned is not None and challenger.assigned is not None:
         srm["assigned"] = [champion.assigned, challenger.assigned]
+        if min(champion.assigned, challenger.assigned) < policy.min_step_requests:
+            holds.append(
+                f"this {weight:g}% step has served {champion.assigned} champion and {challenger.assigned} "
+                f"challenger requests by weight; {policy.min_step_requests} each are needed before it can pass"
+            )
         if min(champion.assigned, challenger.assigned) >= policy.srm_min_requests:
             p = sample_ratio_p(champion.assigned, challenger.assigned, weight)
             srm["p_value"] = p

@@ -111,9 +111,15 @@ def test_sample_ratio_mismatch_holds_a_promotion_but_never_rolls_back():
 
 
 def test_sample_ratio_check_waits_for_eight_requests_per_arm():
-    verdict = analyze(*_promotable(1000, 7), POLICY, weight=50)
+    verdict = analyze(*_promotable(1000, 7), Policy(min_step_requests=1), weight=50)
     assert verdict.checks["srm"]["p_value"] is None
     assert verdict.decision == "promote"
+
+
+def test_a_weight_step_passes_only_after_serving_enough_requests_in_each_arm():
+    held = analyze(*_promotable(1000, 30), POLICY, weight=3)
+    assert held.decision == "continue"
+    assert any("3% step has served 1000 champion and 30 challenger" in h for h in held.holds)
 
 
 def test_unbalanced_label_arrival_holds_a_promotion():
