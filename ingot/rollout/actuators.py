@@ -70,7 +70,9 @@ def wait_available(probe: Any, what: str, timeout_s: float, poll_s: float = 0.2)
 class LocalActuator:
     """Files on one machine. `target` (stored with the rollout) names them:
 
-    routes_file, and per arm (champion, challenger): rest, grpc, model_config_file, base_path.
+    routes_file, drain_s (how long the old champion version stays loaded after the routing
+    table stops naming it: at least the gateway's reload interval), and per arm (champion,
+    challenger): rest, grpc, model_config_file, base_path.
     """
 
     def __init__(self, target: dict[str, Any], *, load_timeout_s: float = 120.0) -> None:
@@ -118,6 +120,9 @@ class LocalActuator:
         current = _current_weight(self.target["routes_file"])
         self._write_routes(rollout, current, new)  # the champion's pin moves
         self._write_routes(rollout, 0, new)        # then the challenger's share goes to 0
+        # The gateway re-reads the table within its reload interval; requests it routed to the old
+        # version before that must still find it loaded, so the unload waits for `drain_s`.
+        time.sleep(float(self.target.get("drain_s", 5.0)))
         self._write_model_config(rollout, "champion", [new], new)  # the old version unloads
 
 
