@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "ingot.cli.serve",
     "ingot.cli.predict",
     "ingot.cli.ab",
+    "ingot.cli.rollout",
 )
 
 

@@ -26,7 +26,7 @@ from ingot.registry.records import Stage
 from ingot.registry.schema import utc_now
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis, Verdict
 from ingot.rollout.counts import arm_counts
-from ingot.rollout.store import Rollout, RolloutStore, TransitionConflict
+from ingot.rollout.store import Rollout, RolloutStore, TransitionConflict, check_steps
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -90,6 +90,7 @@ class Controller:
         """Record a rollout of `challenger` against the current champion; the challenger's registry
         stage becomes `challenger`. Nothing is routed until the challenger is AVAILABLE."""
         actor = actor or self.actor
+        steps = check_steps(steps)
         champion = self.registry.champion(model)
         if champion is None or champion.version is None:
             raise NotFoundError(f"{model} has no champion to test a challenger against")

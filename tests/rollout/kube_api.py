@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from typing import Any
+from typing import Any, Self
 
 import kmock
 from kmock._internal.k8s import KubernetesError
@@ -61,7 +61,7 @@ class ResourceVersionEmulator(kmock.KubernetesEmulator):
 class KubeAPI:
     """Start with `with KubeAPI() as api:`; `api.client` is a kubernetes.client.ApiClient."""
 
-    def __enter__(self) -> KubeAPI:
+    def __enter__(self) -> Self:
         ready = threading.Event()
 
         def run() -> None:
