@@ -82,7 +82,7 @@ def server_options(args: argparse.Namespace) -> Any:
         repository_config,
         single_model_config,
     )
-    from ingot.serving.core import RequestLimits
+    from ingot.serving.frontend import RequestLimits
     from ingot.serving.manager import ManagerOptions
     from ingot.serving.server import ServerOptions
 

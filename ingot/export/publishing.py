@@ -83,7 +83,10 @@ def verify_saved_model(path: str) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from ingot.export.saved_model import OUTPUT_KEYS, SERVING_BYTES, SERVING_DEFAULT
+    from ingot.protocol.signatures import (
+        BYTES_INPUT, CLASS_IDS, CLASS_NAMES, IMAGES_INPUT, OUTPUT_KEYS, PROBABILITIES, SERVING_BYTES,
+        SERVING_DEFAULT,
+    )
 
     card = repository.read_model_card(path)
     try:
@@ -97,17 +100,17 @@ def verify_saved_model(path: str) -> None:
         raise PublishError(f"SavedModel in {path} lacks signature(s) {', '.join(missing)}")
     zeros = tf.zeros([1, height, width, 3], tf.uint8)
     requests = {
-        SERVING_DEFAULT: {"images": zeros},
-        SERVING_BYTES: {"image_bytes": tf.reshape(tf.io.encode_png(zeros[0]), [1])},
+        SERVING_DEFAULT: {IMAGES_INPUT: zeros},
+        SERVING_BYTES: {BYTES_INPUT: tf.reshape(tf.io.encode_png(zeros[0]), [1])},
     }
     for signature, inputs in requests.items():
         outputs = loaded.signatures[signature](**inputs)
         if sorted(outputs) != sorted(OUTPUT_KEYS):
             raise PublishError(f"{signature} returns {sorted(outputs)}; expected {sorted(OUTPUT_KEYS)}")
         expected = {
-            "probabilities": (tf.float32, (1, len(class_names))),
-            "class_ids": (tf.int64, (1,)),
-            "class_names": (tf.string, (1,)),
+            PROBABILITIES: (tf.float32, (1, len(class_names))),
+            CLASS_IDS: (tf.int64, (1,)),
+            CLASS_NAMES: (tf.string, (1,)),
         }
         for key, (dtype, shape) in expected.items():
             got = outputs[key]
@@ -116,9 +119,9 @@ def verify_saved_model(path: str) -> None:
                     f"{signature} output {key} is {got.dtype.name}{list(got.shape)}; "
                     f"expected {dtype.name}{list(shape)}"
                 )
-        if not np.isclose(float(tf.reduce_sum(outputs["probabilities"])), 1.0, atol=1e-3):
+        if not np.isclose(float(tf.reduce_sum(outputs[PROBABILITIES])), 1.0, atol=1e-3):
             raise PublishError(f"{signature} probabilities do not sum to 1")
-        if outputs["class_names"].numpy()[0].decode() not in class_names:
+        if outputs[CLASS_NAMES].numpy()[0].decode() not in class_names:
             raise PublishError(f"{signature} returned a class name outside the model card's classes")
 
 

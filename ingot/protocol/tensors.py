@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ingot.serving.status import invalid_argument, ServingError, Code
+from ingot.protocol.signatures import PREDICT_METHOD, SERVING_DEFAULT
+from ingot.protocol.status import Code, ServingError, invalid_argument
 
 # tensorflow/core/framework/types.proto
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
@@ -79,12 +80,24 @@ class SignatureSpec:
     name: str
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
-    method_name: str = "tensorflow/serving/predict"
+    method_name: str = PREDICT_METHOD
 
     @property
     def batched(self) -> bool:
         """Every input has a leading (batch) dimension, so requests can be merged."""
         return all(spec.shape is not None and len(spec.shape) >= 1 for spec in self.inputs.values())
+
+
+def find_signature(signatures: Mapping[str, SignatureSpec], name: str, *, rest: bool = False) -> SignatureSpec:
+    """Signature by name ("" = serving_default), with TF Serving's error for each API:
+    INVALID_ARGUMENT over REST, FAILED_PRECONDITION over gRPC."""
+    key = name or SERVING_DEFAULT
+    spec = signatures.get(key)
+    if spec is None:
+        if rest:
+            raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+        raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+    return spec
 
 
 def spec_from_tensor_info(info: Any) -> TensorSpec:
@@ -137,6 +150,18 @@ def check_against_spec(name: str, shape: tuple[int, ...], dtype: int, spec: Tens
             f"input '{name}' has {count} elements (shape {_shape_text(shape)}), more than the "
             f"server's limit of {max_elements}"
         )
+
+
+def check_input_names(spec: SignatureSpec, inputs: Mapping[str, Any]) -> None:
+    """The inputs sent must be exactly the signature's (TF Serving's message), before any conversion."""
+    if set(inputs) == set(spec.inputs):
+        return
+    sent, wanted = set(inputs), set(spec.inputs)
+    raise invalid_argument(
+        f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sorted(sent))}}}) "
+        f"!= len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+        f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
+    )
 
 
 def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elements: int) -> np.ndarray:

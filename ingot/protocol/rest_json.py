@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ingot.serving.status import ServingError, invalid_argument
-from ingot.serving.tensors import (
+from ingot.protocol.status import ServingError, invalid_argument
+from ingot.protocol.tensors import (
     DT_BOOL,
     DT_STRING,
     SignatureSpec,
@@ -548,6 +548,62 @@ def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> dic
     if len(names) == 1:
         return {"predictions": columns[names[0]]}
     return {"predictions": [{n: columns[n][i] for n in names} for i in range(batch or 0)]}
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def predict_request_document(signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict:
+    """A predict request in columnar form; a single input as a plain value (TF Serving takes
+    either), which Ingot's server parses without json.loads when it is a dense integer array."""
+    columns = {name: request_json_value(np.asarray(value)) for name, value in inputs.items()}
+    return {
+        "signature_name": signature_name,
+        "inputs": next(iter(columns.values())) if len(columns) == 1 else columns,
+    }
+
+
+def request_json_value(array: np.ndarray) -> Any:
+    """Bytes as {"b64": ...} (TF Serving's binary form), text as strings, numbers as numbers."""
+    if array.dtype.kind in "OSU":
+        flat = [
+            {B64_KEY: base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else str(v)
+            for v in array.ravel().tolist()
+        ]
+        return _nest(flat, array.shape)
+    return array.tolist()
+
+
+def array_from_json(name: str, value: Any) -> np.ndarray:
+    """One output of a predict answer → numpy: {"b64": ...} leaves as bytes, text as str (an
+    object array), numbers as numbers."""
+
+    def leaf(v: Any) -> Any:
+        if isinstance(v, dict) and B64_KEY in v:
+            return base64.b64decode(v[B64_KEY])
+        return v
+
+    if name.endswith(BYTES_SUFFIX) or _has_strings(value):
+        flat: list = []
+        shape = _walk(value, flat, leaf)
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return out.reshape(shape)
+    return np.asarray(value)
+
+
+def _has_strings(value: Any) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, (str, dict))
+
+
+def _walk(value: Any, out: list, leaf: Callable[[Any], Any]) -> tuple[int, ...]:
+    if isinstance(value, list):
+        shapes = [_walk(v, out, leaf) for v in value]
+        return (len(value), *(shapes[0] if shapes else ()))
+    out.append(leaf(value))
+    return ()
 
 
 def dumps(document: Any) -> bytes:
