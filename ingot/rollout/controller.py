@@ -226,7 +226,10 @@ class Controller:
         actuator.set_weight(rollout, 0)
         outcome = rollout.outcome or "rolled_back"
         last = self._last_reason(rollout)
-        stage = Stage.REJECTED if outcome == "rolled_back" else Stage.CANDIDATE
+        # Rolled back on evidence, or stopped by a person: rejected. Undecided or never warmed up:
+        # nothing is known against it, so it goes back to candidate.
+        manual = bool(self.store.get(rollout.id).transitions[-1].evidence.get("manual"))
+        stage = Stage.REJECTED if outcome == "rolled_back" or manual else Stage.CANDIDATE
         current = self.registry.get_version(rollout.model, rollout.challenger_version).stage
         if current is Stage.CHALLENGER:
             self.registry.transition(rollout.model, rollout.challenger_version, stage, actor=last[1],
@@ -262,7 +265,8 @@ class Controller:
 
     def override(self, model: str, decision: str, *, reason: str, actor: str) -> Rollout:
         """`ingot rollout promote|rollback`: recorded with the actor and the figures at that moment,
-        then carried out here and now under the lease."""
+        then carried out here and now under the lease. A manual rollback ends `aborted` (by hand),
+        the challenger rejected with the person's reason."""
         if not reason.strip():
             raise ConfigError("a manual promote or rollback needs --reason")
         rollout = self.store.active(model)
@@ -287,5 +291,5 @@ class Controller:
                 raise ConfigError(f"rollout #{rollout.id} is promoting; it finishes first")
             if rollout.state == "rolling_back":
                 return self._finish_withdrawal(rollout, actuator)
-            return self._withdraw(rollout, "rolled_back", text, evidence, actuator, actor=actor)
+            return self._withdraw(rollout, "aborted", text, evidence, actuator, actor=actor)
         raise ConfigError(f"unknown decision {decision!r}; expected promote or rollback")

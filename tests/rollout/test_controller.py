@@ -157,6 +157,7 @@ def test_warmup_timeout_aborts(staged, actuator):
     controller.clock = lambda: utc_now() + timedelta(seconds=120)
     rollout = controller.reconcile(rollout.id)
     assert rollout.state == "aborted" and "did not become AVAILABLE" in controller.store.get(rollout.id).transitions[-2].reason
+    assert staged.get_version(MODEL, 2).stage is Stage.CANDIDATE
 
 
 def test_manual_overrides_are_recorded_with_the_actor(staged, actuator):
@@ -166,7 +167,7 @@ def test_manual_overrides_are_recorded_with_the_actor(staged, actuator):
     with pytest.raises(ConfigError, match="needs --reason"):
         controller.override(MODEL, "rollback", reason=" ", actor="bob")
     done = controller.override(MODEL, "rollback", reason="customer complaint", actor="bob")
-    assert done.state == "rolled_back"
+    assert done.state == "aborted" and staged.get_version(MODEL, 2).stage is Stage.REJECTED
     history = controller.store.get(done.id).transitions
     manual = next(t for t in history if t.to_state == "rolling_back")
     assert manual.actor == "bob" and manual.evidence["manual"] is True
