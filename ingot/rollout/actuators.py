@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ingot.errors import ConfigError, IngotError
 from ingot.rollout.routing import (
+    STABLE_LABEL,
     model_config_text,
     routing_table,
     routing_yaml,
@@ -47,16 +48,13 @@ class Actuator(Protocol):
 
 def version_available(rest_url: str, model: str, version: int, timeout_s: float = 2.0) -> bool:
     """TF Serving's model status API says `version` is AVAILABLE (any failure reads as not yet)."""
-    from ingot.client.base import RetryPolicy
-    from ingot.client.rest import RestClient
+    from ingot.client.base import Client, RetryPolicy
 
-    client = RestClient(rest_url, timeout_s=timeout_s, retry=RetryPolicy(attempts=1))
     try:
-        return any(s.version == version and s.state == "AVAILABLE" for s in client.status(model, version=version))
+        with Client.connect(rest_url, timeout_s=timeout_s, retry=RetryPolicy(attempts=1)) as client:
+            return any(s.version == version and s.state == "AVAILABLE" for s in client.status(model, version=version))
     except Exception:  # noqa: BLE001 - a server that is down or still starting is simply not available
         return False
-    finally:
-        client.close()
 
 
 def wait_available(probe: Any, what: str, timeout_s: float, poll_s: float = 0.2) -> None:
@@ -97,6 +95,20 @@ class LocalActuator:
             raise ConfigError(f"rollout target {arm}.model_config_file needs {arm}.base_path (the model's directory)")
         write_atomic(spec["model_config_file"], model_config_text(rollout.model, spec["base_path"], versions, stable))
 
+    def _stable_label(self) -> int | None:
+        """The version the champion server's `stable` label points at now (None if unmanaged)."""
+        from ingot.serving.config import parse_model_server_config
+
+        path = self._arm("champion").get("model_config_file")
+        if not path:
+            return None
+        try:
+            config = parse_model_server_config(Path(path).read_text(), source=path)
+        except (OSError, ConfigError):
+            return None
+        entries = list(config.model_config_list.config)
+        return int(entries[0].version_labels.get(STABLE_LABEL, 0)) or None if entries else None
+
     def prepare(self, rollout: Rollout) -> None:
         self._write_model_config(rollout, "challenger", [rollout.challenger_version], rollout.challenger_version)
         if not Path(self.target["routes_file"]).exists():
@@ -113,12 +125,18 @@ class LocalActuator:
 
     def promote(self, rollout: Rollout) -> None:
         old, new = rollout.champion_version, rollout.challenger_version
-        self._write_model_config(rollout, "champion", [old, new], old)
+        table = _read_table(self.target["routes_file"])
+        pinned = _champion_version(table) == new
+        # A resumed promotion skips what is done: once the label (or the pin) is on the new
+        # version it never goes back to the old one.
+        if not pinned and self._stable_label() != new:
+            self._write_model_config(rollout, "champion", [old, new], old)
         wait_available(lambda: self.available(rollout, "champion", new), f"{rollout.model}:{new} on the champion server",
                        self.load_timeout_s)
-        self._write_model_config(rollout, "champion", [old, new], new)  # the stable label moves
-        current = _current_weight(self.target["routes_file"])
-        self._write_routes(rollout, current, new)  # the champion's pin moves
+        if not pinned:
+            self._write_model_config(rollout, "champion", [old, new], new)  # the stable label moves
+            weight = int((table.get("weights") or {}).get("challenger", 0)) if table else 0
+            self._write_routes(rollout, weight, new)  # the champion's pin moves
         self._write_routes(rollout, 0, new)        # then the challenger's share goes to 0
         # The gateway re-reads the table within its reload interval; requests it routed to the old
         # version before that must still find it loaded, so the unload waits for `drain_s`.
@@ -126,14 +144,22 @@ class LocalActuator:
         self._write_model_config(rollout, "champion", [new], new)  # the old version unloads
 
 
-def _current_weight(routes_file: str) -> int:
+def _read_table(routes_file: str) -> dict[str, Any]:
+    """The routing table as last written ({} when missing or unreadable)."""
     import yaml
 
     try:
-        table = yaml.safe_load(Path(routes_file).read_text()) or {}
-        return int(table.get("weights", {}).get("challenger", 0))
-    except (OSError, ValueError, yaml.YAMLError, AttributeError):
-        return 0
+        table = yaml.safe_load(Path(routes_file).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _champion_version(table: dict[str, Any]) -> int | None:
+    try:
+        return int(table["upstreams"]["champion"]["version"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def actuator_for(target: dict[str, Any]) -> Actuator:

@@ -12,11 +12,13 @@ runs them again and finishes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -132,14 +134,40 @@ class Controller:
         if not self.store.acquire(self.lease_name(rollout.model), self.holder, self.lease_ttl_s):
             return rollout
         try:
-            for _ in range(8):  # a few transitions per pass at most (e.g. warming -> analyzing -> promoting)
-                before = (rollout.state, rollout.step_index)
-                rollout = self._step(rollout)
-                if rollout.finished or (rollout.state, rollout.step_index) == before:
-                    break
+            with self._lease_heartbeat(rollout.model):
+                rollout = self._advance(rollout)
         except TransitionConflict as err:
             log.info("%s", err)
             rollout = self.store.get(rollout_id, transitions=False)
+        return rollout
+
+    @contextlib.contextmanager
+    def _lease_heartbeat(self, model: str) -> Iterator[None]:
+        """Renew the lease every third of its TTL while an action runs (a promotion waits for a
+        version to load, which can take longer than the TTL)."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_ttl_s / 3):
+                try:
+                    self.store.acquire(self.lease_name(model), self.holder, self.lease_ttl_s)
+                except Exception:  # noqa: BLE001 - the database may be briefly down; the next beat retries
+                    log.warning("could not renew the lease on %s", model)
+
+        beat = threading.Thread(target=renew, name=f"lease-{model}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=10)
+
+    def _advance(self, rollout: Rollout) -> Rollout:
+        for _ in range(8):  # a few transitions per pass at most (e.g. warming -> analyzing -> promoting)
+            before = (rollout.state, rollout.step_index)
+            rollout = self._step(rollout)
+            if rollout.finished or (rollout.state, rollout.step_index) == before:
+                break
         return rollout
 
     def _step(self, rollout: Rollout) -> Rollout:
@@ -275,6 +303,10 @@ class Controller:
         if not self.store.acquire(self.lease_name(model), self.holder, self.lease_ttl_s):
             raise ConfigError(f"another controller ({self.store.lease_holder(self.lease_name(model))}) holds "
                               f"{model}'s rollout lease; try again in {self.lease_ttl_s:g} s or stop it")
+        with self._lease_heartbeat(model):
+            return self._override(rollout, decision, reason=reason, actor=actor)
+
+    def _override(self, rollout: Rollout, decision: str, *, reason: str, actor: str) -> Rollout:
         actuator = self.actuator_factory(rollout.target)
         evidence: dict[str, Any] = {"manual": True}
         if rollout.state == "analyzing":

@@ -118,3 +118,26 @@ def test_rollback_is_one_routing_write(tmp_path):
     assert routes.stat().st_ino != before  # replaced whole by rename, never edited in place
     assert list(tmp_path.iterdir()) == [routes]  # no temporary file left behind
     assert not actuator.available(rollout, "challenger", 2)  # a dead server is simply not available
+
+
+def test_a_resumed_promotion_never_moves_the_label_back(tmp_path, monkeypatch):
+    """Killed after the label moved to v2 (routes still pinned to v1): the rerun goes forward only."""
+    base = tmp_path / "repo" / MODEL
+    routes, champion_config = tmp_path / "routes.yaml", tmp_path / "champion.config"
+    target = {"routes_file": str(routes), "drain_s": 0,
+              "champion": {"rest": "http://127.0.0.1:1", "model_config_file": str(champion_config),
+                           "base_path": str(base)},
+              "challenger": {"rest": "http://127.0.0.1:2"}}
+    rollout = SimpleNamespace(model=MODEL, experiment="e-1", champion_version=1, challenger_version=2)
+    actuator = LocalActuator(target)
+    actuator.set_weight(rollout, 50)
+    champion_config.write_text(model_config_text(MODEL, str(base), [1, 2], 2))
+    writes: list[tuple[list[int], int]] = []
+    real = actuator._write_model_config
+    monkeypatch.setattr(actuator, "_write_model_config",
+                        lambda r, arm, versions, stable: (writes.append((versions, stable)), real(r, arm, versions, stable)))
+    monkeypatch.setattr(actuator, "available", lambda r, arm, version: True)
+    actuator.promote(rollout)
+    assert writes == [([1, 2], 2), ([2], 2)]
+    table = yaml.safe_load(routes.read_text())
+    assert table["upstreams"]["champion"]["version"] == 2 and table["weights"] == {"challenger": 0}
