@@ -134,12 +134,12 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
     from_env = os.environ.get(TARGET_ENV)
     if from_env:
         try:
-            target = json.loads(from_env)
+            given = json.loads(from_env)
         except ValueError:
             raise ConfigError(f"${TARGET_ENV} is not valid JSON") from None
-        if not isinstance(target, dict):
+        if not isinstance(given, dict):
             raise ConfigError(f"${TARGET_ENV} must be a JSON object")
-        return target
+        return given
     if not args.routes:
         raise ConfigError("say where to act: --routes FILE with --champion-rest/--challenger-rest (one machine), "
                           f"--target FILE, or ${TARGET_ENV}")

@@ -30,8 +30,9 @@ SPLIT_ASSIGNMENTS = ("weight", "sticky")
 def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datetime | None = None) -> dict[str, ArmCounts]:
     """ArmCounts for champion and challenger rows of `experiment` (shadow rows never count)."""
     log = inference_log
-    in_step = log.c.ts >= step_since if step_since is not None else True
-    assigned_expr = func.sum(case((and_(log.c.assignment.in_(SPLIT_ASSIGNMENTS), in_step), 1), else_=0))
+    split = log.c.assignment.in_(SPLIT_ASSIGNMENTS)
+    in_step = and_(split, log.c.ts >= step_since) if step_since is not None else split
+    assigned_expr = func.sum(case((in_step, 1), else_=0))
     query = (
         select(log.c.variant, func.count().label("requests"),
                func.sum(case((log.c.status != OK, 1), else_=0)).label("errors"),

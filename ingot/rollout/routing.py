@@ -51,7 +51,7 @@ def routing_yaml(table: dict[str, Any]) -> str:
 def validate_routing_table(table: dict[str, Any]) -> None:
     """Check a table with the gateway's own loader where it is installed, else the shape here."""
     try:
-        from ingot.gateway import routing as gateway_routing  # type: ignore[attr-defined]
+        from ingot.gateway import routing as gateway_routing  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         gateway_routing = None
     loader = getattr(gateway_routing, "parse_routing_table", None) if gateway_routing else None

@@ -52,12 +52,12 @@ def verdict_document(controller: Controller, model: str) -> dict[str, Any]:
     history = controller.store.get(rollout.id).transitions
     deciding = next((t for t in reversed(history) if t.to_state in ("promoting", "rolling_back")), None)
     evidence = deciding.evidence if deciding is not None else {}
-    verdict = evidence.get("verdict") or last
-    return {**base, "decision": decision, "statistic": verdict.get("likelihood_ratio"),
-            "p_value": verdict.get("p_value"), "interval": verdict.get("interval"),
-            "difference": verdict.get("difference"), "counts": evidence.get("counts"),
+    recorded: dict[str, Any] = evidence.get("verdict") or last
+    return {**base, "decision": decision, "statistic": recorded.get("likelihood_ratio"),
+            "p_value": recorded.get("p_value"), "interval": recorded.get("interval"),
+            "difference": recorded.get("difference"), "counts": evidence.get("counts"),
             "reasons": [deciding.reason] if deciding is not None else
-            [f"rollout is {rollout.state}; no analysis yet"], "holds": verdict.get("holds", [])}
+            [f"rollout is {rollout.state}; no analysis yet"], "holds": recorded.get("holds", [])}
 
 
 class RolloutMetrics:
