@@ -94,7 +94,7 @@ def plots(rollout: Rollout, points: list[dict[str, Any]], final: dict[str, ArmCo
         axis.plot(xs, [p["difference"] for _, p in usable], color="black", label="observed difference")
         decided = next((x for x, p in usable if p["decision"] in ("promote", "rollback")), None)
         if decided is not None:
-            axis.axvline(decided, color="tab:red", linestyle=":", label="decision point")
+            axis.axvline(decided, color="tab:red", linestyle=":", label="accuracy decision point")
     axis.axhline(0, color="grey", linewidth=0.8)
     axis.axhline(-policy.margin, color="tab:green", linestyle="--", linewidth=0.8, label=f"-margin ({policy.margin})")
     axis.set_xlabel("labelled rows (both arms)")

@@ -69,6 +69,8 @@ def test_start_run_status_rollback_and_report(setup, capsys):
     assert main(["rollout", "run", "--once"]) == 0
     assert "rolled_back" in capsys.readouterr().out
     assert yaml.safe_load(setup.routes.read_text())["weights"] == {"challenger": 0}
+    assert main(["rollout", "status"]) == 0  # every model's latest rollout
+    assert "digits: rollout #1" in capsys.readouterr().out
     assert main(["rollout", "status", MODEL, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["state"] == "rolled_back" and doc["decision"] == "rollback"
