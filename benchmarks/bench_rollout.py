@@ -109,8 +109,9 @@ def _reactions(repeats: int) -> tuple[list[float], list[float]]:
             publish(registry, "digits", 2)
             log_metadata.create_all(registry.engine)
             routes = Path(tmp) / f"routes{i}.yaml"
-            target = {"actuator": "local", "routes_file": str(routes), "champion": {"rest": "http://127.0.0.1:9"},
-                      "challenger": {"rest": "http://127.0.0.1:9"}}
+            target = {"actuator": "local", "routes_file": str(routes),
+                      "champion": {"rest": "http://127.0.0.1:9", "grpc": "127.0.0.1:9"},
+                      "challenger": {"rest": "http://127.0.0.1:9", "grpc": "127.0.0.1:9"}}
             controller = Controller(registry)
             rollout = controller.start("digits", 2, steps=[50], policy=POLICY, target=target)
             rollout = controller.reconcile(rollout.id)
@@ -161,7 +162,7 @@ def promotion_section() -> None:
                                         config_poll_s=0.1, poll_s=0.1)
         routes = tmp / "routes.yaml"
         target = {"routes_file": str(routes), "drain_s": 1.0, **{
-            arm: {"rest": s.rest_url, "model_config_file": str(tmp / f"{arm}.config"), "base_path": str(base)}
+            arm: {"rest": s.rest_url, "grpc": s.grpc_target, "model_config_file": str(tmp / f"{arm}.config"), "base_path": str(base)}
             for arm, s in servers.items()}}
         rollout = SimpleNamespace(model=MODEL, experiment="bench", champion_version=1, challenger_version=2)
         actuator = LocalActuator(target, load_timeout_s=60)

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     start.add_argument("--routes", metavar="FILE", help="local: the gateway's routing file (ingot gateway --routes)")
     for arm in ("champion", "challenger"):
         start.add_argument(f"--{arm}-rest", metavar="URL", help=f"local: REST URL of the {arm} server")
-        start.add_argument(f"--{arm}-grpc", metavar="HOST:PORT", default="", help=f"local: gRPC address of the {arm} server")
+        start.add_argument(f"--{arm}-grpc", metavar="HOST:PORT", help=f"local: gRPC address of the {arm} server")
         start.add_argument(f"--{arm}-model-config", metavar="FILE",
                            help=f"local: the {arm} server's --model_config_file (the controller rewrites it)")
     start.add_argument("--base-path", metavar="DIR", help="local: the model's directory in the model repository")
@@ -145,10 +145,11 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
                           f"--target FILE, or ${TARGET_ENV}")
     target: dict[str, Any] = {"actuator": "local", "routes_file": str(Path(args.routes).resolve())}
     for arm in ("champion", "challenger"):
-        rest = getattr(args, f"{arm}_rest")
-        if not rest:
-            raise ConfigError(f"--{arm}-rest is required with --routes (the {arm} server's REST URL)")
-        spec = {"rest": rest, "grpc": getattr(args, f"{arm}_grpc")}
+        rest, grpc = getattr(args, f"{arm}_rest"), getattr(args, f"{arm}_grpc")
+        if not rest or not grpc:
+            raise ConfigError(f"--{arm}-rest and --{arm}-grpc are required with --routes (the {arm} server's "
+                              "REST URL and gRPC host:port)")
+        spec = {"rest": rest, "grpc": grpc}
         config = getattr(args, f"{arm}_model_config")
         if config:
             if not args.base_path:

@@ -26,9 +26,10 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
     upstreams = {}
     for arm, version in (("champion", champion_version), ("challenger", challenger_version)):
         spec = target.get(arm) or {}
-        if not spec.get("rest"):
-            raise ConfigError(f"rollout target has no {arm}.rest URL; pass --{arm}-rest")
-        upstreams[arm] = {"rest": spec["rest"], "grpc": spec.get("grpc", ""), "version": int(version)}
+        for key, flag in (("rest", "rest URL"), ("grpc", "gRPC host:port")):
+            if not spec.get(key):
+                raise ConfigError(f"rollout target has no {arm}.{key} ({flag}); pass --{arm}-{key}")
+        upstreams[arm] = {"rest": spec["rest"], "grpc": spec["grpc"], "version": int(version)}
     return {
         "model": model,
         "experiment": experiment,
@@ -42,28 +43,30 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
 
 
 def routing_yaml(table: dict[str, Any]) -> str:
+    """YAML text of a table, checked by the gateway's own validator when the gateway is installed
+    (so the controller never writes a table the gateway would refuse), else by the shape here."""
+    try:
+        from ingot.gateway.routing import dump  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        dump = None
+    if dump is not None:
+        return str(dump(table))
     import yaml
 
-    validate_routing_table(table)
+    _check_shape(table)
     return yaml.safe_dump(table, sort_keys=False)
 
 
-def validate_routing_table(table: dict[str, Any]) -> None:
-    """Check a table with the gateway's own loader where it is installed, else the shape here."""
-    try:
-        from ingot.gateway import routing as gateway_routing  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        gateway_routing = None
-    loader = getattr(gateway_routing, "parse_routing_table", None) if gateway_routing else None
-    if loader is not None:
-        loader(table)
-        return
+def _check_shape(table: dict[str, Any]) -> None:
     weight = table.get("weights", {}).get("challenger")
     if not isinstance(weight, int) or not 0 <= weight <= 100:
         raise ConfigError(f"routing table weights.challenger {weight!r} must be an integer 0..100")
     for arm in ("champion", "challenger"):
-        if not table.get("upstreams", {}).get(arm, {}).get("rest"):
-            raise ConfigError(f"routing table has no upstreams.{arm}.rest")
+        upstream = table.get("upstreams", {}).get(arm, {})
+        if not str(upstream.get("rest", "")).startswith(("http://", "https://")):
+            raise ConfigError(f"routing table upstreams.{arm}.rest must be an http(s) URL, got {upstream.get('rest')!r}")
+        if ":" not in str(upstream.get("grpc", "")):
+            raise ConfigError(f"routing table upstreams.{arm}.grpc must be host:port, got {upstream.get('grpc')!r}")
 
 
 def model_config_text(model: str, base_path: str, versions: list[int], stable: int) -> str:

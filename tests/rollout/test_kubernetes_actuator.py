@@ -31,7 +31,8 @@ def model_config(version: int) -> str:
 
 def target(mode: str, **extra) -> dict:
     return {"actuator": "kubernetes", "mode": mode, "namespace": NS, "release": RELEASE, "drain_s": 0,
-            "champion": {"rest": "http://digits-champion:8501"}, "challenger": {"rest": "http://digits-challenger:8501"},
+            "champion": {"rest": "http://digits-champion:8501", "grpc": "digits-champion:8500"},
+            "challenger": {"rest": "http://digits-challenger:8501", "grpc": "digits-challenger:8500"},
             "model_configmaps": {"champion": "digits-champion-model-config",
                                  "challenger": "digits-challenger-model-config"}, **extra}
 
@@ -61,7 +62,8 @@ def test_mode_ingot_writes_the_whole_routing_table_with_a_precondition(api):
     actuator.set_weight(ROLLOUT, 10)
     table = yaml.safe_load(api.get(CM, NS, "digits-routes")["data"]["routes.yaml"])
     assert table["weights"] == {"challenger": 10} and table["experiment"] == ROLLOUT.experiment
-    assert table["upstreams"]["champion"] == {"rest": "http://digits-champion:8501", "grpc": "", "version": 1}
+    assert table["upstreams"]["champion"] == {"rest": "http://digits-champion:8501", "grpc": "digits-champion:8500",
+                                                 "version": 1}
     assert api.patches()[-1]["metadata"]["resourceVersion"] == "1"
 
 

@@ -107,8 +107,8 @@ def test_prepare_weights_and_a_promotion_under_traffic(repository, tmp_path):
 
 def test_rollback_is_one_routing_write(tmp_path):
     routes = tmp_path / "routes.yaml"
-    target = {"routes_file": str(routes), "champion": {"rest": "http://127.0.0.1:1"},
-              "challenger": {"rest": "http://127.0.0.1:2"}}
+    target = {"routes_file": str(routes), "champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1"},
+              "challenger": {"rest": "http://127.0.0.1:2", "grpc": "127.0.0.1:2"}}
     rollout = SimpleNamespace(model=MODEL, experiment="e-1", champion_version=1, challenger_version=2)
     actuator = LocalActuator(target)
     actuator.set_weight(rollout, 50)
@@ -125,9 +125,9 @@ def test_a_resumed_promotion_never_moves_the_label_back(tmp_path, monkeypatch):
     base = tmp_path / "repo" / MODEL
     routes, champion_config = tmp_path / "routes.yaml", tmp_path / "champion.config"
     target = {"routes_file": str(routes), "drain_s": 0,
-              "champion": {"rest": "http://127.0.0.1:1", "model_config_file": str(champion_config),
-                           "base_path": str(base)},
-              "challenger": {"rest": "http://127.0.0.1:2"}}
+              "champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1",
+                           "model_config_file": str(champion_config), "base_path": str(base)},
+              "challenger": {"rest": "http://127.0.0.1:2", "grpc": "127.0.0.1:2"}}
     rollout = SimpleNamespace(model=MODEL, experiment="e-1", champion_version=1, challenger_version=2)
     actuator = LocalActuator(target)
     actuator.set_weight(rollout, 50)

@@ -44,6 +44,7 @@ def setup(tmp_path, monkeypatch):
 def start(setup, *extra: str) -> None:
     assert main(["rollout", "start", MODEL, "--challenger", "2", "--steps", "50", "--routes", str(setup.routes),
                  "--champion-rest", "http://127.0.0.1:8501", "--challenger-rest", "http://127.0.0.1:8511",
+                 "--champion-grpc", "127.0.0.1:8500", "--challenger-grpc", "127.0.0.1:8510",
                  "--actor", "alice", *extra]) == 0
 
 
@@ -89,13 +90,15 @@ def test_manual_overrides_and_errors_are_one_line(setup, capsys):
     assert "has no unfinished rollout" in capsys.readouterr().err
     start(setup)
     assert main(["rollout", "start", MODEL, "--challenger", "2", "--routes", str(setup.routes),
-                 "--champion-rest", "http://a", "--challenger-rest", "http://b"]) == 1
+                 "--champion-rest", "http://a", "--challenger-rest", "http://b", "--champion-grpc", "a:1",
+                 "--challenger-grpc", "b:1"]) == 1
     assert "already has an unfinished rollout" in capsys.readouterr().err
     assert main(["rollout", "start", MODEL, "--challenger", "3", "--routes", "r"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--champion-rest is required" in err
+    assert err.count("\n") == 1 and "--champion-rest and --champion-grpc are required" in err
     assert main(["rollout", "start", "other", "--challenger", "3", "--steps", "50,10", "--routes", "r",
-                 "--champion-rest", "http://a", "--challenger-rest", "http://b"]) == 1
+                 "--champion-rest", "http://a", "--challenger-rest", "http://b", "--champion-grpc", "a:1",
+                 "--challenger-grpc", "b:1"]) == 1
     assert "must increase" in capsys.readouterr().err
     assert main(["rollout", "promote", MODEL, "--reason", "validated offline", "--actor", "carol"]) == 0
     assert "promoted" in capsys.readouterr().out
