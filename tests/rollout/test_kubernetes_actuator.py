@@ -153,3 +153,43 @@ def test_missing_forbidden_and_foreign_objects_are_clear_errors(api):
     with pytest.raises(ActuationError, match="not labelled as owned by release digits"):
         actuator.set_weight(ROLLOUT, 0)
     assert len(api.patches()) == before and api.get(CM, NS, "digits-routes")["data"]["routes.yaml"] == "keep"
+
+
+def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes_api(api, tmp_path, monkeypatch):
+    from ingot.inference_log.schema import metadata as log_metadata
+    from ingot.registry import Registry, Stage
+    from ingot.rollout.analysis import Policy
+    from ingot.rollout.controller import Controller
+    from tests.registry.helpers import publish
+    from tests.rollout.support import log_rows
+
+    monkeypatch.setattr("ingot.rollout.kubernetes.version_available", lambda rest, model, version: True)
+    api.put(CM, NS, "digits-routes", {"metadata": {"labels": OWNED}, "data": {"routes.yaml": ""}})
+    with Registry.from_url(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
+        for version in (1, 2, 3):
+            publish(registry, "digits", version)
+        log_metadata.create_all(registry.engine)
+        controller = Controller(registry, actuator_factory=lambda t: KubernetesActuator(api.client, t))
+        ingot_target = target("ingot", routes_configmap="digits-routes")
+
+        def routes() -> dict:
+            return yaml.safe_load(api.get(CM, NS, "digits-routes")["data"]["routes.yaml"])
+
+        worse = controller.start("digits", 2, steps=[50], policy=Policy(), target=ingot_target)
+        worse = controller.reconcile(worse.id)
+        assert worse.state == "analyzing" and routes()["weights"] == {"challenger": 50}
+        log_rows(registry.engine, worse.experiment, "champion", requests=2000, labelled=2000, correct=1440)
+        log_rows(registry.engine, worse.experiment, "challenger", requests=2000, labelled=2000, correct=1340)
+        assert controller.reconcile(worse.id).state == "rolled_back"
+        assert routes()["weights"] == {"challenger": 0}
+        assert registry.get_version("digits", 2).stage is Stage.REJECTED
+
+        better = controller.start("digits", 3, steps=[50], policy=Policy(), target=ingot_target)
+        better = controller.reconcile(better.id)
+        log_rows(registry.engine, better.experiment, "champion", requests=1000, labelled=1000, correct=600)
+        log_rows(registry.engine, better.experiment, "challenger", requests=1000, labelled=1000, correct=800)
+        assert controller.reconcile(better.id).state == "promoted"
+        assert routes()["upstreams"]["champion"]["version"] == 3 and routes()["weights"] == {"challenger": 0}
+        champion_config = api.get(CM, NS, "digits-champion-model-config")["data"]["models.config"]
+        assert versions_in(champion_config) == ([3], {"stable": 3})
+        assert registry.champion("digits").version == 3
