@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "ingot.cli.data",
     "ingot.cli.serve",
     "ingot.cli.predict",
+    "ingot.cli.monitor",
 )
 
 

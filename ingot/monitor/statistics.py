@@ -140,7 +140,7 @@ class CheckResult:
         return values
 
 
-def _rebin(counts: Sequence[int], bins: int) -> np.ndarray:
+def rebin(counts: Sequence[int], bins: int) -> np.ndarray:
     """Merge equal groups of neighbouring bins down to `bins` (e.g. 100 confidence bins -> 20)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size == bins:
@@ -223,12 +223,12 @@ def check_window(
             distance = float(jensenshannon(reference / reference.sum(), live / live.sum(), base=2))
             distances.append(("class_prior_js", distance, JS_THRESHOLD, "Jensen-Shannon distance, base 2"))
         bins = int(base["confidence_bins"])
-        live_confidence = _rebin(window.confidence_counts, bins)
+        live_confidence = rebin(window.confidence_counts, bins)
         reference_confidence = np.asarray(base["confidence_counts"], dtype=np.int64)
         d, p = ks_binned(reference_confidence, live_confidence, 0.0, 1.0)
         tests.append(("confidence_ks", d, p, f"top-1 confidence, {bins} bins"))
         merged = math.gcd(bins, PSI_BINS)
-        distances.append(("confidence_psi", psi(_rebin(reference_confidence, merged), _rebin(live_confidence, merged)),
+        distances.append(("confidence_psi", psi(rebin(reference_confidence, merged), rebin(live_confidence, merged)),
                           PSI_THRESHOLD, f"{merged} bins"))
         for name, key, counts, spec in (("input_mean_ks", "input_mean", window.input_mean_counts, INPUT_MEAN_RANGE),
                                         ("input_std_ks", "input_std", window.input_std_counts, INPUT_STD_RANGE)):

@@ -95,7 +95,7 @@ def make_champion(registry_url: str, model: str, card: dict, directory) -> None:
     from ingot.repository import write_model_card
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "assets.extra").mkdir(parents=True, exist_ok=True)
     write_model_card(str(directory), card)
     gate = card.get("gate") or {"blessed": True, "reasons": [], "checks": [], "thresholds": {}}
     with Registry.from_url(registry_url) as registry:
