@@ -44,6 +44,7 @@ DEFAULT_MIN_LABELS = 50
 JS_THRESHOLD = 0.1
 PSI_THRESHOLD = 0.25  # the conventional "significant shift" level
 PSI_BINS = 10
+Counts = Sequence[int] | np.ndarray
 
 
 @dataclass
@@ -140,14 +141,14 @@ class CheckResult:
         return values
 
 
-def rebin(counts: Sequence[int], bins: int) -> np.ndarray:
+def rebin(counts: Counts, bins: int) -> np.ndarray:
     """Merge equal groups of neighbouring bins down to `bins` (e.g. 100 confidence bins -> 20)."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.size == bins:
-        return counts
-    if counts.size % bins:
-        raise ConfigError(f"cannot merge {counts.size} bins into {bins}")
-    return counts.reshape(bins, -1).sum(axis=1)
+    values = np.asarray(counts, dtype=np.int64)
+    if values.size == bins:
+        return values
+    if values.size % bins:
+        raise ConfigError(f"cannot merge {values.size} bins into {bins}")
+    return values.reshape(bins, -1).sum(axis=1)
 
 
 def _midpoint_sample(counts: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -156,7 +157,7 @@ def _midpoint_sample(counts: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.repeat(bucket_midpoints(low, high, counts.size), counts)
 
 
-def ks_binned(reference: Sequence[int], live: Sequence[int], low: float, high: float) -> tuple[float, float]:
+def ks_binned(reference: Counts, live: Counts, low: float, high: float) -> tuple[float, float]:
     """Two-sample KS (statistic, p-value) on two histograms over the same bins."""
     from scipy.stats import ks_2samp
 
@@ -165,7 +166,7 @@ def ks_binned(reference: Sequence[int], live: Sequence[int], low: float, high: f
     return float(result.statistic), float(result.pvalue)
 
 
-def psi(reference: Sequence[int], live: Sequence[int], epsilon: float = 1e-4) -> float:
+def psi(reference: Counts, live: Counts, epsilon: float = 1e-4) -> float:
     """Population stability index sum((live - ref) * ln(live / ref)) over fractions; empty bins
     get `epsilon` so the log stays finite."""
     ref = np.asarray(reference, dtype=np.float64)

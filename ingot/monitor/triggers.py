@@ -142,10 +142,10 @@ class TriggerStore:
                 return _row(conn.execute(select(table).where(table.c.id == new_id)).one())
         except IntegrityError:
             # Only the partial unique index can refuse the insert: another monitor's claim won.
-            flying = self.in_flight(model)
-            if flying is None:
+            winner = self.in_flight(model)
+            if winner is None:
                 raise
-            return Refusal(f"trigger #{flying.id} of {model!r} is {flying.state}: at most one run in flight", flying)
+            return Refusal(f"trigger #{winner.id} of {model!r} is {winner.state}: at most one run in flight", winner)
 
     def mark_running(self, trigger_id: int, *, run_id: str, log_path: str | None = None,
                      pid: int | None = None, host: str | None = None) -> Trigger:
