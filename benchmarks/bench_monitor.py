@@ -118,12 +118,13 @@ def fill_log(engine, rows: int) -> None:
     metadata.create_all(engine)
     batch = draw(rows, np.random.default_rng(0))
     means, stds = input_statistics(batch.images)
+    predicted, confidence = batch.predicted, batch.confidence
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     records = [{
         "request_id": f"r{i}", "row": 0, "ts": start + timedelta(seconds=i), "model": "digits", "experiment": None,
         "variant": "champion", "assignment": "weight", "model_version": 1, "signature": "serving_default",
-        "input_sha256": None, "predicted_class_id": int(batch.predicted[i]),
-        "predicted_class_name": f"c{int(batch.predicted[i])}", "confidence": float(batch.confidence[i]),
+        "input_sha256": None, "predicted_class_id": int(predicted[i]),
+        "predicted_class_name": f"c{int(predicted[i])}", "confidence": float(confidence[i]),
         "input_mean": float(means[i]), "input_std": float(stds[i]), "latency_ms": 1.0, "status": "OK",
     } for i in range(rows)]
     with engine.begin() as conn:

@@ -27,9 +27,9 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def format_text(outcome: CheckOutcome) -> str:
     result, window = outcome.result, outcome.window
-    span = f"{window.start} .. {window.end}" if window.start else "no rows"
+    span = f" ({window.start} .. {window.end})" if window.start else ""
     lines = [f"{outcome.model} (champion version {outcome.champion_version}): {result.status.upper()}",
-             f"window: {window.rows} predictions ({span}), {window.labelled} with feedback labels"]
+             f"window: {window.rows} predictions{span}, {window.labelled} with feedback labels"]
     if result.tests:
         lines.append("")
         lines.append(f"{'test':<20} {'statistic':>10} {'p / dist':>10} {'threshold':>10}  verdict")
