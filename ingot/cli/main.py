@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ingot.cli.feedback",
     "ingot.cli.rollout",
     "ingot.cli.ab",
+    "ingot.cli.monitor",
 )
 
 
