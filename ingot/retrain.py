@@ -17,8 +17,6 @@ from typing import Any
 
 from ingot.errors import DataError
 
-REPORT_JSON = "data_report.json"
-REPORT_MARKDOWN = "data_report.md"
 MODEL_FILE = "model.keras"
 TRAINING_JSON = "training.json"
 EVALUATION_JSON = "evaluation.json"
@@ -26,9 +24,9 @@ EVALUATION_JSON = "evaluation.json"
 
 @dataclass
 class IngestOutput:
-    splits: Any  # ingot.data.DatasetSplits
+    splits: Any  # ingot.data.DatasetSplits (in memory, as loaded)
     report: Any  # ingot.data.DataReport
-    directory: Path
+    artifact: Any  # ingot.data.DatasetArtifact: what later steps read
 
 
 @dataclass
@@ -76,9 +74,10 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: Any) -> IngestOutput:
-    """Load and validate `dataset_uri`, split it from the config's seed, and save the split and
-    its data report into `output_dir` (the Dataset artifact)."""
-    from ingot.data import load_dataset, save_splits, split_dataset
+    """Load and validate `dataset_uri`, split it from the config's seed, and write the Dataset
+    artifact into `output_dir`: the images themselves as TFRecord shards plus a manifest holding
+    the data report, so later steps (other pods) need nothing else."""
+    from ingot.data import load_dataset, split_dataset, write_dataset_artifact
 
     data, report = load_dataset(dataset_uri, min_images_per_class=config.min_images_per_class)
     splits = split_dataset(
@@ -88,16 +87,15 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: Any) ->
         seed=config.seed,
     )
     splits.source = splits.source or str(dataset_uri)
-    directory = Path(output_dir)
-    save_splits(splits, directory)
-    _write_json(directory / REPORT_JSON, report.to_dict())
-    (directory / REPORT_MARKDOWN).write_text(report.to_markdown(), encoding="utf-8")
-    return IngestOutput(splits=splits, report=report, directory=directory)
+    artifact = write_dataset_artifact(
+        splits, os.fspath(output_dir), shard_bytes=config.shard_mb * 1024 * 1024, report=report.to_dict()
+    )
+    return IngestOutput(splits=splits, report=report, artifact=artifact)
 
 
 def train(splits: Any, config: Any, output_dir: str | os.PathLike[str]) -> TrainOutput:
-    """Train per the config and save the best-epoch Keras model plus its training summary
-    (the Model artifact)."""
+    """Train per the config on `splits` (a DatasetArtifact, or in-memory DatasetSplits) and save
+    the best-epoch Keras model plus its training summary (the Model artifact)."""
     from ingot.train import train_model
 
     result = train_model(config, splits)
@@ -320,8 +318,8 @@ def ingest_step(
     metadata (data hash, split sizes, classes)."""
     uri = resolve_dataset(dataset_uri, config)
     ingested = ingest(uri, dataset_dir, config)
-    _write_text(Path(report_html), data_report_html(ingested.report, ingested.splits, config.image_size))
-    splits = ingested.splits
+    _write_text(Path(report_html), data_report_html(ingested.report, ingested.artifact, config.image_size))
+    splits = ingested.artifact
     return {
         "source": uri,
         "data_hash": splits.content_hash,
@@ -329,30 +327,28 @@ def ingest_step(
         "num_classes": len(splits.class_names),
         "split_sizes": {name: len(part) for name, part in splits.items()},
         "skipped_files": len(ingested.report.skipped),
+        "format": splits.manifest["format"],
+        "shards": {name: len(part.files) for name, part in splits.items()},
     }
 
 
-def sample_images(data: Any, image_size: Any, count: int = SAMPLE_GRID * SAMPLE_GRID) -> list[tuple[str, Any]]:
-    """Up to `count` (class name, uint8 [H,W,3]) samples, one class after another in class order,
-    so the grid shows every class before repeating one; decoded exactly as training decodes."""
-    import numpy as np
-    import tensorflow as tf
+def sample_images(split: Any, image_size: Any, count: int = SAMPLE_GRID * SAMPLE_GRID) -> list[tuple[str, Any]]:
+    """Up to `count` (class name, uint8 [H,W,3]) samples of a Dataset artifact split, one class
+    after another in class order, so the grid shows every class before repeating one; decoded
+    exactly as training decodes. Stops reading once every class has enough."""
+    from ingot.data.records import decoded_records
 
-    from ingot.data import decode_and_resize, resize_uint8
-
-    by_class = [list(np.flatnonzero(data.labels == label)) for label in range(len(data.class_names))]
-    order: list[int] = []
-    while len(order) < count and any(by_class):
-        for queue in by_class:
-            if queue and len(order) < count:
-                order.append(int(queue.pop(0)))
-    samples = []
-    for index in order:
-        if data.paths is not None:
-            pixels = decode_and_resize(tf.io.read_file(data.paths[index]), image_size)
-        else:
-            pixels = resize_uint8(data.images[index], image_size)
-        samples.append((data.class_names[int(data.labels[index])], pixels.numpy()))
+    by_class: list[list[Any]] = [[] for _ in split.class_names]
+    for pixels, label in decoded_records(split, image_size).as_numpy_iterator():
+        if len(by_class[int(label)]) < count:
+            by_class[int(label)].append(pixels)
+        if all(len(queue) >= count or not split.counts.get(name) for queue, name in zip(by_class, split.class_names)):
+            break
+    samples: list[tuple[str, Any]] = []
+    while len(samples) < count and any(by_class):
+        for label, queue in enumerate(by_class):
+            if queue and len(samples) < count:
+                samples.append((split.class_names[label], queue.pop(0)))
     return samples
 
 
@@ -418,9 +414,9 @@ def train_step(
 ) -> dict[str, Any]:
     """Train on a saved split; writes the Model artifact and the training-curves page and returns
     the Model artifact's metadata."""
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
-    trained = train(load_splits(dataset_dir), config, model_dir)
+    trained = train(open_dataset_artifact(os.fspath(dataset_dir)), config, model_dir)
     summary = trained.summary
     _write_text(Path(curves_html), training_curves_html(summary["history"], best_epoch=summary["best_epoch"]))
     return {
@@ -529,9 +525,9 @@ def evaluate_step(
     table; a blessed model is also exported to `serving_model_dir` as the serving SavedModel
     with its full model card, so publishing (and any retry of it) only copies those bytes.
     """
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
-    splits = load_splits(dataset_dir)
+    splits = open_dataset_artifact(os.fspath(dataset_dir))
     trained = load_trained(model_dir)
     champion = champion_metrics_from_registry(registry_url, model_name)
     evaluation = evaluate(trained.model, splits, config, thresholds, champion)

@@ -75,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
           f"test {len(ingested.splits.test)}; data hash {ingested.splits.content_hash[:16]}")
 
     step("train")
-    trained = retrain.train(ingested.splits, config, work / "model")
+    trained = retrain.train(ingested.artifact, config, work / "model")
     summary = trained.summary
     print(f"trained {summary['epochs_run']} epochs in {summary['duration_s']:.1f}s; best epoch "
           f"{summary['best_epoch']} restored")
 
     step("evaluate")
     champion = retrain.champion_metrics_from_repository(repository, args.model_name)
-    evaluation = retrain.evaluate(trained.model, ingested.splits, config, thresholds, champion)
+    evaluation = retrain.evaluate(trained.model, ingested.artifact, config, thresholds, champion)
     report = evaluation.report
     print(report.per_class_table())
     print(f"accuracy {report.accuracy:.4f}  macro F1 {report.macro_f1:.4f}  ECE {report.ece:.4f}"

@@ -44,6 +44,8 @@ class TrainConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     min_images_per_class: int = 5
+    # The Dataset artifact's TFRecord shards close at about this size (MiB).
+    shard_mb: int = 128
     # Transfer architectures only: unfreeze this many top backbone layers after the head trains.
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 10
@@ -163,6 +165,7 @@ class TrainConfig:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("early_stopping_patience", self.early_stopping_patience, 0)
         _at_least("min_images_per_class", self.min_images_per_class, 1)
+        _at_least("shard_mb", self.shard_mb, 1)
         _at_least("fine_tune_layers", self.fine_tune_layers, 0)
         _at_least("fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.learning_rate > 0:

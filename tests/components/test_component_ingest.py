@@ -49,10 +49,10 @@ class _Report(HTMLParser):
 
 
 def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_folder):
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
     dataset_dir, _, metadata = ingested
-    splits = load_splits(dataset_dir)
+    splits = open_dataset_artifact(str(dataset_dir))
     assert splits.class_names == CLASSES
     assert metadata["data_hash"] == splits.content_hash
     assert metadata["source"] == str(tiny_folder)
@@ -60,15 +60,17 @@ def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_f
     assert metadata["split_sizes"] == {name: len(part) for name, part in splits.items()}
     assert sum(metadata["split_sizes"].values()) == PER_CLASS * len(CLASSES)
     assert metadata["skipped_files"] == 0
+    assert metadata["format"] == "ingot.dataset/v2" and metadata["shards"] == {"train": 1, "validation": 1, "test": 1}
+    assert splits.report["total"] == PER_CLASS * len(CLASSES)  # the data report's figures travel along
 
 
 def test_data_report_has_class_counts_and_a_3x3_grid_of_training_samples(ingested):
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
     dataset_dir, report_path, _ = ingested
     page = _Report()
     page.feed(report_path.read_text())
-    splits = load_splits(dataset_dir)
+    splits = open_dataset_artifact(str(dataset_dir))
 
     assert len(page.images) == 9
     for image in page.images:
@@ -145,7 +147,7 @@ def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_fol
     assert TrainConfig.from_dict(config) == resolve_config(RECIPE, ["batch_size=4"], epochs=2)
     assert None not in config.values()
     assert dataset.metadata["num_classes"] == len(CLASSES) and len(dataset.metadata["data_hash"]) == 64
-    assert (tmp_path / "dataset" / "splits.json").is_file()
+    assert (tmp_path / "dataset" / "dataset.json").is_file()
     assert (tmp_path / "data_report").read_text().count("<img ") == 9
     assert (tmp_path / "repo").is_dir() and (tmp_path / "registry.db").is_file()  # both reached up front
 
