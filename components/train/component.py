@@ -13,7 +13,7 @@ def train(
 ) -> None:
     """Train on the split's train part with early stopping on its validation part; writes the
     best-epoch Keras model with its training summary (Model) and the loss/accuracy curves."""
-    from ingot.retrain import train_step
+    from components.steps import train_step
     from ingot.train import TrainConfig
 
     model.metadata.update(train_step(dataset.path, TrainConfig.from_dict(config), model.path, training_curves.path))

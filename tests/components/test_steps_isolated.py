@@ -45,7 +45,7 @@ def test_steps_in_separate_pods_share_only_artifacts(tmp_path):
 
     ingest_pod = tmp_path / "ingest-pod"
     out = _run_step("ingest", ingest_pod, f"""
-        from ingot.retrain import ingest_step
+        from components.steps import ingest_step
         meta = ingest_step("bundled:digits", config, {str(artifacts / 'dataset')!r}, {str(artifacts / 'report.html')!r})
         print("META", json.dumps(meta))
     """)
@@ -56,7 +56,7 @@ def test_steps_in_separate_pods_share_only_artifacts(tmp_path):
 
     train_pod = tmp_path / "train-pod"
     out = _run_step("train", train_pod, f"""
-        from ingot.retrain import train_step
+        from components.steps import train_step
         meta = train_step({str(artifacts / 'dataset')!r}, config, {str(artifacts / 'model')!r},
                           {str(artifacts / 'curves.html')!r})
         print("META", json.dumps(meta))
@@ -68,12 +68,12 @@ def test_steps_in_separate_pods_share_only_artifacts(tmp_path):
 
     out = _run_step("evaluate", tmp_path / "evaluate-pod", f"""
         from ingot.evaluate import GateThresholds
-        from ingot.retrain import evaluate_step
+        from components.steps import evaluate_step
         result = evaluate_step({str(artifacts / 'dataset')!r}, {str(artifacts / 'model')!r}, config,
                                GateThresholds(min_accuracy=0.0, min_class_f1=0.0, max_regression=1.0),
                                model_name="digits", registry_url={registry!r}, pipeline_run_id="iso",
                                evaluation_json={str(artifacts / 'evaluation.json')!r},
-                               per_class_markdown={str(artifacts / 'per_class.md')!r},
+                               report_html={str(artifacts / 'evaluation.html')!r},
                                serving_model_dir={str(artifacts / 'serving')!r})
         print("META", json.dumps({{"blessed": result.blessed, "accuracy": result.scalars["accuracy"]}}))
     """)

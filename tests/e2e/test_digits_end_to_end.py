@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
+from ingot.registry import Registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("digits-e2e")]
 
@@ -20,7 +21,7 @@ def first_run(tmp_path_factory):
     code = main([
         "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=12",
         "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run1"),
-        "--require-blessing",
+        "--registry", f"sqlite:///{root / 'registry.db'}", "--register", "--require-blessing",
     ])
     return code, root, repository
 
@@ -65,11 +66,17 @@ def test_second_run_is_compared_with_the_champion(first_run, capsys):
     code = main([
         "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=2",
         "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run2"),
-        "--require-blessing",
+        "--registry", f"sqlite:///{root / 'registry.db'}", "--register", "--require-blessing",
     ])
     out = capsys.readouterr().out
-    assert "champion accuracy" in out
+    # The champion is the registry's (the first run registered it), exactly as the pipeline compares.
+    with Registry.from_url(f"sqlite:///{root / 'registry.db'}") as registry:
+        champion = registry.champion("digits")
+        rejections = [r for r in registry.list_versions("digits") if r.is_rejection]
+    assert champion.version == 1
+    assert f"champion accuracy {champion.metrics['accuracy']:.4f}" in out
     # Two epochs cannot match a twelve-epoch champion within 1%: rejected, nothing new published.
     assert code == 3
     assert "REJECTED" in out
     assert sorted(p.name for p in (repository / "digits").iterdir() if p.name.isdigit()) == ["1"]
+    assert len(rejections) == 1 and any("champion" in reason for reason in rejections[0].reasons)
