@@ -26,6 +26,7 @@ def image_from_env() -> str:
 
 @dataclass(frozen=True)
 class Components:
+    image: str
     ingest: Any
     train: Any
     evaluate: Any
@@ -45,6 +46,7 @@ def build_components(image: str | None = None) -> Components:
 
     image = (image or "").strip() or image_from_env()
     return Components(
+        image=image,
         ingest=build_ingest(image),
         train=build_train(image),
         evaluate=build_evaluate(image),

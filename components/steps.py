@@ -42,17 +42,91 @@ def ingest_step(
     }
 
 
+@dataclass
+class ClusterTraining:
+    """Where a multi-worker train step runs its TFJob: the artifacts' object-storage URIs (the
+    workers read and write them directly), the image, and per-worker placement."""
+
+    dataset_uri: str
+    model_uri: str
+    image: str
+    namespace: str
+    run_id: str
+    gpus_per_worker: int = 1
+    gpu_resource: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+
+
+def in_cluster() -> bool:
+    """True inside a Kubernetes pod (the service account's API host is in the environment)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def pod_namespace(default: str = "kubeflow") -> str:
+    """The namespace this pod runs in (its service account's), where the TFJob is created."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.is_file() else default
+
+
+def train_with_tfjob(cluster: ClusterTraining, config: Any, model_dir: str | os.PathLike[str], *, api: Any = None,
+                     poll_s: float = 10.0) -> dict[str, Any]:
+    """Run the multi-worker training as a TFJob and copy the chief's model into `model_dir`."""
+    from ingot.train.tfjob import (
+        TFJobSpec,
+        collect_model,
+        job_name,
+        run_tfjob,
+        tfjob_manifest,
+    )
+
+    staging = f"{cluster.model_uri.rstrip('/')}-chief"
+    spec = TFJobSpec(
+        name=job_name("ingot-train", cluster.run_id), namespace=cluster.namespace, image=cluster.image,
+        dataset_uri=cluster.dataset_uri, model_uri=staging, backup_uri=f"{staging}-backup",
+        config=config.to_dict(), workers=config.workers, gpus_per_worker=cluster.gpus_per_worker,
+        gpu_resource=cluster.gpu_resource, node_selector=dict(cluster.node_selector or {}),
+        tolerations=list(cluster.tolerations or []), cpu_request=cluster.cpu_request,
+        memory_request=cluster.memory_request, labels={"ingot.dev/pipeline-run": job_name("run", cluster.run_id)},
+    )
+    if api is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        api = client.CustomObjectsApi()
+    job = run_tfjob(api, tfjob_manifest(spec), poll_s=poll_s)
+    collect_model(staging, os.fspath(model_dir))
+    return job
+
+
 def train_step(
     dataset_dir: str | os.PathLike[str], config: Any, model_dir: str | os.PathLike[str],
-    curves_html: str | os.PathLike[str],
+    curves_html: str | os.PathLike[str], *, cluster: ClusterTraining | None = None,
 ) -> dict[str, Any]:
     """Train on the Dataset artifact; writes the Model artifact and the training-curves page and
-    returns the Model artifact's metadata."""
+    returns the Model artifact's metadata. With `config.workers > 1` the training runs as a
+    TFJob when `cluster` is given (in a pod), else as local worker processes."""
+    import tempfile
+
     from ingot.data import open_dataset_artifact
     from ingot.reports import training_curves_html
-    from ingot.retrain import train
+    from ingot.retrain import load_trained, train
 
-    trained = train(open_dataset_artifact(os.fspath(dataset_dir)), config, model_dir)
+    if config.workers > 1 and cluster is not None:
+        train_with_tfjob(cluster, config, model_dir)
+        trained = load_trained(model_dir)
+    elif config.workers > 1:
+        from ingot.train.distributed import run_local_workers
+
+        open_dataset_artifact(os.fspath(dataset_dir))  # fail here, naming a bad shard, not in N workers
+        with tempfile.TemporaryDirectory(prefix="ingot-workers-") as work:
+            run_local_workers(dataset_dir, config, model_dir, work_dir=work)
+        trained = load_trained(model_dir)
+    else:
+        trained = train(open_dataset_artifact(os.fspath(dataset_dir)), config, model_dir)
     summary = trained.summary
     _write_text(Path(curves_html), training_curves_html(summary["history"], best_epoch=summary["best_epoch"]))
     return {

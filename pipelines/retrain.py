@@ -81,7 +81,11 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
         ).set_display_name("ingest and validate")
         _requests(ingest, "ingest")
 
-        train = steps.train(dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"])
+        train = steps.train(
+            dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"], image=steps.image,
+            pipeline_run_id=run_id, accelerator_type=accelerator_type, accelerator_limit=accelerator_limit,
+            gpu_node_selector=gpu_node_selector, gpu_tolerations=gpu_tolerations,
+        )
         train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration=train_retry_backoff, backoff_factor=2.0)
         train.set_cpu_request(train_cpu_request).set_memory_request(train_memory_request)
         train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"else SQLite in ${settings.DATA_DIR_ENV})")
     parser.add_argument("--register", action="store_true",
                         help="register a published version (first one becomes champion) or record the rejection")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="train with N local worker processes (MultiWorkerMirroredStrategy on loopback ports) "
+                        "into one model; default: the recipe's workers setting (1)")
     add_gate_arguments(parser)
     parser.add_argument("--require-blessing", action="store_true",
                         help="exit with status 3 when the gate rejects the model (for automation)")
@@ -55,7 +58,11 @@ def load_config(args: argparse.Namespace):
     from ingot.train import TrainConfig
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    return config.with_overrides(args.overrides) if args.overrides else config
+    overrides = list(args.overrides)
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        overrides += [f"workers={workers}"] + (["distribution=multi_worker"] if workers > 1 else [])
+    return config.with_overrides(overrides) if overrides else config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
               f"test {len(artifact.test)}; data hash {artifact.content_hash[:16]}; artifact {work / 'dataset'}")
 
         step("train")
-        trained = retrain.train(artifact, config, work / "model")
+        if config.workers > 1:
+            from ingot.train.distributed import run_local_workers
+
+            local = run_local_workers(work / "dataset", config, work / "model", work_dir=work)
+            print(f"{config.workers} workers finished in {local.seconds:.1f}s "
+                  f"({len(local.attempts)} attempt(s); logs in {work / 'workers'})")
+            trained = retrain.load_trained(work / "model")
+        else:
+            trained = retrain.train(artifact, config, work / "model")
         summary = trained.summary
         print(f"trained {summary['epochs_run']} epochs in {summary['duration_s']:.1f}s; best epoch "
               f"{summary['best_epoch']} restored")

@@ -84,23 +84,42 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: Any) ->
     return IngestOutput(splits=splits, report=report, artifact=artifact)
 
 
-def train(splits: Any, config: Any, output_dir: str | os.PathLike[str], *, callbacks: Any = ()) -> TrainOutput:
+def train(
+    splits: Any, config: Any, output_dir: str | os.PathLike[str], *, callbacks: Any = (), strategy: Any = None
+) -> TrainOutput:
     """Train per the config on `splits` (a DatasetArtifact, or in-memory DatasetSplits) and save
-    the best-epoch Keras model plus its training summary (the Model artifact)."""
+    the best-epoch Keras model plus its training summary (the Model artifact). `strategy`: a
+    multi-worker worker's, made at process start (see ingot.train.distributed)."""
     from ingot.train import train_model
 
-    result = train_model(config, splits, callbacks=callbacks)
-    directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    result.model.save(directory / MODEL_FILE)
+    result = train_model(config, splits, callbacks=callbacks, strategy=strategy)
     summary = {
         **result.to_dict(),
         "config": config.to_dict(),
         "class_names": list(splits.class_names),
         "data_hash": splits.content_hash,
     }
-    _write_json(directory / TRAINING_JSON, summary)
+    location = os.fspath(output_dir)
+    if "://" in location:  # object storage (a TFJob's chief): write locally, then copy through gfile
+        import tempfile
+
+        import tensorflow as tf
+
+        with tempfile.TemporaryDirectory(prefix="ingot-model-") as scratch:
+            _save_model_artifact(result.model, summary, Path(scratch))
+            tf.io.gfile.makedirs(location)
+            for name in (MODEL_FILE, TRAINING_JSON):
+                tf.io.gfile.copy(str(Path(scratch) / name), f"{location.rstrip('/')}/{name}", overwrite=True)
+        return TrainOutput(model=result.model, summary=summary, directory=Path(location))
+    directory = Path(location)
+    _save_model_artifact(result.model, summary, directory)
     return TrainOutput(model=result.model, summary=summary, directory=directory)
+
+
+def _save_model_artifact(model: Any, summary: dict[str, Any], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / MODEL_FILE)
+    _write_json(directory / TRAINING_JSON, summary)
 
 
 def load_trained(directory: str | os.PathLike[str]) -> TrainOutput:
