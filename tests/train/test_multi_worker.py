@@ -79,3 +79,16 @@ def test_a_killed_worker_restarts_the_group_from_its_backup(tmp_path):
     assert (tmp_path / "model" / "model.keras").is_file()
     summary = json.loads((tmp_path / "model" / "training.json").read_text())
     assert summary["epochs_run"] == 2  # the resumed run trained epochs 3 and 4
+
+
+def test_a_worker_that_fails_for_good_is_named_with_its_log(tmp_path):
+    from ingot.retrain import resolve_config
+    from ingot.train.distributed import WorkerError, run_local_workers
+
+    config = resolve_config({"distribution": "multi_worker", "workers": 2})
+    with pytest.raises(WorkerError, match=r"worker \d exited with status 2 \(attempt 1\); log .*worker-\d\.log: "
+                                          r"error: .*no dataset\.json; expected a Dataset artifact"):
+        run_local_workers(tmp_path / "no-dataset", config, tmp_path / "model", work_dir=tmp_path / "work", poll_s=0.1)
+    assert not (tmp_path / "work" / "workers" / "attempt-2").exists()  # not retryable: no restart
+    with pytest.raises(WorkerError, match="needs at least 2 workers"):
+        run_local_workers(tmp_path, resolve_config({}), tmp_path / "model", work_dir=tmp_path / "work")
