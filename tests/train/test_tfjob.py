@@ -1,5 +1,6 @@
-"""The TFJob a multi-worker train step submits: its manifest, checked structurally (no TFJob CRD
-schema is obtainable offline here), and the submit / stream conditions / wait / fail / collect
+"""The TFJob a multi-worker train step submits: its manifest, checked structurally (the project
+ships no TFJob CRD schema) with each worker's pod template checked against the official Pod
+schema, and the submit / stream conditions / wait / fail / collect
 logic against kmock, a loopback server that answers like the Kubernetes API, with a thread
 playing the Training Operator."""
 
@@ -74,6 +75,21 @@ def test_manifest_structure():
     assert "limits" not in pod["containers"][0]["resources"] and "nodeSelector" not in pod and "tolerations" not in pod
     with pytest.raises(TrainingJobError, match="at least one worker"):
         tfjob_manifest(_spec(workers=0))
+
+
+def test_every_worker_pod_is_a_valid_pod_for_the_official_schema():
+    """The TFJob CRD embeds a PodTemplateSpec per replica: the template, as a Pod, passes the
+    official Kubernetes OpenAPI schema (kubernetes-validate, strict: no unknown fields)."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.utils.latest_version()
+    worker = tfjob_manifest(_spec())["spec"]["tfReplicaSpecs"]["Worker"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker-0", **worker["metadata"]},
+           "spec": worker["spec"]}
+    kubernetes_validate.validate(pod, version, strict=True)
+    broken = {**pod, "spec": {**pod["spec"], "tolerations": [{"key": "x", "effect": "Sometimes", "colour": 1}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
 
 
 def test_the_manifest_parses_as_the_worker_command_line():
