@@ -164,11 +164,10 @@ def evaluate(
     champion_metrics: dict[str, Any] | None = None,
     pipeline_run_id: str | None = None,
 ) -> Evaluation:
-    """Per-class metrics on the held-out test split, the validation confidence baseline, and
-    the gate's decision (against the champion when its metrics are given), as one typed record.
-
-    Parts that add model-card sections (e.g. a drift baseline) take `evaluation.validation` and
-    put their section into `evaluation.record.extra_sections` before the record is written."""
+    """Per-class metrics on the held-out test split, the validation confidence and drift
+    baselines, and the gate's decision (against the champion when its metrics are given), as one
+    typed record. The drift baseline (`drift_baseline` in the model card) is what the drift
+    monitor compares live traffic with."""
     from ingot.data import make_tf_dataset
     from ingot.evaluate import (
         EvaluationRecord,
@@ -186,6 +185,10 @@ def evaluate(
     baseline = confidence_baseline_from_probabilities(
         validation.probabilities, validation.labels, class_names=splits.class_names
     )
+    from ingot.monitor.baseline import CARD_KEY, compute_baseline
+
+    drift_baseline = compute_baseline(validation.probabilities, validation.labels, splits.class_names,
+                                      validation.images)
     decision = bless(report, thresholds, champion_metrics)
     record = EvaluationRecord(
         model_name=model_name,
@@ -198,6 +201,7 @@ def evaluate(
         gate=decision.to_dict(),
         champion_metrics=champion_metrics,
         pipeline_run_id=pipeline_run_id or None,
+        extra_sections={CARD_KEY: drift_baseline},
     )
     return Evaluation(record=record, report=report, decision=decision, validation=validation)
 
