@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingot.monitor.baseline import input_statistics  # the one definition the drift baseline uses
+
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"
 CLASS_NAMES = "class_names"
-_LEVELS = np.arange(256, dtype=np.float64)
-_LEVELS_SQUARED = _LEVELS * _LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +65,6 @@ def input_facts(inputs: Mapping[str, np.ndarray]) -> list[RowFacts]:
         std = float(stats[1][row]) if stats is not None else None
         facts.append(RowFacts(digest.hexdigest(), mean, std))
     return facts
-
-
-def input_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population standard deviation of each image's uint8 pixel values (0..255).
-
-    From a 256-bin histogram per image (exact, and several times faster than converting the
-    pixels to floats, which matters on the request path)."""
-    flat = images.reshape(images.shape[0], -1)
-    count = flat.shape[1]
-    means = np.empty(len(flat))
-    stds = np.empty(len(flat))
-    for i, pixels in enumerate(flat):
-        histogram = np.bincount(pixels, minlength=256).astype(np.float64)
-        mean = histogram @ _LEVELS / count
-        means[i] = mean
-        stds[i] = np.sqrt(max(histogram @ _LEVELS_SQUARED / count - mean * mean, 0.0))
-    return means, stds
 
 
 def _row_bytes(array: np.ndarray, row: int) -> bytes | memoryview:
