@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingot.monitor.baseline import input_statistics  # the one definition the drift baseline uses
+from ingot.monitor.baseline import (
+    input_statistics,  # the one definition the drift baseline uses
+)
 
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"

@@ -16,7 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ingot.gateway.backend import CURRENT, GatewayBackend, RequestState
 from ingot.gateway.classes import ClassCatalog
@@ -402,7 +402,7 @@ class GatewayThread:
             future.result(timeout=grace_s + 60)
         self._thread.join(timeout=30)
 
-    def __enter__(self) -> GatewayThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -202,14 +202,11 @@ def _start(bindir: Path, root: Path, env: dict[str, str], run_as: dict[str, obje
         command += ["-c", option]
 
     def launch() -> subprocess.Popen[bytes]:
-        log = open(root / "postgres.log", "ab")
-        try:
+        with open(root / "postgres.log", "ab") as log:
             return subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, **run_as,  # type: ignore[arg-type]
             )
-        finally:
-            log.close()
 
     process = launch()
     server = PostgresServer(port=port, root=root, process=process, _relaunch=launch)
