@@ -112,10 +112,11 @@ def false_alarms(baseline: dict, windows: Callable[[int], Window], count: int) -
 def fill_log(engine, rows: int) -> None:
     from sqlalchemy import insert
 
-    from ingot.inference_log.schema import inference_log, metadata
+    from ingot.inference_log.schema import inference_log
+    from ingot.inference_log.store import InferenceLogStore
     from tests.monitor.simulate import draw
 
-    metadata.create_all(engine)
+    InferenceLogStore(engine)  # creates the tables (the log's own migrations)
     batch = draw(rows, np.random.default_rng(0))
     means, stds = input_statistics(batch.images)
     predicted, confidence = batch.predicted, batch.confidence

@@ -250,7 +250,7 @@ async def _drive(send, concurrency: int, seconds: float, warmup_s: float = 0.5) 
 def grpc_payload(name: str, size: tuple[int, int], version: int | None = None) -> bytes:
     from tensorflow_serving.apis import predict_pb2
 
-    from ingot.serving.tensors import array_to_proto
+    from ingot.protocol.tensors import array_to_proto
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -395,7 +395,7 @@ def conversion_microbenchmark(size: tuple[int, int]) -> tuple[float, float, floa
     import tensorflow as tf
     from tensorflow.core.framework import tensor_pb2
 
-    from ingot.serving.tensors import array_from_proto, array_to_proto
+    from ingot.protocol.tensors import array_from_proto, array_to_proto
 
     image = np.zeros((1, *size, 3), np.uint8)
     proto = tf.make_tensor_proto(image)

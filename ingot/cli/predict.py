@@ -35,7 +35,7 @@ def pick_model(client: Any, requested: str | None) -> str:
     """The --model, or the single model an Ingot server lists; otherwise a clear error."""
     if requested:
         return requested
-    from ingot.serving.status import ServingError
+    from ingot.protocol.status import ServingError
 
     lister = getattr(client, "list_models", None)
     models: list[str] = []
@@ -58,7 +58,7 @@ def format_line(path: str, prediction: Any) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not ours
     from ingot.client import Client, ServingError, read_image_bytes
-    from ingot.serving.status import Code
+    from ingot.protocol.status import Code
 
     payloads: list[tuple[str, bytes]] = []
     failed = 0

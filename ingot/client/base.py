@@ -1,14 +1,14 @@
 """The client API shared by the REST and gRPC transports.
 
 Only TF Serving's standard API is used (predict, metadata, status), so the same client works
-against Ingot's local server and against the official TensorFlow Serving image. Transports
-implement `_predict`, `_metadata` and `_status`; retries with exponential backoff on UNAVAILABLE
-(a full batch queue, a server starting or draining, a refused connection) live here once.
+against Ingot's local server and against the official TensorFlow Serving image. A `Client` wraps
+one transport (ingot.client.transport: REST or gRPC, one call each); retries with exponential
+backoff on UNAVAILABLE (a full batch queue, a server starting or draining, a refused connection)
+live here once.
 """
 
 from __future__ import annotations
 
-import abc
 import os
 import random
 import time
@@ -19,14 +19,19 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from ingot.errors import ConfigError
-from ingot.serving.status import Code, RETRYABLE, ServingError
+from ingot.client.transport import ServedBy, Transport, VersionStatus, as_text
+from ingot.protocol.signatures import (
+    BYTES_INPUT,
+    CLASS_IDS,
+    CLASS_NAMES,
+    IMAGES_INPUT,
+    PROBABILITIES,
+    SERVING_BYTES,
+    SERVING_DEFAULT,
+)
+from ingot.protocol.status import Code, RETRYABLE, ServingError
 
 T = TypeVar("T")
-
-SERVING_DEFAULT = "serving_default"
-SERVING_BYTES = "serving_bytes"
-IMAGES_INPUT = "images"
-BYTES_INPUT = "image_bytes"
 
 
 
@@ -38,14 +43,11 @@ class Prediction:
     class_name: str
     confidence: float
     probabilities: np.ndarray
-
-
-@dataclass(frozen=True)
-class VersionStatus:
-    version: int
-    state: str  # START | LOADING | AVAILABLE | UNLOADING | END
-    error_code: str  # OK, NOT_FOUND, ...
-    error_message: str
+    # Through an Ingot gateway: the request (for feedback), the variant and version that answered.
+    request_id: str | None = None
+    row: int = 0
+    variant: str | None = None
+    model_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,46 +62,38 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
-class Client(abc.ABC):
+class Client:
     """Use `Client.connect(url)`: http(s)://host:8501 for REST, grpc://host:8500 for gRPC."""
 
-    def __init__(self, *, timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy()) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self, transport: Transport, *, retry: RetryPolicy = RetryPolicy()) -> None:
+        self.transport = transport
         self.retry = retry
+
+    @property
+    def timeout_s(self) -> float:
+        return self.transport.timeout_s
 
     @staticmethod
     def connect(url: str, *, timeout_s: float = 10.0, retry: RetryPolicy | None = None) -> "Client":
         retry = retry or RetryPolicy()
+        transport: Transport
         if url.startswith(("http://", "https://")):
-            from ingot.client.rest import RestClient
+            from ingot.client.rest import RestTransport
 
-            return RestClient(url, timeout_s=timeout_s, retry=retry)
-        if url.startswith("grpc://"):
-            from ingot.client.grpc import GrpcClient
+            transport = RestTransport(url, timeout_s=timeout_s)
+        elif url.startswith("grpc://"):
+            from ingot.client.grpc import GrpcTransport  # tensorflow-serving-api: only when used
 
-            return GrpcClient(url[len("grpc://"):], timeout_s=timeout_s, retry=retry)
-        raise ConfigError(
-            f"server URL {url!r} must start with http:// or https:// (REST, e.g. http://localhost:8501) "
-            "or grpc:// (gRPC, e.g. grpc://localhost:8500)"
-        )
-
-    # -- transport hooks
-
-    @abc.abstractmethod
-    def _predict(self, model: str, version: int | None, label: str | None, signature_name: str,
-                 inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Implemented by each transport."""
-
-    @abc.abstractmethod
-    def _metadata(self, model: str, version: int | None, label: str | None) -> dict:
-        """Implemented by each transport."""
-
-    @abc.abstractmethod
-    def _status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
-        """Implemented by each transport."""
+            transport = GrpcTransport(url[len("grpc://"):], timeout_s=timeout_s)
+        else:
+            raise ConfigError(
+                f"server URL {url!r} must start with http:// or https:// (REST, e.g. http://localhost:8501) "
+                "or grpc:// (gRPC, e.g. grpc://localhost:8500)"
+            )
+        return Client(transport, retry=retry)
 
     def close(self) -> None:
-        pass
+        self.transport.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -134,14 +128,35 @@ class Client(abc.ABC):
     ) -> dict[str, np.ndarray]:
         """Run a signature; a bare array is sent as `input_name`. Returns every output by name."""
         named = dict(inputs) if isinstance(inputs, Mapping) else {input_name: np.asarray(inputs)}
-        return self._with_retries(lambda: self._predict(model, version, label, signature_name, named))
+        return self._with_retries(lambda: self.transport.predict(model, version, label, signature_name, named))
 
     def metadata(self, model: str, *, version: int | None = None, label: str | None = None) -> dict:
         """GetModelMetadata as TF Serving's REST API shapes it: {"model_spec", "metadata"}."""
-        return self._with_retries(lambda: self._metadata(model, version, label))
+        return self._with_retries(lambda: self.transport.metadata(model, version, label))
 
     def status(self, model: str, *, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
-        return self._with_retries(lambda: self._status(model, version, label))
+        return self._with_retries(lambda: self.transport.status(model, version, label))
+
+    def list_models(self) -> list[dict]:
+        """Ingot's server over REST only (TF Serving has no model listing)."""
+        return self.transport.list_models()
+
+    @property
+    def last_served(self) -> ServedBy:
+        """Request id, variant and model version of this thread's last answer (an Ingot gateway's
+        response headers / gRPC initial metadata; empty fields elsewhere)."""
+        return self.transport.last_served
+
+    def feedback(self, request_id: str, label: str | int, *, row: int = 0, token: str | None = None,
+                 gateway_url: str | None = None) -> dict:
+        """Send the true label of row `row` of a gateway-logged prediction (POST /v1/feedback, over
+        REST: `gateway_url` defaults to this client's URL when it speaks REST)."""
+        from ingot.client.feedback import send_feedback
+
+        url = gateway_url or getattr(self.transport, "url", None)
+        if not url:
+            raise ConfigError("feedback goes over the gateway's REST port: pass gateway_url='http://host:8501'")
+        return send_feedback(url, request_id, label, row=row, token=token, timeout_s=self.timeout_s)[0]
 
     def classify(
         self,
@@ -169,15 +184,17 @@ class Client(abc.ABC):
                 batch = np.stack([a for _, a in group])
                 outputs = self.predict({IMAGES_INPUT: batch}, model=model, version=version, label=label,
                                        signature_name=SERVING_DEFAULT)
+                served = self.transport.last_served
                 for row, (index, _) in enumerate(group):
-                    results[index] = _prediction(outputs, row)
+                    results[index] = _prediction(outputs, row, served)
         if encoded:
             values = np.empty(len(encoded), dtype=object)
             values[:] = [data for _, data in encoded]
             outputs = self.predict({BYTES_INPUT: values}, model=model, version=version, label=label,
                                    signature_name=SERVING_BYTES)
+            served = self.transport.last_served
             for row, (index, _) in enumerate(encoded):
-                results[index] = _prediction(outputs, row)
+                results[index] = _prediction(outputs, row, served)
         return [results[i] for i in range(len(results))]
 
 
@@ -224,29 +241,19 @@ def read_image_bytes(image: Any) -> bytes:
     raise ConfigError(f"cannot classify a {type(image).__name__}; give uint8 arrays, encoded bytes or file paths")
 
 
-def _prediction(outputs: Mapping[str, np.ndarray], row: int) -> Prediction:
-    missing = [k for k in ("probabilities", "class_ids") if k not in outputs]
+def _prediction(outputs: Mapping[str, np.ndarray], row: int, served: ServedBy | None = None) -> Prediction:
+    missing = [k for k in (PROBABILITIES, CLASS_IDS) if k not in outputs]
     if missing:
         raise ServingError(
             Code.FAILED_PRECONDITION,
             f"the model's outputs {sorted(outputs)} lack {missing}; classify needs Ingot's signature "
             "contract (probabilities, class_ids, class_names)",
         )
-    probabilities = np.asarray(outputs["probabilities"][row], dtype=np.float32)
-    class_id = int(outputs["class_ids"][row])
-    names = outputs.get("class_names")
-    class_name = _text(names[row]) if names is not None else str(class_id)
-    return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def decode_strings(array: np.ndarray) -> np.ndarray:
-    """bytes → str for string outputs, so both transports return the same values."""
-    if array.dtype != object:
-        return array
-    out = np.empty(array.shape, dtype=object)
-    out.ravel()[:] = [_text(v) for v in array.ravel().tolist()]
-    return out
+    probabilities = np.asarray(outputs[PROBABILITIES][row], dtype=np.float32)
+    class_id = int(outputs[CLASS_IDS][row])
+    names = outputs.get(CLASS_NAMES)
+    class_name = as_text(names[row]) if names is not None else str(class_id)
+    served = served or ServedBy()
+    return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities,
+                      request_id=served.request_id, row=row, variant=served.variant,
+                      model_version=served.model_version)

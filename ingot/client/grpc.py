@@ -8,26 +8,24 @@ from typing import Any, Mapping
 import grpc
 import numpy as np
 
-from ingot.client.base import Client, RetryPolicy, VersionStatus, decode_strings
-from ingot.serving.status import Code, ServingError
-from ingot.serving.tensors import array_from_proto, array_to_proto
+from ingot.client.transport import Transport, VersionStatus, decode_strings
+from ingot.protocol.documents import SIGNATURE_DEF_FIELD
+from ingot.protocol.rest_json import BYTES_SUFFIX
+from ingot.protocol.status import Code, ServingError, code_from_grpc
+from ingot.protocol.tensors import array_from_proto, array_to_proto
 
 MAX_MESSAGE = 64 << 20
 
 
 def _error(err: grpc.RpcError) -> ServingError:
-    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-    try:
-        mapped = Code(code.value[0])
-    except (ValueError, AttributeError):
-        mapped = Code.UNKNOWN
+    mapped = code_from_grpc(err.code() if hasattr(err, "code") else None)
     details = err.details() if hasattr(err, "details") else str(err)
     return ServingError(mapped, details or mapped.name)
 
 
-class GrpcClient(Client):
-    def __init__(self, target: str, *, timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy()) -> None:
-        super().__init__(timeout_s=timeout_s, retry=retry)
+class GrpcTransport(Transport):
+    def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
+        super().__init__(timeout_s=timeout_s)
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.target = target.rstrip("/")
@@ -51,9 +49,13 @@ class GrpcClient(Client):
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout_s)
+            response, call = method.with_call(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
+            if hasattr(err, "initial_metadata"):
+                self._record_served(err.initial_metadata() or ())
             raise _error(err) from None
+        self._record_served(call.initial_metadata() or ())
+        return response
 
     def predict_request(self, model: str, version: int | None, label: str | None, signature_name: str,
                         inputs: Mapping[str, np.ndarray]) -> Any:
@@ -66,7 +68,7 @@ class GrpcClient(Client):
             array_to_proto(np.asarray(value), request.inputs[name])
         return request
 
-    def _predict(self, model: str, version: int | None, label: str | None, signature_name: str,
+    def predict(self, model: str, version: int | None, label: str | None, signature_name: str,
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = self.predict_request(model, version, label, signature_name, inputs)
         response = self._call(self.prediction.Predict, request)
@@ -74,25 +76,25 @@ class GrpcClient(Client):
             name: array_from_proto(name, proto, None, max_elements=1 << 31)
             for name, proto in response.outputs.items()
         }
-        return {name: value if name.endswith("_bytes") else decode_strings(value) for name, value in outputs.items()}
+        return {name: value if name.endswith(BYTES_SUFFIX) else decode_strings(value) for name, value in outputs.items()}
 
-    def _metadata(self, model: str, version: int | None, label: str | None) -> dict:
+    def metadata(self, model: str, version: int | None, label: str | None) -> dict:
         from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         request = get_model_metadata_pb2.GetModelMetadataRequest()
         self._spec(request.model_spec, model, version, label)
-        request.metadata_field.append("signature_def")
+        request.metadata_field.append(SIGNATURE_DEF_FIELD)
         response = self._call(self.prediction.GetModelMetadata, request)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(sig_map)
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(sig_map)
         opts = dict(always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
         return {
             "model_spec": json_format.MessageToDict(response.model_spec, **opts),
             "metadata": {"signature_def": json_format.MessageToDict(sig_map, **opts)},
         }
 
-    def _status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
+    def status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()

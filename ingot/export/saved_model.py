@@ -26,11 +26,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from ingot.errors import IngotError, ModelError
+from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-exported by ingot.export
+    BYTES_INPUT,
+    CLASS_IDS,
+    CLASS_NAMES,
+    IMAGES_INPUT,
+    OUTPUT_KEYS,
+    PROBABILITIES,
+    SERVING_BYTES,
+    SERVING_DEFAULT,
+)
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
-
-SERVING_DEFAULT = "serving_default"
-SERVING_BYTES = "serving_bytes"
-OUTPUT_KEYS = ("probabilities", "class_ids", "class_names")
 # What the caller must supply; export adds class_names, input_size, created_at, versions.
 REQUIRED_CARD_KEYS = ("name", "architecture", "training_config", "data_hash", "metrics", "confidence_baseline")
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
@@ -144,9 +150,9 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
         probabilities = tf.ensure_shape(probabilities, [None, num_classes])
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {
-            "probabilities": probabilities,
-            "class_ids": class_ids,
-            "class_names": tf.gather(names, class_ids),
+            PROBABILITIES: probabilities,
+            CLASS_IDS: class_ids,
+            CLASS_NAMES: tf.gather(names, class_ids),
         }
 
     def serve_images(images: Any) -> dict[str, Any]:
@@ -185,10 +191,10 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
     module = tf.Module(name="ingot_classifier")
     module.model_variables = list(model.variables)
     module.serve_images = tf.function(
-        serve_images, input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")]
+        serve_images, input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name=IMAGES_INPUT)]
     )
     module.serve_bytes = tf.function(
-        serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
     )
     return module
 
@@ -219,14 +225,14 @@ def warmup_requests(
     records = []
     for batch in sizes:
         for signature, key, value in (
-            (SERVING_DEFAULT, "images", np.zeros((int(batch), *image_size, 3), dtype=np.uint8)),
-            (SERVING_BYTES, "image_bytes", np.array([png] * int(batch), dtype=object)),
+            (SERVING_DEFAULT, IMAGES_INPUT, np.zeros((int(batch), *image_size, 3), dtype=np.uint8)),
+            (SERVING_BYTES, BYTES_INPUT, np.array([png] * int(batch), dtype=object)),
         ):
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = signature
             request.inputs[key].CopyFrom(
-                tf.make_tensor_proto(value, dtype=tf.uint8 if key == "images" else tf.string)
+                tf.make_tensor_proto(value, dtype=tf.uint8 if key == IMAGES_INPUT else tf.string)
             )
             records.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))

@@ -78,27 +78,22 @@ def champion_card(registry: Any, model: str) -> tuple[int, dict[str, Any]]:
 
 def run_check(settings: CheckSettings) -> CheckOutcome:
     """Read, test and (with `settings.trigger`) trigger; never triggers on insufficient data."""
+    from ingot.inference_log.store import InferenceLogStore
     from ingot.monitor.baseline import baseline_from_card
     from ingot.monitor.triggers import TriggerStore
     from ingot.monitor.window import read_window
     from ingot.registry import Registry
-    from ingot.registry.store import create_registry_engine, default_url, normalize_url
+    from ingot.registry.store import default_url
 
     settings.registry_url = settings.registry_url or default_url()
     with Registry.from_url(settings.registry_url) as registry:
         version, card = champion_card(registry, settings.model)
         baseline, notes = baseline_from_card(card)
         num_classes = len(card.get("class_names") or (baseline or {}).get("class_names") or [])
-        if settings.log_url:
-            log_engine = create_registry_engine(normalize_url(settings.log_url))
-        else:
-            log_engine = registry.engine
-        try:
-            window = read_window(log_engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
+        # The log lives in the registry's database unless told otherwise (--log-url, $INGOT_LOG_URL).
+        with InferenceLogStore.from_url(settings.log_url or settings.registry_url) as log:
+            window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
                                  variant=settings.variant, model_version=version)
-        finally:
-            if settings.log_url:
-                log_engine.dispose()
         floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
                               min_labels=settings.min_labels, accuracy_floor=floor, notes=notes)

@@ -7,8 +7,12 @@ layout, and reads TF Serving's own config formats (ModelServerConfig, BatchingPa
 MonitoringConfig) and flags. A client written for one works against the other.
 
 Modules: `config` (formats, version policy), `manager` (version lifecycle), `servable` (one loaded
-SavedModel, warm-up), `batching` (the scheduler), `rest_json` and `tensors` (wire formats, input
-validation), `rest` and `grpc_service` (thin handlers), `metrics`, `server` (process, shutdown).
+SavedModel, warm-up), `batching` (the scheduler), `rest` and `grpc_service` (the front ends: wire
+formats via ingot.protocol, limits, errors), `frontend` (what both front ends share: limits,
+draining, in-flight tracking), `backend` (the interface the front ends call) and `local` (the
+backend over this process's models), `metrics`, `server` (process, shutdown). The wire formats
+themselves (routes, JSON codec, tensors, status codes) are in ingot.protocol, shared with the
+client and the gateway.
 
 Where Ingot differs from TF Serving, on purpose:
 - Classify, Regress and MultiInference answer UNIMPLEMENTED (501 over REST): Ingot's signatures

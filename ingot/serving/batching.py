@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ingot.serving.config import BatchingOptions
-from ingot.serving.status import Code, ServingError, invalid_argument, unavailable
+from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
 
 log = logging.getLogger(__name__)
 

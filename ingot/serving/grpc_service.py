@@ -1,5 +1,6 @@
 """TF Serving's gRPC API (PredictionService, ModelService) on grpc.aio, with the generated
-servicer base classes from tensorflow-serving-api, so the official stubs are the client."""
+servicer base classes from tensorflow-serving-api, so the official stubs are the client. The
+handlers decode and check requests, then ask the backend (ingot.serving.backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import logging
 from typing import Any
 
 import grpc
-from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -18,48 +18,55 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ingot.errors import ConfigError
-from ingot.serving.config import resolve_base_paths, validate_model_server_config
-from ingot.serving.core import ServingCore
-from ingot.serving.servable import check_input_names
-from ingot.serving.status import Code, ServingError, invalid_argument
-from ingot.serving.tensors import array_from_proto, array_to_proto
+from ingot.protocol.documents import metadata_response, status_response
+from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
+from ingot.protocol.images import check_encoded_images
+from ingot.protocol.tensors import DecodeBudget, array_from_proto, array_to_proto, check_input_names
+from ingot.serving.backend import GRPC, ModelSpec, PredictCall, RequestContext
+from ingot.serving.frontend import FrontEnd
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 MAX_MESSAGE = 1024  # TF Serving truncates error messages at 1 KiB
-
-
-def grpc_code(code: Code) -> grpc.StatusCode:
-    for status in grpc.StatusCode:
-        if status.value[0] == int(code):
-            return status
-    return grpc.StatusCode.UNKNOWN
+IMAGES_INLINE = 8
 
 
 def _fail(context: grpc.aio.ServicerContext, err: ServingError) -> None:
     message = err.message if len(err.message) <= MAX_MESSAGE else err.message[:MAX_MESSAGE] + "...TRUNCATED"
-    context.set_code(grpc_code(err.code))
+    context.set_code(grpc_status_code(err.code))
     context.set_details(message)
 
 
-def _model_spec_args(spec: Any) -> tuple[str, int | None, str | None]:
+def _model_spec(spec: Any) -> ModelSpec:
     version = spec.version.value if spec.HasField("version") else None
     label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
-    return spec.name, version, label
+    return ModelSpec(spec.name, version, label)
+
+
+def _context(front: FrontEnd, context: grpc.aio.ServicerContext) -> RequestContext:
+    metadata = context.invocation_metadata() or ()
+    headers = {str(k).lower(): v if isinstance(v, str) else v.decode("latin-1") for k, v in metadata}
+    return RequestContext(GRPC, headers, front.timeout_s(context.time_remaining()))
+
+
+async def _send_headers(context: grpc.aio.ServicerContext, ctx: RequestContext) -> None:
+    """The backend's response headers as initial metadata (before the response or error)."""
+    if ctx.response_headers:
+        await context.send_initial_metadata(tuple((k.lower(), v) for k, v in ctx.response_headers.items()))
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: ServingCore) -> None:
-        self.core = core
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
+        self.backend = front.backend
 
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        core = self.core
-        with core.track() as tracking:
+        front = self.front
+        ctx = _context(front, context)
+        with front.track() as tracking:
             try:
-                response = await self._predict(request, context)
-                servable_version = response.model_spec.version.value
+                response, servable_version = await self._predict(request, ctx)
                 status_name = "OK"
             except ServingError as err:
                 _fail(context, err)
@@ -68,25 +75,35 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 log.exception("unexpected error in Predict")
                 _fail(context, ServingError(Code.INTERNAL, f"internal error: {type(err).__name__}: {err}"))
                 response, servable_version, status_name = predict_pb2.PredictResponse(), None, "INTERNAL"
+            await _send_headers(context, ctx)
             name = request.model_spec.name
-            core.metrics.record_request(name, servable_version, status_name)
+            front.metrics.record_request(name, servable_version, status_name)
             if status_name == "OK":
-                core.metrics.record_latency(name, servable_version, "Predict", "GRPC", tracking.elapsed)
+                front.metrics.record_latency(name, servable_version, "Predict", "GRPC", tracking.elapsed)
             return response
 
-    async def _predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        core = self.core
+    async def _predict(self, request: Any, ctx: RequestContext) -> tuple[Any, int | None]:
+        front = self.front
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        name, version, label = _model_spec_args(request.model_spec)
-        servable = core.resolve(name, version, label)
-        signature = servable.signature(request.model_spec.signature_name)
+        spec = _model_spec(request.model_spec)
+        front.check_accepting()
+        target = await self.backend.resolve(ctx, spec)
+        signature = target.signature(request.model_spec.signature_name)
         sent = {k: v for k, v in request.inputs.items()}
         check_input_names(signature, sent)  # before any conversion
+        limits = front.limits
+        budget = DecodeBudget(limits.max_decoded_bytes)
         inputs = {
-            k: array_from_proto(k, v, signature.inputs[k], max_elements=core.limits.max_elements)
+            k: array_from_proto(k, v, signature.inputs[k], max_elements=limits.max_elements,
+                                max_rows=limits.max_batch_rows, budget=budget)
             for k, v in sent.items()
         }
+        encoded = sum(len(v.string_val) for v in sent.values())
+        if encoded > IMAGES_INLINE:  # reading many image headers: off the event loop
+            await asyncio.to_thread(check_encoded_images, inputs, limits.max_image_pixels)
+        elif encoded:
+            check_encoded_images(inputs, limits.max_image_pixels)
         wanted = list(request.output_filter) or list(signature.outputs)
         seen: set[str] = set()
         for alias in wanted:
@@ -98,17 +115,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if alias in seen:
                 raise invalid_argument(f"duplicate output tensor alias: {alias}")
             seen.add(alias)
-        outputs, servable = await core.run(servable, signature.name, inputs, context.time_remaining(),
-                                           model_spec=(name, version, label))
+        call = PredictCall(spec, request.model_spec.signature_name, inputs, grpc_request=request,
+                           output_filter=list(request.output_filter))
+        result = await self.backend.predict(ctx, target, call)
+        if result.forwarded is not None and result.forwarded.message is not None:
+            return result.forwarded.message, result.version
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
+        response.model_spec.name = result.model_name
+        response.model_spec.version.value = result.version or 0
         response.model_spec.signature_name = signature.name
+        outputs = result.outputs or {}
         for alias in wanted:
             array_to_proto(outputs[alias], response.outputs[alias])
-        return response
+        return response, result.version
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ctx = _context(self.front, context)
         try:
             if not request.HasField("model_spec"):
                 raise invalid_argument("Missing ModelSpec")
@@ -117,16 +139,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             for field in request.metadata_field:
                 if field != SIGNATURE_DEF_FIELD:
                     raise invalid_argument(f"Metadata field {field} is not supported")
-            servable = self.core.manager.resolve(*_model_spec_args(request.model_spec))
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            sig_map = get_model_metadata_pb2.SignatureDefMap()
-            for sig_name, sig_def in servable.signature_defs.items():
-                sig_map.signature_def[sig_name].CopyFrom(sig_def)
-            response.metadata[SIGNATURE_DEF_FIELD].Pack(sig_map)
-            return response
+            meta = await self.backend.metadata(ctx, _model_spec(request.model_spec))
+            await _send_headers(context, ctx)
+            if meta.forwarded is not None and meta.forwarded.message is not None:
+                return meta.forwarded.message
+            return metadata_response(meta.name, meta.version or 0, meta.signature_defs)
         except ServingError as err:
+            await _send_headers(context, ctx)
             _fail(context, err)
             return get_model_metadata_pb2.GetModelMetadataResponse()
 
@@ -152,45 +171,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: ServingCore) -> None:
-        self.core = core
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
+        self.backend = front.backend
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        response = get_model_status_pb2.GetModelStatusResponse()
+        ctx = _context(self.front, context)
         try:
             if not request.HasField("model_spec"):
                 raise invalid_argument("Missing ModelSpec")
-            name, version, label = _model_spec_args(request.model_spec)
-            for s in self.core.manager.status(name, version, label):
-                entry = response.model_version_status.add()
-                entry.version = s.version
-                entry.state = int(s.state)
-                entry.status.error_code = int(s.error_code)
-                entry.status.error_message = s.error_message
-            return response
+            result = await self.backend.status(ctx, _model_spec(request.model_spec))
+            await _send_headers(context, ctx)
+            if result.forwarded is not None and result.forwarded.message is not None:
+                return result.forwarded.message
+            return status_response(result.statuses)
         except ServingError as err:
+            await _send_headers(context, ctx)
             _fail(context, err)
             return get_model_status_pb2.GetModelStatusResponse()
 
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         response = model_management_pb2.ReloadConfigResponse()
         try:
-            config = request.config
-            if config.WhichOneof("config") != "model_config_list":
-                raise invalid_argument(
-                    "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
-                    "ModelConfigList is currently supported"
-                )
-            try:
-                validate_model_server_config(config, source="ReloadConfigRequest")
-            except ConfigError as err:
-                raise invalid_argument(str(err)) from None
-            from pathlib import Path
-
-            config = type(config).FromString(config.SerializeToString())
-            resolve_base_paths(config, relative_to=Path.cwd())
-            log.info("reloading model config:\n%s", text_format.MessageToString(config))
-            await asyncio.to_thread(self.core.manager.reload_config, config)
+            await self.backend.reload_config(request.config)
         except ServingError as err:
             response.status.error_code = int(err.code)
             response.status.error_message = err.message
@@ -200,6 +203,62 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def add_services(server: grpc.aio.Server, core: ServingCore) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+class Undecodable:
+    """What a request deserializer returns for bytes that are not the expected message, so the
+    handler (not gRPC's framework, which would answer UNKNOWN) refuses it as INVALID_ARGUMENT."""
+
+    def __init__(self, message_name: str, size: int, error: BaseException) -> None:
+        self.message_name = message_name
+        self.size = size
+        self.error = error
+
+
+def _lenient(message_class: Any) -> Any:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except Exception as err:  # DecodeError, RecursionError, ...
+            return Undecodable(message_class.DESCRIPTOR.full_name, len(data), err)
+
+    return deserialize
+
+
+def _guarded(front: FrontEnd, method: Any, response_class: Any) -> Any:
+    async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            front.client_errors.warning("gRPC %s: %d request bytes are not a valid %s (%s)", context.peer(),
+                                        request.size, request.message_name, type(request.error).__name__)
+            _fail(context, invalid_argument(
+                f"the request is not a valid {request.message_name} message: {str(request.error)[:200]}"))
+            return response_class()
+        return await method(request, context)
+
+    return behavior
+
+
+def _generic_handler(front: FrontEnd, servicer: Any, service: Any) -> grpc.GenericRpcHandler:
+    """The service's methods as the generated add_*_to_server registers them, but with
+    deserializers that never raise."""
+    from google.protobuf.message_factory import GetMessageClass
+
+    handlers = {}
+    for method in service.methods:
+        request_class = GetMessageClass(method.input_type)
+        response_class = GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _guarded(front, getattr(servicer, method.name), response_class),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def add_services(server: grpc.aio.Server, front: FrontEnd) -> None:
+    from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
+
+    prediction = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+    models = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+    server.add_generic_rpc_handlers((
+        _generic_handler(front, PredictionServicer(front), prediction),
+        _generic_handler(front, ModelServicer(front), models),
+    ))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ingot import repository
 from ingot.serving.config import BatchingOptions, aspired_versions, numeric_versions
-from ingot.serving.status import Code, ServingError, invalid_argument, not_found
+from ingot.protocol.status import Code, ServingError, invalid_argument, not_found
 
 log = logging.getLogger(__name__)
 

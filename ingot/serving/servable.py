@@ -24,12 +24,13 @@ import numpy as np
 from ingot import repository
 from ingot.serving.batching import BatchProcessor, BatchScheduler, Task, shape_key
 from ingot.serving.config import BatchingOptions
-from ingot.serving.status import Code, ServingError, failed_precondition, invalid_argument, unavailable
-from ingot.serving.tensors import SignatureSpec, array_from_proto, signature_from_def
+from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
+from ingot.protocol.signatures import SERVING_DEFAULT
+from ingot.protocol.tensors import SignatureSpec, array_from_proto, check_input_names, find_signature, signature_from_def
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SERVING_DEFAULT
 MAX_WARMUP_RECORDS = 1000
 
 Arrays = dict[str, np.ndarray]
@@ -253,13 +254,7 @@ class Servable:
 
     def signature(self, name: str, *, rest: bool = False) -> SignatureSpec:
         """Signature by name ("" = serving_default), with TF Serving's error for each API."""
-        key = name or DEFAULT_SIGNATURE
-        spec = self.signatures.get(key)
-        if spec is None:
-            if rest:
-                raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
-            raise failed_precondition(f'Serving signature key "{key}" not found.')
-        return spec
+        return find_signature(self.signatures, name, rest=rest)
 
     def submit(self, signature_name: str, inputs: Arrays) -> Future:
         """Queue a validated request; the future yields every output of the signature."""
@@ -328,17 +323,6 @@ class Servable:
         for runner in list(self._runners.values()):
             runner.stop()
         self._runners.clear()
-
-
-def check_input_names(spec: SignatureSpec, inputs: Arrays) -> None:
-    if set(inputs) == set(spec.inputs):
-        return
-    sent, wanted = set(inputs), set(spec.inputs)
-    raise invalid_argument(
-        f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sorted(sent))}}}) "
-        f"!= len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
-        f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
-    )
 
 
 def batch_size_of(inputs: Arrays) -> int:

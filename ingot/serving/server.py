@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
-from ingot.serving.core import RequestLimits, ServingCore
+from ingot.serving.frontend import FrontEnd, ListenOptions, Listeners, RequestLimits
+from ingot.serving.local import LocalBackend
 from ingot.serving.manager import ManagerOptions, ModelManager, State
 from ingot.serving.metrics import ServingMetrics
 
@@ -47,11 +48,14 @@ class ModelServer:
         self.options = options
         self.metrics = ServingMetrics()
         self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state, metrics=self.metrics)
-        self.core = ServingCore(self.manager, self.metrics, options.limits)
-        self.rest_port: int | None = None
-        self.grpc_port: int | None = None
-        self._runner = None
-        self._grpc = None
+        self.backend = LocalBackend(self.manager)
+        self.front = FrontEnd(self.backend, self.metrics, options.limits)
+        self.listeners = Listeners(self.front, ListenOptions(
+            host=options.host, rest_port=options.rest_port, grpc_port=options.grpc_port,
+            metrics_path=options.monitoring.prometheus_path if options.monitoring.prometheus_enabled else None,
+            rest_timeout_s=options.rest_timeout_s, grpc_max_message_bytes=options.grpc_max_message_bytes,
+            shutdown_grace_s=options.shutdown_grace_s,
+        ))
         self._config_task: asyncio.Task | None = None
         self._stopped = asyncio.Event()
 
@@ -60,37 +64,17 @@ class ModelServer:
         if state == State.LOADING:
             self.metrics.prepare_version(name, version)
 
+    @property
+    def rest_port(self) -> int | None:
+        return self.listeners.rest_port
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.listeners.grpc_port
+
     async def start(self) -> None:
         opts = self.options
-        if opts.rest_port is not None:
-            from aiohttp import web
-
-            from ingot.serving.rest import RestApi
-
-            metrics_path = opts.monitoring.prometheus_path if opts.monitoring.prometheus_enabled else None
-            api = RestApi(self.core, metrics_path=metrics_path, timeout_s=opts.rest_timeout_s)
-            self._runner = web.AppRunner(
-                api.build_app(), access_log=None, shutdown_timeout=opts.shutdown_grace_s,
-                handle_signals=False,
-            )
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
-            await site.start()
-            self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
-        if opts.grpc_port is not None:
-            import grpc
-
-            from ingot.serving.grpc_service import add_services
-
-            self._grpc = grpc.aio.server(options=[
-                ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
-                ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ])
-            add_services(self._grpc, self.core)
-            address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
-            self.grpc_port = self._grpc.add_insecure_port(address)
-            await self._grpc.start()
+        await self.listeners.start()
         self.manager.start()
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             self._config_task = asyncio.create_task(self._poll_config_file())
@@ -127,18 +111,10 @@ class ModelServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful: not ready, stop listening, finish in-flight requests, drain batches, unload."""
         grace = self.options.shutdown_grace_s if grace_s is None else grace_s
-        self.core.draining = True
+        self.front.draining = True
         if self._config_task is not None:
             self._config_task.cancel()
-        deadline = time.monotonic() + grace
-        tasks = []
-        if self._grpc is not None:
-            tasks.append(self._grpc.stop(grace))
-        if self._runner is not None:
-            tasks.append(self._runner.cleanup())
-        await asyncio.gather(*tasks, return_exceptions=True)
-        while self.core.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await self.listeners.stop(grace)
         await asyncio.to_thread(self.manager.stop)
         self._stopped.set()
 

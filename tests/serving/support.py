@@ -77,7 +77,7 @@ def free_port() -> int:
 def start_server(model_config, *, batching=None, rest_timeout_s: float | None = 30.0, poll_s: float = 0.2,
                  warmup: bool = True, max_body_bytes: int = 1 << 20, wait_ready: bool = True,
                  config_file: Path | None = None, config_poll_s: float = 0.0, **manager_kw: Any):
-    from ingot.serving.core import RequestLimits
+    from ingot.serving.frontend import RequestLimits
     from ingot.serving.manager import ManagerOptions
     from ingot.serving.server import ServerOptions, ServerThread
 

@@ -11,7 +11,7 @@ import pytest
 
 from ingot.serving.batching import BatchProcessor, BatchScheduler, QUEUE_FULL_MESSAGE
 from ingot.serving.config import BatchingOptions
-from ingot.serving.status import Code, ServingError
+from ingot.protocol.status import Code, ServingError
 
 
 class FakeModel:

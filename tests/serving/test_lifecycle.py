@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
-from ingot.serving.status import Code, ServingError
+from ingot.protocol.status import Code, ServingError
 from tests.serving.support import (
     MODEL,
     colour_images,
@@ -288,15 +288,22 @@ def test_a_request_racing_an_unload_goes_to_the_version_now_serving(exports, tmp
     server = start_server(config, batching=BatchingOptions(max_batch_size=4, num_batch_threads=1))
     try:
         wait_for(lambda: server.manager.readiness()["models"][MODEL] == [2, 1], what="both versions")
-        core = server.server.core
+        from ingot.serving.backend import ModelSpec, PredictCall, RequestContext
+
+        backend = server.server.backend
         stale = server.manager.resolve(MODEL)
         assert stale.version == 2
         server.manager._unload(server.manager.record(MODEL, 2))  # what the poller does in a rollover
         inputs = {"images": colour_images([0])}
-        outputs, answered_by = asyncio.run(core.run(stale, "", inputs, 10, model_spec=(MODEL, None, None)))
-        assert answered_by.version == 1 and outputs["class_names"].tolist() == [b"red"]
+
+        def run(spec):
+            ctx = RequestContext("GRPC", {}, timeout_s=10)
+            return asyncio.run(backend.predict(ctx, stale, PredictCall(spec, "", inputs)))
+
+        answer = run(ModelSpec(MODEL))
+        assert answer.version == 1 and answer.outputs["class_names"].tolist() == [b"red"]
         with pytest.raises(ServingError) as info:  # pinned to the version that went away
-            asyncio.run(core.run(stale, "", inputs, 10, model_spec=(MODEL, 2, None)))
+            run(ModelSpec(MODEL, 2))
         assert info.value.code == Code.NOT_FOUND
     finally:
         server.stop()

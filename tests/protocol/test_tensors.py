@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingot.serving.status import ServingError
-from ingot.serving.tensors import DT_STRING, DT_UINT8, TensorSpec, array_from_proto, array_to_proto
+from ingot.protocol.status import ServingError
+from ingot.protocol.tensors import DT_STRING, DT_UINT8, TensorSpec, array_from_proto, array_to_proto
 
 tf = pytest.importorskip("tensorflow")  # ships with the project; the comparisons need it
 

@@ -2,12 +2,14 @@
 
 Every error the server returns is a `ServingError` carrying one of TensorFlow's canonical codes, so
 the REST layer (`{"error": ...}` with TF Serving's HTTP status) and the gRPC layer (the same code as
-a grpc.StatusCode) answer alike. Light on purpose: the client imports it too.
+a grpc.StatusCode) answer alike. Light on purpose (grpc loads only in the gRPC helpers): the client
+and the gateway import it too.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from ingot.errors import IngotError
 
@@ -72,6 +74,10 @@ class ServingError(IngotError):
     def __repr__(self) -> str:
         return f"ServingError({self.code.name}, {self.message!r})"
 
+    def __reduce__(self) -> tuple:
+        """Picklable (errors come back from the request-parsing worker processes)."""
+        return (ServingError, (self.code, self.message), {"http_status": self.http_status})
+
 
 def invalid_argument(message: str) -> ServingError:
     return ServingError(Code.INVALID_ARGUMENT, message)
@@ -87,6 +93,24 @@ def unavailable(message: str) -> ServingError:
 
 def failed_precondition(message: str) -> ServingError:
     return ServingError(Code.FAILED_PRECONDITION, message)
+
+
+def grpc_status_code(code: Code) -> Any:
+    """The grpc.StatusCode with the same number."""
+    import grpc
+
+    for status in grpc.StatusCode:
+        if status.value[0] == int(code):
+            return status
+    return grpc.StatusCode.UNKNOWN
+
+
+def code_from_grpc(status: Any) -> Code:
+    """A grpc.StatusCode (or anything without a known number) → Code."""
+    try:
+        return Code(status.value[0])
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return Code.UNKNOWN
 
 
 def code_from_http_status(status: int) -> Code:

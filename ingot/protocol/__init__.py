@@ -1,0 +1,14 @@
+"""TensorFlow Serving's protocol, once, for everything that speaks it: the local server
+(`ingot serve`), the Python client and the gateway.
+
+Modules:
+- `status`: canonical error codes, their HTTP/gRPC mappings, `ServingError`;
+- `routes`: `/v1/models/...` path parsing (`parse_v1_path`, `V1Route`);
+- `rest_json`: the REST JSON codec in both directions (predict requests and responses);
+- `tensors`: TensorProto <-> numpy, signature specs and the checks against them;
+- `documents`: model status and metadata documents (REST JSON and gRPC messages);
+- `signatures`: Ingot's signature contract (signature, input and output names).
+
+Importing the package is cheap: numpy at most; tensorflow-serving-api protos load inside the
+functions that need them.
+"""

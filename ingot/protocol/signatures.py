@@ -1,0 +1,16 @@
+"""Ingot's SavedModel signature contract (docs/architecture.md section 3): the names the exporter
+writes, the server checks and the client sends. One place, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+SERVING_DEFAULT = "serving_default"  # images uint8 [batch, H, W, 3]
+SERVING_BYTES = "serving_bytes"  # image_bytes string [batch]: JPEG/PNG/GIF/BMP, decoded in the graph
+IMAGES_INPUT = "images"
+BYTES_INPUT = "image_bytes"
+
+PROBABILITIES = "probabilities"  # float32 [batch, C]
+CLASS_IDS = "class_ids"  # int64 [batch]
+CLASS_NAMES = "class_names"  # string [batch]
+OUTPUT_KEYS = (PROBABILITIES, CLASS_IDS, CLASS_NAMES)
+
+PREDICT_METHOD = "tensorflow/serving/predict"

@@ -1,0 +1,108 @@
+"""`LocalBackend`: requests answered by the models this process loaded (the model manager and its
+batching), what `ingot serve` runs behind its REST and gRPC front ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Future
+from typing import Any
+
+from ingot.errors import ConfigError
+from ingot.protocol.signatures import SERVING_DEFAULT
+from ingot.protocol.status import Code, ServingError, invalid_argument
+from ingot.serving.backend import (
+    Backend,
+    MetadataResult,
+    ModelSpec,
+    PredictCall,
+    PredictResult,
+    RequestContext,
+    StatusResult,
+    Target,
+)
+from ingot.serving.manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend(Backend):
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    async def resolve(self, ctx: RequestContext, spec: ModelSpec) -> Target:
+        return self.manager.resolve(spec.name, spec.version, spec.label)
+
+    async def predict(self, ctx: RequestContext, target: Target, call: PredictCall) -> PredictResult:
+        """Submit to the servable's runner and wait at most `ctx.timeout_s`; a request still
+        queued when its time is up is cancelled, so the batch thread never runs it.
+
+        A version can start unloading between resolve() and here (a rollover); the request then
+        goes to what the spec resolves to now, if its signature is the same, so rollovers lose
+        no request."""
+        from ingot.serving.servable import ServableUnloaded
+
+        servable: Any = target
+        signature_name = call.signature_name
+        try:
+            future: Future = servable.submit(signature_name, call.inputs)
+        except ServableUnloaded:
+            fresh = self.manager.resolve(*call.spec.as_tuple())
+            key = signature_name or SERVING_DEFAULT
+            if fresh is servable or fresh.signatures.get(key) != servable.signatures.get(key):
+                raise
+            servable = fresh
+            future = servable.submit(signature_name, call.inputs)
+        waiter = asyncio.wrap_future(future)
+        limit = ctx.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                outputs = await waiter
+        except TimeoutError:
+            future.cancel()
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED,
+                f"Deadline exceeded: the prediction did not finish within {limit * 1000:.0f} ms",
+            ) from None
+        return PredictResult(outputs, servable.name, servable.version,
+                             servable.signature(signature_name).name)
+
+    async def metadata(self, ctx: RequestContext, spec: ModelSpec) -> MetadataResult:
+        servable = self.manager.resolve(*spec.as_tuple())
+        return MetadataResult(servable.name, servable.version, servable.signature_defs)
+
+    async def status(self, ctx: RequestContext, spec: ModelSpec) -> StatusResult:
+        return StatusResult(self.manager.status(*spec.as_tuple()))
+
+    def readiness(self) -> dict[str, Any]:
+        return self.manager.readiness()
+
+    def list_models(self) -> list[dict[str, Any]]:
+        ready = self.manager.readiness()["models"]
+        return [
+            {"name": name, "available_versions": versions, "labels": self.manager.labels(name)}
+            for name, versions in ready.items()
+        ]
+
+    async def reload_config(self, config: Any) -> None:
+        """Validate a ModelServerConfig (base paths relative to the working directory, as TF
+        Serving does) and apply it; the manager loads and unloads versions in the background."""
+        from pathlib import Path
+
+        from google.protobuf import text_format
+
+        from ingot.serving.config import resolve_base_paths, validate_model_server_config
+
+        if config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        try:
+            validate_model_server_config(config, source="ReloadConfigRequest")
+        except ConfigError as err:
+            raise invalid_argument(str(err)) from None
+        config = type(config).FromString(config.SerializeToString())
+        resolve_base_paths(config, relative_to=Path.cwd())
+        log.info("reloading model config:\n%s", text_format.MessageToString(config))
+        await asyncio.to_thread(self.manager.reload_config, config)
