@@ -3,6 +3,7 @@ tests, and, when asked and warranted, a retraining trigger. What `ingot monitor 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -103,6 +104,17 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
         return outcome
 
 
+def _finite(value: Any) -> Any:
+    """JSON the database accepts: PostgreSQL's JSONB has no NaN or infinity (they become null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def reason_of(result: CheckResult) -> str:
     parts = []
     if result.drifted:
@@ -124,8 +136,8 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
     except IngotError as err:
         outcome.trigger_error = str(err)
         return
-    statistics = {"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
-                  "champion_version": outcome.champion_version}
+    statistics = _finite({"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
+                          "champion_version": outcome.champion_version})
     claimed = store.claim(settings.model, reason=reason_of(outcome.result), statistics=statistics,
                           backend=KFP if settings.kfp_host else LOCAL, cooldown=settings.cooldown)
     if isinstance(claimed, Refusal):

@@ -59,7 +59,7 @@ drift_triggers = Table(
     Column("run_id", String(256), nullable=True),
     Column("log_path", Text, nullable=True),
     Column("pid", Integer, nullable=True),
-    Column("host", String(256), nullable=True),
+    Column("host", String(256), nullable=True),           # local: the machine; kfp: the API endpoint
     Column("finished_at", UTCDateTime, nullable=True),
     Column("detail", Text, nullable=True),
 )
