@@ -150,7 +150,7 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
                 model_repository=settings.model_repository, registry_url=None, experiment=settings.kfp_experiment,
                 namespace=settings.kfp_namespace, service_account=settings.kfp_service_account, image=settings.image)
         else:
-            from ingot.cli.pipeline import local_registry_url
+            from ingot.pipeline_submit import local_registry_url
 
             registry_url = local_registry_url(settings.registry_url)
             outcome.trigger = start_local(
