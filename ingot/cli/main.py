@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "ingot.cli.predict",
     "ingot.cli.gateway",
     "ingot.cli.feedback",
+    "ingot.cli.rollout",
+    "ingot.cli.ab",
     "ingot.cli.monitor",
 )
 

@@ -274,7 +274,7 @@ def format_report(report: dict[str, Any]) -> str:
     run_dir = report["run_dir"]
     if run_dir:
         lines += ["", f"reports: {run_dir}/ingest/data_report (HTML: class counts, sample grid), "
-                      f"{run_dir}/train/training_curves (HTML), {run_dir}/evaluate/per_class_report (Markdown)"]
+                      f"{run_dir}/train/training_curves (HTML), {run_dir}/evaluate/evaluation_report (HTML)"]
     lines += [f"details: ingot models show {show}; step outputs: {run_dir or '-'}"]
     return "\n".join(lines)
 

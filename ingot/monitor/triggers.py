@@ -46,7 +46,7 @@ LOCAL, KFP = "local", "kfp"
 DEFAULT_COOLDOWN = timedelta(hours=24)
 
 metadata = MetaData()
-# The shape migration 5 creates (ingot/registry/migrations.py); a test checks they agree.
+# The shape migration 6 creates (ingot/registry/migrations.py); a test checks they agree.
 drift_triggers = Table(
     "drift_triggers", metadata,
     Column("id", Integer, primary_key=True),

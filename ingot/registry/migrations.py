@@ -121,12 +121,12 @@ def _v2_verification_and_lookups(conn: Connection) -> None:
         "ALTER TABLE model_versions ADD COLUMN status_reason TEXT",
         "CREATE INDEX ix_model_versions_pipeline_run_id ON model_versions (pipeline_run_id)",
         "CREATE INDEX ix_model_versions_model_stage ON model_versions (model_id, stage)",
-        "CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
-        "WHERE stage = 'champion'",
-        "CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
-        "WHERE stage = 'challenger'",
-        "CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
-        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL",
+        ("CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
+        "WHERE stage = 'champion'"),
+        ("CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
+        "WHERE stage = 'challenger'"),
+        ("CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
+        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL"),
     ):
         conn.exec_driver_sql(statement)
 
@@ -174,7 +174,73 @@ def _v4_recent_records_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_model_versions_model_recent ON model_versions (model_id, id)")
 
 
-def _v5_drift_triggers(conn: Connection) -> None:
+def _v5_rollouts(conn: Connection) -> None:
+    """Rollouts (A/B tests ending in promotion or rollback), their transitions, controller leases.
+
+    A transition row holds the statistics behind it and is written BEFORE the action it
+    announces, so the history explains every routing change and a restarted controller knows
+    what it was doing. The partial unique index allows one unfinished rollout per model; the
+    lease table lets exactly one controller act on a model at a time.
+    """
+    metadata = MetaData()
+    Table(
+        "rollouts", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("model", String(128), nullable=False),
+        Column("experiment", String(128), nullable=False),
+        Column("champion_version", Integer, nullable=False),
+        Column("challenger_version", Integer, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("outcome", String(16), nullable=True),
+        Column("steps", json_type(), nullable=False),
+        Column("step_index", Integer, nullable=False),
+        Column("step_started_at", DateTime(timezone=True), nullable=False),
+        Column("policy", json_type(), nullable=False),
+        Column("target", json_type(), nullable=False),
+        Column("analysis", json_type(), nullable=False),
+        Column("verdict", json_type(), nullable=True),
+        Column("created_by", String(128), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("finished_at", DateTime(timezone=True), nullable=True),
+        UniqueConstraint("experiment", name="uq_rollouts_experiment"),
+        CheckConstraint(
+            "state IN ('pending', 'warming', 'analyzing', 'promoting', 'promoted', 'rolling_back', "
+            "'rolled_back', 'inconclusive', 'aborted')",
+            name="ck_rollouts_state",
+        ),
+        CheckConstraint("challenger_version <> champion_version", name="ck_rollouts_two_versions"),
+        Index("ix_rollouts_model", "model", "id"),
+    )
+    Table(
+        "rollout_transitions", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("rollout_id", Integer, ForeignKey("rollouts.id", name="fk_rollout_transitions_rollout"),
+               nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("from_state", String(16), nullable=True),
+        Column("to_state", String(16), nullable=False),
+        Column("weight", Integer, nullable=True),
+        Column("reason", Text, nullable=False),
+        Column("actor", String(128), nullable=False),
+        Column("evidence", json_type(), nullable=False),
+        Index("ix_rollout_transitions_rollout_id", "rollout_id", "id"),
+    )
+    Table(
+        "rollout_leases", metadata,
+        Column("name", String(160), primary_key=True),
+        Column("holder", String(160), nullable=False),
+        Column("acquired_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+    metadata.create_all(conn)
+    conn.exec_driver_sql(
+        "CREATE UNIQUE INDEX uq_rollouts_one_active ON rollouts (model) "
+        "WHERE state NOT IN ('promoted', 'rolled_back', 'inconclusive', 'aborted')"
+    )
+
+
+def _v6_drift_triggers(conn: Connection) -> None:
     """The drift monitor's retraining triggers: when, why (reason and the window's statistics),
     which run, and its state. The partial unique index lets the database, not the monitor, hold
     "at most one triggered run in flight per model", so two racing monitors cannot both start one.
@@ -212,7 +278,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _v2_verification_and_lookups),
     Migration(3, "append-only stage_events enforced by the database", _v3_append_only_events),
     Migration(4, "index for a model's newest records", _v4_recent_records_index),
-    Migration(5, "drift monitor triggers, one in flight per model", _v5_drift_triggers),
+    Migration(5, "rollouts, rollout_transitions, rollout_leases", _v5_rollouts),
+    Migration(6, "drift monitor triggers, one in flight per model", _v6_drift_triggers),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
