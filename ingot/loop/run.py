@@ -88,7 +88,7 @@ class LoopResult:
 
 class Loop:
     def __init__(self, options: LoopOptions, *, out: Callable[[str], None] = print) -> None:
-        from ingot.cli.pipeline import local_registry_url
+        from ingot.pipeline_submit import local_registry_url
 
         self.o = options
         self.out = out
