@@ -1,7 +1,7 @@
 """Writing the log off the request path: a bounded queue drained by one background thread.
 
 `submit()` never blocks and never raises: when the queue is full the records are dropped and
-counted. The thread writes batches; when the writer fails with a connection error (database
+counted. The thread writes batches (waiting up to `linger_s` for a batch to fill); when the writer fails with a connection error (database
 down) it keeps the batch, backs off and retries, so logging resumes by itself when the database
 is back, while new records beyond the queue's bound are dropped and counted. A batch the
 database rejects for its content is dropped (counted) rather than retried forever. Warnings are
@@ -57,6 +57,7 @@ class QueueSink:
         name: str = "inference-log",
         max_queue: int = DEFAULT_QUEUE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        linger_s: float = 0.25,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
         warn_every_s: float = 30.0,
@@ -67,6 +68,7 @@ class QueueSink:
         self._queue: queue.Queue[LogRecord] = queue.Queue(maxsize=max_queue)
         self.max_queue = max_queue
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._warn_every_s = warn_every_s
@@ -111,16 +113,27 @@ class QueueSink:
                 return
 
     def _next_batch(self) -> list[LogRecord]:
+        """Up to batch_size records, waiting at most `linger_s` after the first for more: a
+        transaction per handful of rows would cost the gateway far more CPU than the rows."""
         try:
             first = self._queue.get(timeout=0.05)
         except queue.Empty:
             return []
         batch = [first]
+        deadline = time.monotonic() + self._linger_s
         while len(batch) < self._batch_size:
             try:
                 batch.append(self._queue.get_nowait())
+                continue
             except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closing.is_set():
                 break
+            try:
+                batch.append(self._queue.get(timeout=min(remaining, 0.05)))
+            except queue.Empty:
+                continue
         return batch
 
     def _write(self, batch: list[LogRecord]) -> None:
