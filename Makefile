@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help run test lint typecheck bench venv postgres pipelines serve clean distclean
+.PHONY: help run test lint typecheck bench venv postgres pipelines serve gateway clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipeline
 
 serve: $(STAMP) ## Serve ./model-repository over TF Serving's REST (8501) and gRPC (8500) APIs
 	$(VENV)/bin/ingot serve --model_repository ./model-repository
+
+gateway: $(STAMP) ## Try Ingot's gateway: `ingot serve` (every version) behind `ingot gateway` on 8501/8500, champion vs newest challenger
+	$(PY) -m ingot.gateway.tryout --model_repository ./model-repository
 
 test: $(STAMP) postgres ## Run the whole test suite (calls `make postgres` first)
 	$(PY) -m pytest -n 2 --dist loadgroup

@@ -7,6 +7,13 @@ staging directory to `<base>/<name>/<version>`. Any failure removes the staging 
 raises PublishError, so no partial version ever appears. Publishing the same model again (same
 `model_sha256`) returns the existing version instead of creating a duplicate.
 
+A publisher killed mid-way (SIGKILL, OOM, a node lost) leaves its staging directory behind. Each
+publisher therefore holds an exclusive flock on `.tmp-<id>.owner` for as long as `.tmp-<id>/`
+exists, and every publish, under the publish lock, removes the staging directories whose owner
+lock it can take (their publisher is gone), counting them in `stale_removed`. Live publishers
+keep theirs; a staging directory with no owner file (an older Ingot) is removed once it is a day
+old.
+
 The lock and the rename give atomicity on POSIX filesystems (including shared volumes that
 honour flock). On object stores (gs://, s3:// through tf.io.gfile) a directory rename is a
 non-atomic copy and there is no lock: serialize publishers of one model there (one pipeline
@@ -16,6 +23,7 @@ run at a time), and rely on TF Serving retrying a version it could not load.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -27,6 +35,10 @@ from ingot import repository
 from ingot.errors import IngotError, PublishError
 
 LOCK_FILE = ".publish.lock"
+STAGING_PREFIX = ".tmp-"
+OWNER_SUFFIX = ".owner"
+OWNERLESS_STALE_S = 24 * 3600  # a staging directory without an owner file (an older Ingot)
+ORPHAN_OWNER_STALE_S = 60  # an owner file whose publisher died before creating its directory
 _MODEL_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 
 
@@ -37,6 +49,7 @@ class PublishedVersion:
     path: str
     model_sha256: str
     created: bool
+    stale_removed: int = 0  # staging directories of dead publishers removed by this publish
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +77,80 @@ def _publish_lock(model_dir: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _staging_owner(staging: str) -> Iterator[None]:
+    """Hold `<staging>.owner` locked while the staging directory may exist; removed after it."""
+    if repository.is_remote(staging):
+        yield
+        return
+    owner = staging + OWNER_SUFFIX
+    fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(owner)
+        os.close(fd)
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """True when no live process holds the owner lock (taken and released at once)."""
+    try:
+        fd = os.open(owner, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # its publisher finished (or another cleaner took it) just now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def remove_stale_staging(model_dir: str) -> int:
+    """Remove the staging directories (and owner files) no live publisher owns; call under the
+    publish lock. Returns how many staging directories were removed. Local filesystems only."""
+    import logging
+    import time
+
+    if repository.is_remote(model_dir) or not os.path.isdir(model_dir):
+        return 0
+    now = time.time()
+    removed = 0
+    entries = set(os.listdir(model_dir))
+    for entry in sorted(entries):
+        if not entry.startswith(STAGING_PREFIX):
+            continue
+        path = os.path.join(model_dir, entry)
+        if entry.endswith(OWNER_SUFFIX):
+            if entry[: -len(OWNER_SUFFIX)] not in entries and _owner_is_gone(path):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - os.path.getmtime(path) > ORPHAN_OWNER_STALE_S:
+                        os.unlink(path)
+            continue
+        owner = path + OWNER_SUFFIX
+        if entry + OWNER_SUFFIX in entries:
+            stale = _owner_is_gone(owner)
+        else:
+            try:
+                stale = now - os.path.getmtime(path) > OWNERLESS_STALE_S
+            except FileNotFoundError:
+                continue
+        if not stale:
+            continue
+        repository.rmtree(path)  # the directory first: a cleaner killed here leaves the owner to retry
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(owner)
+        removed += 1
+    if removed:
+        logging.getLogger(__name__).info("removed %d staging directories left by dead publishers in %s", removed, model_dir)
+    return removed
 
 
 def _find_by_digest(base: str, name: str, digest: str) -> PublishedVersion | None:
@@ -149,11 +236,19 @@ def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.Path
 
     model_dir = repository.join(base, name)
     repository.makedirs(model_dir)
+    with _publish_lock(model_dir):
+        stale_removed = remove_stale_staging(model_dir)
     existing = _find_by_digest(base, name, digest)
     if existing is not None:
-        return existing
+        return dataclasses.replace(existing, stale_removed=stale_removed)
 
-    staging = repository.join(model_dir, f".tmp-{uuid.uuid4().hex}")
+    staging = repository.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    with _staging_owner(staging):
+        return _publish_staged(artifact, staging, base, name, digest, model_dir, stale_removed)
+
+
+def _publish_staged(artifact: str, staging: str, base: str, name: str, digest: str, model_dir: str,
+                    stale_removed: int) -> PublishedVersion:
     try:
         repository.copy_tree(artifact, staging)
         if repository.model_sha256(staging) != digest:
@@ -163,7 +258,7 @@ def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.Path
             existing = _find_by_digest(base, name, digest)  # a concurrent publisher got there first
             if existing is not None:
                 repository.rmtree(staging)
-                return existing
+                return dataclasses.replace(existing, stale_removed=stale_removed)
             versions = repository.list_versions(base, name)
             version = versions[-1] + 1 if versions else 1
             target = repository.version_path(base, name, version)
@@ -179,5 +274,5 @@ def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.Path
     except Exception as err:
         repository.rmtree(staging)
         raise PublishError(f"publishing {artifact} as a new version of {name!r} failed: {err}") from err
-    return PublishedVersion(name, version, target, digest, created=True)
+    return PublishedVersion(name, version, target, digest, created=True, stale_removed=stale_removed)
 

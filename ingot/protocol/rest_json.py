@@ -19,13 +19,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ingot.protocol.status import ServingError, invalid_argument
+from ingot.protocol.status import Code, ServingError, invalid_argument
 from ingot.protocol.tensors import (
     DT_BOOL,
     DT_STRING,
+    DecodeBudget,
     SignatureSpec,
     TensorSpec,
     check_against_spec,
+    string_tensor_bytes,
 )
 
 B64_KEY = "b64"
@@ -36,6 +38,11 @@ BYTES_SUFFIX = "_bytes"
 class JsonLimits:
     max_depth: int = 32
     max_elements: int = 1 << 24
+    max_bytes: int = 128 << 20  # all inputs of one request, decoded (see tensors.TensorLimits)
+    max_rows: int | None = None
+
+    def budget(self) -> DecodeBudget:
+        return DecodeBudget(self.max_bytes)
 
 
 @dataclass
@@ -48,6 +55,53 @@ class PredictRequest:
     def batch_size(self) -> int:
         first = next(iter(self.inputs.values()))
         return int(first.shape[0]) if first.ndim else 1
+
+
+# --------------------------------------------------------------------------- content encoding
+
+CONTENT_ENCODINGS = ("gzip", "x-gzip", "deflate")
+_INFLATE_CHUNK = 1 << 20
+
+
+def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    """A gzip or deflate body, inflated a chunk at a time and refused (413) as soon as it passes
+    `max_bytes`, so a small bomb never becomes a large buffer. Corrupt data is a 400."""
+    import zlib
+
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in CONTENT_ENCODINGS:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or an uncompressed body",
+            http_status=415,
+        )
+    # gzip: a gzip header; deflate: a zlib stream (RFC 9110), or raw deflate as some clients send.
+    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else (zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS)
+    inflater = zlib.decompressobj(wbits)
+    out: list[bytes] = []
+    total = 0
+    pending = body
+    try:
+        while True:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ServingError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"Request body decompresses to more than the limit of {max_bytes} bytes",
+                    http_status=413,
+                )
+            out.append(chunk)
+            pending = inflater.unconsumed_tail
+            if not pending and (inflater.eof or not chunk):
+                break
+        if not inflater.eof:
+            raise zlib.error("the compressed data ends early")
+    except zlib.error as err:
+        raise invalid_argument(f"the request body is not valid {encoding} data ({err})") from None
+    return b"".join(out)
 
 
 # --------------------------------------------------------------------------- nesting depth
@@ -74,9 +128,24 @@ def json_nesting_depth(body: bytes) -> int:
     return int(np.cumsum(steps).max())
 
 
+_OTHER_UNICODE_BOMS = (b"\xfe\xff", b"\xff\xfe")  # UTF-16 and UTF-32 (LE) byte order marks
+
+
+def check_utf8_json(body: bytes) -> None:
+    """JSON between systems is UTF-8 (RFC 8259 section 8.1). json.loads would also guess UTF-16
+    and UTF-32, whose multi-byte characters can hide a quote or bracket byte from the byte-level
+    depth scan; every such body has a NUL byte (or a UTF-16/32 byte order mark)."""
+    if body.startswith(_OTHER_UNICODE_BOMS) or b"\x00" in body:
+        raise invalid_argument(
+            "JSON Parse error: the body is not UTF-8 text; JSON must be UTF-8 (RFC 8259), "
+            "not UTF-16 or UTF-32"
+        )
+
+
 def parse_json_object(body: bytes, limits: JsonLimits) -> dict:
     if not body or not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
+    check_utf8_json(body)
     depth = json_nesting_depth(body)
     if depth > limits.max_depth:
         raise invalid_argument(
@@ -180,13 +249,16 @@ def parse_predict_request(
             raise invalid_argument("Expecting 'instances' to be an list/array")
         if not instances:
             raise invalid_argument("No values in 'instances' array")
-        return PredictRequest(signature_name, _row_inputs(instances, signature, limits), True)
+        return PredictRequest(signature_name, _row_inputs(instances, signature, limits, limits.budget()), True)
     if has_inputs:
-        return PredictRequest(signature_name, _columnar_inputs(doc["inputs"], signature, limits), False)
+        return PredictRequest(
+            signature_name, _columnar_inputs(doc["inputs"], signature, limits, limits.budget()), False
+        )
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
-def _row_inputs(instances: list, signature: SignatureSpec, limits: JsonLimits) -> dict[str, np.ndarray]:
+def _row_inputs(instances: list, signature: SignatureSpec, limits: JsonLimits,
+                budget: DecodeBudget) -> dict[str, np.ndarray]:
     names = list(signature.inputs)
     first = instances[0]
     objects = isinstance(first, dict) and not is_b64_object(first)
@@ -200,7 +272,7 @@ def _row_inputs(instances: list, signature: SignatureSpec, limits: JsonLimits) -
             if isinstance(item, dict) and not is_b64_object(item):
                 raise invalid_argument(f"Expecting value/list but got object at item {index} of input list")
         name = names[0]
-        return {name: json_to_array(name, instances, signature.inputs[name], limits)}
+        return {name: json_to_array(name, instances, signature.inputs[name], limits, budget)}
     columns: dict[str, list] = {name: [] for name in names}
     expected = set(names)
     for index, item in enumerate(instances):
@@ -213,10 +285,11 @@ def _row_inputs(instances: list, signature: SignatureSpec, limits: JsonLimits) -
             )
         for name in names:
             columns[name].append(item[name])
-    return {name: json_to_array(name, columns[name], signature.inputs[name], limits) for name in names}
+    return {name: json_to_array(name, columns[name], signature.inputs[name], limits, budget) for name in names}
 
 
-def _columnar_inputs(value: Any, signature: SignatureSpec, limits: JsonLimits) -> dict[str, np.ndarray]:
+def _columnar_inputs(value: Any, signature: SignatureSpec, limits: JsonLimits,
+                     budget: DecodeBudget) -> dict[str, np.ndarray]:
     names = list(signature.inputs)
     if not isinstance(value, dict) or is_b64_object(value):
         if len(names) > 1:
@@ -224,12 +297,12 @@ def _columnar_inputs(value: Any, signature: SignatureSpec, limits: JsonLimits) -
                 "inputs is a plain value/list, but expecting an object as multiple input tensors "
                 f"required as per tensorinfo_map (inputs: {','.join(names)})"
             )
-        return {names[0]: json_to_array(names[0], value, signature.inputs[names[0]], limits)}
+        return {names[0]: json_to_array(names[0], value, signature.inputs[names[0]], limits, budget)}
     out = {}
     for name in names:
         if name not in value:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        out[name] = json_to_array(name, value[name], signature.inputs[name], limits)
+        out[name] = json_to_array(name, value[name], signature.inputs[name], limits, budget)
     return out
 
 
@@ -244,13 +317,17 @@ def claimed_shape(value: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def json_to_array(name: str, value: Any, spec: TensorSpec, limits: JsonLimits) -> np.ndarray:
+def json_to_array(name: str, value: Any, spec: TensorSpec, limits: JsonLimits,
+                  budget: DecodeBudget | None = None) -> np.ndarray:
     """One input's JSON value → numpy array of the signature's dtype, or a clear 400."""
     shape = claimed_shape(value)
-    check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements)
+    check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements,
+                       max_rows=limits.max_rows, budget=budget)
     if spec.dtype == DT_STRING:
         flat: list[bytes] = []
         _collect_strings(name, value, shape, 0, flat)
+        if budget is not None:
+            budget.charge(name, string_tensor_bytes(sum(map(len, flat)), len(flat)))
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array.reshape(shape)
@@ -403,6 +480,8 @@ def parse_dense_integer_array(
         return None  # deeper than allowed: the general path reports the nesting limit
     steps = opens.astype(np.int8) - (tokens == ord("]")).astype(np.int8)
     depth = np.cumsum(steps, dtype=np.int32)
+    if depth.min() < 0 or depth[-1] != 0:
+        return None  # unbalanced brackets: not JSON, the general parser says where
     lists_per_level = np.bincount(depth[opens], minlength=rank + 2)
     if lists_per_level[1] != 1:
         return None
@@ -459,7 +538,8 @@ def parse_dense_integer_request(
     def check_shape(shape: tuple[int, ...]) -> None:
         if row and shape[0] == 0:
             raise invalid_argument("No values in 'instances' array")
-        check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements)
+        check_against_spec(name, shape, spec.dtype, spec, max_elements=limits.max_elements,
+                           max_rows=limits.max_rows, budget=limits.budget())
 
     parsed = parse_dense_integer_array(
         body[head.end() - 1:tail.start() + 1], max_rank=limits.max_depth - 1, check_shape=check_shape

@@ -47,7 +47,9 @@ def parse_v1_path(method: str, raw_path: str) -> V1Route:
     name = unquote(name or "")
     number = None
     if version:
-        number = int(version)
+        # Compare digits before int(): Python refuses to convert more than 4,300 digits.
+        digits = version.lstrip("0") or "0"
+        number = int(digits) if len(digits) <= len(str(INT64_MAX)) else INT64_MAX + 1
         if number > INT64_MAX:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
     if kind in ("status", "metadata") and not name:

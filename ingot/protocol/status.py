@@ -74,6 +74,10 @@ class ServingError(IngotError):
     def __repr__(self) -> str:
         return f"ServingError({self.code.name}, {self.message!r})"
 
+    def __reduce__(self) -> tuple:
+        """Picklable (errors come back from the request-parsing worker processes)."""
+        return (ServingError, (self.code, self.message), {"http_status": self.http_status})
+
 
 def invalid_argument(message: str) -> ServingError:
     return ServingError(Code.INVALID_ARGUMENT, message)

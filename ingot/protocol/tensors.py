@@ -119,13 +119,51 @@ def signature_from_def(name: str, signature_def: Any) -> SignatureSpec:
     )
 
 
+STRING_OVERHEAD_BYTES = 32  # what one string element costs in a tensor besides its bytes
+
+
+@dataclass(frozen=True)
+class TensorLimits:
+    """What one request's inputs may cost once decoded, checked before anything is expanded: a
+    TensorProto may carry fewer values than its shape declares (the last one is repeated), so a
+    tiny message can claim a huge tensor."""
+
+    max_elements: int = 1 << 24  # per input tensor
+    max_bytes: int = 128 << 20  # all inputs of one request, decoded (strings: count x length)
+    max_rows: int | None = None  # the batch (first) dimension of a batched input
+
+
+class DecodeBudget:
+    """The bytes one request's inputs take once decoded, charged input by input before each is
+    built, so the request is refused at the first input that would go over the limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def charge(self, name: str, nbytes: int) -> None:
+        self.used += nbytes
+        if self.used > self.max_bytes:
+            raise invalid_argument(
+                f"input '{name}': the request's inputs take {self.used} bytes once decoded, more than "
+                f"the server's limit of {self.max_bytes} bytes per request (max_decoded_bytes)"
+            )
+
+
+def string_tensor_bytes(lengths_total: int, count: int) -> int:
+    """What a string tensor of `count` elements holding `lengths_total` bytes costs."""
+    return lengths_total + count * STRING_OVERHEAD_BYTES
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def check_against_spec(name: str, shape: tuple[int, ...], dtype: int, spec: TensorSpec, *, max_elements: int) -> None:
-    """Reject a tensor whose dtype, rank, fixed dimensions or element count do not fit, before any
-    array of that size exists."""
+def check_against_spec(name: str, shape: tuple[int, ...], dtype: int, spec: TensorSpec, *, max_elements: int,
+                       max_rows: int | None = None, budget: DecodeBudget | None = None) -> None:
+    """Reject a tensor whose dtype, rank, fixed dimensions, rows or element count do not fit, and
+    charge a numeric tensor's bytes to the request's budget, before any array of that size exists
+    (string tensors are charged by the caller, which knows their lengths)."""
     if dtype != spec.dtype:
         raise invalid_argument(
             f"input '{name}' has dtype {dtype_name(dtype)}; the signature expects {spec.dtype_name}"
@@ -148,8 +186,15 @@ def check_against_spec(name: str, shape: tuple[int, ...], dtype: int, spec: Tens
     if count > max_elements:
         raise invalid_argument(
             f"input '{name}' has {count} elements (shape {_shape_text(shape)}), more than the "
-            f"server's limit of {max_elements}"
+            f"server's limit of {max_elements} (max_tensor_elements)"
         )
+    if max_rows is not None and spec.shape and spec.shape[0] is None and shape and shape[0] > max_rows:
+        raise invalid_argument(
+            f"input '{name}' has {shape[0]} rows (shape {_shape_text(shape)}), more than the server's "
+            f"limit of {max_rows} per request (max_batch_rows); send smaller batches"
+        )
+    if budget is not None and dtype != DT_STRING:
+        budget.charge(name, count * spec.numpy_dtype.itemsize)
 
 
 def check_input_names(spec: SignatureSpec, inputs: Mapping[str, Any]) -> None:
@@ -164,8 +209,10 @@ def check_input_names(spec: SignatureSpec, inputs: Mapping[str, Any]) -> None:
     )
 
 
-def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elements: int) -> np.ndarray:
-    """TensorProto → numpy, validated against `spec` (when given) before allocation."""
+def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elements: int,
+                     max_rows: int | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
+    """TensorProto → numpy, validated against `spec` (when given) and charged to `budget` before
+    allocation: a short value list repeated to fill its shape is costed as expanded."""
     entry = DTYPES.get(proto.dtype)
     if entry is None:
         raise invalid_argument(f"input '{name}' has unsupported dtype {dtype_name(proto.dtype)}")
@@ -174,7 +221,8 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
         raise invalid_argument(f"input '{name}' has no shape (unknown rank)")
     shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
     if spec is not None:
-        check_against_spec(name, shape, proto.dtype, spec, max_elements=max_elements)
+        check_against_spec(name, shape, proto.dtype, spec, max_elements=max_elements, max_rows=max_rows,
+                           budget=budget)
     elif any(d < 0 for d in shape) or math.prod(shape) > max_elements:
         raise invalid_argument(f"input '{name}' has invalid or too large shape {_shape_text(shape)}")
     count = math.prod(shape)
@@ -198,6 +246,9 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
             f"({count} elements)"
         )
     if proto.dtype == DT_STRING:
+        if budget is not None:
+            total = sum(map(len, values)) if n == count else count * len(values[0]) if n else 0
+            budget.charge(name, string_tensor_bytes(total, count))
         flat = np.empty(n, dtype=object)
         flat[:] = list(values)
     elif proto.dtype == DT_HALF:

@@ -3,6 +3,10 @@
 Each migration is frozen in time: it spells out its own DDL instead of reading the ORM classes,
 so changing `schema.py` later never changes what an old migration does. To change the schema,
 append a migration here and update `schema.py` to match (a test checks they agree).
+
+The machinery (`SchemaHistory`, `migrate`, `schema_version`) is shared: other table families
+that may live in the same database (the inference log, `ingot.inference_log.migrations`) are a
+`SchemaHistory` with their own version table, so each family is versioned independently.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ingot.errors import ConfigError
-from ingot.registry.schema import SchemaVersionRow, json_type, utc_now
+from ingot.registry.schema import json_type, utc_now
 
 # Any constant: PostgreSQL advisory lock key that serializes concurrent first opens.
 _MIGRATION_LOCK_KEY = 0x1D_907_2E61
@@ -117,12 +121,12 @@ def _v2_verification_and_lookups(conn: Connection) -> None:
         "ALTER TABLE model_versions ADD COLUMN status_reason TEXT",
         "CREATE INDEX ix_model_versions_pipeline_run_id ON model_versions (pipeline_run_id)",
         "CREATE INDEX ix_model_versions_model_stage ON model_versions (model_id, stage)",
-        ("CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
-        "WHERE stage = 'champion'"),
-        ("CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
-        "WHERE stage = 'challenger'"),
-        ("CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
-        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL"),
+        "CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
+        "WHERE stage = 'champion'",
+        "CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
+        "WHERE stage = 'challenger'",
+        "CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
+        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL",
     ):
         conn.exec_driver_sql(statement)
 
@@ -247,43 +251,74 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-def schema_version(conn: Connection) -> int:
-    """The version the database is at: 0 for an empty database."""
-    if not inspect(conn).has_table("schema_version"):
+@dataclass(frozen=True)
+class SchemaHistory:
+    """One family of tables versioned together: its migrations and the table recording them."""
+
+    name: str  # for messages: "registry schema is version 7, ..."
+    version_table: str
+    migrations: tuple[Migration, ...]
+    lock_key: int  # PostgreSQL advisory lock key serializing concurrent first opens
+
+    @property
+    def latest(self) -> int:
+        return self.migrations[-1].version
+
+    def table(self) -> Table:
+        """The version table, same shape for every family (migration 1 of each creates it)."""
+        return Table(
+            self.version_table, MetaData(),
+            Column("version", Integer, primary_key=True, autoincrement=False),
+            Column("description", Text, nullable=False),
+            Column("applied_at", DateTime(timezone=True), nullable=False),
+        )
+
+
+REGISTRY = SchemaHistory("registry", "schema_version", MIGRATIONS, _MIGRATION_LOCK_KEY)
+
+
+def schema_version(conn: Connection, history: SchemaHistory = REGISTRY) -> int:
+    """The version the database is at for `history`: 0 when its tables do not exist yet."""
+    if not inspect(conn).has_table(history.version_table):
         return 0
-    found = conn.scalar(select(SchemaVersionRow.version).order_by(SchemaVersionRow.version.desc()).limit(1))
+    version = history.table().c.version
+    found = conn.scalar(select(version).order_by(version.desc()).limit(1))
     return int(found or 0)
 
 
-def migrate(engine: Engine, *, target: int = SCHEMA_VERSION) -> list[int]:
-    """Bring the database up to `target` in ONE transaction; return the versions applied.
+def migrate(engine: Engine, *, target: int | None = None, history: SchemaHistory = REGISTRY) -> list[int]:
+    """Bring the database up to `target` (default: the latest) in ONE transaction; return the
+    versions applied.
 
     A failing migration rolls everything back, leaving the database at its old version. A
     database newer than this code is refused rather than guessed at.
     """
+    newest = history.latest
+    target = newest if target is None else target
     applied: list[int] = []
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        found = schema_version(conn)
-        if found > SCHEMA_VERSION:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": history.lock_key})
+        found = schema_version(conn, history)
+        if found > newest:
             raise ConfigError(
-                f"registry schema is version {found}, newer than this ingot understands "
-                f"(up to {SCHEMA_VERSION}); upgrade ingot to use this registry"
+                f"{history.name} schema is version {found}, newer than this ingot understands "
+                f"(up to {newest}); upgrade ingot to use this database"
             )
-        for migration in MIGRATIONS:
+        versions = history.table()
+        for migration in history.migrations:
             if found < migration.version <= target:
                 try:
                     migration.apply(conn)
                     conn.execute(
-                        insert(SchemaVersionRow).values(
+                        insert(versions).values(
                             version=migration.version, description=migration.description,
                             applied_at=utc_now(),
                         )
                     )
                 except DBAPIError as err:
                     raise ConfigError(
-                        f"registry schema migration {migration.version} ({migration.description}) failed "
+                        f"{history.name} schema migration {migration.version} ({migration.description}) failed "
                         f"and was rolled back, the schema stays at version {found}: {_first_line(err)}"
                     ) from err
                 applied.append(migration.version)

@@ -98,29 +98,22 @@ class KubernetesActuator:
         wait_available(lambda: self.available(rollout, "champion", new),
                        f"{rollout.model}:{new} on the champion servers", self.load_timeout_s)
         self._set_versions(rollout, "champion", [old, new], new)
-        self._route(rollout, None, new)  # the champion's version moves (mode ingot pins it)
-        self._route(rollout, 0, new)
+        self._route(rollout, 0, new)  # one write: champion pinned to new (mode ingot), challenger share 0
         self.sleep(float(self.target.get("drain_s", 10.0)))
         self._set_versions(rollout, "champion", [new], new)
 
     # ------------------------------------------------------------------ objects
 
-    def _route(self, rollout: Rollout, weight: int | None, champion_version: int) -> None:
+    def _route(self, rollout: Rollout, weight: int, champion_version: int) -> None:
         if self.mode == "ingot":
             def change(obj: dict[str, Any]) -> dict[str, Any]:
-                import yaml
-
-                current = yaml.safe_load((obj.get("data") or {}).get(ROUTES_KEY) or "") or {}
-                w = weight if weight is not None else int((current.get("weights") or {}).get("challenger", 0))
-                table = routing_table(self.target, model=rollout.model, experiment=rollout.experiment, weight=w,
+                table = routing_table(self.target, model=rollout.model, experiment=rollout.experiment, weight=weight,
                                       champion_version=champion_version,
                                       challenger_version=rollout.challenger_version)
                 return {"data": {ROUTES_KEY: routing_yaml(table)}}
 
             self._update("configmap", self.target["routes_configmap"], change)
-        elif weight is None:
-            return  # routes select Services, not versions: the model config moves the version
-        elif self.mode == "gatewayAPI":
+        elif self.mode == "gatewayAPI":  # routes select Services; the model config moves the version
             for kind in ("httproutes", "grpcroutes"):
                 name = self.target.get(kind[:-1])
                 if name:

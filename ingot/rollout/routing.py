@@ -20,11 +20,18 @@ STABLE_LABEL = "stable"
 
 def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight: int,
                   champion_version: int, challenger_version: int) -> dict[str, Any]:
-    """The gateway's routing table for one state of a rollout."""
+    """The gateway's routing table for one state of a rollout. Once the champion serves the
+    challenger's version (promoted) the challenger upstream is left out: the gateway routes by
+    version and refuses two arms on one version."""
     if not 0 <= weight <= 100:
         raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
+    promoted = champion_version == challenger_version
+    if promoted and weight:
+        raise ConfigError(f"the champion already serves version {champion_version}; the challenger weight must be 0")
     upstreams = {}
-    for arm, version in (("champion", champion_version), ("challenger", challenger_version)):
+    arms = (("champion", champion_version),) if promoted else (("champion", champion_version),
+                                                                ("challenger", challenger_version))
+    for arm, version in arms:
         spec = target.get(arm) or {}
         for key, flag in (("rest", "rest URL"), ("grpc", "gRPC host:port")):
             if not spec.get(key):
@@ -36,7 +43,7 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         "salt": target.get("salt") or experiment,
         "caller_header": target.get("caller_header", "x-ingot-caller"),
         "weights": {"challenger": int(weight)},
-        "mirror": int(target.get("mirror", 0)),
+        "mirror": 0 if promoted else int(target.get("mirror", 0)),
         "upstreams": upstreams,
         "feedback_token_file": target.get("feedback_token_file", ""),
     }
@@ -61,8 +68,8 @@ def _check_shape(table: dict[str, Any]) -> None:
     weight = table.get("weights", {}).get("challenger")
     if not isinstance(weight, int) or not 0 <= weight <= 100:
         raise ConfigError(f"routing table weights.challenger {weight!r} must be an integer 0..100")
-    for arm in ("champion", "challenger"):
-        upstream = table.get("upstreams", {}).get(arm, {})
+    for arm in table.get("upstreams", {}):
+        upstream = table["upstreams"][arm]
         if not str(upstream.get("rest", "")).startswith(("http://", "https://")):
             raise ConfigError(f"routing table upstreams.{arm}.rest must be an http(s) URL, got {upstream.get('rest')!r}")
         if ":" not in str(upstream.get("grpc", "")):

@@ -83,6 +83,7 @@ class Target(Protocol):
 
     name: str
     version: int | None
+    signatures: Mapping[str, SignatureSpec]  # every signature, by name
 
     def signature(self, name: str, *, rest: bool = False) -> SignatureSpec: ...
 
@@ -114,7 +115,7 @@ class PredictCall:
     signature_name: str  # as sent ("" means serving_default)
     inputs: dict[str, np.ndarray]  # decoded and checked against the signature
     row_format: bool = False  # REST: "instances" (True) or "inputs"
-    body: bytes | None = None  # REST: the request body as received
+    body: bytes | None = None  # REST: the JSON body as received (after Content-Encoding is undone)
     grpc_request: Any = None  # gRPC: the PredictRequest as received
     output_filter: Sequence[str] = ()  # gRPC: the outputs asked for (empty: all)
 

@@ -4,26 +4,77 @@ in-flight tracking and request metrics. The handlers translate their wire format
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from ingot.protocol.images import DEFAULT_MAX_PIXELS
 from ingot.protocol.rest_json import JsonLimits
 from ingot.protocol.status import unavailable
+from ingot.protocol.tensors import TensorLimits
 from ingot.serving.backend import Backend
 from ingot.serving.metrics import ServingMetrics
+
+log = logging.getLogger("ingot.serving.requests")
+
+
+class RateLimitedLog:
+    """One-line warnings for what callers got wrong (malformed HTTP, undecodable protobuf, stalled
+    connections): at most `burst` per `interval_s`, then a count of what was left out. A flood of
+    bad requests costs a few lines, never tracebacks."""
+
+    def __init__(self, logger: logging.Logger, *, burst: int = 10, interval_s: float = 60.0) -> None:
+        self.logger = logger
+        self.burst = burst
+        self.interval_s = interval_s
+        self._window_start = float("-inf")
+        self._in_window = 0
+        self.suppressed = 0
+        self._lock = threading.Lock()
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start >= self.interval_s:
+                if self.suppressed:
+                    self.logger.warning("%d more client errors in the last %.0f s were not logged",
+                                        self.suppressed, self.interval_s)
+                self._window_start, self._in_window, self.suppressed = now, 0, 0
+            if self._in_window >= self.burst:
+                self.suppressed += 1
+                return
+            self._in_window += 1
+        self.logger.warning(message, *args)
 
 
 @dataclass(frozen=True)
 class RequestLimits:
-    max_body_bytes: int = 32 << 20
+    """What one request may cost; every limit is an `ingot serve` flag of the same name."""
+
+    max_body_bytes: int = 32 << 20  # REST body, before and after decompression (413)
     max_json_depth: int = 32
-    max_elements: int = 1 << 24
+    max_elements: int = 1 << 24  # per input tensor
     default_timeout_s: float = 30.0
+    max_decoded_bytes: int = 128 << 20  # all inputs of one request once decoded and expanded
+    max_batch_rows: int | None = 1024  # first (batch) dimension of a request's inputs
+    max_image_pixels: int | None = DEFAULT_MAX_PIXELS  # declared width x height of an encoded image
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this (slow loris)
+    body_timeout_s: float = 30.0  # ... and its body within this
+    idle_timeout_s: float = 60.0  # an idle keep-alive connection is closed after this
+    inline_parse_bytes: int = 64 << 10  # larger (or compressed) REST bodies parse in a worker process
+    parse_workers: int = 2
 
     @property
     def json(self) -> JsonLimits:
-        return JsonLimits(max_depth=self.max_json_depth, max_elements=self.max_elements)
+        return JsonLimits(max_depth=self.max_json_depth, max_elements=self.max_elements,
+                          max_bytes=self.max_decoded_bytes, max_rows=self.max_batch_rows)
+
+    @property
+    def tensors(self) -> TensorLimits:
+        return TensorLimits(max_elements=self.max_elements, max_bytes=self.max_decoded_bytes,
+                            max_rows=self.max_batch_rows)
 
 
 class FrontEnd:
@@ -33,6 +84,7 @@ class FrontEnd:
         self.limits = limits
         self.draining = False
         self.in_flight = 0
+        self.client_errors = RateLimitedLog(log)
 
     def check_accepting(self) -> None:
         """New predictions are refused (UNAVAILABLE, retryable) once shutdown has begun."""
@@ -82,26 +134,33 @@ class Listeners:
     """The REST (aiohttp) and gRPC (grpc.aio) listeners of one FrontEnd on the running event loop:
     what `ingot serve` and the gateway both run, whatever their backend."""
 
-    def __init__(self, front: FrontEnd, options: ListenOptions) -> None:
+    def __init__(self, front: FrontEnd, options: ListenOptions, *, rest_api: Any = None,
+                 grpc_services: Any = None) -> None:
+        """`rest_api(front, metrics_path=..., timeout_s=...)` and `grpc_services(server, front)`
+        replace the stock REST app and gRPC services (the gateway adds its routes and logging)."""
         self.front = front
         self.options = options
+        self._rest_api = rest_api
+        self._grpc_services = grpc_services
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: Any = None
         self._grpc: Any = None
+        self.parse_pool: Any = None
 
     async def start(self) -> None:
         opts = self.options
         if opts.rest_port is not None:
             from aiohttp import web
 
+            from ingot.serving.parsing import ParsePool
             from ingot.serving.rest import RestApi
 
-            api = RestApi(self.front, metrics_path=opts.metrics_path, timeout_s=opts.rest_timeout_s)
-            self._runner = web.AppRunner(
-                api.build_app(), access_log=None, shutdown_timeout=opts.shutdown_grace_s,
-                handle_signals=False,
-            )
+            self.parse_pool = ParsePool(self.front.limits.parse_workers)
+            self.parse_pool.start()  # workers start in the background
+            api = (self._rest_api or RestApi)(self.front, metrics_path=opts.metrics_path,
+                                              timeout_s=opts.rest_timeout_s, parse_pool=self.parse_pool)
+            self._runner = api.runner(shutdown_timeout=opts.shutdown_grace_s)
             await self._runner.setup()
             site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
             await site.start()
@@ -116,7 +175,7 @@ class Listeners:
                 ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ])
-            add_services(self._grpc, self.front)
+            (self._grpc_services or add_services)(self._grpc, self.front)
             address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
             self.grpc_port = self._grpc.add_insecure_port(address)
             await self._grpc.start()
@@ -135,3 +194,5 @@ class Listeners:
         await asyncio.gather(*tasks, return_exceptions=True)
         while self.front.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self.parse_pool is not None:
+            await asyncio.to_thread(self.parse_pool.stop)

@@ -4,6 +4,7 @@ handlers decode and check requests, then ask the backend (ingot.serving.backend)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -19,7 +20,8 @@ from tensorflow_serving.apis import (
 
 from ingot.protocol.documents import metadata_response, status_response
 from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
-from ingot.protocol.tensors import array_from_proto, array_to_proto, check_input_names
+from ingot.protocol.images import check_encoded_images
+from ingot.protocol.tensors import DecodeBudget, array_from_proto, array_to_proto, check_input_names
 from ingot.serving.backend import GRPC, ModelSpec, PredictCall, RequestContext
 from ingot.serving.frontend import FrontEnd
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 MAX_MESSAGE = 1024  # TF Serving truncates error messages at 1 KiB
+IMAGES_INLINE = 8
 
 
 def _fail(context: grpc.aio.ServicerContext, err: ServingError) -> None:
@@ -89,10 +92,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = target.signature(request.model_spec.signature_name)
         sent = {k: v for k, v in request.inputs.items()}
         check_input_names(signature, sent)  # before any conversion
+        limits = front.limits
+        budget = DecodeBudget(limits.max_decoded_bytes)
         inputs = {
-            k: array_from_proto(k, v, signature.inputs[k], max_elements=front.limits.max_elements)
+            k: array_from_proto(k, v, signature.inputs[k], max_elements=limits.max_elements,
+                                max_rows=limits.max_batch_rows, budget=budget)
             for k, v in sent.items()
         }
+        encoded = sum(len(v.string_val) for v in sent.values())
+        if encoded > IMAGES_INLINE:  # reading many image headers: off the event loop
+            await asyncio.to_thread(check_encoded_images, inputs, limits.max_image_pixels)
+        elif encoded:
+            check_encoded_images(inputs, limits.max_image_pixels)
         wanted = list(request.output_filter) or list(signature.outputs)
         seen: set[str] = set()
         for alias in wanted:
@@ -192,6 +203,62 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+class Undecodable:
+    """What a request deserializer returns for bytes that are not the expected message, so the
+    handler (not gRPC's framework, which would answer UNKNOWN) refuses it as INVALID_ARGUMENT."""
+
+    def __init__(self, message_name: str, size: int, error: BaseException) -> None:
+        self.message_name = message_name
+        self.size = size
+        self.error = error
+
+
+def _lenient(message_class: Any) -> Any:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except Exception as err:  # DecodeError, RecursionError, ...
+            return Undecodable(message_class.DESCRIPTOR.full_name, len(data), err)
+
+    return deserialize
+
+
+def _guarded(front: FrontEnd, method: Any, response_class: Any) -> Any:
+    async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            front.client_errors.warning("gRPC %s: %d request bytes are not a valid %s (%s)", context.peer(),
+                                        request.size, request.message_name, type(request.error).__name__)
+            _fail(context, invalid_argument(
+                f"the request is not a valid {request.message_name} message: {str(request.error)[:200]}"))
+            return response_class()
+        return await method(request, context)
+
+    return behavior
+
+
+def _generic_handler(front: FrontEnd, servicer: Any, service: Any) -> grpc.GenericRpcHandler:
+    """The service's methods as the generated add_*_to_server registers them, but with
+    deserializers that never raise."""
+    from google.protobuf.message_factory import GetMessageClass
+
+    handlers = {}
+    for method in service.methods:
+        request_class = GetMessageClass(method.input_type)
+        response_class = GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _guarded(front, getattr(servicer, method.name), response_class),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
 def add_services(server: grpc.aio.Server, front: FrontEnd) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(front), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(front), server)
+    from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
+
+    prediction = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+    models = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+    server.add_generic_rpc_handlers((
+        _generic_handler(front, PredictionServicer(front), prediction),
+        _generic_handler(front, ModelServicer(front), models),
+    ))

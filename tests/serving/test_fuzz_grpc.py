@@ -33,7 +33,42 @@ def tensor_protos(draw):
     elif choice == "float":
         proto.float_val.extend(draw(st.lists(st.floats(width=32), max_size=20)))
     elif choice == "string":
-        proto.string_val.extend(draw(st.lists(st.binary(max_size=30), max_size=5)))
+        proto.string_val.extend(draw(st.lists(st.one_of(st.binary(max_size=30), image_headers), max_size=5)))
+    return proto
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk declaring width x height (no pixel data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+# Encoded-image shapes: truncated headers and declared sizes up to decompression bombs.
+image_headers = st.one_of(
+    st.tuples(st.integers(1, 70000), st.integers(1, 70000)).map(lambda wh: _png_header(*wh)),
+    st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a\xff\xff\xff\xff", b"BM" + b"\xff" * 30]),
+)
+
+
+@st.composite
+def short_tensors(draw):
+    """Fewer values than the shape declares (TensorFlow repeats the last): claims far beyond the limits."""
+    from tensorflow.core.framework import tensor_pb2
+
+    string = draw(st.booleans())
+    proto = tensor_pb2.TensorProto(dtype=7 if string else 4)
+    shape = [draw(st.sampled_from([1, 64, 1025, 5461, 1_000_000, 2**40]))]
+    if not string:
+        shape += [16, 16, 3]
+    for d in shape:
+        proto.tensor_shape.dim.add().size = d
+    if string:
+        proto.string_val.append(draw(st.one_of(st.binary(max_size=8), st.just(b"x" * (1 << 20)), image_headers)))
+    else:
+        proto.int_val.append(draw(st.integers(0, 255)))
     return proto
 
 
@@ -65,6 +100,39 @@ def test_predict_never_answers_internal_errors(stub, proto, input_name, signatur
         prediction.Predict(request, timeout=30)
     except grpc.RpcError as err:
         assert err.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED), err.details()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(proto=short_tensors())
+def test_short_tensors_never_expand_past_the_limits(stub, proto):
+    from tensorflow_serving.apis import predict_pb2
+
+    _, prediction = stub
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "serving_bytes" if proto.dtype == 7 else ""
+    request.inputs["image_bytes" if proto.dtype == 7 else "images"].CopyFrom(proto)
+    try:
+        prediction.Predict(request, timeout=30)
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(payload=st.binary(max_size=200), method=st.sampled_from([
+    "/tensorflow.serving.PredictionService/Predict", "/tensorflow.serving.PredictionService/GetModelMetadata",
+    "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.ModelService/GetModelStatus",
+    "/tensorflow.serving.ModelService/HandleReloadConfigRequest"]))
+def test_raw_request_bytes_never_get_unknown_or_internal(stub, payload, method):
+    server, _ = stub
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call = channel.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        try:
+            call(payload, timeout=30)
+        except grpc.RpcError as err:
+            assert err.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (err.code(), err.details())
 
 
 def test_server_is_alive_after_grpc_fuzzing(stub):

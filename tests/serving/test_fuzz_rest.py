@@ -67,7 +67,30 @@ bodies = st.one_of(
     ).map(lambda d: json.dumps(d).encode()),
     st.binary(max_size=64),
     st.integers(1, 60).map(lambda depth: b'{"instances":' + b"[" * depth + b"1" + b"]" * depth + b"}"),
+    # The fast integer path with unbalanced or misplaced brackets.
+    st.lists(st.sampled_from([b"[", b"]", b"0", b",", b"7"]), max_size=30).map(
+        lambda parts: b'{"instances":[' + b"".join(parts) + b"]}"),
+    # The same JSON in UTF-16/32, where a multi-byte character can hide brackets from a byte scan.
+    st.tuples(json_values, st.sampled_from(["utf-16", "utf-16-be", "utf-32-le"])).map(
+        lambda vc: json.dumps({"instances": vc[0]}, ensure_ascii=False).encode(vc[1])),
 )
+
+encodings = st.sampled_from(["", "", "gzip", "deflate", "br", "gzip, gzip"])
+
+
+def _encode(body: bytes, encoding: str, mangle: int) -> bytes:
+    import gzip
+    import zlib
+
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    elif encoding == "deflate":
+        body = zlib.compress(body)
+    if mangle == 1:
+        body = body[: len(body) // 2]  # truncated stream
+    elif mangle == 2:
+        body = b"\x00garbage" + body
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +120,27 @@ def test_predict_never_answers_a_5xx_other_than_503(target, body, path):
         assert "predictions" in answer or "outputs" in answer
     else:
         assert set(answer) == {"error"} and answer["error"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=bodies, encoding=encodings, mangle=st.integers(0, 2),
+       path=st.one_of(st.sampled_from([f"/v1/models/{MODEL}:predict", "/v1/models/%0a:predict", "/v1/models/%0a"]),
+                      st.integers(1, 6000).map(lambda n: f"/v1/models/{MODEL}/versions/{'9' * n}:predict")))
+def test_compressed_bodies_and_odd_paths_get_json_answers(target, body, encoding, mangle, path):
+    _, connection = target
+    headers = {"Content-Type": "application/json"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    connection.request("POST", path, body=_encode(body, encoding, mangle), headers=headers)
+    response = connection.getresponse()
+    payload = response.read()
+    assert response.status < 500 or response.status == 503, (response.status, payload[:300])
+    assert response.getheader("Content-Type", "").startswith("application/json"), payload[:200]
+    answer = json.loads(payload)
+    assert ("predictions" in answer or "outputs" in answer) if response.status == 200 else set(answer) == {"error"}
+    if response.getheader("Connection", "").lower() == "close":
+        connection.close()
 
 
 def test_server_is_alive_after_fuzzing(target):

@@ -166,9 +166,39 @@ def test_serve_flags_are_tf_servings(tmp_path):
     assert options.model_config.model_config_list.config[0].name == "m"
 
 
+def test_hostile_input_limits_are_flags_with_sane_defaults(tmp_path):
+    from ingot.cli.serve import server_options
+
+    defaults = server_options(_serve_args(f"--model_base_path={tmp_path}")).limits
+    assert (defaults.max_decoded_bytes, defaults.max_batch_rows, defaults.max_image_pixels) == (128 << 20, 1024, 50_000_000)
+    assert (defaults.header_timeout_s, defaults.body_timeout_s, defaults.idle_timeout_s) == (10, 30, 60)
+    limits = server_options(_serve_args(
+        f"--model_base_path={tmp_path}", "--max_decoded_bytes=1000", "--max_batch_rows=0", "--max_image_pixels=0",
+        "--http_header_timeout_seconds=2", "--http_body_timeout_seconds=3", "--http_idle_timeout_seconds=4",
+        "--parse_workers=1",
+    )).limits
+    assert (limits.max_decoded_bytes, limits.max_batch_rows, limits.max_image_pixels) == (1000, None, None)
+    assert (limits.header_timeout_s, limits.body_timeout_s, limits.idle_timeout_s, limits.parse_workers) == (2, 3, 4, 1)
+    assert limits.json.max_bytes == 1000 and limits.json.max_rows is None
+    help_text = build_help()
+    for flag in ("--max_decoded_bytes", "--max_batch_rows", "--max_image_pixels", "--http_header_timeout_seconds",
+                 "--http_body_timeout_seconds", "--http_idle_timeout_seconds", "--parse_workers"):
+        assert flag in help_text
+
+
+def build_help() -> str:
+    from ingot.cli.main import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return subparsers.choices["serve"].format_help()
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
+        (["--model_base_path=B", "--max_decoded_bytes=0"], "--max_decoded_bytes must be positive"),
+        (["--model_base_path=B", "--max_batch_rows=-1"], "--max_batch_rows must be 0"),
         (["--model_base_path=B", "--batching_parameters_file=x"], "without --enable_batching"),
         (["--model_base_path=B", "--port=8600", "--rest_api_port=8600"], "must differ"),
         (["--model_base_path=B", "--port=0", "--rest_api_port=0"], "both APIs are disabled"),

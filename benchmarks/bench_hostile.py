@@ -1,0 +1,513 @@
+"""Hostile-input benchmark (issue 9): `ingot serve` as a real process, attacked as a caller could.
+
+1. Per hostile shape: the answer (HTTP status / gRPC code, JSON or not), the server's RSS growth
+   (VmRSS from /proc before and after), and the worst /healthz latency while the request is in
+   flight, next to the idle /healthz latency measured in the same run (the baseline).
+2. Slow-loris: how long the server keeps a connection that sends headers, or a body, too slowly.
+3. A seeded random fuzz run (default 10,000 REST and 2,000 gRPC cases: malformed HTTP, random
+   and near-valid JSON, compressed and mangled bodies, UTF-16/32, odd paths, image headers,
+   random TensorProtos, short tensors, undecodable bytes): server crashes, 5xx other than
+   503/504 and 501, non-JSON 4xx, gRPC UNKNOWN/INTERNAL, peak RSS (VmHWM), and how many log
+   lines the flood produced.
+
+    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import io
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL = "colours"
+SIZE = (16, 16)
+
+
+# --------------------------------------------------------------------------- server
+
+
+def export_tiny_model(workdir: Path) -> Path:
+    import keras
+
+    from ingot.export import export_saved_model, publish
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(*SIZE, 3), dtype="float32", name="images")
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    classes = ["red", "green", "blue"]
+    card = {"name": MODEL, "architecture": "tiny", "training_config": {"benchmark": True},
+            "data_hash": "sha256:" + "00" * 32, "metrics": {"accuracy": 0.0, "per_class": {c: {} for c in classes}},
+            "confidence_baseline": {}}
+    artifact = export_saved_model(model, workdir / "export", class_names=classes, image_size=SIZE, model_card=card)
+    return Path(publish(artifact, workdir / "repo", MODEL).path).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base: Path, workdir: Path) -> None:
+        self.rest_port, self.grpc_port = free_port(), free_port()
+        self.log_path = workdir / "serve.log"
+        self.log = open(self.log_path, "w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={self.grpc_port}",
+             f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("ingot serve exited:\n" + self.log_path.read_text()[-3000:])
+            try:
+                if http_request("GET", "/readyz", port=self.rest_port)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("ingot serve did not become ready")
+
+    def status(self, key: str) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    @property
+    def rss(self) -> int:
+        return self.status("VmRSS")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def http_request(method: str, path: str, body: bytes | None = None, headers: dict | None = None, *,
+                 port: int, timeout: float = 60.0) -> tuple[int, dict, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 60.0) -> tuple[int, dict, bytes, float]:
+    """Bytes on a fresh connection → (status, headers, body, seconds until the server closed)."""
+    started = time.monotonic()
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+            pass
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        status = 0
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if "content-length" in headers:
+        body = body[: int(headers["content-length"])]
+    return status, headers, body, time.monotonic() - started
+
+
+def is_json_error(headers: dict, body: bytes) -> bool:
+    if not headers.get("content-type", "").startswith("application/json"):
+        return False
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and set(answer) == {"error"} and bool(answer["error"])
+
+
+def grpc_call(port: int, method: str, payload: bytes, timeout: float = 60.0):
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        call = channel.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        try:
+            call(payload, timeout=timeout)
+            return "OK", ""
+        except grpc.RpcError as err:
+            return err.code().name, err.details() or ""
+
+
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+
+
+def predict_bytes(inputs: dict, signature: str = "") -> bytes:
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = signature
+    for name, proto in inputs.items():
+        request.inputs[name].CopyFrom(proto)
+    return request.SerializeToString()
+
+
+def short_tensor(dtype: int, shape, value):
+    from tensorflow.core.framework import tensor_pb2
+
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    for d in shape:
+        proto.tensor_shape.dim.add().size = d
+    (proto.string_val if dtype == 7 else proto.int_val).append(value)
+    return proto
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+# --------------------------------------------------------------------------- 1. hostile shapes
+
+
+def healthz_during(server: Server, attack) -> tuple[float, object]:
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(value=attack()))
+    thread.start()
+    worst = 0.0
+    while thread.is_alive():
+        started = time.perf_counter()
+        http_request("GET", "/healthz", port=server.rest_port)
+        worst = max(worst, time.perf_counter() - started)
+        time.sleep(0.02)
+    thread.join()
+    return worst, result.get("value")
+
+
+def hostile_shapes(server: Server) -> list[tuple[str, str, object]]:
+    port, gport = server.rest_port, server.grpc_port
+    predict_path = f"/v1/models/{MODEL}:predict"
+
+    def rest(body: bytes, headers: dict | None = None, path: str = predict_path):
+        def go():
+            status, h, b = http_request("POST", path, body, {"Content-Type": "application/json", **(headers or {})}, port=port)
+            return f"{status} {'JSON' if is_json_error(h, b) or status == 200 else 'NOT-JSON'}"
+        return go
+
+    def raw(data: bytes):
+        def go():
+            status, h, b, _ = raw_exchange(port, data)
+            return f"{status} {'JSON' if is_json_error(h, b) else 'NOT-JSON'}"
+        return go
+
+    def grpc(payload: bytes):
+        def go():
+            code, details = grpc_call(gport, PREDICT, payload)
+            return f"{code}: {details[:70]}"
+        return go
+
+    head = "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n"
+    bomb = zlib.compress(b"\0" * (1 << 30), 9)
+    six_million = b'{"instances": [' + b",".join([b"0.5"] * 6_000_000) + b"]}"
+    image_bomb = png_bytes(20000, 20000)
+    deep16 = ('{"instances": ' + "[" * 40 + "1" + "]" * 40 + "}").encode("utf-16")
+    return [
+        ("1 gRPC string [1000] x one 1 MiB value", "", grpc(predict_bytes({"image_bytes": short_tensor(7, [1000], b"x" * (1 << 20))}, "serving_bytes"))),
+        ("1 gRPC string [1000000] x one 1 KiB value", "", grpc(predict_bytes({"image_bytes": short_tensor(7, [1_000_000], b"x" * 1024)}, "serving_bytes"))),
+        ("1 gRPC uint8 [5461,16,16,3], one value (40 B)", "", grpc(predict_bytes({"images": short_tensor(4, [5461, 16, 16, 3], 7)}))),
+        ("2 unbalanced fast-path JSON", "", rest(b'{"instances":[0]]][[0]}')),
+        ("2 corrupt gzip body", "", rest(b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})),
+        ("2 version with 5000 digits", "", raw(f"GET /v1/models/{MODEL}/versions/{'9' * 5000} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())),
+        ("2 non-UTF-8 Expect header", "", raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: \xff\xfe\r\n\r\n")),
+        ("3 duplicate Content-Length", "", raw(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}")),
+        ("3 duplicate Host", "", raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n")),
+        ("3 duplicate Content-Type", "", raw(head.format(predict_path, 2, "Content-Type: application/json\r\nContent-Type: text/plain\r\n").encode() + b"{}")),
+        ("3 Transfer-Encoding with Content-Length", "", raw(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}")),
+        ("3 URL of 20 KB", "", raw(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")),
+        ("3 header of 20 KB", "", raw(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"b" * 20000 + b"\r\n\r\n")),
+        ("3 bad method", "", raw(b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n")),
+        ("3 bad HTTP version", "", raw(b"GET / HTTP/7.7\r\nHost: x\r\n\r\n")),
+        ("3 HTTP/1.1 without Host", "", raw(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")),
+        ("3 unknown Expect", "", raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n")),
+        ("3 path /v1/models/%0a", "", raw(b"GET /v1/models/%0a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
+        ("4 gRPC undecodable bytes", "", grpc(b"\xff\xff\xff\xff")),
+        ("5 deflate bomb 1 MiB -> 1 GiB", f"{len(bomb)} B", rest(bomb, {"Content-Encoding": "deflate"})),
+        ("5 JSON with 6,000,000 numbers", f"{len(six_million)} B", rest(six_million)),
+        ("6 UTF-16 JSON, nesting 40", "", rest(deep16)),
+        ("7 PNG declaring 20000x20000", f"{len(image_bomb)} B", rest(json.dumps({
+            "signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(image_bomb).decode()}]}).encode())),
+    ]
+
+
+# --------------------------------------------------------------------------- 3. fuzz cases
+
+
+def random_json(rng: random.Random, depth: int = 0):
+    kind = rng.random()
+    if depth > 4 or kind < 0.4:
+        return rng.choice([None, True, False, rng.randint(-300, 300), rng.random() * 1e6, 2**70, "x" * rng.randint(0, 5),
+                           float("nan") if rng.random() < 0.1 else 1.5])
+    if kind < 0.75:
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ["instances", "inputs", "signature_name", "b64", "images", "image_bytes", "x"]
+    return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+
+
+def pixel_tensor(rng: random.Random):
+    dims = [rng.randint(0, 3), rng.choice([15, 16]), rng.choice([16, 1]), rng.choice([3, 2])]
+    value = rng.choice([rng.randint(-3, 258), rng.random() * 255, True, "a"])
+    for d in reversed(dims):
+        value = [value] * d
+    return value
+
+
+def b64_item(rng: random.Random):
+    choice = rng.random()
+    if choice < 0.3:
+        data = png_header(rng.randint(1, 70000), rng.randint(1, 70000))
+    elif choice < 0.5:
+        data = rng.choice([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM" + b"\xff" * 30])
+    else:
+        data = rng.randbytes(rng.randint(0, 64))
+    return {"b64": base64.b64encode(data).decode()} if rng.random() < 0.9 else {"b64": "%%%"}
+
+
+def rest_case(rng: random.Random) -> tuple[str, bytes, dict]:
+    """(path, raw request bytes to send, info) for one fuzz case."""
+    paths = [f"/v1/models/{MODEL}:predict", f"/v1/models/{MODEL}/versions/1:predict", f"/v1/models/{MODEL}/labels/x:predict",
+             f"/v1/models/{MODEL}", f"/v1/models/{MODEL}/metadata", "/v1/models/%0a", "/v1/models/%0a:predict",
+             f"/v1/models/{MODEL}/versions/{'9' * rng.randint(1, 6000)}:predict", f"/v1/models/{MODEL}:classify", "/nowhere"]
+    kind = rng.random()
+    if kind < 0.12:  # malformed HTTP
+        return "", rng.choice([
+            b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/7.7\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+            b"GET /" + b"a" * rng.randint(9000, 20000) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"b" * 20000 + b"\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: " + rng.randbytes(4).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n\r\n",
+            b"POST /v1/models/x:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            rng.randbytes(rng.randint(1, 200)) + b"\r\n\r\n",
+        ]), {"kind": "http"}
+    doc_kind = rng.random()
+    if doc_kind < 0.3:
+        body = json.dumps(random_json(rng)).encode()
+    elif doc_kind < 0.6:
+        key = rng.choice(["instances", "inputs"])
+        value = pixel_tensor(rng) if rng.random() < 0.6 else [b64_item(rng) for _ in range(rng.randint(0, 3))]
+        doc = {key: value}
+        if rng.random() < 0.5:
+            doc["signature_name"] = rng.choice(["serving_default", "serving_bytes", "", "nope"])
+        body = json.dumps(doc).encode()
+    elif doc_kind < 0.75:
+        body = b'{"instances":[' + b"".join(rng.choice([b"[", b"]", b"0", b",", b"7"]) for _ in range(rng.randint(0, 30))) + b"]}"
+    elif doc_kind < 0.85:
+        body = json.dumps({"instances": random_json(rng)}, ensure_ascii=False).encode(rng.choice(["utf-16", "utf-32-le", "utf-16-be"]))
+    else:
+        body = rng.randbytes(rng.randint(0, 100))
+    headers = {"Content-Type": rng.choice(["application/json", "application/json; charset=utf-16", "text/plain"])}
+    encoding = rng.choice(["", "", "", "gzip", "deflate", "br"])
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    elif encoding == "deflate":
+        body = zlib.compress(body)
+    if encoding and rng.random() < 0.3:
+        body = body[: len(body) // 2]
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    method = "POST" if rng.random() < 0.9 else rng.choice(["GET", "PUT", "DELETE"])
+    path = rng.choice(paths)
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return path, head.encode() + b"\r\n" + body, {"kind": "api"}
+
+
+def grpc_case(rng: random.Random) -> tuple[str, bytes]:
+    from tensorflow.core.framework import tensor_pb2
+
+    methods = [PREDICT, "/tensorflow.serving.PredictionService/GetModelMetadata",
+               "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.ModelService/GetModelStatus"]
+    kind = rng.random()
+    if kind < 0.25:
+        return rng.choice(methods), rng.randbytes(rng.randint(0, 200))
+    if kind < 0.45:
+        string = rng.random() < 0.5
+        shape = [rng.choice([1, 64, 1025, 5461, 1_000_000, 2**40])] + ([] if string else [16, 16, 3])
+        value = rng.choice([b"x", b"x" * (1 << 20), png_header(rng.randint(1, 70000), rng.randint(1, 70000))]) if string else rng.randint(0, 255)
+        return PREDICT, predict_bytes({"image_bytes" if string else "images": short_tensor(7 if string else 4, shape, value)},
+                                      "serving_bytes" if string else "")
+    proto = tensor_pb2.TensorProto(dtype=rng.choice([0, 1, 2, 3, 4, 7, 9, 10, 14, 19, 23, 99]))
+    for _ in range(rng.randint(0, 5)):
+        proto.tensor_shape.dim.add().size = rng.choice([-2, -1, 0, 1, 2, 3, 16, 2**31, 2**62])
+    choice = rng.choice(["content", "int", "float", "string", "none"])
+    if choice == "content":
+        proto.tensor_content = rng.randbytes(rng.randint(0, 2304))
+    elif choice == "int":
+        proto.int_val.extend(rng.randint(-(2**31), 2**31 - 1) for _ in range(rng.randint(0, 20)))
+    elif choice == "float":
+        proto.float_val.extend(rng.random() for _ in range(rng.randint(0, 20)))
+    elif choice == "string":
+        proto.string_val.extend(rng.randbytes(rng.randint(0, 30)) for _ in range(rng.randint(0, 5)))
+    name = rng.choice(["images", "image_bytes", "x"])
+    return PREDICT, predict_bytes({name: proto}, rng.choice(["", "serving_bytes", "nope"]))
+
+
+def run_fuzz(server: Server, rest_cases: int, grpc_cases: int, seed: int) -> dict:
+    import grpc
+
+    rng = random.Random(seed)
+    stats: dict = {"rest_status": Counter(), "bad_5xx": [], "non_json_4xx": [], "grpc": Counter(), "grpc_bad": []}
+    rss_before = server.rss
+    started = time.perf_counter()
+    for _ in range(rest_cases):
+        path, data, info = rest_case(rng)
+        status, headers, body, _ = raw_exchange(server.rest_port, data)
+        stats["rest_status"][status] += 1
+        json_ok = is_json_error(headers, body) or (status == 200 and headers.get("content-type", "").startswith("application/json"))
+        if status >= 500 and status not in (503, 504) and not (status == 501 and json_ok):
+            stats["bad_5xx"].append((status, data[:80], body[:120]))
+        if 400 <= status < 500 and not json_ok:
+            stats["non_json_4xx"].append((status, data[:80], body[:120]))
+        if status == 0 and not server.alive():
+            break
+    stats["rest_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        calls = {}
+        for _ in range(grpc_cases):
+            method, payload = grpc_case(rng)
+            call = calls.setdefault(method, channel.unary_unary(method, request_serializer=lambda b: b,
+                                                                response_deserializer=lambda b: b))
+            try:
+                call(payload, timeout=60)
+                code = "OK"
+            except grpc.RpcError as err:
+                code = err.code().name
+                if code in ("UNKNOWN", "INTERNAL"):
+                    stats["grpc_bad"].append((method, payload[:40], err.details()))
+            stats["grpc"][code] += 1
+    stats["grpc_s"] = time.perf_counter() - started
+    stats["rss_growth"] = server.rss - rss_before
+    return stats
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rest-cases", type=int, default=10_000)
+    parser.add_argument("--grpc-cases", type=int, default=2_000)
+    parser.add_argument("--seed", type=int, default=9)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+        workdir = Path(tmp)
+        base = export_tiny_model(workdir)
+        server = Server(base, workdir)
+        try:
+            idle = []
+            for _ in range(50):
+                t = time.perf_counter()
+                http_request("GET", "/healthz", port=server.rest_port)
+                idle.append(time.perf_counter() - t)
+            idle_p50, idle_max = float(np.median(idle)) * 1000, max(idle) * 1000
+            print(f"baseline: idle /healthz p50 {idle_p50:.1f} ms, max {idle_max:.1f} ms; server RSS {server.rss >> 20} MiB")
+
+            print("\n1. hostile shapes (defect number, shape): answer | RSS growth | worst /healthz during | ratio to idle max")
+            for label, size, attack in hostile_shapes(server):
+                before = server.rss
+                worst, answer = healthz_during(server, attack)
+                growth = (server.rss - before) / (1 << 20)
+                print(f"  {label:45s} {size:>11s}  {str(answer)[:80]:80s} | {growth:+6.1f} MiB | "
+                      f"{worst * 1000:7.1f} ms | {worst * 1000 / idle_max:5.1f}x")
+
+            print("\n2. stalled connections (server defaults: header 10 s, body 30 s):")
+            for label, data in (
+                ("headers never finished", b"POST /v1/models/x:predict HTTP/1.1\r\nHost: x\r\n"),
+                ("body 10 of 1000 bytes", f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode() + b'{"inst'),
+            ):
+                status, headers, body, seconds = raw_exchange(server.rest_port, data, timeout=120)
+                print(f"  {label:30s} {status} {'JSON' if is_json_error(headers, body) else 'NOT-JSON'}, closed by the server after {seconds:.1f} s")
+
+            log_start = server.log_path.stat().st_size
+            print(f"\n3. fuzz: {args.rest_cases} REST and {args.grpc_cases} gRPC cases (seed {args.seed})")
+            stats = run_fuzz(server, args.rest_cases, args.grpc_cases, args.seed)
+            time.sleep(0.5)
+            with open(server.log_path, "rb") as log:
+                log.seek(log_start)
+                flood = log.read().decode("utf-8", errors="replace")
+            print(f"  server crashed: {'NO' if server.alive() else 'YES'}")
+            print(f"  REST statuses: {dict(sorted(stats['rest_status'].items()))} in {stats['rest_s']:.1f} s")
+            print(f"  REST 5xx other than 503/504 and a JSON 501: {len(stats['bad_5xx'])}")
+            for case in stats["bad_5xx"][:5]:
+                print(f"    {case}")
+            print(f"  REST 4xx without a JSON body: {len(stats['non_json_4xx'])}")
+            for case in stats["non_json_4xx"][:5]:
+                print(f"    {case}")
+            print(f"  gRPC codes: {dict(sorted(stats['grpc'].items()))} in {stats['grpc_s']:.1f} s")
+            print(f"  gRPC UNKNOWN/INTERNAL: {len(stats['grpc_bad'])}")
+            for case in stats["grpc_bad"][:5]:
+                print(f"    {case}")
+            print(f"  server RSS growth over the fuzz run: {stats['rss_growth'] / (1 << 20):+.1f} MiB; "
+                  f"peak RSS (VmHWM) {server.status('VmHWM') >> 20} MiB")
+            print(f"  log during the fuzz run: {len(flood.splitlines())} lines, {len(flood)} bytes, "
+                  f"{flood.count('Traceback')} tracebacks")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

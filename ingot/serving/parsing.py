@@ -1,0 +1,93 @@
+"""REST predict bodies decoded off the event loop, in worker processes.
+
+Decompressing and parsing a large body is CPU work that holds the GIL for long stretches
+(json.loads of six million numbers is one C call of seconds), so a thread would still stall the
+event loop that /healthz and gRPC share. Small plain bodies are parsed inline (microseconds);
+anything larger, and every compressed body, goes to a small pool of worker processes that
+decompresses with a hard cap, checks the encoding, parses, validates against the signature and
+measures encoded images, then sends back the numpy inputs (or the ServingError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+from typing import Mapping
+
+from ingot.protocol.images import check_encoded_images
+from ingot.protocol.rest_json import JsonLimits, PredictRequest, decode_content, parse_predict_request
+from ingot.protocol.status import unavailable
+from ingot.protocol.tensors import SignatureSpec, find_signature
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    json: JsonLimits
+    max_body_bytes: int  # after decompression too
+    max_image_pixels: int | None
+
+
+def decode_predict_body(body: bytes, content_encoding: str, signatures: Mapping[str, SignatureSpec],
+                        limits: BodyLimits) -> tuple[PredictRequest, bytes]:
+    """Everything CPU-heavy about a REST predict body, in one call (inline or in a worker):
+    → (validated inputs, the JSON body after decompression)."""
+    if content_encoding:
+        body = decode_content(body, content_encoding, limits.max_body_bytes)
+    parsed = parse_predict_request(body, partial(find_signature, signatures, rest=True), limits.json)
+    check_encoded_images(parsed.inputs, limits.max_image_pixels)
+    return parsed, body
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class ParsePool:
+    """Worker processes for `decode_predict_body`, started at server start (so the first large
+    request does not pay for the start-up) and replaced if one dies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                # spawn: never fork a process that runs TensorFlow and gRPC threads.
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._executor
+
+    def start(self) -> list[Future]:
+        pool = self._pool()
+        return [pool.submit(_ready) for _ in range(self.workers)]
+
+    async def decode(self, body: bytes, content_encoding: str, signatures: Mapping[str, SignatureSpec],
+                     limits: BodyLimits) -> tuple[PredictRequest, bytes]:
+        pool = self._pool()
+        try:
+            return await asyncio.wrap_future(
+                pool.submit(decode_predict_body, body, content_encoding, dict(signatures), limits)
+            )
+        except BrokenProcessPool:
+            log.error("a request-parsing worker died (out of memory?); starting new workers")
+            with self._lock:
+                if self._executor is pool:
+                    self._executor = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise unavailable("the server could not parse this request (a parsing worker failed); retry") from None
+
+    def stop(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
