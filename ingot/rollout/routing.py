@@ -43,7 +43,7 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         "salt": target.get("salt") or experiment,
         "caller_header": target.get("caller_header", "x-ingot-caller"),
         "weights": {"challenger": int(weight)},
-        "mirror": 0 if promoted else int(target.get("mirror", 0)),
+        "mirror": 0 if promoted else target.get("mirror", 0),
         "upstreams": upstreams,
         "feedback_token_file": target.get("feedback_token_file", ""),
     }
