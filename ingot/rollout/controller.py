@@ -76,7 +76,11 @@ class Controller:
 
         self.registry = registry
         self.store = RolloutStore(registry)
-        self.log_engine = log_engine or registry.engine
+        if log_engine is None:  # the log in the registry's database, its tables created if missing
+            from ingot.inference_log.store import InferenceLogStore
+
+            log_engine = InferenceLogStore(registry.engine).engine
+        self.log_engine = log_engine
         self.actuator_factory = actuator_factory or actuator_for
         self.holder = holder or default_holder()
         self.lease_ttl_s = lease_ttl_s

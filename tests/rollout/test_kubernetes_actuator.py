@@ -156,7 +156,6 @@ def test_missing_forbidden_and_foreign_objects_are_clear_errors(api):
 
 
 def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes_api(api, tmp_path, monkeypatch):
-    from ingot.inference_log.schema import metadata as log_metadata
     from ingot.registry import Registry, Stage
     from ingot.rollout.analysis import Policy
     from ingot.rollout.controller import Controller
@@ -168,7 +167,6 @@ def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes
     with Registry.from_url(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
         for version in (1, 2, 3):
             publish(registry, "digits", version)
-        log_metadata.create_all(registry.engine)
         controller = Controller(registry, actuator_factory=lambda t: KubernetesActuator(api.client, t))
         ingot_target = target("ingot", routes_configmap="digits-routes")
 

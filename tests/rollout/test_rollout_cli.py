@@ -16,7 +16,6 @@ import yaml
 from sqlalchemy.exc import OperationalError
 
 from ingot.cli.main import main
-from ingot.inference_log.schema import metadata as log_metadata
 from ingot.registry import Registry, Stage
 from ingot.rollout.controller import Controller
 from ingot.rollout.service import JudgeServer, RolloutMetrics, handle
@@ -32,7 +31,6 @@ def setup(tmp_path, monkeypatch):
     with Registry.from_url(url) as registry:
         publish(registry, MODEL, 1)
         publish(registry, MODEL, 2)
-        log_metadata.create_all(registry.engine)
     monkeypatch.setenv("INGOT_REGISTRY_URL", url)
     monkeypatch.delenv("INGOT_LOG_URL", raising=False)
     monkeypatch.delenv("INGOT_ROLLOUT_TARGET", raising=False)
