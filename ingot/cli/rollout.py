@@ -226,6 +226,9 @@ def format_status(doc: dict[str, Any]) -> str:
         low, high = doc["interval"]
         lines.append(f"  difference {doc['difference']:+.4f}, always-valid interval [{low:+.4f}, {high:+.4f}], "
                      f"statistic {doc['statistic']:.4g}")
+    srm = doc.get("srm_p")
+    lines.append(f"  sample-ratio check: p = {srm:.3g}" if srm is not None else
+                 "  sample-ratio check: not computed yet (needs the weight step's assigned requests)")
     lines.append(f"  decision: {doc['decision']}")
     lines.extend(f"  - {reason}" for reason in doc.get("reasons") or [])
     lines.extend(f"  - held: {hold}" for hold in doc.get("holds") or [])
