@@ -24,8 +24,9 @@ COMMAND_MODULES = (
     "ingot.cli.predict",
     "ingot.cli.gateway",
     "ingot.cli.feedback",
-    "ingot.cli.ab",
     "ingot.cli.rollout",
+    "ingot.cli.ab",
+    "ingot.cli.monitor",
 )
 
 

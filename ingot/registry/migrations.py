@@ -240,6 +240,38 @@ def _v5_rollouts(conn: Connection) -> None:
     )
 
 
+def _v6_drift_triggers(conn: Connection) -> None:
+    """The drift monitor's retraining triggers: when, why (reason and the window's statistics),
+    which run, and its state. The partial unique index lets the database, not the monitor, hold
+    "at most one triggered run in flight per model", so two racing monitors cannot both start one.
+    """
+    metadata = MetaData()
+    Table(
+        "drift_triggers", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("model", String(128), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("statistics", json_type(), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("backend", String(16), nullable=False),
+        Column("run_id", String(256), nullable=True),
+        Column("log_path", Text, nullable=True),
+        Column("pid", Integer, nullable=True),
+        Column("host", String(256), nullable=True),
+        Column("finished_at", DateTime(timezone=True), nullable=True),
+        Column("detail", Text, nullable=True),
+        CheckConstraint("state IN ('starting', 'running', 'succeeded', 'failed')", name="ck_drift_triggers_state"),
+        CheckConstraint("backend IN ('local', 'kfp')", name="ck_drift_triggers_backend"),
+        Index("ix_drift_triggers_model_created", "model", "created_at"),
+    )
+    metadata.create_all(conn)
+    conn.exec_driver_sql(
+        "CREATE UNIQUE INDEX uq_drift_triggers_one_in_flight ON drift_triggers (model) "
+        "WHERE state IN ('starting', 'running')"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: models, model_versions, stage_events", _v1_initial),
     Migration(2, "status_reason, pipeline-run and stage indexes, one champion/challenger per model",
@@ -247,6 +279,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "append-only stage_events enforced by the database", _v3_append_only_events),
     Migration(4, "index for a model's newest records", _v4_recent_records_index),
     Migration(5, "rollouts, rollout_transitions, rollout_leases", _v5_rollouts),
+    Migration(6, "drift monitor triggers, one in flight per model", _v6_drift_triggers),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

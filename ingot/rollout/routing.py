@@ -26,11 +26,12 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
     if not 0 <= weight <= 100:
         raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
     promoted = champion_version == challenger_version
-    if promoted and weight:
-        raise ConfigError(f"the champion already serves version {champion_version}; the challenger weight must be 0")
     upstreams = {}
-    arms = (("champion", champion_version),) if promoted else (("champion", champion_version),
-                                                                ("challenger", challenger_version))
+    arms = [("champion", champion_version), ("challenger", challenger_version)]
+    if promoted:
+        # Promoted: the champion's servers serve the new version, so the challenger's share has
+        # nowhere else to go; the pin moves and the challenger leaves the table in one write.
+        arms, weight = arms[:1], 0
     for arm, version in arms:
         spec = target.get(arm) or {}
         for key, flag in (("rest", "rest URL"), ("grpc", "gRPC host:port")):
@@ -50,30 +51,11 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
 
 
 def routing_yaml(table: dict[str, Any]) -> str:
-    """YAML text of a table, checked by the gateway's own validator when the gateway is installed
-    (so the controller never writes a table the gateway would refuse), else by the shape here."""
-    try:
-        from ingot.gateway.routing import dump  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        dump = None
-    if dump is not None:
-        return str(dump(table))
-    import yaml
+    """YAML text of a table, checked by the gateway's own validator, so the controller never
+    writes a table the gateway would refuse."""
+    from ingot.gateway.routing import dump
 
-    _check_shape(table)
-    return yaml.safe_dump(table, sort_keys=False)
-
-
-def _check_shape(table: dict[str, Any]) -> None:
-    weight = table.get("weights", {}).get("challenger")
-    if not isinstance(weight, int) or not 0 <= weight <= 100:
-        raise ConfigError(f"routing table weights.challenger {weight!r} must be an integer 0..100")
-    for arm in table.get("upstreams", {}):
-        upstream = table["upstreams"][arm]
-        if not str(upstream.get("rest", "")).startswith(("http://", "https://")):
-            raise ConfigError(f"routing table upstreams.{arm}.rest must be an http(s) URL, got {upstream.get('rest')!r}")
-        if ":" not in str(upstream.get("grpc", "")):
-            raise ConfigError(f"routing table upstreams.{arm}.grpc must be host:port, got {upstream.get('grpc')!r}")
+    return dump(table)
 
 
 def model_config_text(model: str, base_path: str, versions: list[int], stable: int) -> str:
