@@ -94,7 +94,8 @@ class KubernetesActuator:
 
     def promote(self, rollout: Rollout) -> None:
         old, new = rollout.champion_version, rollout.challenger_version
-        self._set_versions(rollout, "champion", [old, new], old)
+        if self._stable_version(rollout, "champion") != new:  # a resumed promotion never moves it back
+            self._set_versions(rollout, "champion", [old, new], old)
         wait_available(lambda: self.available(rollout, "champion", new),
                        f"{rollout.model}:{new} on the champion servers", self.load_timeout_s)
         self._set_versions(rollout, "champion", [old, new], new)
@@ -121,6 +122,23 @@ class KubernetesActuator:
         else:
             self._update("virtualservices", self.target["virtualservice"],
                          lambda obj: _istio_weights(obj, self.target, weight))
+
+    def _stable_version(self, rollout: Rollout, arm: str) -> int | None:
+        """The version the arm's model config labels `stable` now (None when unmanaged or unreadable)."""
+        from kubernetes.client import ApiException
+
+        from ingot.serving.config import parse_model_server_config
+
+        name = (self.target.get("model_configmaps") or {}).get(arm)
+        if not name:
+            return None
+        try:
+            text = (self._get("configmap", name).get("data") or {}).get(MODEL_CONFIG_KEY) or ""
+            config = parse_model_server_config(text, source=f"ConfigMap {self.namespace}/{name}")
+        except (ApiException, ConfigError):
+            return None  # the write that follows reports the problem
+        entries = [c for c in config.model_config_list.config if c.name == rollout.model]
+        return int(entries[0].version_labels.get(STABLE_LABEL, 0)) or None if entries else None
 
     def _set_versions(self, rollout: Rollout, arm: str, versions: list[int], stable: int) -> None:
         name = (self.target.get("model_configmaps") or {}).get(arm)

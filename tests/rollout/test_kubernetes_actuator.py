@@ -191,3 +191,16 @@ def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes
         champion_config = api.get(CM, NS, "digits-champion-model-config")["data"]["models.config"]
         assert versions_in(champion_config) == ([3], {"stable": 3})
         assert registry.champion("digits").version == 3
+
+
+def test_a_resumed_promotion_never_moves_the_champion_label_back(api, monkeypatch):
+    """Killed after the label moved to v2: the rerun goes forward only."""
+    api.put(CM, NS, "digits-routes", {"metadata": {"labels": OWNED}, "data": {"routes.yaml": ""}})
+    api.put(CM, NS, "digits-champion-model-config", {"metadata": {"labels": OWNED}, "data": {"models.config": (
+        'model_config_list { config { name: "digits" base_path: "/models/digits" model_platform: "tensorflow" '
+        'model_version_policy { specific { versions: 1 versions: 2 } } version_labels { key: "stable" value: 2 } } }')}})
+    actuator = KubernetesActuator(api.client, target("ingot", routes_configmap="digits-routes"))
+    monkeypatch.setattr(actuator, "available", lambda rollout, arm, version: True)
+    actuator.promote(ROLLOUT)
+    history = [versions_in(p["data"]["models.config"]) for p in api.patches() if "models.config" in p.get("data", {})]
+    assert history == [([1, 2], {"stable": 2}), ([2], {"stable": 2})]
