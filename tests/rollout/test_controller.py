@@ -269,3 +269,14 @@ def test_a_controller_process_killed_mid_promotion_is_finished_by_another(staged
     assert staged.champion(MODEL).version == 2
     pids = [line.split()[0] for line in actions.read_text().splitlines() if line.split()[1] == "promote"]
     assert len(pids) == 2 and pids[0] != pids[1]  # the second process ran the promotion again, to the end
+
+
+def test_only_a_candidate_can_be_tested_and_nothing_is_written_otherwise(staged, actuator):
+    controller = controller_for(staged, actuator)
+    with pytest.raises(ConfigError, match="digits:1 is champion; only a READY candidate"):
+        controller.start(MODEL, 1, steps=[10], policy=POLICY, target=TARGET)
+    controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    controller.override(MODEL, "rollback", reason="bad", actor="bob")
+    with pytest.raises(ConfigError, match="digits:2 is rejected"):
+        controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    assert len(controller.store.list(MODEL)) == 1
