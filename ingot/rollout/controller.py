@@ -76,7 +76,11 @@ class Controller:
 
         self.registry = registry
         self.store = RolloutStore(registry)
-        self.log_engine = log_engine or registry.engine
+        if log_engine is None:  # the log in the registry's database, its tables created if missing
+            from ingot.inference_log.store import InferenceLogStore
+
+            log_engine = InferenceLogStore(registry.engine).engine
+        self.log_engine = log_engine
         self.actuator_factory = actuator_factory or actuator_for
         self.holder = holder or default_holder()
         self.lease_ttl_s = lease_ttl_s
@@ -96,7 +100,15 @@ class Controller:
         champion = self.registry.champion(model)
         if champion is None or champion.version is None:
             raise NotFoundError(f"{model} has no champion to test a challenger against")
-        self.registry.get_version(model, challenger)  # a readable NotFoundError for a wrong number
+        candidate = self.registry.get_version(model, challenger)  # a readable NotFoundError for a wrong number
+        if candidate.stage not in (Stage.CANDIDATE, Stage.CHALLENGER):
+            stage = candidate.stage.value if candidate.stage else f"none (status {candidate.status.value})"
+            raise ConfigError(f"{model}:{challenger} is {stage}; only a READY candidate (or the current "
+                              "challenger) can be tested against the champion")
+        active = self.store.active(model)
+        if active is not None:
+            raise ConfigError(f"{model} already has an unfinished rollout #{active.id} ({active.experiment}, "
+                              f"{active.state}); finish it with `ingot rollout promote|rollback` first")
         self.actuator_factory(target)  # a target the actuator cannot use is refused before anything is written
         rollout = self.store.create(model=model, champion=champion.version, challenger=challenger, steps=steps,
                                     policy=policy.to_dict(), target=target, actor=actor)

@@ -232,3 +232,51 @@ def test_two_controller_processes_exactly_one_acts(staged, registry_url, tmp_pat
     assert changes == [["prepare", "2"], ["set_weight", "50"], ["set_weight", "0"]]
     assert store.get(rollout.id).state == "rolled_back"
     assert [t.to_state for t in store.get(rollout.id).transitions].count("rolled_back") == 1
+
+
+def test_a_controller_process_killed_mid_promotion_is_finished_by_another(staged, registry_url, tmp_path):
+    store = RolloutStore(staged)
+    rollout = store.create(model=MODEL, champion=1, challenger=2, steps=[50], policy=POLICY.to_dict(),
+                           target=TARGET, actor="alice")
+    staged.transition(MODEL, 2, Stage.CHALLENGER, reason="test", actor="alice")
+    rollout = store.transition(rollout, "warming", reason="test", actor="alice", evidence={})
+    rollout = store.transition(rollout, "analyzing", reason="test", actor="alice", evidence={},
+                               step_started_at=utc_now())
+    log_rows(staged.engine, rollout.experiment, "champion", requests=1000, labelled=1000, correct=600)
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=1000, labelled=1000, correct=800)
+    actions = tmp_path / "actions.log"
+
+    def controller_process(mode: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tests.rollout.controller_process", registry_url,
+                                 str(rollout.id), str(actions), "0", mode], cwd=REPO)
+
+    first = controller_process("hang-in-promote")
+    try:
+        deadline = time.monotonic() + 60
+        while not (actions.exists() and "promote" in actions.read_text()):
+            assert time.monotonic() < deadline and first.poll() is None, "never reached the promotion"
+            time.sleep(0.05)
+        first.kill()  # SIGKILL mid-promotion: no cleanup, the lease simply stops being renewed
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert store.get(rollout.id).state == "promoting"  # the decision was written before the action
+    assert staged.champion(MODEL).version == 1
+    second = controller_process("takeover")
+    assert second.wait(timeout=60) == 0
+    assert store.get(rollout.id).state == "promoted"
+    assert staged.champion(MODEL).version == 2
+    pids = [line.split()[0] for line in actions.read_text().splitlines() if line.split()[1] == "promote"]
+    assert len(pids) == 2 and pids[0] != pids[1]  # the second process ran the promotion again, to the end
+
+
+def test_only_a_candidate_can_be_tested_and_nothing_is_written_otherwise(staged, actuator):
+    controller = controller_for(staged, actuator)
+    with pytest.raises(ConfigError, match="digits:1 is champion; only a READY candidate"):
+        controller.start(MODEL, 1, steps=[10], policy=POLICY, target=TARGET)
+    controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    controller.override(MODEL, "rollback", reason="bad", actor="bob")
+    with pytest.raises(ConfigError, match="digits:2 is rejected"):
+        controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    assert len(controller.store.list(MODEL)) == 1
