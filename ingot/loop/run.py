@@ -43,7 +43,7 @@ class LoopOptions:
     config: Path = Path("configs/digits-cnn.yaml")
     challenger_config: Path = Path("configs/digits-cnn-challenger.yaml")
     policy: Path = Path("configs/rollout-local.yaml")
-    steps: str = "20,50"
+    steps: str = "50"
     dataset: str = "bundled:digits"
     model_repository: Path = Path("model-repository")
     workdir: Path = Path(".ingot/loop")
@@ -247,20 +247,25 @@ class Loop:
     def _test_images(self) -> tuple[Any, Any, list[str]]:
         """The held-out test split of the dataset, at the model's input size, from the newest
         pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
+        import numpy as np
+
         from ingot import settings
-        from ingot.data import open_dataset_artifact
-        from ingot.data.records import decoded_arrays
 
         with self.registry() as registry:
-            card = registry.get_version(self.o.model, self.result.champion_before).config
-        image_size = card.get("image_size") or [32, 32]
+            config = registry.get_version(self.o.model, self.result.champion_before).config
+        height, width = (config.get("image_size") or [32, 32])[:2]
         root = settings.data_dir().expanduser().resolve() / "pipeline-root"
         artifacts = sorted(root.glob("ingot-retrain-*/ingest/dataset"), key=lambda p: p.stat().st_mtime)
         if not artifacts:
             raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
-        artifact = open_dataset_artifact(str(artifacts[-1]), verify=False)
-        images, labels = decoded_arrays(artifact.test, image_size)
-        return images, labels, list(artifact.class_names)
+        out = self.workdir / "test-split.npz"
+        with (self.supervisor.log_dir / "test-split.log").open("wb") as log:
+            done = subprocess.run([sys.executable, "-m", "ingot.loop.test_split", str(artifacts[-1]), str(height),
+                                   str(width), str(out)], stdout=log, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            raise LoopError(f"could not read the test split of {artifacts[-1]} (log: {self.supervisor.log_dir}/test-split.log)")
+        with np.load(out) as arrays:
+            return arrays["images"], arrays["labels"], [str(n) for n in arrays["class_names"]]
 
     def _ab_test(self) -> None:
         from ingot.loop.traffic import TrafficDriver
