@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help run test bench venv postgres pipelines serve clean
+.PHONY: help run test lint typecheck bench venv postgres pipelines serve gateway clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,10 +22,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## Create or refresh .venv from the pinned requirements
 
-postgres: ## Install Debian's PostgreSQL server where it is missing (the registry tests start a throwaway one)
-	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; else \
-	  echo "installing postgresql (Debian package) for the registry tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
+postgres: ## Make sure Debian's PostgreSQL server is installed (the registry and log tests start a throwaway one); says what it does
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  echo "postgres: using $$(ls -d /usr/lib/postgresql/*/bin | tail -1) for the throwaway test servers"; \
+	else \
+	  echo "postgres: not installed; installing Debian's postgresql package with apt-get (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+	    && echo "postgres: installed $$(ls -d /usr/lib/postgresql/*/bin | tail -1)"; \
+	fi
 
 run: $(STAMP) ## Run the ingot-retrain pipeline (kfp local runner) on the bundled digits with the default recipe
 	$(VENV)/bin/ingot pipeline run --config configs/digits-cnn.yaml --model-repository ./model-repository
@@ -36,11 +40,25 @@ pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipeline
 serve: $(STAMP) ## Serve ./model-repository over TF Serving's REST (8501) and gRPC (8500) APIs
 	$(VENV)/bin/ingot serve --model_repository ./model-repository
 
-test: $(STAMP) postgres ## Run the whole test suite
+gateway: $(STAMP) ## Try Ingot's gateway: `ingot serve` (every version) behind `ingot gateway` on 8501/8500, champion vs newest challenger
+	$(PY) -m ingot.gateway.tryout --model_repository ./model-repository
+
+test: $(STAMP) postgres ## Run the whole test suite (calls `make postgres` first)
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+lint: $(STAMP) ## ruff over the code, tests, benchmarks and components
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP) ## mypy over the packages that ship a py.typed marker
+	$(PY) -m mypy
 
 bench: $(STAMP) ## Run the benchmarks; each prints its figures and ratios against a baseline from the same run
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
-clean: ## Remove the virtualenv and local outputs
-	rm -rf $(VENV) model-repository .ingot .pytest_cache
+clean: ## Remove caches and build outputs (keeps .venv, published models and the registry)
+	rm -rf .pytest_cache .hypothesis .mypy_cache .ruff_cache build dist *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv, ./model-repository (published models) and ./.ingot (registry, inference log, pipeline runs)
+	@echo "distclean: removing .venv, model-repository/ (published models) and .ingot/ (registry, inference log, local pipeline runs)"
+	rm -rf $(VENV) model-repository .ingot

@@ -22,6 +22,11 @@ COMMAND_MODULES = (
     "ingot.cli.data",
     "ingot.cli.serve",
     "ingot.cli.predict",
+    "ingot.cli.gateway",
+    "ingot.cli.feedback",
+    "ingot.cli.rollout",
+    "ingot.cli.ab",
+    "ingot.cli.monitor",
 )
 
 

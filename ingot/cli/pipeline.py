@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +190,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     arguments = pipeline_arguments(args, local=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the steps inherit it
     root = (args.pipeline_root or settings.data_dir() / "pipeline-root").expanduser().resolve()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     log_path = root / "logs" / f"ingot-retrain-{stamp}.log"
     console = sys.stdout  # the run redirects sys.stdout into the log; progress goes here
 
@@ -302,66 +301,18 @@ def _masked(url: str) -> str:
 
 def submit(args: argparse.Namespace) -> int:
     """Submit ingot-retrain to the KFP API at --host and print the run's URL."""
-    import kfp
-
-    from pipelines.retrain import build_pipeline
+    from ingot.pipeline_submit import submit_pipeline
 
     arguments = pipeline_arguments(args, local=False)
-    host = args.host.rstrip("/")
-    if not host.startswith(("http://", "https://")):
-        raise ConfigError(f"--host {args.host!r} is not an http(s) URL; expected e.g. http://localhost:8080")
-    run_name = args.run_name or f"ingot-retrain {args.model_name} {datetime.now().strftime('%Y-%m-%d %H-%M-%S')}"
-    noise = io.StringIO()  # kfp prints its own "Experiment details"/"Run details" lines
-    try:
-        with contextlib.redirect_stdout(noise), _quiet_warnings():
-            client = kfp.Client(host=host, namespace=args.namespace or "kubeflow", credentials=_token_credentials())
-            result = client.create_run_from_pipeline_func(
-                build_pipeline(args.image), arguments=arguments, run_name=run_name,
-                experiment_name=args.experiment, namespace=args.namespace, service_account=args.service_account,
-            )
-    except IngotError:
-        raise
-    except Exception as err:  # noqa: BLE001 - network, HTTP and API errors become one line
-        raise IngotError(f"submitting to {host} failed: {_one_line(err)}") from err
-    print(f"submitted run {result.run_id} ({run_name!r}) to {host}")
-    print(f"run URL: {host}/#/runs/details/{result.run_id}")
+    submitted = submit_pipeline(
+        args.host, arguments, image=args.image, run_name=args.run_name, experiment=args.experiment,
+        namespace=args.namespace, service_account=args.service_account,
+    )
+    print(f"submitted run {submitted.run_id} ({submitted.run_name!r}) to {submitted.host}")
+    print(f"run URL: {submitted.url}")
     unset = [flag for flag, key in (("--model-repository", "model_repository"), ("--registry", "registry_url"))
              if key not in arguments]
     if unset:
         print(f"note: without {' and '.join(unset)} the steps read $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL "
               "from their environment (e.g. a PodDefault); the first step fails if they are missing")
     return 0
-
-
-def _token_credentials() -> Any:
-    """The projected service-account token at $KF_PIPELINES_SA_TOKEN_PATH, when one is mounted (a
-    pod submitting runs, e.g. the retrain CronJob); kfp.Client skips it whenever a host is given."""
-    path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", "")
-    if not path or not Path(path).is_file():
-        return None
-    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
-
-    return ServiceAccountTokenVolumeCredentials(path)
-
-
-@contextlib.contextmanager
-def _quiet_warnings():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def _one_line(err: BaseException) -> str:
-    status, reason = getattr(err, "status", None), getattr(err, "reason", None)
-    if status is not None:
-        body = getattr(err, "body", None) or ""
-        with contextlib.suppress(ValueError, TypeError):
-            body = json.loads(body).get("message") or json.loads(body).get("error") or body
-        return f"HTTP {status} {reason or ''}".strip() + (f": {str(body).strip()[:300]}" if body else "")
-    if isinstance(reason, BaseException):  # urllib3's MaxRetryError wraps the connection error
-        detail = str(reason).rsplit(": ", 1)[-1].rstrip(")'\"")
-        return f"cannot connect: {detail}"
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

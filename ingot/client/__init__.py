@@ -7,7 +7,7 @@ tensorflow-serving-api (and with it TensorFlow) when first used.
 """
 
 from ingot.client.base import Client, Prediction, RetryPolicy, read_image_bytes
-from ingot.client.transport import VersionStatus
+from ingot.client.transport import ServedBy, VersionStatus
 from ingot.protocol.status import Code, ServingError
 
-__all__ = ["Client", "Code", "Prediction", "RetryPolicy", "ServingError", "VersionStatus", "read_image_bytes"]
+__all__ = ["Client", "Code", "Prediction", "RetryPolicy", "ServedBy", "ServingError", "VersionStatus", "read_image_bytes"]

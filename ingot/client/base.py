@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from ingot.errors import ConfigError
-from ingot.client.transport import Transport, VersionStatus, as_text
+from ingot.client.transport import ServedBy, Transport, VersionStatus, as_text
 from ingot.protocol.signatures import (
     BYTES_INPUT,
     CLASS_IDS,
@@ -43,6 +43,11 @@ class Prediction:
     class_name: str
     confidence: float
     probabilities: np.ndarray
+    # Through an Ingot gateway: the request (for feedback), the variant and version that answered.
+    request_id: str | None = None
+    row: int = 0
+    variant: str | None = None
+    model_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,23 @@ class Client:
         """Ingot's server over REST only (TF Serving has no model listing)."""
         return self.transport.list_models()
 
+    @property
+    def last_served(self) -> ServedBy:
+        """Request id, variant and model version of this thread's last answer (an Ingot gateway's
+        response headers / gRPC initial metadata; empty fields elsewhere)."""
+        return self.transport.last_served
+
+    def feedback(self, request_id: str, label: str | int, *, row: int = 0, token: str | None = None,
+                 gateway_url: str | None = None) -> dict:
+        """Send the true label of row `row` of a gateway-logged prediction (POST /v1/feedback, over
+        REST: `gateway_url` defaults to this client's URL when it speaks REST)."""
+        from ingot.client.feedback import send_feedback
+
+        url = gateway_url or getattr(self.transport, "url", None)
+        if not url:
+            raise ConfigError("feedback goes over the gateway's REST port: pass gateway_url='http://host:8501'")
+        return send_feedback(url, request_id, label, row=row, token=token, timeout_s=self.timeout_s)[0]
+
     def classify(
         self,
         images: Sequence[Any],
@@ -162,15 +184,17 @@ class Client:
                 batch = np.stack([a for _, a in group])
                 outputs = self.predict({IMAGES_INPUT: batch}, model=model, version=version, label=label,
                                        signature_name=SERVING_DEFAULT)
+                served = self.transport.last_served
                 for row, (index, _) in enumerate(group):
-                    results[index] = _prediction(outputs, row)
+                    results[index] = _prediction(outputs, row, served)
         if encoded:
             values = np.empty(len(encoded), dtype=object)
             values[:] = [data for _, data in encoded]
             outputs = self.predict({BYTES_INPUT: values}, model=model, version=version, label=label,
                                    signature_name=SERVING_BYTES)
+            served = self.transport.last_served
             for row, (index, _) in enumerate(encoded):
-                results[index] = _prediction(outputs, row)
+                results[index] = _prediction(outputs, row, served)
         return [results[i] for i in range(len(results))]
 
 
@@ -217,7 +241,7 @@ def read_image_bytes(image: Any) -> bytes:
     raise ConfigError(f"cannot classify a {type(image).__name__}; give uint8 arrays, encoded bytes or file paths")
 
 
-def _prediction(outputs: Mapping[str, np.ndarray], row: int) -> Prediction:
+def _prediction(outputs: Mapping[str, np.ndarray], row: int, served: ServedBy | None = None) -> Prediction:
     missing = [k for k in (PROBABILITIES, CLASS_IDS) if k not in outputs]
     if missing:
         raise ServingError(
@@ -229,4 +253,7 @@ def _prediction(outputs: Mapping[str, np.ndarray], row: int) -> Prediction:
     class_id = int(outputs[CLASS_IDS][row])
     names = outputs.get(CLASS_NAMES)
     class_name = as_text(names[row]) if names is not None else str(class_id)
-    return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities)
+    served = served or ServedBy()
+    return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities,
+                      request_id=served.request_id, row=row, variant=served.variant,
+                      model_version=served.model_version)

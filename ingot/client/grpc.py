@@ -49,9 +49,13 @@ class GrpcTransport(Transport):
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout_s)
+            response, call = method.with_call(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
+            if hasattr(err, "initial_metadata"):
+                self._record_served(err.initial_metadata() or ())
             raise _error(err) from None
+        self._record_served(call.initial_metadata() or ())
+        return response
 
     def predict_request(self, model: str, version: int | None, label: str | None, signature_name: str,
                         inputs: Mapping[str, np.ndarray]) -> Any:

@@ -53,6 +53,7 @@ class RestTransport(Transport):
                 conn.request(method, self._prefix + path, body=body, headers=headers)
                 response = conn.getresponse()
                 payload = response.read()
+                self._record_served(response.getheaders())
                 break
             except (socket.timeout, TimeoutError):
                 self.close()

@@ -5,6 +5,7 @@ client API can build them without an import cycle."""
 from __future__ import annotations
 
 import abc
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -21,9 +22,35 @@ class VersionStatus:
     error_message: str
 
 
+@dataclass(frozen=True)
+class ServedBy:
+    """Who answered, as an Ingot gateway reports it (x-ingot-request-id, x-ingot-variant,
+    x-ingot-model-version); fields are None when the server does not say (plain TF Serving)."""
+
+    request_id: str | None = None
+    variant: str | None = None
+    model_version: int | None = None
+
+    @staticmethod
+    def from_headers(headers: Any) -> ServedBy:
+        found = {str(k).lower(): v for k, v in headers}
+        version = found.get("x-ingot-model-version") or found.get("x-model-version")
+        return ServedBy(found.get("x-ingot-request-id"), found.get("x-ingot-variant"),
+                        int(version) if version and str(version).isdigit() else None)
+
+
 class Transport(abc.ABC):
     def __init__(self, *, timeout_s: float = 10.0) -> None:
         self.timeout_s = timeout_s
+        self._served = threading.local()
+
+    @property
+    def last_served(self) -> ServedBy:
+        """Who answered this thread's last call."""
+        return getattr(self._served, "value", ServedBy())
+
+    def _record_served(self, headers: Any) -> None:
+        self._served.value = ServedBy.from_headers(headers)
 
     @abc.abstractmethod
     def predict(self, model: str, version: int | None, label: str | None, signature_name: str,

@@ -105,3 +105,56 @@ class EventRow(Base):
     to_stage: Mapped[str] = mapped_column(String(STAGE_LENGTH))
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+
+
+class RolloutRow(Base):
+    """One A/B rollout of a challenger against the champion (schema v5); `analysis` holds the
+    sequential test's running state, `target` what the actuator needs to reach the servers."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    experiment: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    champion_version: Mapped[int]
+    challenger_version: Mapped[int]
+    state: Mapped[str] = mapped_column(String(STAGE_LENGTH))
+    outcome: Mapped[str | None] = mapped_column(String(STAGE_LENGTH))
+    steps: Mapped[list[int]] = mapped_column(json_type())
+    step_index: Mapped[int]
+    step_started_at: Mapped[datetime]
+    policy: Mapped[dict[str, Any]]
+    target: Mapped[dict[str, Any]]
+    analysis: Mapped[dict[str, Any]]
+    verdict: Mapped[dict[str, Any] | None]
+    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class RolloutTransitionRow(Base):
+    """A state change of a rollout with the evidence behind it, written before its action."""
+
+    __tablename__ = "rollout_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"))
+    at: Mapped[datetime]
+    from_state: Mapped[str | None] = mapped_column(String(STAGE_LENGTH))
+    to_state: Mapped[str] = mapped_column(String(STAGE_LENGTH))
+    weight: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    evidence: Mapped[dict[str, Any]]
+
+
+class RolloutLeaseRow(Base):
+    """Who may act on a model's rollouts until when: one controller at a time."""
+
+    __tablename__ = "rollout_leases"
+
+    name: Mapped[str] = mapped_column(String(160), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(160))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -70,30 +70,31 @@ def _default_sqlite_url() -> URL:
     return URL.create("sqlite", database=str(settings.data_dir() / "registry.db"))
 
 
-def normalize_url(url: str | None) -> URL:
-    """Parse and check a registry URL; `postgresql://` and `postgres://` mean psycopg 3."""
+def normalize_url(url: str | None, *, what: str = "registry URL") -> URL:
+    """Parse and check a registry (or inference log) URL; `postgresql://` and `postgres://`
+    mean psycopg 3. `what` names the setting in error messages."""
     if url is None:
         return _default_sqlite_url()
     expected = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"registry URL {url!r} is not a database URL; {expected}") from None
+        raise ConfigError(f"{what} {url!r} is not a database URL; {expected}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
         if driver not in ("", "psycopg"):
             raise ConfigError(
-                f"registry URL driver {parsed.drivername!r} is not supported; use postgresql+psycopg:// "
+                f"{what} driver {parsed.drivername!r} is not supported; use postgresql+psycopg:// "
                 "(or plain postgresql://, which means psycopg 3)"
             )
         if not parsed.database:
-            raise ConfigError(f"registry URL {parsed.render_as_string()!r} names no database; {expected}")
+            raise ConfigError(f"{what} {parsed.render_as_string()!r} names no database; {expected}")
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         if driver not in ("", "pysqlite"):
-            raise ConfigError(f"registry URL driver {parsed.drivername!r} is not supported; use sqlite:///PATH")
+            raise ConfigError(f"{what} driver {parsed.drivername!r} is not supported; use sqlite:///PATH")
         return parsed
-    raise ConfigError(f"registry URL scheme {parsed.drivername!r} is not supported; {expected}")
+    raise ConfigError(f"{what} scheme {parsed.drivername!r} is not supported; {expected}")
 
 
 def _is_memory(url: URL) -> bool:

@@ -134,9 +134,14 @@ class Listeners:
     """The REST (aiohttp) and gRPC (grpc.aio) listeners of one FrontEnd on the running event loop:
     what `ingot serve` and the gateway both run, whatever their backend."""
 
-    def __init__(self, front: FrontEnd, options: ListenOptions) -> None:
+    def __init__(self, front: FrontEnd, options: ListenOptions, *, rest_api: Any = None,
+                 grpc_services: Any = None) -> None:
+        """`rest_api(front, metrics_path=..., timeout_s=...)` and `grpc_services(server, front)`
+        replace the stock REST app and gRPC services (the gateway adds its routes and logging)."""
         self.front = front
         self.options = options
+        self._rest_api = rest_api
+        self._grpc_services = grpc_services
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: Any = None
@@ -153,8 +158,8 @@ class Listeners:
 
             self.parse_pool = ParsePool(self.front.limits.parse_workers)
             self.parse_pool.start()  # workers start in the background
-            api = RestApi(self.front, metrics_path=opts.metrics_path, timeout_s=opts.rest_timeout_s,
-                          parse_pool=self.parse_pool)
+            api = (self._rest_api or RestApi)(self.front, metrics_path=opts.metrics_path,
+                                              timeout_s=opts.rest_timeout_s, parse_pool=self.parse_pool)
             self._runner = api.runner(shutdown_timeout=opts.shutdown_grace_s)
             await self._runner.setup()
             site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
@@ -170,7 +175,7 @@ class Listeners:
                 ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ])
-            add_services(self._grpc, self.front)
+            (self._grpc_services or add_services)(self._grpc, self.front)
             address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
             self.grpc_port = self._grpc.add_insecure_port(address)
             await self._grpc.start()

@@ -75,7 +75,10 @@ def _run_probe(command: list[str], port: int) -> int:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_startup_and_readiness_probes_ask_the_model_status_endpoint(render_scenario, scenario):
     rendered = render_scenario(scenario)
-    for deployment in rendered.of_kind("Deployment"):
+    servers = [d for d in rendered.of_kind("Deployment")
+               if d["metadata"]["labels"]["app.kubernetes.io/component"] == "model-server"]
+    assert servers
+    for deployment in servers:
         server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "tensorflow-serving")
         for probe in ("startupProbe", "readinessProbe"):
             command = server[probe]["exec"]["command"]

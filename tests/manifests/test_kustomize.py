@@ -83,7 +83,7 @@ def rbac_problems(role: dict) -> list[str]:
 @pytest.mark.parametrize("path", BUILDS)
 def test_rbac_has_no_wildcards_and_names_what_it_can(built, path):
     roles = [o for o in built[path] if o["kind"] in ("Role", "ClusterRole")]
-    assert len(roles) == 2
+    assert len(roles) == 3  # model promoter, retrain scheduler, drift monitor
     assert {o["metadata"]["name"]: rbac_problems(o) for o in roles} == {o["metadata"]["name"]: [] for o in roles}
 
 
@@ -196,7 +196,7 @@ def test_overlays_differ_where_they_should(built):
 @pytest.mark.parametrize("path", BUILDS)
 def test_pods_meet_restricted_pss_with_requests_and_limits(built, path):
     specs = list(pod_specs(built[path]))
-    assert [ref for ref, _, _ in specs] == ["CronJob/ingot-retrain"]
+    assert sorted(ref for ref, _, _ in specs) == ["CronJob/ingot-monitor", "CronJob/ingot-retrain"]
     for ref, meta, spec in specs:
         assert restricted_violations(meta, spec) == []
         for container in spec["containers"]:

@@ -20,6 +20,7 @@ class FakeKfp:
     experiments: dict[str, str] = field(default_factory=lambda: {"Default": "exp-default"})
     run_id: str = "3f5c2a4e-run"
     fail_runs_with: int | None = None  # answer POST /runs with this HTTP status
+    run_states: dict[str, str] = field(default_factory=dict)  # GET /runs/<id> answers this state (default RUNNING)
 
     def runs(self) -> list[Any]:
         return [body for method, path, body in self.requests if method == "POST" and path == "/apis/v2beta1/runs"]
@@ -49,6 +50,9 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 found = [{"experiment_id": eid, "display_name": name}
                          for name, eid in state.experiments.items() if name == wanted]
                 self._reply(200, {"experiments": found, "total_size": len(found)} if found else {})
+            elif url.path.startswith("/apis/v2beta1/runs/"):
+                run_id = url.path.rsplit("/", 1)[1]
+                self._reply(200, {"run_id": run_id, "state": state.run_states.get(run_id, "RUNNING")})
             else:
                 self._reply(404, {"error": f"no route {url.path}", "code": 5})
 

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,30 @@ class PostgresServer:
     root: Path
     process: subprocess.Popen[bytes]
     _created: list[str] = field(default_factory=list)
+    _relaunch: Callable[[], subprocess.Popen[bytes]] | None = None
+
+    def crash(self) -> None:
+        """Stop the server the way a crash does (SIGQUIT: immediate shutdown, no checkpoint)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            self.process.wait(timeout=30)
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Start the stopped server again on the same port and data (crash recovery runs)."""
+        import psycopg
+
+        assert self._relaunch is not None and self.process.poll() is not None
+        self.process = self._relaunch()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with psycopg.connect(self._dsn("postgres")) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise PostgresUnavailable(f"postgres did not restart; log:\n{self.log_tail()}") from None
+                time.sleep(0.05)
 
     @property
     def url(self) -> str:
@@ -173,18 +197,22 @@ def _start(bindir: Path, root: Path, env: dict[str, str], run_as: dict[str, obje
     import psycopg
 
     port = _free_port()
-    log = open(root / "postgres.log", "ab")
-    try:
-        command = [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port)]
-        for option in options:
-            command += ["-c", option]
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, **run_as,  # type: ignore[arg-type]
-        )
-    finally:
-        log.close()
-    server = PostgresServer(port=port, root=root, process=process)
+    command = [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port)]
+    for option in options:
+        command += ["-c", option]
+
+    def launch() -> subprocess.Popen[bytes]:
+        log = open(root / "postgres.log", "ab")
+        try:
+            return subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, **run_as,  # type: ignore[arg-type]
+            )
+        finally:
+            log.close()
+
+    process = launch()
+    server = PostgresServer(port=port, root=root, process=process, _relaunch=launch)
     deadline = time.monotonic() + timeout_s
     last_error = ""
     while time.monotonic() < deadline:

@@ -1,0 +1,296 @@
+"""`ingot rollout start|status|promote|rollback|run|report`: A/B rollouts decided by a sequential
+test on labelled accuracy, acting through local files or the Kubernetes API.
+
+Heavy imports (SQLAlchemy, scipy, the kubernetes client, matplotlib) happen inside handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ingot.errors import ConfigError
+
+REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
+LOG_URL_ENV = "INGOT_LOG_URL"
+TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # JSON rollout target; the chart sets it in the controller pod
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", metavar="URL", default=None,
+                        help=f"registry database URL; default ${REGISTRY_URL_ENV}, else the SQLite file in the data directory")
+    common.add_argument("--log-url", metavar="URL", default=None,
+                        help=f"inference-log database URL; default ${LOG_URL_ENV}, else the registry's database")
+
+    parser = subparsers.add_parser(
+        "rollout", help="A/B rollouts: sequential test on accuracy, then promotion or rollback",
+        description="Test a challenger against the champion on live traffic and labelled feedback; "
+        "promote it or roll it back automatically, recording every step and its evidence.",
+    )
+    actions = parser.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
+
+    start = actions.add_parser("start", parents=[common], help="start a rollout of a challenger version",
+                               description="Record a rollout (state pending) and make VERSION the challenger; "
+                               "`ingot rollout run` then warms, routes and decides.")
+    start.add_argument("model", metavar="MODEL")
+    start.add_argument("--challenger", type=int, required=True, metavar="VERSION")
+    start.add_argument("--steps", default="10,50", metavar="W1,W2",
+                       help="challenger traffic percents, one analysis step each (default 10,50)")
+    start.add_argument("--policy", type=Path, metavar="FILE", help="YAML/JSON policy (alpha, tau, min_labels, ...)")
+    start.add_argument("--target", type=Path, metavar="FILE",
+                       help=f"YAML/JSON actuator target (default ${TARGET_ENV}, else built from the options below)")
+    start.add_argument("--routes", metavar="FILE", help="local: the gateway's routing file (ingot gateway --routes)")
+    for arm in ("champion", "challenger"):
+        start.add_argument(f"--{arm}-rest", metavar="URL", help=f"local: REST URL of the {arm} server")
+        start.add_argument(f"--{arm}-grpc", metavar="HOST:PORT", help=f"local: gRPC address of the {arm} server")
+        start.add_argument(f"--{arm}-model-config", metavar="FILE",
+                           help=f"local: the {arm} server's --model_config_file (the controller rewrites it)")
+    start.add_argument("--base-path", metavar="DIR", help="local: the model's directory in the model repository")
+    start.add_argument("--actor", default=None, help="who starts it (default: the user name)")
+    start.set_defaults(handler=run_start)
+
+    status = actions.add_parser("status", parents=[common], help="state, per-arm figures, interval, decision",
+                                description="The rollout's state; per arm: requests, labelled rows, accuracy, "
+                                "error rate, p99; the difference with its always-valid interval; SRM p; the "
+                                "decision and its reasons.")
+    status.add_argument("model", nargs="?", metavar="MODEL", help="only this model (default: every model's latest)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=run_status)
+
+    for name, text in (("promote", "promote the challenger now (manual override)"),
+                       ("rollback", "roll the challenger back now (manual override)")):
+        override = actions.add_parser(name, parents=[common], help=text,
+                                      description=f"{text[0].upper()}{text[1:]}; recorded with the actor, the reason "
+                                      "and the figures at this moment.")
+        override.add_argument("model", metavar="MODEL")
+        override.add_argument("--reason", required=True, help="why (recorded)")
+        override.add_argument("--actor", default=None, help="who (default: the user name)")
+        override.set_defaults(handler=run_override, decision=name)
+
+    run = actions.add_parser("run", parents=[common], help="the controller loop (or one pass with --once)",
+                             description="Reconcile every unfinished rollout every --interval seconds; with "
+                             "--port, also serve the judge endpoint GET /v1/rollouts/MODEL/verdict and /metrics.")
+    run.add_argument("--once", action="store_true", help="one pass, then exit (for a CronJob)")
+    run.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
+    run.add_argument("--port", type=int, default=None, help="serve the judge endpoint and metrics on this port")
+    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--lease-ttl", type=float, default=60.0, metavar="SECONDS",
+                     help="how long this controller's lease on a model lasts without renewal")
+    run.set_defaults(handler=run_loop)
+
+    report = actions.add_parser("report", parents=[common], help="HTML report with plots",
+                                description="Accuracy per arm as labels accumulate, the always-valid interval of "
+                                "the difference narrowing to the decision, errors and latency per arm, the SRM "
+                                "check, the decision and its reasons.")
+    report.add_argument("model", metavar="MODEL")
+    report.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.html")
+    report.add_argument("--rollout", type=int, default=None, metavar="ID", help="this rollout (default: the latest)")
+    report.set_defaults(handler=run_report)
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def open_controller(args: argparse.Namespace, **kwargs: Any):  # type: ignore[no-untyped-def]
+    from ingot.registry import Registry
+    from ingot.registry.store import create_registry_engine, normalize_url
+    from ingot.rollout.controller import Controller
+
+    registry = Registry.from_url(args.registry or os.environ.get(REGISTRY_URL_ENV) or None)
+    log_url = args.log_url or os.environ.get(LOG_URL_ENV)
+    log_engine = create_registry_engine(normalize_url(log_url)) if log_url else None
+    return Controller(registry, log_engine, **kwargs)
+
+
+def _load_mapping(path: Path, what: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML/JSON: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must be a mapping")
+    return loaded
+
+
+def build_target(args: argparse.Namespace) -> dict[str, Any]:
+    """The actuator target: --target FILE, else $INGOT_ROLLOUT_TARGET, else the local options."""
+    if args.target is not None:
+        return _load_mapping(args.target, "target file")
+    from_env = os.environ.get(TARGET_ENV)
+    if from_env:
+        try:
+            given = json.loads(from_env)
+        except ValueError:
+            raise ConfigError(f"${TARGET_ENV} is not valid JSON") from None
+        if not isinstance(given, dict):
+            raise ConfigError(f"${TARGET_ENV} must be a JSON object")
+        return given
+    if not args.routes:
+        raise ConfigError("say where to act: --routes FILE with --champion-rest/--challenger-rest (one machine), "
+                          f"--target FILE, or ${TARGET_ENV}")
+    target: dict[str, Any] = {"actuator": "local", "routes_file": str(Path(args.routes).resolve())}
+    for arm in ("champion", "challenger"):
+        rest, grpc = getattr(args, f"{arm}_rest"), getattr(args, f"{arm}_grpc")
+        if not rest or not grpc:
+            raise ConfigError(f"--{arm}-rest and --{arm}-grpc are required with --routes (the {arm} server's "
+                              "REST URL and gRPC host:port)")
+        spec = {"rest": rest, "grpc": grpc}
+        config = getattr(args, f"{arm}_model_config")
+        if config:
+            if not args.base_path:
+                raise ConfigError(f"--{arm}-model-config needs --base-path (the model's directory)")
+            spec.update(model_config_file=str(Path(config).resolve()), base_path=str(Path(args.base_path).resolve()))
+        target[arm] = spec
+    return target
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from ingot.cli.ab import load_policy
+
+    try:
+        steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--steps {args.steps!r} must be comma-separated percents, e.g. 10,50") from None
+    policy = load_policy(args.policy)
+    target = build_target(args)
+    controller = open_controller(args)
+    try:
+        rollout = controller.start(args.model, args.challenger, steps=steps, policy=policy, target=target,
+                                   actor=_actor(args.actor))
+    finally:
+        controller.registry.close()
+    print(f"rollout #{rollout.id} {rollout.experiment}: {args.model}:{rollout.challenger_version} against champion "
+          f"{args.model}:{rollout.champion_version}, steps {rollout.steps}; `ingot rollout run` carries it out")
+    return 0
+
+
+def status_document(controller: Any, model: str) -> dict[str, Any]:
+    from ingot.rollout.service import verdict_document
+
+    document = verdict_document(controller, model)
+    rollout = controller.store.latest(model)
+    document["transitions"] = [t.to_dict() for t in controller.store.get(rollout.id).transitions]
+    document["policy"] = rollout.policy
+    return document
+
+
+def run_status(args: argparse.Namespace) -> int:
+    controller = open_controller(args)
+    try:
+        if args.model:
+            models = [args.model]
+        else:
+            models = sorted({r.model for r in controller.store.list()})
+        documents = [status_document(controller, m) for m in models]
+    finally:
+        controller.registry.close()
+    if args.json:
+        print(json.dumps(documents if not args.model else documents[0], indent=2, default=float))
+        return 0
+    if not documents:
+        print("no rollouts")
+    for doc in documents:
+        print(format_status(doc))
+    return 0
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    header = (f"{doc['model']}: rollout #{doc['rollout']} {doc['experiment']}  state {doc['state']}  "
+              f"challenger v{doc['challenger_version']} at {doc['weight']}% vs champion v{doc['champion_version']}")
+    lines = [header]
+    counts = doc.get("counts") or {}
+    if counts:
+        lines.append(f"  {'arm':<11}{'requests':>9}{'labelled':>9}{'accuracy':>10}{'errors':>9}{'p99 ms':>9}")
+        for arm in ("champion", "challenger"):
+            c = counts.get(arm) or {}
+            accuracy = f"{c['accuracy']:.2%}" if c.get("accuracy") is not None else "n/a"
+            errors = f"{c['error_rate']:.2%}" if c.get("error_rate") is not None else "n/a"
+            p99 = f"{c['p99_latency_ms']:.1f}" if c.get("p99_latency_ms") is not None else "n/a"
+            lines.append(f"  {arm:<11}{c.get('requests', 0):>9}{c.get('labelled', 0):>9}{accuracy:>10}{errors:>9}{p99:>9}")
+    if doc.get("interval"):
+        low, high = doc["interval"]
+        lines.append(f"  difference {doc['difference']:+.4f}, always-valid interval [{low:+.4f}, {high:+.4f}], "
+                     f"statistic {doc['statistic']:.4g}")
+    lines.append(f"  decision: {doc['decision']}")
+    lines.extend(f"  - {reason}" for reason in doc.get("reasons") or [])
+    lines.extend(f"  - held: {hold}" for hold in doc.get("holds") or [])
+    return "\n".join(lines)
+
+
+def run_override(args: argparse.Namespace) -> int:
+    controller = open_controller(args)
+    try:
+        rollout = controller.override(args.model, args.decision, reason=args.reason, actor=_actor(args.actor))
+    finally:
+        controller.registry.close()
+    print(f"rollout #{rollout.id} of {args.model}: {rollout.state}")
+    return 0
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from ingot.rollout.service import JudgeServer, RolloutMetrics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = RolloutMetrics()
+    controller = open_controller(args, lease_ttl_s=args.lease_ttl, on_transition=metrics.on_transition)
+    if args.once:
+        try:
+            for rollout in controller.reconcile_all():
+                metrics.observe(rollout)
+                print(f"rollout #{rollout.id} of {rollout.model}: {rollout.state}")
+        finally:
+            controller.registry.close()
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server = JudgeServer(controller, metrics, args.host, args.port).start() if args.port is not None else None
+    try:
+        while not stop.is_set():
+            try:
+                for rollout in controller.reconcile_all():
+                    metrics.observe(rollout)
+            except Exception:
+                metrics.reconcile_errors.inc()
+                logging.getLogger("ingot.rollout").exception("reconcile failed; retrying")
+            stop.wait(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            server.stop()
+        controller.registry.close()
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from ingot.rollout.report import write_report
+
+    controller = open_controller(args)
+    try:
+        rollout = controller.store.get(args.rollout) if args.rollout else controller.store.latest(args.model)
+        if rollout.model != args.model:
+            raise ConfigError(f"rollout #{rollout.id} is of {rollout.model}, not {args.model}")
+        write_report(controller, rollout, args.output)
+    finally:
+        controller.registry.close()
+    print(f"wrote {args.output}")
+    return 0

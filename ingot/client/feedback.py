@@ -1,0 +1,51 @@
+"""Ground-truth labels to an Ingot gateway (`POST /v1/feedback`), standard library only."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from ingot.errors import IngotError
+
+FEEDBACK_PATH = "/v1/feedback"
+
+
+class FeedbackRejected(IngotError):
+    """The gateway refused the label; `status` is its HTTP status (400, 401, 404, 409, 503)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def send_feedback(gateway_url: str, request_id: str, label: str | int, *, row: int = 0,
+                  token: str | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Label one row of a logged prediction; returns the stored label(s) as the gateway reports them."""
+    return send_labels(gateway_url, [{"request_id": request_id, "row": row, "label": label}],
+                       token=token, timeout_s=timeout_s)
+
+
+def send_labels(gateway_url: str, labels: Sequence[dict[str, Any]], *, token: str | None = None,
+                timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Label many rows in one request (all or nothing)."""
+    body = json.dumps(list(labels)).encode()
+    request = urllib.request.Request(gateway_url.rstrip("/") + FEEDBACK_PATH, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return list(json.loads(response.read())["labels"])
+    except urllib.error.HTTPError as err:
+        payload = err.read()
+        try:
+            message = json.loads(payload)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = payload.decode("utf-8", "replace")[:200] or err.reason
+        raise FeedbackRejected(err.code, f"feedback refused ({err.code}): {message}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise IngotError(f"cannot reach the gateway at {gateway_url}: {reason}") from None

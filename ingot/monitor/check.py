@@ -1,0 +1,155 @@
+"""One monitor check of a model: its champion's baseline, a window of the inference log, the
+tests, and, when asked and warranted, a retraining trigger. What `ingot monitor check` runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ingot.errors import IngotError, NotFoundError
+from ingot.monitor.statistics import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_LABELS,
+    DEFAULT_MIN_ROWS,
+    DRIFT,
+    CheckResult,
+    Window,
+    check_window,
+)
+from ingot.monitor.triggers import DEFAULT_COOLDOWN, KFP, LOCAL, Refusal, Trigger
+
+
+@dataclass
+class CheckSettings:
+    model: str
+    registry_url: str | None = None        # registry (champion, card) and the trigger table
+    log_url: str | None = None             # the inference log; default: the registry's database
+    rows: int | None = None
+    since: timedelta | None = None
+    variant: str = "champion"
+    alpha: float = DEFAULT_ALPHA
+    min_rows: int = DEFAULT_MIN_ROWS
+    min_labels: int = DEFAULT_MIN_LABELS
+    trigger: bool = False
+    cooldown: timedelta = DEFAULT_COOLDOWN
+    dataset_uri: str = ""
+    model_repository: str | None = None
+    kfp_host: str | None = None            # None: trigger locally
+    kfp_experiment: str | None = None
+    kfp_namespace: str | None = None
+    kfp_service_account: str | None = None
+    image: str | None = None
+    work_dir: Path | None = None           # local runs' logs and outputs
+
+
+@dataclass
+class CheckOutcome:
+    model: str
+    champion_version: int | None
+    result: CheckResult
+    window: Window
+    baseline: dict[str, Any] | None
+    trigger: Trigger | None = None
+    refusal: str | None = None
+    trigger_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "champion_version": self.champion_version, "status": self.result.status,
+            "result": self.result.to_dict(), "window": self.window.to_dict(),
+            "trigger": self.trigger.to_dict() if self.trigger else None, "refusal": self.refusal,
+            "trigger_error": self.trigger_error,
+        }
+
+
+def champion_card(registry: Any, model: str) -> tuple[int, dict[str, Any]]:
+    """(version, model card) of the model's champion, read from its published artifact."""
+    from ingot.repository import read_model_card
+
+    champion = registry.champion(model)
+    if champion is None or champion.artifact_uri is None:
+        raise NotFoundError(f"model {model!r} has no champion in the registry at {registry.url}; "
+                            "the monitor compares live traffic with the champion's model card")
+    return int(champion.version), read_model_card(champion.artifact_uri)
+
+
+def run_check(settings: CheckSettings) -> CheckOutcome:
+    """Read, test and (with `settings.trigger`) trigger; never triggers on insufficient data."""
+    from ingot.monitor.baseline import baseline_from_card
+    from ingot.monitor.triggers import TriggerStore
+    from ingot.monitor.window import read_window
+    from ingot.registry import Registry
+    from ingot.registry.store import create_registry_engine, default_url, normalize_url
+
+    settings.registry_url = settings.registry_url or default_url()
+    with Registry.from_url(settings.registry_url) as registry:
+        version, card = champion_card(registry, settings.model)
+        baseline, notes = baseline_from_card(card)
+        num_classes = len(card.get("class_names") or (baseline or {}).get("class_names") or [])
+        if settings.log_url:
+            log_engine = create_registry_engine(normalize_url(settings.log_url))
+        else:
+            log_engine = registry.engine
+        try:
+            window = read_window(log_engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
+                                 variant=settings.variant, model_version=version)
+        finally:
+            if settings.log_url:
+                log_engine.dispose()
+        floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
+        result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
+                              min_labels=settings.min_labels, accuracy_floor=floor, notes=notes)
+        outcome = CheckOutcome(settings.model, version, result, window, baseline)
+        if settings.trigger and result.status == DRIFT:
+            _trigger(settings, registry, TriggerStore(registry.engine), card, outcome)
+        return outcome
+
+
+def reason_of(result: CheckResult) -> str:
+    parts = []
+    if result.drifted:
+        parts.append("drift in " + ", ".join(result.drifted))
+    if result.below_floor:
+        parts.append("labelled accuracy below the gate's floor")
+    return "; ".join(parts) or result.status
+
+
+def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str, Any], outcome: CheckOutcome) -> None:
+    from ingot import settings as ingot_settings
+    from ingot.monitor.launch import Recipe, refresh, start_kfp, start_local
+
+    flying = store.in_flight(settings.model)
+    if flying is not None:
+        refresh(store, flying, namespace=settings.kfp_namespace)
+    try:
+        recipe = Recipe.from_card(card)
+    except IngotError as err:
+        outcome.trigger_error = str(err)
+        return
+    statistics = {"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
+                  "champion_version": outcome.champion_version}
+    claimed = store.claim(settings.model, reason=reason_of(outcome.result), statistics=statistics,
+                          backend=KFP if settings.kfp_host else LOCAL, cooldown=settings.cooldown)
+    if isinstance(claimed, Refusal):
+        outcome.refusal = claimed.reason
+        return
+    try:
+        if settings.kfp_host:
+            outcome.trigger = start_kfp(
+                store, claimed, recipe, host=settings.kfp_host, dataset_uri=settings.dataset_uri,
+                model_repository=settings.model_repository, registry_url=None, experiment=settings.kfp_experiment,
+                namespace=settings.kfp_namespace, service_account=settings.kfp_service_account, image=settings.image)
+        else:
+            from ingot.cli.pipeline import local_registry_url
+
+            registry_url = local_registry_url(settings.registry_url)
+            outcome.trigger = start_local(
+                store, claimed, recipe, db_url=registry_url, dataset_uri=settings.dataset_uri,
+                registry_url=registry_url,
+                model_repository=settings.model_repository or ingot_settings.model_repository(),
+                work_dir=settings.work_dir or ingot_settings.data_dir() / "monitor" / settings.model)
+    except IngotError as err:
+        outcome.trigger_error = str(err)

@@ -1,0 +1,173 @@
+"""What a check prints (a table) and the HTML report it can write: baseline and live
+distributions side by side (matplotlib, embedded as PNG), the accuracy estimate and labelled
+accuracy, and each test's verdict."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingot.monitor.check import CheckOutcome
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def format_text(outcome: CheckOutcome) -> str:
+    result, window = outcome.result, outcome.window
+    span = f" ({window.start} .. {window.end})" if window.start else ""
+    lines = [f"{outcome.model} (champion version {outcome.champion_version}): {result.status.upper()}",
+             f"window: {window.rows} predictions{span}, {window.labelled} with feedback labels"]
+    if result.tests:
+        lines.append("")
+        lines.append(f"{'test':<20} {'statistic':>10} {'p / dist':>10} {'threshold':>10}  verdict")
+        for test in result.tests:
+            lines.append(f"{test.name:<20} {_number(test.statistic):>10} {_number(test.value):>10} "
+                         f"{_number(test.threshold):>10}  {test.verdict}")
+        pvalues = [t for t in result.tests if t.kind == "p-value"]
+        lines.append(f"(Bonferroni: family-wise alpha {result.alpha} over {len(pvalues)} p-value tests; "
+                     "distances are advisory)")
+    if result.estimated_accuracy is not None:
+        lines.append(f"estimated accuracy (label-free) {_number(result.estimated_accuracy)}; "
+                     f"validation {_number(result.validation_accuracy)}")
+    if result.labelled_accuracy is not None:
+        low, high = result.labelled_interval or (None, None)
+        lines.append(f"labelled accuracy {_number(result.labelled_accuracy)} (95% CI {_number(low)}..{_number(high)})")
+    lines += [f"note: {note}" for note in result.notes]
+    if outcome.trigger is not None:
+        lines.append(f"triggered retraining: trigger #{outcome.trigger.id}, {outcome.trigger.backend} run "
+                     f"{outcome.trigger.run_id} ({outcome.trigger.log_path})")
+    if outcome.refusal:
+        lines.append(f"no retraining started: {outcome.refusal}")
+    if outcome.trigger_error:
+        lines.append(f"retraining could not start: {outcome.trigger_error}")
+    return "\n".join(lines)
+
+
+def _figure_uri(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fractions(counts: Any) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ingot.monitor.statistics import rebin
+
+    baseline, window = outcome.baseline, outcome.window
+    if not baseline or window.rows == 0:
+        return []
+    plots = []
+    names = baseline.get("class_names") or [str(i) for i in range(len(window.class_counts))]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    for axis, counts, title in ((axes[0], baseline["predicted_class_counts"], "baseline (validation)"),
+                                (axes[1], window.class_counts, "live window")):
+        axis.bar(range(len(names)), _fractions(counts), color="#4c72b0" if axis is axes[0] else "#dd8452")
+        axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        axis.set_title(title)
+    axes[0].set_ylabel("fraction of predictions")
+    plots.append(("Predicted-class prior", _figure_uri(figure)))
+
+    def histograms(title: str, reference: Any, live: Any, low: float, high: float, xlabel: str) -> None:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+        edges = np.linspace(low, high, len(reference) + 1)
+        for axis, counts, label, colour in ((axes[0], reference, "baseline (validation)", "#4c72b0"),
+                                            (axes[1], live, "live window", "#dd8452")):
+            axis.stairs(_fractions(counts), edges, fill=True, color=colour)
+            axis.set_title(label)
+            axis.set_xlabel(xlabel)
+        axes[0].set_ylabel("fraction")
+        plots.append((title, _figure_uri(figure)))
+
+    bins = int(baseline["confidence_bins"])
+    histograms("Top-1 confidence", baseline["confidence_counts"], rebin(window.confidence_counts, bins),
+               0.0, 1.0, "confidence")
+    for key, live, label in (("input_mean", window.input_mean_counts, "per-image pixel mean (0..255)"),
+                             ("input_std", window.input_std_counts, "per-image pixel standard deviation")):
+        if baseline.get(key) and live:
+            histograms(label.capitalize(), baseline[key]["counts"], live, baseline[key]["low"],
+                       baseline[key]["high"], label)
+    return plots
+
+
+def render_html(outcome: CheckOutcome) -> str:
+    result = outcome.result
+    escape = html.escape
+    rows = "".join(
+        f"<tr class='{escape(t.verdict.replace(' ', '-'))}'><td>{escape(t.name)}</td><td>{escape(t.kind)}</td>"
+        f"<td>{_number(t.statistic)}</td><td>{_number(t.value)}</td><td>{_number(t.threshold)}</td>"
+        f"<td>{escape(t.verdict)}</td><td>{escape(t.detail)}</td></tr>"
+        for t in result.tests
+    )
+    figures = "".join(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{uri}'>" for title, uri in _plots(outcome))
+    accuracy = []
+    if result.estimated_accuracy is not None:
+        accuracy.append(f"Estimated accuracy (label-free, calibrated confidence): <b>{_number(result.estimated_accuracy)}</b>")
+    if result.validation_accuracy is not None:
+        accuracy.append(f"Validation accuracy: {_number(result.validation_accuracy)}")
+    if result.labelled_accuracy is not None:
+        low, high = result.labelled_interval or (None, None)
+        accuracy.append(f"Labelled accuracy: <b>{_number(result.labelled_accuracy)}</b> "
+                        f"(95% CI {_number(low)}..{_number(high)}, {outcome.window.labelled} labels)")
+    notes = "".join(f"<li>{escape(note)}</li>" for note in result.notes)
+    text = escape(format_text(outcome))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Drift check: {escape(outcome.model)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+tr.drift td, tr.large td {{ background: #fde2e1; }} .status {{ font-size: 1.4em; }}
+img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 1em; }}
+</style></head><body>
+<h1>Drift check: {escape(outcome.model)} (champion version {outcome.champion_version})</h1>
+<p class="status">Verdict: <b>{escape(result.status)}</b> over {outcome.window.rows} predictions</p>
+<p>{'<br>'.join(accuracy)}</p>
+<h2>Tests</h2>
+<table><tr><th>test</th><th>kind</th><th>statistic</th><th>p-value / distance</th><th>threshold</th>
+<th>verdict</th><th>detail</th></tr>{rows}</table>
+<p>Bonferroni over the p-value tests that ran (family-wise alpha {result.alpha}); distances are advisory.</p>
+<ul>{notes}</ul>
+{figures}
+<h2>Summary</h2><pre>{text}</pre>
+</body></html>
+"""
+
+
+def write_report(outcome: CheckOutcome, path: str | os.PathLike[str]) -> Path:
+    """Write the HTML report to a temp file beside `path`, then rename it into place."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = render_html(outcome)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,204 @@
+"""Retraining triggers: a table in the registry database, a cooldown and at most one run in flight
+per model, both decided inside one serialized database transaction, so two monitors checking at
+the same moment never both start a run.
+
+A claim runs in a write transaction that first takes a per-model lock (`pg_advisory_xact_lock`
+on PostgreSQL; `BEGIN IMMEDIATE` on SQLite, which serializes all writers), then refuses when a
+trigger of the model is `starting` or `running` (a partial unique index backs this up) or when
+the newest trigger, whatever became of it, is younger than the cooldown: a failing pipeline is
+retried once per cooldown, not on every check. A run that finishes, fails, or whose local process
+died releases the in-flight slot.
+
+States: `starting` (claimed, run not yet submitted) -> `running` (run id known) -> `succeeded` or
+`failed`. A claim whose submission fails is marked `failed` with the error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from ingot.errors import ConfigError
+from ingot.registry.schema import UTCDateTime, json_type, utc_now
+
+STARTING, RUNNING, SUCCEEDED, FAILED = "starting", "running", "succeeded", "failed"
+IN_FLIGHT = (STARTING, RUNNING)
+LOCAL, KFP = "local", "kfp"
+DEFAULT_COOLDOWN = timedelta(hours=24)
+
+metadata = MetaData()
+# The shape migration 5 creates (ingot/registry/migrations.py); a test checks they agree.
+drift_triggers = Table(
+    "drift_triggers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("statistics", json_type(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("backend", String(16), nullable=False),
+    Column("run_id", String(256), nullable=True),
+    Column("log_path", Text, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(256), nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("detail", Text, nullable=True),
+)
+
+
+@dataclass
+class Trigger:
+    id: int
+    model: str
+    created_at: datetime
+    reason: str
+    statistics: dict[str, Any]
+    state: str
+    backend: str
+    run_id: str | None
+    log_path: str | None
+    pid: int | None
+    host: str | None
+    finished_at: datetime | None
+    detail: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        for key in ("created_at", "finished_at"):
+            values[key] = values[key].isoformat() if values[key] is not None else None
+        return values
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why no run was started: the run in flight, or the cooldown's end."""
+
+    reason: str
+    blocking: Trigger
+
+
+def _row(row: Any) -> Trigger:
+    return Trigger(**dict(row._mapping))
+
+
+class TriggerStore:
+    """The drift_triggers table of a registry database (open the Registry first: it migrates)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write = engine.execution_options(ingot_write=True)  # BEGIN IMMEDIATE on SQLite
+
+    def claim(
+        self, model: str, *, reason: str, statistics: dict[str, Any], backend: str,
+        cooldown: timedelta = DEFAULT_COOLDOWN, now: datetime | None = None,
+    ) -> Trigger | Refusal:
+        """Record a new trigger in state `starting`, or say why not (in flight, cooling down)."""
+        if backend not in (LOCAL, KFP):
+            raise ConfigError(f"trigger backend {backend!r} is not one of {LOCAL!r}, {KFP!r}")
+        if cooldown < timedelta(0):
+            raise ConfigError(f"cooldown {cooldown} must not be negative")
+        now = now or utc_now()
+        table = drift_triggers
+        try:
+            with self._write.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"ingot-drift:{model}"})
+                flying = conn.execute(select(table).where(table.c.model == model, table.c.state.in_(IN_FLIGHT))
+                                      .order_by(table.c.id.desc()).limit(1)).first()
+                if flying is not None:
+                    blocking = _row(flying)
+                    return Refusal(f"trigger #{blocking.id} of {model!r} is still {blocking.state} "
+                                   f"(run {blocking.run_id or '-'}): at most one run in flight", blocking)
+                newest = conn.execute(select(table).where(table.c.model == model)
+                                      .order_by(table.c.created_at.desc(), table.c.id.desc()).limit(1)).first()
+                if newest is not None and now - _row(newest).created_at < cooldown:
+                    blocking = _row(newest)
+                    until = blocking.created_at + cooldown
+                    return Refusal(f"cooling down until {until.isoformat(timespec='seconds')} (trigger #{blocking.id} "
+                                   f"at {blocking.created_at.isoformat(timespec='seconds')}, cooldown {cooldown})", blocking)
+                new_id = conn.execute(insert(table).values(
+                    model=model, created_at=now, reason=reason, statistics=statistics, state=STARTING,
+                    backend=backend,
+                ).returning(table.c.id)).scalar_one()
+                return _row(conn.execute(select(table).where(table.c.id == new_id)).one())
+        except IntegrityError:
+            # Only the partial unique index can refuse the insert: another monitor's claim won.
+            winner = self.in_flight(model)
+            if winner is None:
+                raise
+            return Refusal(f"trigger #{winner.id} of {model!r} is {winner.state}: at most one run in flight", winner)
+
+    def mark_running(self, trigger_id: int, *, run_id: str, log_path: str | None = None,
+                     pid: int | None = None, host: str | None = None) -> Trigger:
+        with self._write.begin() as conn:
+            conn.execute(update(drift_triggers).where(drift_triggers.c.id == trigger_id).values(
+                state=RUNNING, run_id=run_id, log_path=log_path, pid=pid, host=host))
+        return self.get(trigger_id)
+
+    def finish(self, trigger_id: int, state: str, detail: str | None = None) -> Trigger:
+        """Record the outcome (`succeeded` or `failed`); this releases the in-flight slot."""
+        if state not in (SUCCEEDED, FAILED):
+            raise ConfigError(f"a trigger finishes as {SUCCEEDED!r} or {FAILED!r}, not {state!r}")
+        with self._write.begin() as conn:
+            conn.execute(update(drift_triggers).where(drift_triggers.c.id == trigger_id).values(
+                state=state, finished_at=utc_now(), detail=detail))
+        return self.get(trigger_id)
+
+    def get(self, trigger_id: int) -> Trigger:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(drift_triggers).where(drift_triggers.c.id == trigger_id)).first()
+        if row is None:
+            raise ConfigError(f"no drift trigger #{trigger_id}")
+        return _row(row)
+
+    def in_flight(self, model: str) -> Trigger | None:
+        table = drift_triggers
+        with self._engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.model == model, table.c.state.in_(IN_FLIGHT))
+                               .order_by(table.c.id.desc()).limit(1)).first()
+        return _row(row) if row is not None else None
+
+    def history(self, model: str, limit: int = 20) -> list[Trigger]:
+        table = drift_triggers
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(table).where(table.c.model == model)
+                                .order_by(table.c.id.desc()).limit(limit)).all()
+        return [_row(row) for row in rows]
+
+    def count(self, model: str) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(drift_triggers)
+                                   .where(drift_triggers.c.model == model)) or 0)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,117 @@
+"""A window of the inference log, aggregated in SQL into the bins of the baseline.
+
+The window is the newest `rows` served predictions of a model (`--window N`), or those logged
+since a moment (`--since 6h`), of one variant (the champion by default) and optionally one model
+version. Only successful rows with a prediction count. Nothing is sampled: the database returns
+one count per (histogram, bucket), each bucket computed by the same arithmetic as
+`ingot.monitor.baseline.bucket_index` (floor on PostgreSQL; CAST truncation on SQLite, the same for
+the non-negative values logged), plus the number of feedback labels joined to those rows and how
+many were correct.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ingot.errors import ConfigError
+from ingot.monitor.statistics import Window
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '30m', '6h', '7d', '2w' -> timedelta."""
+    match = _DURATION.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"duration {text!r} is not understood; expected a positive number and a unit "
+                          "s, m, h, d or w, e.g. 30m, 6h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def bucket_expression(column: Any, low: float, high: float, bins: int, dialect: str) -> Any:
+    """SQL for `bucket_index`: the bin of `column` over [low, high) in `bins` bins, clipped."""
+    from sqlalchemy import Integer, cast, func
+
+    scaled = (column - float(low)) * float(bins) / float(high - low)
+    if dialect == "postgresql":
+        return func.least(func.greatest(cast(func.floor(scaled), Integer), 0), bins - 1)
+    return func.min(func.max(cast(scaled, Integer), 0), bins - 1)
+
+
+def read_window(
+    engine: Any,
+    model: str,
+    num_classes: int,
+    *,
+    rows: int | None = None,
+    since: timedelta | None = None,
+    variant: str = "champion",
+    model_version: int | None = None,
+    now: datetime | None = None,
+) -> Window:
+    """Aggregate the window in SQL (see the module docstring); `rows` and `since` exclude each other."""
+    from sqlalchemy import and_, case, func, select
+
+    from ingot.inference_log.schema import OK, feedback_labels, inference_log
+    from ingot.monitor.baseline import (
+        CONFIDENCE_BINS,
+        INPUT_MEAN_RANGE,
+        INPUT_STD_RANGE,
+    )
+
+    if (rows is None) == (since is None):
+        raise ConfigError("give exactly one of a row count (--window N) or a duration (--since DURATION)")
+    if rows is not None and rows < 1:
+        raise ConfigError(f"--window {rows} must be at least 1 row")
+    log = inference_log
+    conditions = [log.c.model == model, log.c.variant == variant, log.c.status == OK,
+                  log.c.predicted_class_id.is_not(None), log.c.confidence.is_not(None)]
+    if model_version is not None:
+        conditions.append(log.c.model_version == model_version)
+    columns = [log.c.request_id, log.c.row, log.c.ts, log.c.predicted_class_id, log.c.confidence,
+               log.c.input_mean, log.c.input_std]
+    query = select(*columns).where(*conditions)
+    if rows is not None:
+        query = query.order_by(log.c.id.desc()).limit(rows)
+    else:
+        start = (now or datetime.now(UTC)) - since  # type: ignore[operator]
+        query = query.where(log.c.ts >= start)
+    recent = query.subquery("recent")
+    dialect = engine.dialect.name
+
+    def histogram(conn: Any, column: Any, low: float, high: float, bins: int) -> list[int]:
+        bucket = bucket_expression(column, low, high, bins, dialect).label("bucket")
+        counts = [0] * bins
+        found = conn.execute(select(bucket, func.count()).where(column.is_not(None)).group_by(bucket))
+        for index, count in found:
+            counts[int(index)] = int(count)
+        return counts
+
+    with engine.connect() as conn:
+        total, first, last = conn.execute(select(func.count(), func.min(recent.c.ts), func.max(recent.c.ts))).one()
+        classes = [0] * num_classes
+        for class_id, count in conn.execute(
+            select(recent.c.predicted_class_id, func.count()).group_by(recent.c.predicted_class_id)
+        ):
+            if not 0 <= int(class_id) < num_classes:
+                raise ConfigError(f"the inference log of {model!r} holds class id {class_id}, but the model card "
+                                  f"has {num_classes} classes: is the window mixing model versions?")
+            classes[int(class_id)] = int(count)
+        confidence = histogram(conn, recent.c.confidence, 0.0, 1.0, CONFIDENCE_BINS)
+        means = histogram(conn, recent.c.input_mean, *INPUT_MEAN_RANGE)
+        stds = histogram(conn, recent.c.input_std, *INPUT_STD_RANGE)
+        labels = feedback_labels
+        labelled, correct = conn.execute(
+            select(func.count(labels.c.id), func.coalesce(func.sum(case((labels.c.correct, 1), else_=0)), 0))
+            .select_from(recent.join(labels, and_(labels.c.request_id == recent.c.request_id,
+                                                  labels.c.row == recent.c.row, labels.c.variant == variant)))
+        ).one()
+    return Window(
+        rows=int(total), class_counts=classes, confidence_counts=confidence,
+        input_mean_counts=means if sum(means) else None, input_std_counts=stds if sum(stds) else None,
+        labelled=int(labelled), correct=int(correct),
+        start=first.isoformat() if first is not None else None, end=last.isoformat() if last is not None else None,
+    )

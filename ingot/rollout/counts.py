@@ -1,0 +1,82 @@
+"""Per-arm counts of one experiment, aggregated by the database over the inference log.
+
+Nothing here loads rows into Python: requests, errors, step-window assignments, labelled rows
+and correct ones are COUNT/SUM aggregates grouped by variant. The p99 latency is PostgreSQL's
+`percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)`; SQLite has no percentile
+aggregate, so there the database sorts and returns the two rows around the rank
+(ORDER BY ... LIMIT 2 OFFSET k), interpolated the same way: two values per arm come back.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, case, func, select
+
+from ingot.inference_log.schema import OK, feedback_labels, inference_log
+from ingot.rollout.analysis import ArmCounts
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+ARMS = ("champion", "challenger")
+# Rows assigned by the configured weight (directly or through the sticky hash); header pins,
+# mirror copies and fallbacks say nothing about the split and are left out of the SRM check.
+SPLIT_ASSIGNMENTS = ("weight", "sticky")
+
+
+def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datetime | None = None) -> dict[str, ArmCounts]:
+    """ArmCounts for champion and challenger rows of `experiment` (shadow rows never count)."""
+    log = inference_log
+    split = log.c.assignment.in_(SPLIT_ASSIGNMENTS)
+    in_step = and_(split, log.c.ts >= step_since) if step_since is not None else split
+    assigned_expr = func.sum(case((in_step, 1), else_=0))
+    query = (
+        select(log.c.variant, func.count().label("requests"),
+               func.sum(case((log.c.status != OK, 1), else_=0)).label("errors"),
+               assigned_expr.label("assigned"),
+               func.sum(case((log.c.status == OK, 1), else_=0)).label("ok"))
+        .where(log.c.model == model, log.c.experiment == experiment, log.c.variant.in_(ARMS))
+        .group_by(log.c.variant)
+    )
+    labels = feedback_labels
+    label_query = (
+        select(labels.c.variant, func.count().label("total"),
+               func.sum(case((labels.c.correct, 1), else_=0)).label("correct"))
+        .where(labels.c.model == model, labels.c.experiment == experiment, labels.c.variant.in_(ARMS))
+        .group_by(labels.c.variant)
+    )
+    with engine.connect() as conn:
+        served = {row.variant: row for row in conn.execute(query)}
+        labelled = {row.variant: row for row in conn.execute(label_query)}
+        result: dict[str, ArmCounts] = {}
+        for arm in ARMS:
+            s, lab = served.get(arm), labelled.get(arm)
+            ok = int(s.ok or 0) if s is not None else 0
+            result[arm] = ArmCounts(
+                total=int(lab.total) if lab is not None else 0,
+                correct=int(lab.correct or 0) if lab is not None else 0,
+                requests=int(s.requests) if s is not None else 0,
+                errors=int(s.errors or 0) if s is not None else 0,
+                assigned=int(s.assigned or 0) if s is not None else 0,
+                p99_latency_ms=_p99(conn, model, experiment, arm, ok) if ok else None,
+            )
+    return result
+
+
+def _p99(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int) -> float | None:
+    log = inference_log
+    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.status == OK)
+    if conn.dialect.name == "postgresql":
+        value = conn.scalar(select(func.percentile_cont(0.99).within_group(log.c.latency_ms)).where(*where))
+    else:  # the same linear interpolation as percentile_cont, from the two rows around the rank
+        position = 0.99 * (ok_rows - 1)
+        lower = math.floor(position)
+        pair = list(conn.scalars(select(log.c.latency_ms).where(*where).order_by(log.c.latency_ms)
+                                 .limit(2).offset(lower)))
+        if not pair:
+            return None
+        value = pair[0] + (pair[-1] - pair[0]) * (position - lower)
+    return float(value) if value is not None else None

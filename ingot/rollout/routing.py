@@ -1,0 +1,84 @@
+"""The routing table the controller writes for the gateway (the shape in docs/architecture.md),
+and the TF Serving model config each server loads; both built from a rollout's target.
+
+The controller is the routing table's only writer; a table is always written whole, to a
+temporary file renamed over the old one (or as one ConfigMap update), so the gateway never
+reads half a table.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ingot.errors import ConfigError
+
+STABLE_LABEL = "stable"
+
+
+def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight: int,
+                  champion_version: int, challenger_version: int) -> dict[str, Any]:
+    """The gateway's routing table for one state of a rollout."""
+    if not 0 <= weight <= 100:
+        raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
+    upstreams = {}
+    for arm, version in (("champion", champion_version), ("challenger", challenger_version)):
+        spec = target.get(arm) or {}
+        for key, flag in (("rest", "rest URL"), ("grpc", "gRPC host:port")):
+            if not spec.get(key):
+                raise ConfigError(f"rollout target has no {arm}.{key} ({flag}); pass --{arm}-{key}")
+        upstreams[arm] = {"rest": spec["rest"], "grpc": spec["grpc"], "version": int(version)}
+    return {
+        "model": model,
+        "experiment": experiment,
+        "salt": target.get("salt") or experiment,
+        "caller_header": target.get("caller_header", "x-ingot-caller"),
+        "weights": {"challenger": int(weight)},
+        "mirror": int(target.get("mirror", 0)),
+        "upstreams": upstreams,
+        "feedback_token_file": target.get("feedback_token_file", ""),
+    }
+
+
+def routing_yaml(table: dict[str, Any]) -> str:
+    """YAML text of a table, checked by the gateway's own validator, so the controller never
+    writes a table the gateway would refuse."""
+    from ingot.gateway.routing import dump
+
+    return dump(table)
+
+
+def model_config_text(model: str, base_path: str, versions: list[int], stable: int) -> str:
+    """A ModelServerConfig serving exactly `versions`, with the `stable` label on `stable`."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from ingot.serving.config import model_config_text as to_text
+    from ingot.serving.config import validate_model_server_config
+
+    config = model_server_config_pb2.ModelServerConfig()
+    entry = config.model_config_list.config.add()
+    entry.name = model
+    entry.base_path = base_path
+    entry.model_platform = "tensorflow"
+    entry.model_version_policy.specific.versions.extend(sorted(set(versions)))
+    entry.version_labels[STABLE_LABEL] = int(stable)
+    validate_model_server_config(config, source=f"model config of {model}")
+    return to_text(config)
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file in the same directory, fsync, rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,105 @@
+"""Monitor fixtures: databases on SQLite and a real, throwaway PostgreSQL (as tests/registry does),
+with the inference-log tables, and helpers that write log rows the way the gateway does."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert
+
+from ingot.inference_log.schema import feedback_labels, inference_log, metadata
+from ingot.registry import Registry
+from tests.support.postgres import PostgresServer, throwaway_postgres
+
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.xdist_group("monitor-postgres")]),
+]
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
+    created: list[str] = []
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+
+    def make() -> str:
+        number = next(_numbers)
+        if server is None:
+            return f"sqlite:///{tmp_path / f'monitor-{number}.db'}"
+        name = f"monitor_{os.getpid()}_{number}"
+        created.append(name)
+        return server.create_database(name)
+
+    yield make
+    for name in created:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
+    """A migrated registry database that also holds the inference-log tables."""
+    url = new_database()
+    with Registry.from_url(url) as registry:
+        metadata.create_all(registry.engine)
+    return url
+
+
+def write_log(engine, model: str, class_ids, confidences, *, means=None, stds=None, correct=None,
+              variant: str = "champion", version: int | None = 1, start: datetime | None = None,
+              step: timedelta = timedelta(seconds=1), status: str = "OK", labels=None) -> None:
+    """Insert one inference-log row per value (and a feedback label per row where `correct` is given)."""
+    start = start or datetime.now(timezone.utc) - step * len(class_ids)
+    rows, feedback = [], []
+    for i, (class_id, confidence) in enumerate(zip(class_ids, confidences)):
+        request_id = uuid.uuid4().hex
+        rows.append({
+            "request_id": request_id, "row": 0, "ts": start + step * i, "model": model, "experiment": None,
+            "variant": variant, "assignment": "weight", "model_version": version, "signature": "serving_default",
+            "input_sha256": None, "predicted_class_id": int(class_id) if status == "OK" else None,
+            "predicted_class_name": f"c{int(class_id)}" if status == "OK" else None,
+            "confidence": float(confidence) if status == "OK" else None,
+            "input_mean": None if means is None else float(means[i]),
+            "input_std": None if stds is None else float(stds[i]),
+            "latency_ms": 1.0, "status": status,
+        })
+        if correct is not None:
+            label = int(class_id) if correct[i] else (int(class_id) + 1) % 5
+            feedback.append({"request_id": request_id, "row": 0, "label_id": label, "label_name": f"c{label}",
+                             "received_at": start + step * i, "model": model, "experiment": None,
+                             "variant": variant, "model_version": version, "correct": bool(correct[i])})
+    with engine.begin() as conn:
+        for chunk in range(0, len(rows), 5000):
+            conn.execute(insert(inference_log), rows[chunk:chunk + 5000])
+        for chunk in range(0, len(feedback), 5000):
+            conn.execute(insert(feedback_labels), feedback[chunk:chunk + 5000])
+
+
+
+
+def make_champion(registry_url: str, model: str, card: dict, directory) -> None:
+    """Register `card` as the model's champion: a version directory holding only its model card."""
+    from pathlib import Path
+
+    from ingot.repository import write_model_card
+
+    directory = Path(directory)
+    (directory / "assets.extra").mkdir(parents=True, exist_ok=True)
+    write_model_card(str(directory), card)
+    gate = card.get("gate") or {"blessed": True, "reasons": [], "checks": [], "thresholds": {}}
+    with Registry.from_url(registry_url) as registry:
+        registry.register_version(model, version=1, artifact_uri=str(directory), model_sha256="0" * 64,
+                                  config=card.get("training_config") or {}, gate=gate)
+        registry.mark_ready(model, 1, verify=lambda *_: True)
+        assert registry.champion(model).version == 1
