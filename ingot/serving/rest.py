@@ -29,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from ingot.protocol.documents import metadata_document, status_json
-from ingot.protocol.rest_json import dumps, error_body, predict_response
+from ingot.protocol.rest_json import dumps, dumps_response, error_body
 from ingot.protocol.routes import V1Route, parse_v1_path
 from ingot.protocol.status import Code, ServingError, code_from_http_status, invalid_argument
 from ingot.serving.backend import REST, ModelSpec, PredictCall, RequestContext
@@ -193,7 +193,7 @@ class RestApi:
             status = result.forwarded.status
             return (_forwarded_response(status, result.forwarded.body, ctx.response_headers),
                     result.version, _status_name(status))
-        payload = dumps(predict_response(result.outputs or {}, parsed.row_format))
+        payload = dumps_response(result.outputs or {}, parsed.row_format)
         # The version that answered: TF Serving's REST body has no place for it, A/B analysis needs it.
         headers = {**ctx.response_headers, "X-Model-Version": str(result.version)}
         return _json_response(payload, headers=headers), result.version, "OK"
