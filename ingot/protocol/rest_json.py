@@ -623,6 +623,7 @@ def to_json_value(name: str, array: np.ndarray) -> Any:
         return array.tolist()
     if kind in "OSU":
         flat = array.ravel().tolist()
+        values: list[Any]
         if name.endswith(BYTES_SUFFIX):
             values = [{B64_KEY: base64.b64encode(_as_bytes(v)).decode("ascii")} for v in flat]
         else:
@@ -679,7 +680,7 @@ def predict_request_document(signature_name: str, inputs: Mapping[str, np.ndarra
 def request_json_value(array: np.ndarray) -> Any:
     """Bytes as {"b64": ...} (TF Serving's binary form), text as strings, numbers as numbers."""
     if array.dtype.kind in "OSU":
-        flat = [
+        flat: list[Any] = [
             {B64_KEY: base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else str(v)
             for v in array.ravel().tolist()
         ]

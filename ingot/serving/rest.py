@@ -67,14 +67,14 @@ class RestApi:
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.front.limits.max_body_bytes, middlewares=[json_http_errors])
-        expect = {"expect_handler": expect_100_continue}
-        app.router.add_route("*", "/v1/" + ANY_PATH, self.handle_v1, **expect)
-        app.router.add_get("/healthz", self.healthz, **expect)
-        app.router.add_get("/readyz", self.readyz, **expect)
-        app.router.add_get("/ingot/models", self.list_models, **expect)
+        expect = expect_100_continue
+        app.router.add_route("*", "/v1/" + ANY_PATH, self.handle_v1, expect_handler=expect)
+        app.router.add_get("/healthz", self.healthz, expect_handler=expect)
+        app.router.add_get("/readyz", self.readyz, expect_handler=expect)
+        app.router.add_get("/ingot/models", self.list_models, expect_handler=expect)
         if self.metrics_path:
-            app.router.add_get(self.metrics_path, self.prometheus, **expect)
-        app.router.add_route("*", "/" + ANY_PATH, self.not_found, **expect)
+            app.router.add_get(self.metrics_path, self.prometheus, expect_handler=expect)
+        app.router.add_route("*", "/" + ANY_PATH, self.not_found, expect_handler=expect)
         return app
 
     def runner(self, *, shutdown_timeout: float) -> web.AppRunner:
