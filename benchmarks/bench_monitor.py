@@ -9,7 +9,7 @@ scikit-learn's digits, predictions and input statistics as the gateway logs them
 shift (inputs unchanged, a third of the labels now disagree with the model: only labelled accuracy
 can see it). False alarms: the share of disjoint stable windows called `drift`.
 
-    .venv/bin/python benchmarks/bench_monitor.py [--rows 100000] [--window 1000] [--every 50] [--seeds 10]
+    .venv/bin/python benchmarks/bench_monitor.py [--rows 100000] [--window 1000] [--every 50] [--seeds 10] [--cost-only]
 """
 
 from __future__ import annotations
@@ -112,10 +112,11 @@ def false_alarms(baseline: dict, windows: Callable[[int], Window], count: int) -
 def fill_log(engine, rows: int) -> None:
     from sqlalchemy import insert
 
-    from ingot.inference_log.schema import inference_log, metadata
+    from ingot.inference_log.schema import inference_log
+    from ingot.inference_log.store import InferenceLogStore
     from tests.monitor.simulate import draw
 
-    metadata.create_all(engine)
+    InferenceLogStore(engine)  # creates the tables (the log's own migrations)
     batch = draw(rows, np.random.default_rng(0))
     means, stds = input_statistics(batch.images)
     predicted, confidence = batch.predicted, batch.confidence
@@ -195,7 +196,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--label-rate", type=float, default=0.2)
     parser.add_argument("--stable-windows", type=int, default=400)
+    parser.add_argument("--cost-only", action="store_true", help="only time one check over --rows rows")
     args = parser.parse_args()
+    if args.cost_only:
+        check_cost(args.rows)
+        return
 
     from tests.monitor.digits_model import train_digits_model
     from tests.monitor.simulate import baseline, draw

@@ -4,7 +4,8 @@ bundled digits with the default recipe; plus the compiled pipeline's size and co
 
 Prints each step's wall time for both, the pipeline's total over the in-process total (the price
 of running steps as separate processes that pass artifacts, which is what a cluster run does
-too), and how much of the train step was fitting the model.
+too), and how much of the train step was fitting the model; then one process against
+`ingot train --workers 2` (MultiWorkerMirroredStrategy on loopback): wall time and test accuracy.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--set epochs=3] [--config configs/digits-cnn.yaml]
 """
@@ -34,14 +35,16 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def in_process(config: str, overrides: list[str], work: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    argv = [INGOT, "train", "--config", config, "--model-repository", str(work / "repo-train"), "--work-dir",
-            str(work / "train-run"), *[a for o in overrides for a in ("--set", o)]]
+def in_process(config: str, overrides: list[str], work: Path, env: dict[str, str], *, workers: int = 1,
+               label: str = "train-run") -> tuple[float, dict[str, float]]:
+    argv = [INGOT, "train", "--config", config, "--model-repository", str(work / f"repo-{label}"), "--work-dir",
+            str(work / label), "--workers", str(workers), *[a for o in overrides for a in ("--set", o)]]
     seconds, out = run(argv, env)
     spans = re.search(r"done in [\d.]+s \((.+)\); step outputs", out)
     steps = {name: float(value) for name, value in re.findall(r"(\w+) ([\d.]+)s", spans.group(1))} if spans else {}
     fit = re.search(r"trained (\d+) epochs in ([\d.]+)s", out)
     steps["fit"], steps["epochs"] = float(fit.group(2)), float(fit.group(1))
+    steps["accuracy"] = json.loads((work / label / "evaluation.json").read_text())["metrics"]["accuracy"]
     return seconds, steps
 
 
@@ -57,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/digits-cnn.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also train with this many local workers (ingot train --workers) and compare; 1: skip")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -75,6 +80,9 @@ def main() -> None:
               f"lines, compiled in {compile_s:.2f} s")
         base_total, base_steps = in_process(args.config, args.overrides, work, env)
         pipe_total, report = pipeline(args.config, args.overrides, work, env)
+        multi = None
+        if args.workers > 1:
+            multi = in_process(args.config, args.overrides, work, env, workers=args.workers, label="workers-run")
         summary = json.loads((Path(report["run_dir"]) / "train" / "model" / "training.json").read_text())
 
     steps = {s["name"]: s["seconds"] for s in report["steps"]}
@@ -97,6 +105,15 @@ def main() -> None:
     record = report["record"]
     print(f"gate: {'blessed' if (record['gate'] or {}).get('blessed') else 'rejected'}; "
           f"test accuracy {record['metrics']['accuracy']:.4f}")
+    if multi is not None:
+        multi_total, multi_steps = multi
+        print(f"\n{'ingot train':<22} {'wall':>8} {'fit':>8} {'epochs':>7} {'test accuracy':>14}")
+        for name, total, values in (("1 process", base_total, base_steps),
+                                    (f"{args.workers} local workers", multi_total, multi_steps)):
+            print(f"{name:<22} {total:7.1f}s {values['fit']:7.1f}s {values['epochs']:7.0f} {values['accuracy']:14.4f}")
+        print(f"{args.workers} workers / 1 process: {multi_total / base_total:.2f}x wall time, fit "
+              f"{multi_steps['fit'] / base_steps['fit']:.2f}x (on {os.cpu_count()} CPUs the workers share the "
+              "cores, so the figure is the cost of collectives and worker start-up, not a speed-up)")
 
 if __name__ == "__main__":
     main()

@@ -10,24 +10,23 @@ and the logic it calls is unit-tested without kfp.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-IMAGE_ENV = "INGOT_IMAGE"
-# The image built from the repository's Dockerfile, under the name the release pushes it as (the
-# kustomize manifests use the same). Fixed, so the checked-in compiled pipeline is deterministic;
-# set INGOT_IMAGE (or --image) when compiling or submitting to use another build.
-DEFAULT_IMAGE = "ghcr.io/ingot/ingot:0.1.0"
+from ingot.settings import DEFAULT_IMAGE, IMAGE_ENV  # noqa: F401 - re-exported for the CLI and tests
 
 
 def image_from_env() -> str:
-    """`$INGOT_IMAGE` when set and non-empty, else DEFAULT_IMAGE (read when called, not at import)."""
-    return os.environ.get(IMAGE_ENV, "").strip() or DEFAULT_IMAGE
+    """`$INGOT_IMAGE` when set and non-empty, else DEFAULT_IMAGE (read when called, not at import);
+    set INGOT_IMAGE (or --image) when compiling or submitting to use another build."""
+    from ingot import settings
+
+    return settings.image()
 
 
 @dataclass(frozen=True)
 class Components:
+    image: str
     ingest: Any
     train: Any
     evaluate: Any
@@ -47,6 +46,7 @@ def build_components(image: str | None = None) -> Components:
 
     image = (image or "").strip() or image_from_env()
     return Components(
+        image=image,
         ingest=build_ingest(image),
         train=build_train(image),
         evaluate=build_evaluate(image),

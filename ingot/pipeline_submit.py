@@ -1,7 +1,7 @@
-"""Submit ingot-retrain to a Kubeflow Pipelines API endpoint, and ask it how a run is doing.
+"""Submit ingot-retrain to a Kubeflow Pipelines API endpoint, and ask it how a run is doing;
+and the registry URL a local run's steps get.
 
-The one implementation behind `ingot pipeline run --host` and the drift monitor's cluster
-trigger. kfp is imported inside the functions, so importing this module costs nothing.
+The one implementation behind `ingot pipeline run [--host]` and the drift monitor's triggers. kfp is imported inside the functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -93,6 +93,18 @@ def run_state(host: str, run_id: str, namespace: str | None = None) -> str:
     except Exception as err:
         raise IngotError(f"asking {host} about run {run_id} failed: {one_line(err)}") from err
     return str(getattr(run, "state", None) or "UNKNOWN")
+
+
+def local_registry_url(url: str | None) -> str:
+    """The registry URL local steps (subprocesses) get: given, else the default, with a relative
+    SQLite path made absolute."""
+    from ingot.registry import default_url, normalize_url
+
+    parsed = normalize_url(url or default_url())
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+            and not parsed.database.startswith("file:"):
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+    return parsed.render_as_string(hide_password=False)
 
 
 def _token_credentials() -> Any:

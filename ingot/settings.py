@@ -1,21 +1,83 @@
-"""Locations Ingot reads and writes, each overridable from the environment."""
+"""One source of truth for the environment variables Ingot reads and the defaults behind them.
+
+Every command, pipeline step and component reads its locations and defaults here, so a name or a
+default changes in one place. Values are read when a function is called, never at import.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from ingot.errors import ConfigError
+
+# Environment variable names.
+DATASET_ROOT_ENV = "DATASET_ROOT"
+DATA_DIR_ENV = "INGOT_DATA_DIR"
+MODEL_REPOSITORY_ENV = "INGOT_MODEL_REPOSITORY"
+REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"  # ingot.registry.store reads the same name
+IMAGE_ENV = "INGOT_IMAGE"
+
+# Defaults.
+DEFAULT_DATASET = "bundled:digits"
+DEFAULT_DATASET_ROOT = "~/.cache/ingot/datasets"
+DEFAULT_DATA_DIR = ".ingot"
+DEFAULT_MODEL_REPOSITORY = "model-repository"
+# The image built from the repository's Dockerfile, under the name the release pushes it as (the
+# kustomize manifests use the same). Fixed, so the checked-in compiled pipeline is deterministic.
+DEFAULT_IMAGE = "ghcr.io/ingot/ingot:0.1.0"
+# The blessing gate's defaults, shared by `ingot train`, `ingot pipeline` and the pipeline's
+# parameters: overall accuracy floor, per-class F1 floor, allowed regression against the champion.
+DEFAULT_MIN_ACCURACY = 0.9
+DEFAULT_MIN_CLASS_F1 = 0.7
+DEFAULT_MAX_REGRESSION = 0.01
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
 
 def dataset_root() -> Path:
     """Where bundled and downloaded datasets are materialized (`DATASET_ROOT`)."""
-    return Path(os.environ.get("DATASET_ROOT", "~/.cache/ingot/datasets")).expanduser()
+    return Path(_env(DATASET_ROOT_ENV) or DEFAULT_DATASET_ROOT).expanduser()
 
 
 def data_dir() -> Path:
     """The project's data directory (`INGOT_DATA_DIR`): the SQLite registry, local pipeline roots."""
-    return Path(os.environ.get("INGOT_DATA_DIR", ".ingot")).expanduser()
+    return Path(_env(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def model_repository() -> str:
-    """The default model repository base (`INGOT_MODEL_REPOSITORY`), TF Serving's layout."""
-    return os.environ.get("INGOT_MODEL_REPOSITORY", "model-repository")
+    """The model repository base for one machine (`INGOT_MODEL_REPOSITORY`, else ./model-repository)."""
+    return _env(MODEL_REPOSITORY_ENV) or DEFAULT_MODEL_REPOSITORY
+
+
+def image() -> str:
+    """The container image the pipeline's steps run in (`INGOT_IMAGE`, else DEFAULT_IMAGE)."""
+    return _env(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+def required_model_repository(value: str | None) -> str:
+    """Where a pipeline step publishes: `value`, else `$INGOT_MODEL_REPOSITORY`. Neither is an
+    error, never a silent default: in a pod a relative default would publish into the
+    container's throw-away filesystem."""
+    resolved = (value or "").strip() or _env(MODEL_REPOSITORY_ENV)
+    if not resolved:
+        raise ConfigError(
+            f"no model repository given: set the pipeline's model_repository parameter (gs://..., s3://... or a "
+            f"path on a volume the steps mount) or ${MODEL_REPOSITORY_ENV} in the steps' environment"
+        )
+    return resolved
+
+
+def required_registry_url(value: str | None) -> str:
+    """The registry a pipeline step uses: `value`, else `$INGOT_REGISTRY_URL`; neither is an
+    error (a SQLite file inside a pod would vanish with it)."""
+    resolved = (value or "").strip() or _env(REGISTRY_URL_ENV)
+    if not resolved:
+        raise ConfigError(
+            f"no registry given: set the pipeline's registry_url parameter (postgresql://... for a cluster, "
+            f"sqlite:///PATH on one machine) or ${REGISTRY_URL_ENV} in the steps' environment (on a "
+            f"cluster the pipeline mounts it from the registry_secret Secret's 'url' key)"
+        )
+    return resolved

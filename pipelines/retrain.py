@@ -21,7 +21,7 @@ import ast
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 PIPELINE_NAME = "ingot-retrain"
 COMPILED_PATH = Path(__file__).resolve().parent / "compiled" / f"{PIPELINE_NAME}.yaml"
@@ -38,11 +38,12 @@ LIGHT_REQUESTS = {"ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": (
 DEFAULT_REGISTRY_SECRET = "ingot-registry"
 
 
-def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TRAIN_RETRY_BACKOFF) -> Any:
+def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN_RETRY_BACKOFF) -> Any:
     """The pipeline function (a kfp GraphComponent) with every step running in `image`."""
     from kfp import dsl, kubernetes
 
     from components import build_components
+    from ingot import settings
 
     steps = build_components(image)
 
@@ -59,9 +60,9 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
         overrides: list = [],
         architecture: str = "",
         epochs: int = 0,
-        min_accuracy: float = 0.9,
-        min_class_f1: float = 0.7,
-        max_regression: float = 0.01,
+        min_accuracy: float = settings.DEFAULT_MIN_ACCURACY,
+        min_class_f1: float = settings.DEFAULT_MIN_CLASS_F1,
+        max_regression: float = settings.DEFAULT_MAX_REGRESSION,
         model_repository: str = "",
         registry_url: str = "",
         registry_secret: str = DEFAULT_REGISTRY_SECRET,
@@ -80,7 +81,11 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
         ).set_display_name("ingest and validate")
         _requests(ingest, "ingest")
 
-        train = steps.train(dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"])
+        train = steps.train(
+            dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"], image=steps.image,
+            pipeline_run_id=run_id, accelerator_type=accelerator_type, accelerator_limit=accelerator_limit,
+            gpu_node_selector=gpu_node_selector, gpu_tolerations=gpu_tolerations,
+        )
         train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration=train_retry_backoff, backoff_factor=2.0)
         train.set_cpu_request(train_cpu_request).set_memory_request(train_memory_request)
         train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
@@ -94,7 +99,7 @@ def build_pipeline(image: Optional[str] = None, *, train_retry_backoff: str = TR
         ).set_display_name("evaluate and gate")
         _requests(evaluate, "evaluate")
 
-        with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a kfp condition)
+        with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):
             publish = steps.publish(
                 serving_model=evaluate.outputs["serving_model"], model_name=model_name,
                 model_repository=model_repository,
@@ -127,7 +132,7 @@ def _requests(task: Any, step: str) -> None:
     task.set_cpu_request(cpu).set_memory_request(memory)
 
 
-def compile_pipeline(package_path: Union[str, "os.PathLike[str]"] = COMPILED_PATH, *, image: Optional[str] = None) -> Path:
+def compile_pipeline(package_path: Union[str, "os.PathLike[str]"] = COMPILED_PATH, *, image: str | None = None) -> Path:
     """Compile the pipeline to IR YAML at `package_path` and return the path."""
     from kfp import compiler
 

@@ -2,7 +2,16 @@
 
 from typing import Any, NamedTuple
 
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Metrics,
+    Model,
+    Output,
+)
 
 
 def evaluate(
@@ -17,30 +26,31 @@ def evaluate(
     pipeline_run_id: str,
     metrics: Output[Metrics],
     confusion_matrix: Output[ClassificationMetrics],
-    per_class_report: Output[Markdown],
+    evaluation_report: Output[HTML],
     evaluation: Output[Artifact],
     serving_model: Output[Model],
 ) -> NamedTuple("EvaluateOutputs", [("blessed", bool), ("decision", str)]):
     """Evaluate on the test split, compare with the registry's champion, apply the gate.
-    Outputs the scalars and confusion matrix the Kubeflow UI renders, the per-class table, the
-    evaluation record for the registry and, when blessed, the serving SavedModel to publish."""
+    Outputs the scalars and confusion matrix the Kubeflow UI renders, the evaluation report
+    (confusion-matrix heatmap, per-class bars and table, the gate's reasons), the evaluation
+    record for the registry and, when blessed, the serving SavedModel to publish."""
     from collections import namedtuple
 
+    from components.steps import evaluate_step
     from ingot.evaluate import GateThresholds
-    from ingot.retrain import evaluate_step
     from ingot.train import TrainConfig
 
     result = evaluate_step(
         dataset.path, model.path, TrainConfig.from_dict(config),
         GateThresholds(min_accuracy=min_accuracy, min_class_f1=min_class_f1, max_regression=max_regression),
         model_name=model_name, registry_url=registry_url, pipeline_run_id=pipeline_run_id,
-        evaluation_json=evaluation.path, per_class_markdown=per_class_report.path,
+        evaluation_json=evaluation.path, report_html=evaluation_report.path,
         serving_model_dir=serving_model.path,
     )
     for name, value in result.scalars.items():
         metrics.log_metric(name, value)
     confusion_matrix.log_confusion_matrix(result.class_names, result.confusion_matrix)
-    evaluation.metadata.update(blessed=result.blessed, data_hash=result.record["data_hash"])
+    evaluation.metadata.update(blessed=result.blessed, data_hash=result.record.data_hash)
     if result.blessed:
         serving_model.metadata.update(framework="tensorflow", format="SavedModel", model_name=model_name,
                                       exported=True)

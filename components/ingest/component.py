@@ -20,7 +20,8 @@ def ingest(
     training), then load and validate the dataset (local path, gs://, s3://, bundled:digits),
     split it reproducibly, and write the split (Dataset) and the data report (class counts,
     sizes, skipped files, a 3x3 sample grid). Returns the resolved training config."""
-    from ingot.retrain import check_destinations, config_parameter, ingest_step, resolve_config
+    from components.steps import ingest_step
+    from ingot.retrain import check_destinations, config_parameter, resolve_config
 
     config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs)
     check_destinations(model_repository, registry_url)

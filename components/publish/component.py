@@ -14,7 +14,7 @@ def publish(
     with the same model (same sha256) returns the version already published."""
     from collections import namedtuple
 
-    from ingot.retrain import publish_step
+    from components.steps import publish_step
 
     published = publish_step(serving_model.path, model_repository, model_name)
     outputs = namedtuple("PublishOutputs", ["version", "path", "model_sha256", "created"])

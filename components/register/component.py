@@ -20,7 +20,8 @@ def register(
     name becomes champion, later ones candidates. Returns the registry record as JSON."""
     import json
 
-    from ingot.retrain import register_step, registry_summary
+    from components.steps import register_step
+    from ingot.retrain import registry_summary
 
     record = register_step(
         evaluation.path, registry_url=registry_url, model_name=model_name, version=version,

@@ -15,7 +15,8 @@ def reject(
     published, so it takes no version number. Returns the registry record as JSON."""
     import json
 
-    from ingot.retrain import registry_summary, reject_step
+    from components.steps import reject_step
+    from ingot.retrain import registry_summary
 
     record = reject_step(
         evaluation.path, registry_url=registry_url, model_name=model_name, pipeline_run_id=pipeline_run_id

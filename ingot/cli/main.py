@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "ingot.cli.rollout",
     "ingot.cli.ab",
     "ingot.cli.monitor",
+    "ingot.cli.loop",
 )
 
 

@@ -71,8 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="predictions logged in the last DURATION, e.g. 6h, 30m, 7d")
     check.add_argument("--log-url", metavar="URL", default=None,
                        help=f"inference-log database; default: ${LOG_URL_ENV}, else the registry's database")
-    check.add_argument("--variant", default="champion", choices=("champion", "challenger", "shadow"),
-                       help="which served variant's rows to check (default: %(default)s)")
     check.add_argument("--alpha", type=_fraction, default=None,
                        help="family-wise significance level, Bonferroni over the tests that ran (default: 0.01)")
     check.add_argument("--min-rows", type=_positive, default=None,
@@ -140,7 +138,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     return CheckSettings(
         model=args.model, registry_url=args.registry or os.environ.get(REGISTRY_URL_ENV) or None,
         log_url=args.log_url or os.environ.get(LOG_URL_ENV) or None, rows=rows, since=args.since,
-        variant=args.variant, alpha=args.alpha or DEFAULT_ALPHA, min_rows=args.min_rows or DEFAULT_MIN_ROWS,
+        alpha=args.alpha or DEFAULT_ALPHA, min_rows=args.min_rows or DEFAULT_MIN_ROWS,
         min_labels=args.min_labels or DEFAULT_MIN_LABELS, trigger=args.trigger, cooldown=args.cooldown,
         dataset_uri=args.dataset or os.environ.get(DATASET_ENV, ""), model_repository=args.model_repository,
         kfp_host=args.host or os.environ.get(KFP_HOST_ENV) or None, kfp_experiment=args.experiment,

@@ -109,6 +109,7 @@ def pipeline_arguments(args: argparse.Namespace, *, local: bool) -> dict[str, An
     """The pipeline's parameters from the command line, validated here before anything runs."""
     from ingot.evaluate import GateThresholds
     from ingot.export import validate_model_name
+    from ingot.pipeline_submit import local_registry_url
     from ingot.retrain import config_parameter
 
     config = load_config(args)
@@ -152,18 +153,6 @@ def _local_uri(value: str) -> str:
     if not value or "://" in value or value.startswith(("bundled:", "keras:")) or value in ("digits",):
         return value
     return str(Path(value).expanduser().resolve())
-
-
-def local_registry_url(url: str | None) -> str:
-    """The registry URL the local steps get: given, else the default, with a relative SQLite path
-    made absolute."""
-    from ingot.registry import default_url, normalize_url
-
-    parsed = normalize_url(url or default_url())
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
-            and not parsed.database.startswith("file:"):
-        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
-    return parsed.render_as_string(hide_password=False)
 
 
 _REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit")
@@ -285,7 +274,7 @@ def format_report(report: dict[str, Any]) -> str:
     run_dir = report["run_dir"]
     if run_dir:
         lines += ["", f"reports: {run_dir}/ingest/data_report (HTML: class counts, sample grid), "
-                      f"{run_dir}/train/training_curves (HTML), {run_dir}/evaluate/per_class_report (Markdown)"]
+                      f"{run_dir}/train/training_curves (HTML), {run_dir}/evaluate/evaluation_report (HTML)"]
     lines += [f"details: ingot models show {show}; step outputs: {run_dir or '-'}"]
     return "\n".join(lines)
 

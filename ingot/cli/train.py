@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingot import settings
@@ -15,30 +15,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train, evaluate, gate and publish a model in this process",
-        description="Run the retraining steps in this process: ingest and validate the dataset, "
-        "train, evaluate per class on the held-out test split, apply the blessing gate, and "
-        "publish a blessed model as the next version in the model repository.",
+        description="Run the retraining steps in this process: ingest and validate the dataset into a "
+        "Dataset artifact, train, evaluate per class on the held-out test split against the gate and "
+        "the registry's champion (as the pipeline does), and publish a blessed model as the next "
+        "version in the model repository; with --register, record the outcome in the registry.",
     )
     parser.add_argument("--config", type=Path, help="recipe YAML (see configs/); defaults apply otherwise")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe setting, e.g. --set epochs=5 (repeatable)")
-    parser.add_argument("--dataset", help="dataset URI (default: the recipe's, else bundled:digits)")
+    parser.add_argument("--dataset", help=f"dataset URI (default: the recipe's, else {settings.DEFAULT_DATASET})")
     parser.add_argument("--model-name", default="digits", help="model name in the repository (default: %(default)s)")
     parser.add_argument("--model-repository", default=None,
-                        help="model repository base (default: $INGOT_MODEL_REPOSITORY or ./model-repository)")
+                        help=f"model repository base (default: ${settings.MODEL_REPOSITORY_ENV} or "
+                        f"./{settings.DEFAULT_MODEL_REPOSITORY})")
+    parser.add_argument("--registry", default=None, metavar="URL",
+                        help=f"registry whose champion the model is compared with (default: ${settings.REGISTRY_URL_ENV}, "
+                        f"else SQLite in ${settings.DATA_DIR_ENV})")
+    parser.add_argument("--register", action="store_true",
+                        help="register a published version (first one becomes champion) or record the rejection")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="train with N local worker processes (MultiWorkerMirroredStrategy on loopback ports) "
+                        "into one model; default: the recipe's workers setting (1)")
     add_gate_arguments(parser)
     parser.add_argument("--require-blessing", action="store_true",
                         help="exit with status 3 when the gate rejects the model (for automation)")
     parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where step outputs go (default: $INGOT_DATA_DIR/runs/<timestamp>)")
+                        help=f"where step outputs go (default: ${settings.DATA_DIR_ENV}/runs/<timestamp>)")
     parser.set_defaults(handler=run)
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     gate = parser.add_argument_group("blessing gate")
-    gate.add_argument("--min-accuracy", type=float, default=0.9, help="overall accuracy floor (default: %(default)s)")
-    gate.add_argument("--min-class-f1", type=float, default=0.7, help="per-class F1 floor (default: %(default)s)")
-    gate.add_argument("--max-regression", type=float, default=0.01,
+    gate.add_argument("--min-accuracy", type=float, default=settings.DEFAULT_MIN_ACCURACY,
+                      help="overall accuracy floor (default: %(default)s)")
+    gate.add_argument("--min-class-f1", type=float, default=settings.DEFAULT_MIN_CLASS_F1,
+                      help="per-class F1 floor (default: %(default)s)")
+    gate.add_argument("--max-regression", type=float, default=settings.DEFAULT_MAX_REGRESSION,
                       help="how far below the champion accuracy and macro F1 may fall (default: %(default)s)")
 
 
@@ -46,20 +58,25 @@ def load_config(args: argparse.Namespace):
     from ingot.train import TrainConfig
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    return config.with_overrides(args.overrides) if args.overrides else config
+    overrides = list(args.overrides)
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        overrides += [f"workers={workers}"] + (["distribution=multi_worker"] if workers > 1 else [])
+    return config.with_overrides(overrides) if overrides else config
 
 
 def run(args: argparse.Namespace) -> int:
     from ingot import retrain
     from ingot.evaluate import GateThresholds
+    from ingot.reports import per_class_markdown
 
     config = load_config(args)
     thresholds = GateThresholds(
         min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression
     )
-    dataset = args.dataset or config.dataset or "bundled:digits"
+    dataset = retrain.resolve_dataset(args.dataset, config)
     repository = args.model_repository or settings.model_repository()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = args.work_dir or settings.data_dir() / "runs" / stamp
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -68,40 +85,61 @@ def run(args: argparse.Namespace) -> int:
         timings[name] = time.perf_counter()
         print(f"\n== {name}", flush=True)
 
-    step("ingest")
-    ingested = retrain.ingest(dataset, work / "dataset", config)
-    print(ingested.report.to_markdown())
-    print(f"split: train {len(ingested.splits.train)}, validation {len(ingested.splits.validation)}, "
-          f"test {len(ingested.splits.test)}; data hash {ingested.splits.content_hash[:16]}")
+    with retrain.open_registry(args.registry, required=False) as registry:
+        step("ingest")
+        ingested = retrain.ingest(dataset, work / "dataset", config)
+        artifact = ingested.artifact
+        print(ingested.report.to_markdown())
+        print(f"split: train {len(artifact.train)}, validation {len(artifact.validation)}, "
+              f"test {len(artifact.test)}; data hash {artifact.content_hash[:16]}; artifact {work / 'dataset'}")
 
-    step("train")
-    trained = retrain.train(ingested.splits, config, work / "model")
-    summary = trained.summary
-    print(f"trained {summary['epochs_run']} epochs in {summary['duration_s']:.1f}s; best epoch "
-          f"{summary['best_epoch']} restored")
+        step("train")
+        if config.workers > 1:
+            from ingot.train.distributed import run_local_workers
 
-    step("evaluate")
-    champion = retrain.champion_metrics_from_repository(repository, args.model_name)
-    evaluation = retrain.evaluate(trained.model, ingested.splits, config, thresholds, champion)
-    report = evaluation.report
-    print(report.per_class_table())
-    print(f"accuracy {report.accuracy:.4f}  macro F1 {report.macro_f1:.4f}  ECE {report.ece:.4f}"
-          + (f"  (champion accuracy {champion['accuracy']:.4f})" if champion else "  (no champion yet)"))
-    print(evaluation.decision.summary())
+            local = run_local_workers(work / "dataset", config, work / "model", work_dir=work)
+            print(f"{config.workers} workers finished in {local.seconds:.1f}s "
+                  f"({len(local.attempts)} attempt(s); logs in {work / 'workers'})")
+            trained = retrain.load_trained(work / "model")
+        else:
+            trained = retrain.train(artifact, config, work / "model")
+        summary = trained.summary
+        print(f"trained {summary['epochs_run']} epochs in {summary['duration_s']:.1f}s; best epoch "
+              f"{summary['best_epoch']} restored")
 
-    if evaluation.decision.blessed:
-        step("publish")
-        card = retrain.model_card(args.model_name, config, summary, evaluation,
-                                  data_hash=ingested.splits.content_hash)
-        export_dir = retrain.export(trained.model, work / "export", model_name=args.model_name, config=config,
-                                    class_names=list(ingested.splits.class_names), card=card)
-        published = retrain.publish(export_dir, repository, args.model_name)
-        state = "published" if published.created else "already published"
-        print(f"{state}: {args.model_name} version {published.version} at {published.path} "
-              f"(sha256 {published.model_sha256[:16]})")
+        step("evaluate")
+        champion = retrain.champion_metrics(registry, args.model_name)
+        evaluation = retrain.evaluate(trained.model, artifact, config, thresholds, model_name=args.model_name,
+                                      training_summary=summary, champion_metrics=champion)
+        record = evaluation.record
+        record.write(work / "evaluation.json")
+        report = evaluation.report
+        print(report.per_class_table())
+        print(f"accuracy {report.accuracy:.4f}  macro F1 {report.macro_f1:.4f}  ECE {report.ece:.4f}"
+              + (f"  (champion accuracy {champion['accuracy']:.4f})" if champion else "  (no champion yet)"))
+        print(evaluation.decision.summary())
+        (work / "evaluation.md").write_text(per_class_markdown(record), encoding="utf-8")
+
+        if record.blessed:
+            step("publish")
+            export_dir = retrain.export(trained.model, work / "export", record, image_size=config.image_size)
+            published = retrain.publish(export_dir, repository, args.model_name)
+            state = "published" if published.created else "already published"
+            print(f"{state}: {args.model_name} version {published.version} at {published.path} "
+                  f"(sha256 {published.model_sha256[:16]})")
+        if args.register:
+            step("register")
+            if record.blessed:
+                entry = retrain.register(registry, record, version=published.version, artifact_uri=published.path,
+                                         model_sha256=published.model_sha256)
+            else:
+                entry = retrain.reject(registry, record)
+            stage = entry.stage.value if entry.stage else "-"
+            print(f"registry: {entry.name} record #{entry.id} stage {stage} status {entry.status.value} "
+                  f"({registry.url})")
     timings["end"] = time.perf_counter()
     names = list(timings)
     spans = ", ".join(f"{a} {timings[b] - timings[a]:.1f}s" for a, b in zip(names, names[1:]))
     print(f"\ndone in {time.perf_counter() - started:.1f}s ({spans}); step outputs in {work}")
     sys.stdout.flush()
-    return 3 if args.require_blessing and not evaluation.decision.blessed else 0
+    return 3 if args.require_blessing and not record.blessed else 0

@@ -28,8 +28,11 @@ _EXPORTS = {
     "IMAGE_EXTENSIONS": "ingot.data.sources",
     "DatasetSplits": "ingot.data.splits",
     "split_dataset": "ingot.data.splits",
-    "save_splits": "ingot.data.splits",
-    "load_splits": "ingot.data.splits",
+    "DatasetArtifact": "ingot.data.records",
+    "RecordSplit": "ingot.data.records",
+    "write_dataset_artifact": "ingot.data.records",
+    "open_dataset_artifact": "ingot.data.records",
+    "DEFAULT_SHARD_BYTES": "ingot.data.records",
     "compute_content_hash": "ingot.data.splits",
 }
 

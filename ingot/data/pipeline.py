@@ -12,11 +12,16 @@ from typing import Any, Mapping, Sequence
 
 from ingot.data.dataset import LabelledImages
 from ingot.data.preprocess import AugmentationConfig, decode_and_resize, resize_uint8
+from ingot.data.records import RecordSplit, decoded_records
 from ingot.errors import ConfigError, DataError
+
+# Shuffle buffer for Dataset artifact splits: the whole split up to this many images (decoded
+# images at 224x224 take ~150 KB each, so this bounds the buffer near 7 GB on large datasets).
+SHUFFLE_BUFFER = 50_000
 
 
 def make_tf_dataset(
-    data: LabelledImages,
+    data: LabelledImages | RecordSplit,
     *,
     image_size: Sequence[int],
     batch_size: int,
@@ -26,6 +31,9 @@ def make_tf_dataset(
     cache: bool = True,
 ) -> Any:
     """A `tf.data.Dataset` of (float32 images [B,H,W,3] in 0..255, int64 labels [B]).
+
+    `data` is a split of a Dataset artifact (TFRecord shards, what the pipeline's steps pass) or
+    in-memory `LabelledImages` (files or arrays, for tools and tests).
 
     Training: shuffled from `seed` (reshuffled every epoch; the order is reproducible) and
     augmented on whole batches when `augmentation` is enabled. Validation/test (`training=False`): same order and pixels on every iteration.
@@ -44,9 +52,15 @@ def make_tf_dataset(
     if isinstance(augmentation, Mapping):
         augmentation = AugmentationConfig.from_dict(dict(augmentation))
     autotune = tf.data.AUTOTUNE
-    labels = data.labels.astype("int64")
 
-    if data.paths is not None:
+    if isinstance(data, RecordSplit):
+        # A Dataset artifact split: shards read in parallel, decoded as the serving signature does.
+        dataset = decoded_records(data, (height, width))
+        if cache:
+            dataset = dataset.cache()
+        resize_batches = False
+    elif data.paths is not None:
+        labels = data.labels.astype("int64")
         dataset = tf.data.Dataset.from_tensor_slices((list(data.paths), labels))
 
         def load(path: Any, label: Any) -> tuple[Any, Any]:
@@ -57,12 +71,14 @@ def make_tf_dataset(
             dataset = dataset.cache()
         resize_batches = False
     else:
+        labels = data.labels.astype("int64")
         dataset = tf.data.Dataset.from_tensor_slices((data.images, labels))
         # Arrays are already in memory; resizing per batch avoids holding a resized copy.
         resize_batches = tuple(data.images.shape[1:3]) != (height, width)
 
     if training:
-        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        buffer = min(len(data), SHUFFLE_BUFFER) if isinstance(data, RecordSplit) else len(data)
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(int(batch_size))
 
     def to_float(images: Any, batch_labels: Any) -> tuple[Any, Any]:

@@ -1,19 +1,15 @@
-"""Deterministic stratified train/validation/test splits, their content hash, and their storage.
+"""Deterministic stratified train/validation/test splits and their content hash.
 
 A split is a lineage artifact: the same data and seed give the same split on any machine, in any
 listing order, wherever the files live (records are ordered by content before splitting), and
 the content hash in the model card names exactly which bytes, labels and split membership a
-model was trained and tested on.
+model was trained and tested on. Splits are stored as the Dataset artifact (`ingot.data.records`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -22,9 +18,6 @@ from ingot.data.dataset import LabelledImages
 from ingot.errors import DataError
 
 SPLIT_NAMES = ("train", "validation", "test")
-MANIFEST_NAME = "splits.json"
-ARRAYS_NAME = "splits.npz"
-MANIFEST_FORMAT = "ingot.splits/v1"
 
 
 @dataclass
@@ -167,122 +160,3 @@ def split_dataset(
         source=data.source,
         seed=seed,
     )
-
-
-def save_splits(splits: DatasetSplits, directory: str | os.PathLike[str]) -> Path:
-    """Write the split as an artifact directory: `splits.json` (plus `splits.npz` for arrays)."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    is_files = splits.train.paths is not None
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "kind": "files" if is_files else "arrays",
-        "source": splits.source,
-        "seed": splits.seed,
-        "class_names": list(splits.class_names),
-        "content_hash": splits.content_hash,
-        "counts": {name: len(part) for name, part in splits.items()},
-    }
-    if is_files:
-        manifest["splits"] = {
-            name: [
-                {"path": path, "label": int(label), "sha256": sha}
-                for path, label, sha in zip(part.paths or [], part.labels, file_digests(part))
-            ]
-            for name, part in splits.items()
-        }
-    else:
-        arrays: dict[str, np.ndarray] = {}
-        for name, part in splits.items():
-            arrays[f"{name}_images"] = part.images
-            arrays[f"{name}_labels"] = part.labels
-        manifest["arrays"] = ARRAYS_NAME
-        _atomic_write(folder / ARRAYS_NAME, lambda handle: np.savez(handle, **arrays))
-    _atomic_write(
-        folder / MANIFEST_NAME,
-        lambda handle: handle.write(json.dumps(manifest, indent=1).encode("utf-8") + b"\n"),
-    )
-    return folder
-
-
-def load_splits(directory: str | os.PathLike[str], *, verify_files: bool = True) -> DatasetSplits:
-    """Read a split written by save_splits and check it is the one that was saved.
-
-    The content hash is recomputed from the stored records (and, with `verify_files`, from the
-    files' current bytes, so a dataset edited after the split is caught before training on it).
-    """
-    folder = Path(directory)
-    manifest_path = folder / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise DataError(f"{folder} has no {MANIFEST_NAME}; expected a directory written by save_splits")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{manifest_path} is not readable JSON: {err}") from err
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise DataError(
-            f"{manifest_path} has format {manifest.get('format')!r}; expected {MANIFEST_FORMAT!r}"
-        )
-    class_names = list(manifest["class_names"])
-    source = manifest.get("source", "")
-    parts: dict[str, LabelledImages] = {}
-    if manifest["kind"] == "files":
-        for name in SPLIT_NAMES:
-            rows = manifest["splits"][name]
-            parts[name] = LabelledImages(
-                class_names=class_names,
-                labels=np.asarray([r["label"] for r in rows], dtype=np.int64),
-                paths=[r["path"] for r in rows],
-                sha256=[r["sha256"] for r in rows],
-                source=source,
-            )
-    else:
-        arrays_path = folder / manifest.get("arrays", ARRAYS_NAME)
-        if not arrays_path.is_file():
-            raise DataError(f"{folder} has no {arrays_path.name}; the split's arrays are missing")
-        with np.load(arrays_path, allow_pickle=False) as arrays:
-            for name in SPLIT_NAMES:
-                parts[name] = LabelledImages(
-                    class_names=class_names,
-                    labels=arrays[f"{name}_labels"],
-                    images=arrays[f"{name}_images"],
-                    source=source,
-                )
-
-    expected = manifest["content_hash"]
-    actual = compute_content_hash(_records(parts, class_names))
-    if actual != expected:
-        raise DataError(
-            f"split in {folder} does not match its content hash (stored {expected[:12]}..., "
-            f"recomputed {actual[:12]}...); the manifest or arrays were modified after saving"
-        )
-    if manifest["kind"] == "files" and verify_files:
-        changed = [
-            path
-            for part in parts.values()
-            for path, sha in zip(part.paths or [], part.sha256 or [])
-            if _sha256_file(path) != sha
-        ]
-        if changed:
-            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise DataError(
-                f"split in {folder} does not match its content hash: {len(changed)} file(s) changed "
-                f"since the split was made ({shown}); re-run the ingest step to make a new split"
-            )
-    return DatasetSplits(
-        **parts, class_names=class_names, content_hash=expected, source=source,
-        seed=manifest.get("seed"),
-    )
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write to a temp file beside `path`, then rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -17,6 +17,8 @@ _EXPORTS = {
     "expected_calibration_error": "ingot.evaluate.metrics",
     "confidence_bin_index": "ingot.evaluate.metrics",
     "ECE_BINS": "ingot.evaluate.metrics",
+    "EvaluationRecord": "ingot.evaluate.record",
+    "EVALUATION_FORMAT": "ingot.evaluate.record",
     "GateThresholds": "ingot.evaluate.gate",
     "GateDecision": "ingot.evaluate.gate",
     "bless": "ingot.evaluate.gate",

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from ingot.errors import ConfigError
+from ingot.settings import DEFAULT_MAX_REGRESSION, DEFAULT_MIN_CLASS_F1
 
 _EPSILON = 1e-9
 
@@ -31,8 +32,8 @@ class GateThresholds:
     reach; `max_regression`: how much accuracy or macro F1 may drop below the champion's."""
 
     min_accuracy: float | None = None
-    min_class_f1: float | None = 0.7
-    max_regression: float = 0.01
+    min_class_f1: float | None = DEFAULT_MIN_CLASS_F1
+    max_regression: float = DEFAULT_MAX_REGRESSION
 
     def __post_init__(self) -> None:
         _check_fraction("min_accuracy", self.min_accuracy)

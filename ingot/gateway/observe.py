@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingot.monitor.baseline import input_statistics  # the one definition the drift baseline uses
+
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"
 CLASS_NAMES = "class_names"
@@ -63,12 +65,6 @@ def input_facts(inputs: Mapping[str, np.ndarray]) -> list[RowFacts]:
         std = float(stats[1][row]) if stats is not None else None
         facts.append(RowFacts(digest.hexdigest(), mean, std))
     return facts
-
-
-def input_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population standard deviation of each image's uint8 pixel values (0..255)."""
-    flat = images.reshape(images.shape[0], -1).astype(np.float64)
-    return flat.mean(axis=1), flat.std(axis=1)
 
 
 def _row_bytes(array: np.ndarray, row: int) -> bytes:

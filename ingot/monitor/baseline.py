@@ -206,25 +206,3 @@ def baseline_from_card(card: Mapping[str, Any]) -> tuple[dict[str, Any] | None, 
         f"the model card has neither {CARD_KEY!r} nor 'confidence_baseline': only labelled "
         "accuracy can be checked"
     ]
-
-
-def baseline_from_model(model: Any, validation_data: Any, class_names: Sequence[str]) -> dict[str, Any]:
-    """`compute_baseline` over a validation `tf.data.Dataset` of (images 0..255, labels) batches,
-    as `ingot.data.make_tf_dataset(..., training=False)` yields them: one pass, the model called
-    on exactly the pixels the statistics are computed from. What the evaluate step stores as
-    card[CARD_KEY]."""
-    import tensorflow as tf
-
-    images: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    probabilities: list[np.ndarray] = []
-    for batch_images, batch_labels in validation_data:
-        pixels = np.clip(np.rint(np.asarray(batch_images, dtype=np.float64)), 0, 255).astype(np.uint8)
-        output = model(tf.cast(pixels, tf.float32), training=False)
-        images.append(pixels)
-        labels.append(np.asarray(batch_labels).reshape(-1))
-        probabilities.append(np.asarray(tf.cast(output, tf.float32)))
-    if not labels:
-        raise DataError("the validation split is empty; a drift baseline needs at least one image")
-    return compute_baseline(np.concatenate(probabilities), np.concatenate(labels), class_names,
-                            np.concatenate(images))

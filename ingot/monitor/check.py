@@ -3,6 +3,7 @@ tests, and, when asked and warranted, a retraining trigger. What `ingot monitor 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -78,27 +79,22 @@ def champion_card(registry: Any, model: str) -> tuple[int, dict[str, Any]]:
 
 def run_check(settings: CheckSettings) -> CheckOutcome:
     """Read, test and (with `settings.trigger`) trigger; never triggers on insufficient data."""
+    from ingot.inference_log.store import InferenceLogStore
     from ingot.monitor.baseline import baseline_from_card
     from ingot.monitor.triggers import TriggerStore
     from ingot.monitor.window import read_window
     from ingot.registry import Registry
-    from ingot.registry.store import create_registry_engine, default_url, normalize_url
+    from ingot.registry.store import default_url
 
     settings.registry_url = settings.registry_url or default_url()
     with Registry.from_url(settings.registry_url) as registry:
         version, card = champion_card(registry, settings.model)
         baseline, notes = baseline_from_card(card)
         num_classes = len(card.get("class_names") or (baseline or {}).get("class_names") or [])
-        if settings.log_url:
-            log_engine = create_registry_engine(normalize_url(settings.log_url))
-        else:
-            log_engine = registry.engine
-        try:
-            window = read_window(log_engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
+        # The log lives in the registry's database unless told otherwise (--log-url, $INGOT_LOG_URL).
+        with InferenceLogStore.from_url(settings.log_url or settings.registry_url) as log:
+            window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
                                  variant=settings.variant, model_version=version)
-        finally:
-            if settings.log_url:
-                log_engine.dispose()
         floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
                               min_labels=settings.min_labels, accuracy_floor=floor, notes=notes)
@@ -106,6 +102,17 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
         if settings.trigger and result.status == DRIFT:
             _trigger(settings, registry, TriggerStore(registry.engine), card, outcome)
         return outcome
+
+
+def _finite(value: Any) -> Any:
+    """JSON the database accepts: PostgreSQL's JSONB has no NaN or infinity (they become null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def reason_of(result: CheckResult) -> str:
@@ -129,8 +136,8 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
     except IngotError as err:
         outcome.trigger_error = str(err)
         return
-    statistics = {"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
-                  "champion_version": outcome.champion_version}
+    statistics = _finite({"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
+                          "champion_version": outcome.champion_version})
     claimed = store.claim(settings.model, reason=reason_of(outcome.result), statistics=statistics,
                           backend=KFP if settings.kfp_host else LOCAL, cooldown=settings.cooldown)
     if isinstance(claimed, Refusal):
@@ -143,7 +150,7 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
                 model_repository=settings.model_repository, registry_url=None, experiment=settings.kfp_experiment,
                 namespace=settings.kfp_namespace, service_account=settings.kfp_service_account, image=settings.image)
         else:
-            from ingot.cli.pipeline import local_registry_url
+            from ingot.pipeline_submit import local_registry_url
 
             registry_url = local_registry_url(settings.registry_url)
             outcome.trigger = start_local(

@@ -138,7 +138,7 @@ def start_kfp(
     except IngotError as err:
         store.finish(trigger.id, FAILED, str(err))
         raise
-    return store.mark_running(trigger.id, run_id=submitted.run_id, log_path=submitted.url)
+    return store.mark_running(trigger.id, run_id=submitted.run_id, log_path=submitted.url, host=submitted.host)
 
 
 def refresh(store: TriggerStore, trigger: Trigger, *, namespace: str | None = None) -> Trigger:
@@ -154,12 +154,11 @@ def refresh(store: TriggerStore, trigger: Trigger, *, namespace: str | None = No
                 return store.finish(trigger.id, FAILED, f"the local run's process {trigger.pid} exited "
                                     f"without recording an outcome; see {trigger.log_path}")
             return current
-    if trigger.backend == KFP and trigger.run_id and trigger.log_path:
+    if trigger.backend == KFP and trigger.run_id and trigger.host:
         from ingot.pipeline_submit import FINISHED_STATES, run_state
 
-        host = trigger.log_path.split("/#/", 1)[0]
         try:
-            state = run_state(host, trigger.run_id, namespace)
+            state = run_state(trigger.host, trigger.run_id, namespace)
         except IngotError:
             return trigger
         if state in FINISHED_STATES:

@@ -46,7 +46,7 @@ LOCAL, KFP = "local", "kfp"
 DEFAULT_COOLDOWN = timedelta(hours=24)
 
 metadata = MetaData()
-# The shape migration 5 creates (ingot/registry/migrations.py); a test checks they agree.
+# The shape migration 6 creates (ingot/registry/migrations.py); a test checks they agree.
 drift_triggers = Table(
     "drift_triggers", metadata,
     Column("id", Integer, primary_key=True),
@@ -59,7 +59,7 @@ drift_triggers = Table(
     Column("run_id", String(256), nullable=True),
     Column("log_path", Text, nullable=True),
     Column("pid", Integer, nullable=True),
-    Column("host", String(256), nullable=True),
+    Column("host", String(256), nullable=True),           # local: the machine; kfp: the API endpoint
     Column("finished_at", UTCDateTime, nullable=True),
     Column("detail", Text, nullable=True),
 )

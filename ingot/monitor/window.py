@@ -53,7 +53,7 @@ def read_window(
     now: datetime | None = None,
 ) -> Window:
     """Aggregate the window in SQL (see the module docstring); `rows` and `since` exclude each other."""
-    from sqlalchemy import and_, case, func, select
+    from sqlalchemy import and_, case, func, literal_column, select, union_all
 
     from ingot.inference_log.schema import OK, feedback_labels, inference_log
     from ingot.monitor.baseline import (
@@ -79,38 +79,40 @@ def read_window(
     else:
         start = (now or datetime.now(UTC)) - since  # type: ignore[operator]
         query = query.where(log.c.ts >= start)
-    recent = query.subquery("recent")
+    recent = query.cte("recent")
     dialect = engine.dialect.name
+    labels = feedback_labels
 
-    def histogram(conn: Any, column: Any, low: float, high: float, bins: int) -> list[int]:
-        bucket = bucket_expression(column, low, high, bins, dialect).label("bucket")
-        counts = [0] * bins
-        found = conn.execute(select(bucket, func.count()).where(column.is_not(None)).group_by(bucket))
-        for index, count in found:
-            counts[int(index)] = int(count)
-        return counts
+    def counts(kind: str, key: Any, present: Any) -> Any:
+        return (select(literal_column(f"'{kind}'").label("kind"), key.label("bucket"), func.count().label("n"))
+                .select_from(recent).where(present.is_not(None)).group_by(key))
 
+    histograms = {
+        "confidence": (recent.c.confidence, (0.0, 1.0, CONFIDENCE_BINS)),
+        "mean": (recent.c.input_mean, INPUT_MEAN_RANGE),
+        "std": (recent.c.input_std, INPUT_STD_RANGE),
+    }
+    # One statement for every histogram, so the window (the CTE) is computed once, not per histogram.
+    everything = union_all(
+        counts("class", recent.c.predicted_class_id, recent.c.predicted_class_id),
+        *(counts(kind, bucket_expression(column, *spec, dialect), column) for kind, (column, spec) in histograms.items()),
+    )
+    totals = (select(func.count(), func.min(recent.c.ts), func.max(recent.c.ts), func.count(labels.c.id),
+                     func.coalesce(func.sum(case((labels.c.correct, 1), else_=0)), 0))
+              .select_from(recent.outerjoin(labels, and_(labels.c.request_id == recent.c.request_id,
+                                                         labels.c.row == recent.c.row, labels.c.variant == variant))))
+    found: dict[str, list[int]] = {"class": [0] * num_classes,
+                                   **{kind: [0] * spec[2] for kind, (_, spec) in histograms.items()}}
     with engine.connect() as conn:
-        total, first, last = conn.execute(select(func.count(), func.min(recent.c.ts), func.max(recent.c.ts))).one()
-        classes = [0] * num_classes
-        for class_id, count in conn.execute(
-            select(recent.c.predicted_class_id, func.count()).group_by(recent.c.predicted_class_id)
-        ):
-            if not 0 <= int(class_id) < num_classes:
-                raise ConfigError(f"the inference log of {model!r} holds class id {class_id}, but the model card "
+        total, first, last, labelled, correct = conn.execute(totals).one()
+        for kind, bucket, count in conn.execute(everything):
+            if kind == "class" and not 0 <= int(bucket) < num_classes:
+                raise ConfigError(f"the inference log of {model!r} holds class id {bucket}, but the model card "
                                   f"has {num_classes} classes: is the window mixing model versions?")
-            classes[int(class_id)] = int(count)
-        confidence = histogram(conn, recent.c.confidence, 0.0, 1.0, CONFIDENCE_BINS)
-        means = histogram(conn, recent.c.input_mean, *INPUT_MEAN_RANGE)
-        stds = histogram(conn, recent.c.input_std, *INPUT_STD_RANGE)
-        labels = feedback_labels
-        labelled, correct = conn.execute(
-            select(func.count(labels.c.id), func.coalesce(func.sum(case((labels.c.correct, 1), else_=0)), 0))
-            .select_from(recent.join(labels, and_(labels.c.request_id == recent.c.request_id,
-                                                  labels.c.row == recent.c.row, labels.c.variant == variant)))
-        ).one()
+            found[kind][int(bucket)] = int(count)
+    means, stds = found["mean"], found["std"]
     return Window(
-        rows=int(total), class_counts=classes, confidence_counts=confidence,
+        rows=int(total), class_counts=found["class"], confidence_counts=found["confidence"],
         input_mean_counts=means if sum(means) else None, input_std_counts=stds if sum(stds) else None,
         labelled=int(labelled), correct=int(correct),
         start=first.isoformat() if first is not None else None, end=last.isoformat() if last is not None else None,

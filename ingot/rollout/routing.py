@@ -24,7 +24,12 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
     if not 0 <= weight <= 100:
         raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
     upstreams = {}
-    for arm, version in (("champion", champion_version), ("challenger", challenger_version)):
+    arms = [("champion", champion_version), ("challenger", challenger_version)]
+    if challenger_version == champion_version:
+        # Promoted: the champion's servers serve the new version, so the challenger's share has
+        # nowhere else to go; the pin moves and the challenger leaves the table in one write.
+        arms, weight = arms[:1], 0
+    for arm, version in arms:
         spec = target.get(arm) or {}
         for key, flag in (("rest", "rest URL"), ("grpc", "gRPC host:port")):
             if not spec.get(key):

@@ -10,16 +10,23 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ingot.data.preprocess import AugmentationConfig
 from ingot.errors import ConfigError
-from ingot.models.catalog import CNN, TRANSFER_ARCHITECTURES, check_architecture, check_image_size
+from ingot.models.catalog import (
+    CNN,
+    TRANSFER_ARCHITECTURES,
+    check_architecture,
+    check_image_size,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 VERBOSITY = ("auto", "bar", "lines", "quiet")
+DISTRIBUTIONS = ("auto", "multi_worker")
 MIXED_PRECISION = ("auto", True, False)
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -40,10 +47,21 @@ class TrainConfig:
     seed: int = 42
     # "auto": mixed_float16 when a GPU is visible, float32 on CPU (where float16 is slower).
     mixed_precision: str | bool = "auto"
+    # XLA for the train and predict steps (Keras jit_compile): "auto" is Keras's choice (XLA on
+    # a GPU when every layer supports it, never on CPU); true/false force it.
+    jit_compile: str | bool = "auto"
+    # "auto": MirroredStrategy over the GPUs of this machine (when more than one), else none;
+    # "multi_worker": MultiWorkerMirroredStrategy over `workers` processes described by TF_CONFIG
+    # (local worker processes, or a TFJob's pods), resuming from `backup_dir` after a restart.
+    distribution: str = "auto"
+    workers: int = 1
+    backup_dir: str | None = None
     checkpoint_dir: str | None = None
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     min_images_per_class: int = 5
+    # The Dataset artifact's TFRecord shards close at about this size (MiB).
+    shard_mb: int = 128
     # Transfer architectures only: unfreeze this many top backbone layers after the head trains.
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 10
@@ -65,13 +83,13 @@ class TrainConfig:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TrainConfig:
         values = dict(values or {})
         _check_keys(values)
         return cls(**values)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         import yaml
 
         path = Path(path).expanduser()
@@ -92,7 +110,7 @@ class TrainConfig:
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
 
-    def with_overrides(self, overrides: Iterable[str]) -> "TrainConfig":
+    def with_overrides(self, overrides: Iterable[str]) -> TrainConfig:
         """A copy with `key=value` settings applied; `augmentation.rotation=0.1` reaches nested ones.
 
         Values are read as YAML scalars/lists (`true`, `null`, `[64, 64]`), then coerced to the
@@ -163,6 +181,7 @@ class TrainConfig:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("early_stopping_patience", self.early_stopping_patience, 0)
         _at_least("min_images_per_class", self.min_images_per_class, 1)
+        _at_least("shard_mb", self.shard_mb, 1)
         _at_least("fine_tune_layers", self.fine_tune_layers, 0)
         _at_least("fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.learning_rate > 0:
@@ -170,6 +189,11 @@ class TrainConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("verbose", self.verbose, VERBOSITY)
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _one_of("jit_compile", self.jit_compile, MIXED_PRECISION)
+        _one_of("distribution", self.distribution, DISTRIBUTIONS)
+        _at_least("workers", self.workers, 1)
+        if self.workers > 1 and self.distribution != "multi_worker":
+            raise ConfigError(f"workers={self.workers} needs distribution=multi_worker (one process per worker)")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(
                 f"validation_fraction={self.validation_fraction} is out of range; expected a fraction "
@@ -240,7 +264,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             if key in values:
                 values[key] = _coerce(f"augmentation.{key}", values[key], float)
         return AugmentationConfig.from_dict(values)
-    if name == "mixed_precision":
+    if name in ("mixed_precision", "jit_compile"):
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         try:

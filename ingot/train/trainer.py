@@ -11,9 +11,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import keras
 
@@ -40,6 +41,9 @@ class TrainResult:
     duration_s: float
     images_per_second: float
     stages: list[dict[str, Any]] = field(default_factory=list)
+    # Epochs a restarted worker restored from its BackupAndRestore folder instead of running; the
+    # history (and best_epoch, 1-based into it) cover only the epochs run after them.
+    resumed_epochs: int = 0
 
     @property
     def best_metrics(self) -> dict[str, float]:
@@ -57,17 +61,33 @@ class TrainResult:
             "duration_s": self.duration_s,
             "images_per_second": self.images_per_second,
             "stages": self.stages,
+            "resumed_epochs": self.resumed_epochs,
         }
 
 
+def make_strategy(config: TrainConfig) -> Any:
+    """The tf.distribute strategy the config asks for. `multi_worker` reads TF_CONFIG and must be
+    created before any other TensorFlow work in the process (TensorFlow's rule for collectives)."""
+    import tensorflow as tf
+
+    if config.distribution == "multi_worker":
+        _patch_keras_multi_worker_reduce()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
 def train_model(
-    config: TrainConfig, splits: Any, *, callbacks: Sequence[keras.callbacks.Callback] = ()
+    config: TrainConfig, splits: Any, *, callbacks: Sequence[keras.callbacks.Callback] = (), strategy: Any = None,
 ) -> TrainResult:
     """Train `config.architecture` on `splits.train`, early-stopping on `splits.validation`.
 
-    `splits` is an `ingot.data.DatasetSplits`; the test split is not touched here. Extra Keras
-    `callbacks` run in every stage after Ingot's own.
+    `splits` is a Dataset artifact (or in-memory `DatasetSplits`); the test split is not touched
+    here. Extra Keras `callbacks` run in every stage after Ingot's own. `strategy`: one made by
+    `make_strategy` at process start (multi-worker); by default made here.
     """
+    import tensorflow as tf
+
     from ingot.data import make_tf_dataset
 
     if len(splits.train) == 0 or len(splits.validation) == 0:
@@ -77,8 +97,18 @@ def train_model(
         )
     keras.utils.set_random_seed(config.seed)
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": config.seed}
+    strategy = strategy or make_strategy(config)
     train_ds = make_tf_dataset(splits.train, training=True, augmentation=config.augmentation, **common)
     validation_ds = make_tf_dataset(splits.validation, training=False, augmentation=None, **common)
+    if config.distribution == "multi_worker":
+        # Each worker keeps its share of the batches: by file when every worker gets a shard,
+        # else by element (small datasets written as one shard per split).
+        options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy
+        files = len(getattr(splits.train, "files", ()))
+        workers = getattr(strategy.extended, "_num_workers", config.workers)
+        options.experimental_distribute.auto_shard_policy = policy.FILE if files >= workers else policy.DATA
+        train_ds, validation_ds = train_ds.with_options(options), validation_ds.with_options(options)
     return fit_classifier(
         config,
         train_ds,
@@ -86,6 +116,7 @@ def train_model(
         num_classes=len(splits.class_names),
         train_examples=len(splits.train),
         callbacks=callbacks,
+        strategy=strategy,
     )
 
 
@@ -97,6 +128,7 @@ def fit_classifier(
     num_classes: int,
     train_examples: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: Any = None,
 ) -> TrainResult:
     """Build, compile and fit on ready `tf.data` datasets of (float 0..255 images, int labels)."""
     import tensorflow as tf
@@ -109,7 +141,7 @@ def fit_classifier(
     try:
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        strategy = strategy or make_strategy(config)
         hardware = detect_hardware(gpus, mixed_precision=mixed, strategy=strategy)
         progress_bar, lines = _output_mode(config.verbose)
         if config.verbose != "quiet":
@@ -123,14 +155,18 @@ def fit_classifier(
                 **config.model_options(),
             )
             _compile(model, config, config.learning_rate)
+        if config.distribution == "multi_worker":
+            _build_from_zeros(model, config)
 
         best = BestWeights()
         meter = EpochMeter(train_examples, print_lines=lines)
         stages: list[dict[str, Any]] = []
         merged: dict[str, list[float]] = {}
+        resumed = [0]
 
         def run_stage(name: str, epochs: int, learning_rate: float, **extra: Any) -> None:
-            first = len(merged.get("loss", []))
+            done = len(merged.get("loss", []))
+            first = done + resumed[0]  # Keras counts epochs absolutely, restored ones included
             meter.stage, meter.total_epochs = name, first + epochs
             stage_callbacks = [
                 best,
@@ -138,6 +174,7 @@ def fit_classifier(
                     monitor=MONITOR, patience=config.early_stopping_patience, restore_best_weights=True
                 ),
                 *_checkpoints(config.checkpoint_dir, best.best),
+                *_backup(config.backup_dir, name),
                 meter,
                 *callbacks,
             ]
@@ -150,9 +187,11 @@ def fit_classifier(
                 shuffle=False,  # the tf.data pipeline shuffles (seeded) already
                 verbose=1 if progress_bar else 0,
             )
+            if history.epoch and not merged:
+                resumed[0] = history.epoch[0] - first  # epochs BackupAndRestore skipped
             for key, values in history.history.items():
                 merged.setdefault(key, []).extend(float(v) for v in values)
-            run = len(merged["loss"]) - first
+            run = len(merged["loss"]) - done
             stages.append({"name": name, "learning_rate": learning_rate, "epochs_run": run, **extra})
 
         run_stage("train", config.epochs, config.learning_rate)
@@ -175,11 +214,12 @@ def fit_classifier(
         model=model,
         history=merged,
         epochs_run=epochs_run,
-        best_epoch=best.epoch + 1 if best.epoch is not None else epochs_run,
+        best_epoch=best.epoch + 1 - resumed[0] if best.epoch is not None else epochs_run,
         hardware=hardware,
         duration_s=round(time.perf_counter() - started, 3),
         images_per_second=round(meter.images_per_second, 1),
         stages=stages,
+        resumed_epochs=resumed[0],
     )
     if lines:
         metrics = format_metrics(result.best_metrics)
@@ -236,6 +276,45 @@ def describe_hardware(hardware: dict[str, Any]) -> str:
     )
 
 
+def _patch_keras_multi_worker_reduce() -> None:
+    """Keras 3.15 reduces each step's scalar logs across workers with `axis=0`, which fails for
+    0-d values under MultiWorkerMirroredStrategy ("Invalid reduction dimension 0 for input with
+    0 dimensions", tensorflow/tensorflow#72388). Reduce scalars with `axis=None` instead; every
+    other case goes to Keras's own function unchanged."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "ingot_patched", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def reduce(value: Any) -> Any:
+            local = strategy.experimental_local_results(value)
+            if local and getattr(local[0], "shape", None) is not None and local[0].shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return original(value, strategy, reduction)
+
+        return keras.tree.map_structure(reduce, values)
+
+    reduce_per_replica.ingot_patched = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _build_from_zeros(model: keras.Model, config: TrainConfig) -> None:
+    """Build model, loss and metrics from one zero batch, so Keras does not build them from the
+    first distributed batch: under MultiWorkerMirroredStrategy with more than one worker, Keras
+    3.15's `_maybe_symbolic_build` reduces that PerReplica batch and fails converting it."""
+    import numpy as np
+
+    height, width = config.image_size
+    batch = (np.zeros((1, height, width, 3), np.float32), np.zeros((1,), np.int64))
+    type(model)._maybe_symbolic_build(model, data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
@@ -252,7 +331,15 @@ def _compile(model: keras.Model, config: TrainConfig, learning_rate: float) -> N
         optimizer=make_optimizer(config.optimizer, learning_rate),
         loss=LOSS,
         metrics=["accuracy"],
+        jit_compile=config.jit_compile,
     )
+
+
+def _backup(directory: str | None, stage: str) -> list[keras.callbacks.Callback]:
+    """BackupAndRestore per stage: a restarted process resumes from the last finished epoch."""
+    if not directory:
+        return []
+    return [keras.callbacks.BackupAndRestore(os.path.join(os.path.expanduser(directory), stage))]
 
 
 def _checkpoints(directory: str | None, best_so_far: float) -> list[keras.callbacks.Callback]:

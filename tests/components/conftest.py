@@ -24,7 +24,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def ingested(tiny_folder, tiny_config, tmp_path_factory):
     """(dataset dir, data report HTML path, returned metadata) of one ingest_step."""
-    from ingot.retrain import ingest_step
+    from components.steps import ingest_step
 
     out = tmp_path_factory.mktemp("ingest")
     metadata = ingest_step(str(tiny_folder), tiny_config, out / "dataset", out / "data_report.html")
@@ -34,7 +34,7 @@ def ingested(tiny_folder, tiny_config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(ingested, tiny_config, tmp_path_factory):
     """(model dir, curves HTML path, returned metadata) of one train_step on the ingested split."""
-    from ingot.retrain import train_step
+    from components.steps import train_step
 
     out = tmp_path_factory.mktemp("train")
     metadata = train_step(ingested[0], tiny_config, out / "model", out / "curves.html")
@@ -49,7 +49,7 @@ def evaluation_dirs(tmp_path_factory):
         out = tmp_path_factory.mktemp(f"evaluate-{label}")
         return {
             "evaluation_json": out / "evaluation.json",
-            "per_class_markdown": out / "per_class.md",
+            "report_html": out / "evaluation.html",
             "serving_model_dir": out / "serving_model",
         }
 
@@ -59,9 +59,8 @@ def evaluation_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def blessed(ingested, trained, tiny_config, evaluation_dirs, tmp_path_factory):
     """A blessed evaluate_step (empty registry: no champion) and its output paths."""
+    from components.steps import evaluate_step
     from ingot.evaluate import GateThresholds
-    from ingot.retrain import evaluate_step
-
     from tests.components.tiny import BLESSING
 
     paths = evaluation_dirs("blessed")

@@ -3,9 +3,13 @@ writes, the export of a blessed model, and the component body's Metrics/Classifi
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+from html.parser import HTMLParser
 
 import pytest
+from PIL import Image
 
 from tests.components.tiny import CLASSES, REJECTING, TWINS
 
@@ -27,32 +31,100 @@ def test_blessed_model_is_exported_with_a_full_model_card(blessed, ingested):
     assert card["metrics"]["accuracy"] == pytest.approx(result.scalars["accuracy"])
 
 
-def test_evaluation_record_and_per_class_table(blessed, ingested):
-    from ingot.retrain import EVALUATION_FORMAT, read_evaluation_record
+class _Page(HTMLParser):
+    """The plots (embedded PNGs) and tables of an HTML report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plots: dict[str, bytes] = {}
+        self.tables: dict[str, list[list[str]]] = {}
+        self._figure: str | None = None
+        self._table: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "figure" and attrs.get("id", "").startswith("plot-"):
+            self._figure = attrs["id"][len("plot-"):]
+        elif tag == "img" and self._figure:
+            prefix = "data:image/png;base64,"
+            assert attrs["src"].startswith(prefix)
+            self.plots[self._figure] = base64.b64decode(attrs["src"][len(prefix):])
+        elif tag == "table":
+            self._table = attrs.get("class", "")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag == "td" and self._table is not None:
+            self.tables[self._table][-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._table is not None and self.tables[self._table] and self.tables[self._table][-1] is not None:
+            row = self.tables[self._table][-1]
+            if row:
+                row[-1] += data
+
+
+def parse_page(path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text())
+    return page
+
+
+def test_evaluation_record_and_report(blessed, ingested):
+    from ingot.evaluate import EVALUATION_FORMAT, EvaluationRecord
 
     result, paths = blessed
-    record = read_evaluation_record(paths["evaluation_json"])
-    assert record["format"] == EVALUATION_FORMAT and record["model_name"] == "tiny"
-    assert record["data_hash"] == ingested[2]["data_hash"] and record["pipeline_run_id"] == "run-blessed"
-    assert record["decision"]["blessed"] is True and record["champion_metrics"] is None
-    assert record["config"]["image_size"] == [20, 20] and record["training"]["epochs_run"] >= 1
+    record = EvaluationRecord.read(paths["evaluation_json"])
+    assert record.format == EVALUATION_FORMAT and record.model_name == "tiny"
+    assert record.data_hash == ingested[2]["data_hash"] and record.pipeline_run_id == "run-blessed"
+    assert record.gate["blessed"] is True and record.champion_metrics is None
+    assert record.training_config["image_size"] == [20, 20] and record.training["epochs_run"] >= 1
     assert result.record == record
 
     test_size = sum(sum(row) for row in result.confusion_matrix)
     assert len(result.confusion_matrix) == len(CLASSES) == len(result.class_names)
-    assert test_size == record["metrics"]["num_examples"]
+    assert test_size == record.metrics["num_examples"]
     assert {f"f1_{name}" for name in CLASSES} <= set(result.scalars)
 
-    table = paths["per_class_markdown"].read_text()
-    assert table.startswith("## tiny: BLESSED")
-    assert "No champion yet" in table
-    for name in CLASSES:
-        assert f"| {name} |" in table
+    page = parse_page(paths["report_html"])
+    text = paths["report_html"].read_text()
+    assert "tiny: BLESSED" in text and "No champion yet" in text
+    # One image per plot: the confusion-matrix heatmap and the per-class bars, real PNGs.
+    assert set(page.plots) == {"confusion-matrix", "per-class"}
+    for png in page.plots.values():
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.size[0] > 200
+    cells = [row for row in page.tables["confusion"] if row]
+    assert len(cells) == len(CLASSES) and all(len(row) == len(CLASSES) for row in cells)  # C x C
+    assert [[int(c) for c in row] for row in cells] == result.confusion_matrix
+    assert [row[0] for row in page.tables["per-class"] if row] == CLASSES
+
+
+def test_the_model_card_and_the_registry_are_built_from_the_record(blessed):
+    from ingot import repository
+    from ingot.evaluate import EvaluationRecord
+
+    _, paths = blessed
+    record = EvaluationRecord.read(paths["evaluation_json"])
+    card = repository.read_model_card(str(paths["serving_model_dir"]))
+    for key, value in record.model_card().items():
+        assert card[key] == value, key
+    fields = record.registry_fields()
+    assert fields["config"] is record.training_config and fields["gate"] is record.gate
+    record.extra_sections["drift_baseline"] = {"bins": 3}  # another part's section reaches the card
+    assert record.model_card()["drift_baseline"] == {"bins": 3}
+    assert EvaluationRecord.from_dict(record.to_dict()) == record
 
 
 def test_a_class_below_its_floor_rejects_and_nothing_is_exported(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
+    from components.steps import evaluate_step
     from ingot.evaluate import GateThresholds
-    from ingot.retrain import evaluate_step
 
     paths = evaluation_dirs("rejected")
     result = evaluate_step(
@@ -61,27 +133,29 @@ def test_a_class_below_its_floor_rejects_and_nothing_is_exported(ingested, train
     )
     assert result.blessed is False
     assert not paths["serving_model_dir"].exists()
-    reasons = result.record["decision"]["reasons"]
+    reasons = result.record.gate["reasons"]
     assert any(f"class '{twin}' F1" in reason and "below the floor 0.9500" in reason
                for twin in TWINS for reason in reasons)
-    table = paths["per_class_markdown"].read_text()
-    assert table.startswith("## tiny: REJECTED") and "**below**" in table
-    assert "- class 'twin_" in table
+    text = paths["report_html"].read_text()
+    assert "tiny: REJECTED" in text and "<li>class &#x27;twin_" in text
+    verdicts = {row[0]: row[-1] for row in parse_page(paths["report_html"]).tables["per-class"] if row}
+    assert {verdicts[twin] for twin in TWINS} == {"below"}
 
 
 def test_the_champion_comes_from_the_registry(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
+    from components.steps import evaluate_step
     from ingot.evaluate import GateThresholds
     from ingot.registry import Registry
-    from ingot.retrain import champion_metrics_from_registry, evaluate_step
+    from ingot.retrain import champion_metrics
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    assert champion_metrics_from_registry(url, "tiny") is None  # never registered: nothing to beat
     perfect = {"accuracy": 1.0, "macro_f1": 1.0}
     with Registry.from_url(url) as registry:
+        assert champion_metrics(registry, "tiny") is None  # never registered: nothing to beat
         registry.register_version("tiny", version=1, artifact_uri=str(tmp_path), model_sha256="ab" * 32,
                                   metrics=perfect, gate={"blessed": True, "reasons": []})
         registry.mark_ready("tiny", 1, verify=lambda uri, sha: True)
-    assert champion_metrics_from_registry(url, "tiny") == perfect
+        assert champion_metrics(registry, "tiny") == perfect
 
     paths = evaluation_dirs("champion")
     result = evaluate_step(
@@ -90,9 +164,9 @@ def test_the_champion_comes_from_the_registry(ingested, trained, tiny_config, ev
     )
     # The twins cap accuracy well below 1.0, so the candidate regresses against the perfect champion.
     assert result.blessed is False
-    assert result.record["champion_metrics"] == perfect
-    assert any("from the champion's 1.0000" in reason for reason in result.record["decision"]["reasons"])
-    assert "Champion: accuracy 1.0000" in paths["per_class_markdown"].read_text()
+    assert result.record.champion_metrics == perfect
+    assert any("from the champion's 1.0000" in reason for reason in result.record.gate["reasons"])
+    assert "Champion: accuracy 1.0000" in paths["report_html"].read_text()
 
 
 def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained, tiny_config, tmp_path):
@@ -112,7 +186,7 @@ def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained,
         model=dsl.Model(name="model", uri=str(trained[0])), config=config_parameter(tiny_config),
         model_name="tiny", **REJECTING, registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
         pipeline_run_id="run-body", metrics=metrics, confusion_matrix=matrix,
-        per_class_report=artifact(dsl.Markdown, "per_class_report"), evaluation=artifact(dsl.Artifact, "evaluation"),
+        evaluation_report=artifact(dsl.HTML, "evaluation_report"), evaluation=artifact(dsl.Artifact, "evaluation"),
         serving_model=serving,
     )
     assert blessed is False and decision.startswith("REJECTED")

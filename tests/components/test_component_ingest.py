@@ -48,11 +48,35 @@ class _Report(HTMLParser):
             self.rows[-1].append(data)
 
 
+def _png(src: str) -> bytes:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    return base64.b64decode(src[len(prefix):])
+
+
+def test_data_report_plots_draw_every_class():
+    import numpy as np
+
+    from ingot.reports import class_counts_figure, intensity_histograms_figure
+
+    dark, bright = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    dark[10], bright[240] = 50, 50
+    figure = intensity_histograms_figure({"dark": dark, "bright": bright, "mid": dark + bright})
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["dark", "bright", "mid"]
+    assert panels[0].get_xlim() == (0, 255)
+    counts = class_counts_figure({"train": {"a": 3, "b": 5}, "test": {"a": 1, "b": 1}}, ["a", "b"])
+    (ax,) = counts.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert [p.get_height() for p in ax.patches] == [3, 5, 1, 1]  # stacked by split
+    assert ax.get_ylabel() == "images"
+
+
 def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_folder):
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
     dataset_dir, _, metadata = ingested
-    splits = load_splits(dataset_dir)
+    splits = open_dataset_artifact(str(dataset_dir))
     assert splits.class_names == CLASSES
     assert metadata["data_hash"] == splits.content_hash
     assert metadata["source"] == str(tiny_folder)
@@ -60,25 +84,33 @@ def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_f
     assert metadata["split_sizes"] == {name: len(part) for name, part in splits.items()}
     assert sum(metadata["split_sizes"].values()) == PER_CLASS * len(CLASSES)
     assert metadata["skipped_files"] == 0
+    assert metadata["format"] == "ingot.dataset/v2" and metadata["shards"] == {"train": 1, "validation": 1, "test": 1}
+    assert splits.report["total"] == PER_CLASS * len(CLASSES)  # the data report's figures travel along
 
 
 def test_data_report_has_class_counts_and_a_3x3_grid_of_training_samples(ingested):
-    from ingot.data import load_splits
+    from ingot.data import open_dataset_artifact
 
     dataset_dir, report_path, _ = ingested
     page = _Report()
     page.feed(report_path.read_text())
-    splits = load_splits(dataset_dir)
+    splits = open_dataset_artifact(str(dataset_dir))
 
-    assert len(page.images) == 9
-    for image in page.images:
-        prefix = "data:image/png;base64,"
-        assert image["src"].startswith(prefix)
-        with Image.open(io.BytesIO(base64.b64decode(image["src"][len(prefix):]))) as png:
+    samples = [image for image in page.images if image.get("class") == "sample"]
+    assert len(samples) == 9
+    for image in samples:
+        with Image.open(io.BytesIO(_png(image["src"]))) as png:
             assert png.format == "PNG" and png.size == (20, 20)  # as the model sees them (image_size)
     # Round-robin over classes: every class appears before any repeats.
     assert page.captions[: len(CLASSES)] == CLASSES
-    assert [image["alt"] for image in page.images] == page.captions
+    assert [image["alt"] for image in samples] == page.captions[:9]
+    # Beside the grid, one image per plot: class counts and the per-class intensity histograms.
+    plots = [image for image in page.images if image.get("class") != "sample"]
+    assert [image["alt"] for image in plots] == [
+        "images per class and split", "pixel-intensity histogram per class (training split, as the model sees it)"]
+    for image in plots:
+        with Image.open(io.BytesIO(_png(image["src"]))) as png:
+            assert png.format == "PNG" and png.size[0] > 300
 
     counts = {row[0]: [int(cell) for cell in row[1:]] for row in page.rows if row}
     for name in CLASSES:
@@ -106,7 +138,8 @@ def test_resolve_config_applies_recipe_overrides_then_pipeline_parameters():
 
 
 def test_dataset_resolution_and_config_parameter_round_trip():
-    from ingot.retrain import DEFAULT_DATASET, config_parameter, resolve_config, resolve_dataset
+    from ingot.retrain import config_parameter, resolve_config, resolve_dataset
+    from ingot.settings import DEFAULT_DATASET
     from ingot.train import TrainConfig
 
     config = resolve_config(RECIPE)
@@ -121,7 +154,7 @@ def test_dataset_resolution_and_config_parameter_round_trip():
 
 
 def test_ingest_refuses_a_missing_dataset_naming_it(tmp_path, tiny_config):
-    from ingot.retrain import ingest_step
+    from components.steps import ingest_step
 
     missing = tmp_path / "no-such-folder"
     with pytest.raises(DataError, match="no-such-folder.*does not exist"):
@@ -145,8 +178,8 @@ def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_fol
     assert TrainConfig.from_dict(config) == resolve_config(RECIPE, ["batch_size=4"], epochs=2)
     assert None not in config.values()
     assert dataset.metadata["num_classes"] == len(CLASSES) and len(dataset.metadata["data_hash"]) == 64
-    assert (tmp_path / "dataset" / "splits.json").is_file()
-    assert (tmp_path / "data_report").read_text().count("<img ") == 9
+    assert (tmp_path / "dataset" / "dataset.json").is_file()
+    assert (tmp_path / "data_report").read_text().count('<img class="sample"') == 9
     assert (tmp_path / "repo").is_dir() and (tmp_path / "registry.db").is_file()  # both reached up front
 
 

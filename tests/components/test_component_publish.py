@@ -11,7 +11,7 @@ pytestmark = pytest.mark.xdist_group("tiny-steps")
 
 
 def test_publish_then_retry_creates_exactly_one_version(blessed, tmp_path):
-    from ingot.retrain import publish_step
+    from components.steps import publish_step
 
     serving = blessed[1]["serving_model_dir"]
     first = publish_step(serving, str(tmp_path / "repo"), "tiny")
@@ -27,8 +27,8 @@ def test_publish_then_retry_creates_exactly_one_version(blessed, tmp_path):
 
 
 def test_empty_repository_means_the_steps_environment_and_never_a_silent_default(blessed, tmp_path, monkeypatch):
+    from components.steps import publish_step
     from ingot.errors import ConfigError
-    from ingot.retrain import publish_step
 
     monkeypatch.setenv("INGOT_MODEL_REPOSITORY", str(tmp_path / "from-env"))
     published = publish_step(blessed[1]["serving_model_dir"], "", "tiny")

@@ -22,13 +22,13 @@ def registry_url(tmp_path):
 
 @pytest.fixture
 def published(blessed, tmp_path):
-    from ingot.retrain import publish_step
+    from components.steps import publish_step
 
     return publish_step(blessed[1]["serving_model_dir"], str(tmp_path / "repo"), "tiny")
 
 
 def _register(blessed, published, registry_url, run_id="run-1"):
-    from ingot.retrain import register_step
+    from components.steps import register_step
 
     return register_step(
         blessed[1]["evaluation_json"], registry_url=registry_url, model_name="tiny", version=published.version,
@@ -62,8 +62,9 @@ def test_a_later_blessed_version_becomes_a_candidate_judged_against_the_champion
     import keras
     import numpy as np
 
+    from components.steps import evaluate_step, publish_step, register_step
     from ingot.evaluate import GateThresholds
-    from ingot.retrain import MODEL_FILE, TRAINING_JSON, evaluate_step, publish_step, register_step
+    from ingot.retrain import MODEL_FILE, TRAINING_JSON
 
     _register(blessed, published, registry_url)
     # A second model: the first one's weights nudged, so its SavedModel (and sha256) differ.
@@ -82,8 +83,8 @@ def test_a_later_blessed_version_becomes_a_candidate_judged_against_the_champion
                            model_name="tiny", registry_url=registry_url, pipeline_run_id="run-2", **paths)
     with Registry.from_url(registry_url) as registry:
         champion_accuracy = registry.champion("tiny").metrics["accuracy"]
-    assert result.blessed and result.record["champion_metrics"]["accuracy"] == champion_accuracy
-    assert {c["name"] for c in result.record["decision"]["checks"]} >= {"accuracy_vs_champion", "macro_f1_vs_champion"}
+    assert result.blessed and result.record.champion_metrics["accuracy"] == champion_accuracy
+    assert {c["name"] for c in result.record.gate["checks"]} >= {"accuracy_vs_champion", "macro_f1_vs_champion"}
     second = publish_step(paths["serving_model_dir"], str(tmp_path / "repo"), "tiny")
     assert (second.version, second.created) == (2, True)
     record = register_step(paths["evaluation_json"], registry_url=registry_url, model_name="tiny", version=2,
@@ -115,9 +116,8 @@ def test_register_step_verifier_checks_the_registered_digest(published):
 
 
 def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, tiny_config, evaluation_dirs, registry_url):
+    from components.steps import evaluate_step, reject_step
     from ingot.evaluate import GateThresholds
-    from ingot.retrain import evaluate_step, reject_step
-
     from tests.components.tiny import REJECTING
 
     paths = evaluation_dirs("to-reject")
@@ -128,7 +128,7 @@ def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, 
 
     assert retry.id == record.id
     assert (record.version, record.stage, record.status) == (None, Stage.REJECTED, Status.FAILED)
-    assert record.reasons == result.record["decision"]["reasons"] and record.reasons
+    assert record.reasons == result.record.gate["reasons"] and record.reasons
     assert record.data_hash == ingested[2]["data_hash"] and record.pipeline_run_id == "run-r"
     with Registry.from_url(registry_url) as registry:
         assert len(registry.list_versions("tiny")) == 1
@@ -138,12 +138,14 @@ def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, 
 
 
 def test_steps_refuse_foreign_files_and_unknown_registries(tmp_path, registry_url):
-    from ingot.retrain import open_registry, read_evaluation_record, reject_step
+    from components.steps import reject_step
+    from ingot.evaluate import EvaluationRecord
+    from ingot.retrain import open_registry
 
     stray = tmp_path / "stray.json"
     stray.write_text(json.dumps({"hello": "world"}))
-    with pytest.raises(DataError, match="not an evaluation record"):
-        read_evaluation_record(stray)
+    with pytest.raises(DataError, match="stray.json has format None; expected 'ingot.evaluation/v2'"):
+        EvaluationRecord.read(stray)
     with pytest.raises(DataError, match="cannot read"):
         reject_step(tmp_path / "missing.json", registry_url=registry_url, model_name="tiny", pipeline_run_id="r")
     with pytest.raises(ConfigError, match="registry URL scheme 'mysql'"):

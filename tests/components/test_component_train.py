@@ -3,11 +3,14 @@ training-curves page."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.components.tiny import CLASSES, RECIPE
 
@@ -38,21 +41,27 @@ def test_train_step_writes_a_reloadable_model_and_its_summary(trained, ingested)
 def test_training_curves_page_plots_every_epoch_and_marks_the_best(trained):
     _, curves_path, metadata = trained
     page = curves_path.read_text()
-    assert page.count("<svg") == 2  # loss and accuracy
-    polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', page)
-    assert len(polylines) == 4  # loss, val_loss, accuracy, val_accuracy
-    assert all(len(points.split()) == metadata["epochs_run"] for points in polylines)
+    images = re.findall(r'<figure class="plot" id="plot-([^"]+)"><img src="data:image/png;base64,([^"]+)"', page)
+    assert [name for name, _ in images] == ["training-curves"]  # one image per plot
+    with Image.open(io.BytesIO(base64.b64decode(images[0][1]))) as png:
+        assert png.format == "PNG"
     assert page.count('<tr class="best">') == 1
+    assert len(re.findall(r"<tr(?: class=\"best\")?><td>\d+</td>", page)) == metadata["epochs_run"]
 
 
-def test_training_curves_html_scales_into_the_chart_and_skips_missing_series():
-    from ingot.retrain import training_curves_html
+def test_training_curves_figure_has_axes_ticks_and_the_restored_best_epoch():
+    from ingot.reports import training_curves_figure, training_curves_html
 
-    page = training_curves_html({"loss": [2.0, 1.0, 0.5], "accuracy": [0.2, 0.6, 0.9]}, best_epoch=3)
-    assert page.count("<svg") == 2 and page.count("<polyline") == 2  # no validation series given
-    for points in re.findall(r'points="([^"]+)"', page):
-        xs, ys = zip(*(map(float, pair.split(",")) for pair in points.split()))
-        assert xs[0] == 0.0 and xs[-1] == 320.0
-        assert min(ys) == 0.0 and max(ys) == 160.0  # the extremes touch the chart's edges
-    assert "best epoch 3" in page
-    assert training_curves_html({}).count("<svg") == 0
+    history = {"loss": [2.0, 1.0, 0.5, 0.6], "val_loss": [2.1, 1.2, 0.7, 0.9],
+               "accuracy": [0.2, 0.6, 0.9, 0.91], "val_accuracy": [0.2, 0.5, 0.8, 0.79]}
+    figure = training_curves_figure(history, best_epoch=3)
+    loss, accuracy = figure.axes
+    for ax, title in ((loss, "loss"), (accuracy, "accuracy")):
+        assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == title
+        assert [line.get_label() for line in ax.get_lines()] == ["training", "validation", "best epoch 3 (restored)"]
+        assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 3, 4]
+        assert list(ax.get_lines()[2].get_xdata()) == [3, 3]  # the vertical marker at the best epoch
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())  # whole epochs only
+    only_training = training_curves_figure({"loss": [2.0, 1.0]})
+    assert [line.get_label() for line in only_training.axes[0].get_lines()] == ["training"]
+    assert "<img" not in training_curves_html({})  # nothing to plot: no empty figure

@@ -1,4 +1,4 @@
-"""Deterministic stratified splits, the content hash, and the split artifact round trip."""
+"""Deterministic stratified splits and the content hash (the artifact: test_data_records.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from ingot.data.dataset import LabelledImages
 from ingot.data.sources import load_image_folder
-from ingot.data.splits import load_splits, save_splits, split_dataset
+from ingot.data.splits import split_dataset
 from ingot.errors import DataError
 
 
@@ -108,54 +108,3 @@ def test_array_split_hash_tracks_pixels_and_labels():
     assert split_dataset(pixels, validation_fraction=0.2, test_fraction=0.2, seed=1).content_hash != base.content_hash
     relabelled = LabelledImages(class_names=["a", "b", "z"], labels=data.labels, images=images)
     assert split_dataset(relabelled, validation_fraction=0.2, test_fraction=0.2, seed=1).content_hash != base.content_hash
-
-
-def test_file_split_round_trip(folder_data, tmp_path):
-    splits = split_dataset(folder_data, validation_fraction=0.2, test_fraction=0.2, seed=9)
-    save_splits(splits, tmp_path / "split")
-    manifest = json.loads((tmp_path / "split" / "splits.json").read_text())
-    assert manifest["content_hash"] == splits.content_hash and manifest["kind"] == "files"
-    assert set(manifest["splits"]["train"][0]) == {"path", "label", "sha256"}
-    loaded = load_splits(tmp_path / "split")
-    assert loaded.content_hash == splits.content_hash
-    assert loaded.class_names == splits.class_names and loaded.seed == 9
-    for (name, original), (_, restored) in zip(splits.items(), loaded.items()):
-        assert restored.paths == original.paths, name
-        np.testing.assert_array_equal(restored.labels, original.labels)
-
-
-def test_array_split_round_trip(tmp_path):
-    rng = np.random.default_rng(1)
-    data = LabelledImages(class_names=["a", "b"], labels=np.arange(20) % 2,
-                          images=rng.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8), source="cifar")
-    splits = split_dataset(data, validation_fraction=0.2, test_fraction=0.2, seed=0)
-    save_splits(splits, tmp_path / "split")
-    assert (tmp_path / "split" / "splits.npz").is_file()
-    loaded = load_splits(tmp_path / "split")
-    assert loaded.content_hash == splits.content_hash and loaded.source == "cifar"
-    np.testing.assert_array_equal(loaded.test.images, splits.test.images)
-    np.testing.assert_array_equal(loaded.train.labels, splits.train.labels)
-
-
-def test_load_detects_an_edited_manifest_and_a_changed_file(folder_data, tmp_path):
-    splits = split_dataset(folder_data, validation_fraction=0.2, test_fraction=0.2, seed=9)
-    save_splits(splits, tmp_path / "split")
-    manifest_path = tmp_path / "split" / "splits.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["splits"]["test"][0]["label"] = (manifest["splits"]["test"][0]["label"] + 1) % 3
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(DataError, match="does not match its content hash"):
-        load_splits(tmp_path / "split")
-
-    save_splits(splits, tmp_path / "split")
-    changed = splits.train.paths[0]
-    with open(changed, "ab") as handle:
-        handle.write(b"\x00")
-    with pytest.raises(DataError, match=r"1 file\(s\) changed .*" + changed.rsplit("/", 1)[-1]):
-        load_splits(tmp_path / "split")
-    assert load_splits(tmp_path / "split", verify_files=False).content_hash == splits.content_hash
-
-
-def test_load_from_a_folder_without_a_split_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="no splits.json"):
-        load_splits(tmp_path)

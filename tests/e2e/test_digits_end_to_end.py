@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
+from ingot.registry import Registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("digits-e2e")]
 
@@ -20,7 +21,7 @@ def first_run(tmp_path_factory):
     code = main([
         "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=12",
         "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run1"),
-        "--require-blessing",
+        "--registry", f"sqlite:///{root / 'registry.db'}", "--register", "--require-blessing",
     ])
     return code, root, repository
 
@@ -42,21 +43,20 @@ def test_trains_blesses_and_publishes_above_090(first_run):
 def test_published_model_answers_same_from_pixels_and_png(first_run):
     import tensorflow as tf
 
-    from ingot.data import load_splits
+    from ingot.data import decode_and_resize, open_dataset_artifact
 
     _code, root, repository = first_run
-    splits = load_splits(root / "run1" / "dataset")
+    artifact = open_dataset_artifact(str(root / "run1" / "dataset"))
+    examples = [example for example, _ in zip(artifact.test.examples(), range(16))]
     loaded = tf.saved_model.load(str(repository / "digits" / "1"))
-    paths = list(splits.test.paths[:16])
-    raw = tf.stack([tf.io.read_file(p) for p in paths])
-    from ingot.data import decode_and_resize
-
-    pixels = tf.stack([decode_and_resize(tf.io.read_file(p), (32, 32)) for p in paths])
+    raw = tf.constant([image for image, _, _ in examples])
+    labels = np.array([label for _, label, _ in examples])
+    pixels = tf.stack([decode_and_resize(image, (32, 32)) for image in raw])
     by_pixels = loaded.signatures["serving_default"](images=pixels)
     by_bytes = loaded.signatures["serving_bytes"](image_bytes=raw)
     np.testing.assert_array_equal(by_pixels["class_ids"].numpy(), by_bytes["class_ids"].numpy())
     np.testing.assert_allclose(by_pixels["probabilities"].numpy(), by_bytes["probabilities"].numpy(), atol=1e-6)
-    accuracy = np.mean(by_bytes["class_ids"].numpy() == splits.test.labels[:16])
+    accuracy = np.mean(by_bytes["class_ids"].numpy() == labels)
     assert accuracy >= 0.8
 
 
@@ -66,11 +66,17 @@ def test_second_run_is_compared_with_the_champion(first_run, capsys):
     code = main([
         "train", "--config", "configs/digits-cnn.yaml", "--set", "epochs=2",
         "--model-name", "digits", "--model-repository", str(repository), "--work-dir", str(root / "run2"),
-        "--require-blessing",
+        "--registry", f"sqlite:///{root / 'registry.db'}", "--register", "--require-blessing",
     ])
     out = capsys.readouterr().out
-    assert "champion accuracy" in out
+    # The champion is the registry's (the first run registered it), exactly as the pipeline compares.
+    with Registry.from_url(f"sqlite:///{root / 'registry.db'}") as registry:
+        champion = registry.champion("digits")
+        rejections = [r for r in registry.list_versions("digits") if r.is_rejection]
+    assert champion.version == 1
+    assert f"champion accuracy {champion.metrics['accuracy']:.4f}" in out
     # Two epochs cannot match a twelve-epoch champion within 1%: rejected, nothing new published.
     assert code == 3
     assert "REJECTED" in out
     assert sorted(p.name for p in (repository / "digits").iterdir() if p.name.isdigit()) == ["1"]
+    assert len(rejections) == 1 and any("champion" in reason for reason in rejections[0].reasons)

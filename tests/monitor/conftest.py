@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import insert
 
-from ingot.inference_log.schema import feedback_labels, inference_log, metadata
+from ingot.inference_log.schema import feedback_labels, inference_log
+from ingot.inference_log.store import InferenceLogStore
 from ingot.registry import Registry
 from tests.support.postgres import PostgresServer, throwaway_postgres
 
@@ -51,8 +52,8 @@ def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[
 def database_url(new_database: Callable[[], str]) -> str:
     """A migrated registry database that also holds the inference-log tables."""
     url = new_database()
-    with Registry.from_url(url) as registry:
-        metadata.create_all(registry.engine)
+    Registry.from_url(url).close()
+    InferenceLogStore.from_url(url).close()
     return url
 
 

@@ -38,7 +38,8 @@ def train_digits_model(epochs: int = 12) -> DigitsModel:
     import keras
     import tensorflow as tf
 
-    from ingot.monitor.baseline import baseline_from_model
+    from ingot.monitor.baseline import compute_baseline
+    from ingot.retrain.steps import predict_validation
 
     keras.utils.set_random_seed(0)
     images, labels = digit_images()
@@ -54,5 +55,6 @@ def train_digits_model(epochs: int = 12) -> DigitsModel:
     model.fit(images[train].astype(np.float32), labels[train], epochs=epochs, batch_size=32, verbose=0)
     validation_data = tf.data.Dataset.from_tensor_slices(
         (images[validation].astype(np.float32), labels[validation])).batch(64)
-    baseline = baseline_from_model(model, validation_data, CLASS_NAMES)
+    seen = predict_validation(model, validation_data)  # what the evaluate step does
+    baseline = compute_baseline(seen.probabilities, seen.labels, CLASS_NAMES, seen.images)
     return DigitsModel(model, baseline, images[live], labels[live])

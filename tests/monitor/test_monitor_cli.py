@@ -105,3 +105,36 @@ def test_run_survives_a_database_that_is_down(tmp_path, capsys):
     assert main(["monitor", "run", "digits", "--registry", missing, "--interval", "1s", "--iterations", "2"]) == 0
     err = capsys.readouterr().err
     assert err.count("ingot: error:") == 2 and "cannot open the registry" in err
+
+
+def test_a_local_trigger_runs_in_the_background_and_its_failure_releases_the_slot(url, tmp_path, capsys, monkeypatch):
+    """No --host: `ingot pipeline run` starts in a background process. Pointed at a dataset that
+    does not exist it fails at once; the runner records that, which frees the slot for the next
+    drifted check once the (here 1 s) cooldown has passed."""
+    import time
+
+    monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "data"))
+    _log(url, draw(500, np.random.default_rng(9), prior=[0.8, 0.05, 0.05, 0.05, 0.05]))
+    argv = ["monitor", "check", "digits", "--registry", url, "--window", "500", "--trigger", "--cooldown", "1s",
+            "--dataset", str(tmp_path / "missing"), "--model-repository", str(tmp_path / "repo")]
+    assert main(argv) == 3
+    assert "triggered retraining: trigger #1, local run local-1-" in capsys.readouterr().out
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert main(["monitor", "history", "digits", "--registry", url, "--json"]) == 0
+        (trigger,) = json.loads(capsys.readouterr().out)
+        if trigger["state"] != "running":
+            break
+        time.sleep(1)
+    assert trigger["state"] == "failed" and "exited with status 1" in trigger["detail"]
+    log = open(trigger["log_path"]).read()
+    assert "does not exist" in log and trigger["log_path"].startswith(str(tmp_path / "data" / "monitor" / "digits"))
+    time.sleep(1.1)
+    assert main(argv) == 3
+    assert "triggered retraining: trigger #2" in capsys.readouterr().out
+    deadline = time.monotonic() + 180  # let the second runner finish before the database goes away
+    while time.monotonic() < deadline:
+        assert main(["monitor", "history", "digits", "--registry", url, "--json", "--limit", "1"]) == 0
+        if json.loads(capsys.readouterr().out)[0]["state"] != "running":
+            break
+        time.sleep(1)

@@ -160,7 +160,7 @@ def test_step_artifacts_are_the_kinds_the_kubeflow_ui_renders(documents):
     assert outputs("train") == {"model": "system.Model", "training_curves": "system.HTML"}
     assert outputs("evaluate") == {
         "metrics": "system.Metrics", "confusion_matrix": "system.ClassificationMetrics",
-        "per_class_report": "system.Markdown", "evaluation": "system.Artifact", "serving_model": "system.Model",
+        "evaluation_report": "system.HTML", "evaluation": "system.Artifact", "serving_model": "system.Model",
     }
     blessed = spec["components"]["comp-evaluate"]["outputDefinitions"]["parameters"]["blessed"]
     assert blessed["parameterType"] == "BOOLEAN"

@@ -121,9 +121,12 @@ def test_the_report_ends_with_the_per_class_table(runs):
 def test_step_outputs_hold_what_the_kubeflow_ui_renders(runs):
     run_dir = _run_dir(runs, "rejected")
     assert run_dir.is_dir() and run_dir.parent == runs["base"] / "root"
-    assert (run_dir / "ingest" / "data_report").read_text().count('src="data:image/png;base64,') == 9
-    assert (run_dir / "train" / "training_curves").read_text().count("<svg") == 2
-    assert (run_dir / "evaluate" / "per_class_report").read_text().startswith("## tiny: REJECTED")
+    # Sample grid (9) plus one image per plot: class counts and intensity histograms.
+    assert (run_dir / "ingest" / "data_report").read_text().count('src="data:image/png;base64,') == 9 + 2
+    assert (run_dir / "train" / "training_curves").read_text().count('<figure class="plot"') == 1
+    evaluation = (run_dir / "evaluate" / "evaluation_report").read_text()
+    assert "<h2>tiny: REJECTED</h2>" in evaluation
+    assert 'id="plot-confusion-matrix"' in evaluation and 'id="plot-per-class"' in evaluation
     executor_output = json.loads((run_dir / "evaluate" / "executor_output.json").read_text())
     artifacts = executor_output["artifacts"]
     matrix = artifacts["confusion_matrix"]["artifacts"][0]["metadata"]["confusionMatrix"]

@@ -115,11 +115,25 @@ def test_yaml_values_are_coerced_too(tmp_path):
         ("validation_fraction=0", r"early stopping needs a validation split"),
         ("weights=imagenet", r"weights=imagenet is not available for the cnn"),
         ("fine_tune_layers=10", r"fine_tune_layers=10 applies to transfer architectures"),
+        ("jit_compile=fast", r"jit_compile='fast' is not valid; expected auto, true or false"),
+        ("distribution=parameter_server", r"distribution='parameter_server' is not valid; expected one of auto, multi_worker"),
+        ("workers=2", r"workers=2 needs distribution=multi_worker"),
+        ("workers=0", r"workers=0 is not valid; expected an integer >= 1"),
+        ("shard_mb=0", r"shard_mb=0 is not valid; expected an integer >= 1"),
     ],
 )
 def test_bad_overrides_name_the_key_and_what_is_expected(override, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig().with_overrides([override])
+
+
+def test_training_engine_settings():
+    config = TrainConfig().with_overrides(["jit_compile=true", "distribution=multi_worker", "workers=3",
+                                           "shard_mb=64", "backup_dir=/tmp/backup"])
+    assert (config.jit_compile, config.distribution, config.workers, config.shard_mb) == (True, "multi_worker", 3, 64)
+    assert config.backup_dir == "/tmp/backup"
+    assert TrainConfig().jit_compile == "auto" and TrainConfig().workers == 1 and TrainConfig().shard_mb == 128
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_batch_norm_is_refused_for_transfer_models():

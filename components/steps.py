@@ -1,0 +1,252 @@
+"""The Kubeflow glue: what each component body calls. Each takes artifact paths and plain JSON
+values and returns plain JSON values, so a component body is a few lines of wiring and all of
+this runs (and is tested) without kfp. The steps themselves are `ingot.retrain`'s functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def ingest_step(
+    dataset_uri: str, config: Any, dataset_dir: str | os.PathLike[str], report_html: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Ingest into `dataset_dir` (the Dataset artifact) and write the HTML data report; returns
+    the artifact's metadata (data hash, split sizes, classes, shards)."""
+    from ingot.reports import data_report_html
+    from ingot.retrain import ingest, resolve_dataset
+
+    uri = resolve_dataset(dataset_uri, config)
+    ingested = ingest(uri, dataset_dir, config)
+    artifact = ingested.artifact
+    _write_text(Path(report_html), data_report_html(ingested.report, artifact, config.image_size))
+    return {
+        "source": uri,
+        "data_hash": artifact.content_hash,
+        "class_names": list(artifact.class_names),
+        "num_classes": len(artifact.class_names),
+        "split_sizes": {name: len(part) for name, part in artifact.items()},
+        "skipped_files": len(ingested.report.skipped),
+        "format": artifact.manifest["format"],
+        "shards": {name: len(part.files) for name, part in artifact.items()},
+    }
+
+
+@dataclass
+class ClusterTraining:
+    """Where a multi-worker train step runs its TFJob: the artifacts' object-storage URIs (the
+    workers read and write them directly), the image, and per-worker placement."""
+
+    dataset_uri: str
+    model_uri: str
+    image: str
+    namespace: str
+    run_id: str
+    gpus_per_worker: int = 1
+    gpu_resource: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+
+
+def in_cluster() -> bool:
+    """True inside a Kubernetes pod (the service account's API host is in the environment)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def pod_namespace(default: str = "kubeflow") -> str:
+    """The namespace this pod runs in (its service account's), where the TFJob is created."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.is_file() else default
+
+
+def train_with_tfjob(cluster: ClusterTraining, config: Any, model_dir: str | os.PathLike[str], *, api: Any = None,
+                     poll_s: float = 10.0) -> dict[str, Any]:
+    """Run the multi-worker training as a TFJob and copy the chief's model into `model_dir`."""
+    from ingot.train.tfjob import (
+        TFJobSpec,
+        collect_model,
+        job_name,
+        run_tfjob,
+        tfjob_manifest,
+    )
+
+    staging = f"{cluster.model_uri.rstrip('/')}-chief"
+    spec = TFJobSpec(
+        name=job_name("ingot-train", cluster.run_id), namespace=cluster.namespace, image=cluster.image,
+        dataset_uri=cluster.dataset_uri, model_uri=staging, backup_uri=f"{staging}-backup",
+        config=config.to_dict(), workers=config.workers, gpus_per_worker=cluster.gpus_per_worker,
+        gpu_resource=cluster.gpu_resource, node_selector=dict(cluster.node_selector or {}),
+        tolerations=list(cluster.tolerations or []), cpu_request=cluster.cpu_request,
+        memory_request=cluster.memory_request, labels={"ingot.dev/pipeline-run": job_name("run", cluster.run_id)},
+    )
+    if api is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        api = client.CustomObjectsApi()
+    job = run_tfjob(api, tfjob_manifest(spec), poll_s=poll_s)
+    collect_model(staging, os.fspath(model_dir))
+    return job
+
+
+def train_step(
+    dataset_dir: str | os.PathLike[str], config: Any, model_dir: str | os.PathLike[str],
+    curves_html: str | os.PathLike[str], *, cluster: ClusterTraining | None = None,
+) -> dict[str, Any]:
+    """Train on the Dataset artifact; writes the Model artifact and the training-curves page and
+    returns the Model artifact's metadata. With `config.workers > 1` the training runs as a
+    TFJob when `cluster` is given (in a pod), else as local worker processes."""
+    import tempfile
+
+    from ingot.data import open_dataset_artifact
+    from ingot.reports import training_curves_html
+    from ingot.retrain import load_trained, train
+
+    if config.workers > 1 and cluster is not None:
+        train_with_tfjob(cluster, config, model_dir)
+        trained = load_trained(model_dir)
+    elif config.workers > 1:
+        from ingot.train.distributed import run_local_workers
+
+        open_dataset_artifact(os.fspath(dataset_dir))  # fail here, naming a bad shard, not in N workers
+        with tempfile.TemporaryDirectory(prefix="ingot-workers-") as work:
+            run_local_workers(dataset_dir, config, model_dir, work_dir=work)
+        trained = load_trained(model_dir)
+    else:
+        trained = train(open_dataset_artifact(os.fspath(dataset_dir)), config, model_dir)
+    summary = trained.summary
+    _write_text(Path(curves_html), training_curves_html(summary["history"], best_epoch=summary["best_epoch"]))
+    return {
+        "framework": "keras",
+        "architecture": config.architecture,
+        "image_size": list(config.image_size),
+        "class_names": summary["class_names"],
+        "data_hash": summary["data_hash"],
+        "epochs_run": summary["epochs_run"],
+        "best_epoch": summary["best_epoch"],
+        "best_metrics": summary["best_metrics"],
+        "duration_s": summary["duration_s"],
+        "gpu_count": summary["hardware"].get("gpu_count"),
+    }
+
+
+@dataclass
+class EvaluationStep:
+    """What the evaluate component reports: the gate's verdict and the metrics the Kubeflow UI
+    renders (scalars, confusion matrix), and the record it wrote."""
+
+    blessed: bool
+    summary: str
+    scalars: dict[str, float]
+    class_names: list[str]
+    confusion_matrix: list[list[int]]
+    record: Any  # ingot.evaluate.EvaluationRecord
+
+
+def evaluate_step(
+    dataset_dir: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    config: Any,
+    thresholds: Any,
+    *,
+    model_name: str,
+    registry_url: str | None,
+    pipeline_run_id: str | None,
+    evaluation_json: str | os.PathLike[str],
+    report_html: str | os.PathLike[str],
+    serving_model_dir: str | os.PathLike[str],
+) -> EvaluationStep:
+    """Evaluate on the held-out test split against the gate and the registry's champion.
+
+    Writes the evaluation record (what register/reject store in the registry) and the evaluation
+    report; a blessed model is also exported to `serving_model_dir` as the serving SavedModel
+    with the record's model card, so publishing (and any retry of it) only copies those bytes.
+    """
+    from ingot.data import open_dataset_artifact
+    from ingot.reports import evaluation_html
+    from ingot.retrain import (
+        champion_metrics,
+        evaluate,
+        export,
+        load_trained,
+        open_registry,
+    )
+
+    splits = open_dataset_artifact(os.fspath(dataset_dir))
+    trained = load_trained(model_dir)
+    with open_registry(registry_url) as registry:
+        champion = champion_metrics(registry, model_name)
+    evaluation = evaluate(trained.model, splits, config, thresholds, model_name=model_name,
+                          training_summary=trained.summary, champion_metrics=champion,
+                          pipeline_run_id=pipeline_run_id)
+    record = evaluation.record
+    record.write(evaluation_json)
+    _write_text(Path(report_html), evaluation_html(record))
+    if record.blessed:
+        export(trained.model, serving_model_dir, record, image_size=config.image_size)
+    return EvaluationStep(
+        blessed=record.blessed,
+        summary=evaluation.decision.summary(),
+        scalars=record.scalars(),
+        class_names=record.class_names,
+        confusion_matrix=[[int(c) for c in row] for row in record.metrics["confusion_matrix"]],
+        record=record,
+    )
+
+
+def publish_step(serving_model_dir: str | os.PathLike[str], repository: str, model_name: str) -> Any:
+    """Publish the evaluate step's export into the model repository (parameter, else
+    $INGOT_MODEL_REPOSITORY); a retry returns the version it already published."""
+    from ingot import settings
+    from ingot.retrain import publish
+
+    return publish(serving_model_dir, settings.required_model_repository(repository), model_name)
+
+
+def register_step(
+    evaluation_json: str | os.PathLike[str],
+    *,
+    registry_url: str | None,
+    model_name: str,
+    version: int,
+    artifact_uri: str,
+    model_sha256: str,
+    pipeline_run_id: str | None,
+) -> Any:
+    """Register a published version with the evaluation record's lineage (see retrain.register)."""
+    from ingot.evaluate import EvaluationRecord
+    from ingot.retrain import open_registry, register
+
+    record = EvaluationRecord.read(evaluation_json)
+    record.model_name = model_name or record.model_name
+    record.pipeline_run_id = pipeline_run_id or record.pipeline_run_id
+    with open_registry(registry_url) as registry:
+        return register(registry, record, version=version, artifact_uri=artifact_uri, model_sha256=model_sha256)
+
+
+def reject_step(
+    evaluation_json: str | os.PathLike[str], *, registry_url: str | None, model_name: str,
+    pipeline_run_id: str | None,
+) -> Any:
+    """Record a model the gate rejected, with its reasons (idempotent per pipeline run)."""
+    from ingot.evaluate import EvaluationRecord
+    from ingot.retrain import open_registry, reject
+
+    record = EvaluationRecord.read(evaluation_json)
+    record.model_name = model_name or record.model_name
+    record.pipeline_run_id = pipeline_run_id or record.pipeline_run_id
+    with open_registry(registry_url) as registry:
+        return reject(registry, record)

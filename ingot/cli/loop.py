@@ -1,0 +1,78 @@
+"""`ingot loop`: the whole loop on one machine (what `make run` runs); see ingot/loop/run.py."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ingot.loop.run import LoopOptions
+
+    d = LoopOptions()
+    parser = subparsers.add_parser(
+        "loop", help="the whole loop on one machine: retrain, serve, A/B test and decide, drift, retrain",
+        description="Retrain through the ingot-retrain pipeline (a champion when there is none, then a "
+        "challenger), serve both behind the gateway on free loopback ports, drive live traffic with "
+        "delayed ground truth, let `ingot rollout` promote or roll back, drift the traffic and let "
+        "`ingot monitor check --trigger` start a retraining run. Stops every process it started.",
+    )
+    parser.add_argument("--model", default=d.model, help="model name (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=d.config, help="recipe of a first champion (default: %(default)s)")
+    parser.add_argument("--challenger-config", type=Path, default=d.challenger_config,
+                        help="recipe of the challenger; its opening comment says why it differs (default: %(default)s)")
+    parser.add_argument("--policy", type=Path, default=d.policy, help="rollout policy file (default: %(default)s)")
+    parser.add_argument("--steps", default=d.steps, help="challenger traffic percents per step (default: %(default)s)")
+    parser.add_argument("--dataset", default=d.dataset, help="dataset URI (default: %(default)s)")
+    parser.add_argument("--model-repository", type=Path, default=d.model_repository,
+                        help="model repository base (default: %(default)s)")
+    parser.add_argument("--registry", default=None, metavar="URL",
+                        help="registry (and inference log) database URL; default $INGOT_REGISTRY_URL, else SQLite "
+                        "in the data directory")
+    parser.add_argument("--workdir", type=Path, default=d.workdir,
+                        help="routing table, model configs, server logs and reports (default: %(default)s)")
+    parser.add_argument("--set", dest="pipeline_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe setting in every training run (repeatable), e.g. epochs=5")
+    parser.add_argument("--max-requests", type=int, default=d.max_requests,
+                        help="traffic budget of the A/B stage (default: %(default)s)")
+    parser.add_argument("--drift-requests", type=int, default=d.drift_requests,
+                        help="traffic budget of the drift stage (default: %(default)s)")
+    parser.add_argument("--monitor-window", type=int, default=d.monitor_window,
+                        help="rows per drift check (default: %(default)s)")
+    parser.add_argument("--callers", type=int, default=d.callers, help="simulated callers (default: %(default)s)")
+    parser.add_argument("--label-share", type=float, default=d.label_share,
+                        help="share of rows whose ground truth comes back (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ingot.errors import ConfigError
+    from ingot.loop.run import Loop, LoopOptions, format_summary
+
+    for name in ("max_requests", "drift_requests", "monitor_window", "callers"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not 0 < args.label_share <= 1:
+        raise ConfigError(f"--label-share must be in (0, 1], got {args.label_share}")
+    for path in (args.config, args.challenger_config, args.policy):
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist; expected a YAML file (see configs/)")
+    options = LoopOptions(
+        model=args.model, config=args.config, challenger_config=args.challenger_config, policy=args.policy,
+        steps=args.steps, dataset=args.dataset, model_repository=args.model_repository, workdir=args.workdir,
+        registry_url=args.registry, pipeline_set=list(args.pipeline_set), max_requests=args.max_requests,
+        drift_requests=args.drift_requests, monitor_window=args.monitor_window, callers=args.callers,
+        label_share=args.label_share, seed=args.seed,
+    )
+    started = time.perf_counter()
+    loop = Loop(options, out=lambda line: print(line, flush=True))
+    try:
+        result = loop.run()
+    except KeyboardInterrupt:
+        print(format_summary(loop.result, wall_s=time.perf_counter() - started), flush=True)
+        print("ingot loop: interrupted; every process it started was stopped", flush=True)
+        return 130
+    print(format_summary(result, wall_s=time.perf_counter() - started), flush=True)
+    return 0

@@ -1,0 +1,484 @@
+"""`ingot loop` (what `make run` runs): the whole loop on one machine, stage by stage.
+
+1. retrain through the `ingot-retrain` pipeline (kfp's local runner): a first champion when there
+   is none, then a challenger from a second recipe;
+2. serve: one `ingot serve` for the champion, one for the challenger, `ingot gateway` in front,
+   on free loopback ports; the routing table is the file the rollout controller writes;
+3. live traffic through the gateway, ground truth for a share of the rows after a delay;
+4. `ingot rollout` decides on labelled accuracy and carries out the promotion or the rollback;
+5. the traffic drifts; `ingot monitor check --trigger` flags it and starts a retraining run,
+   which runs to its end, and the cooldown is recorded;
+6. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
+
+Each stage runs the same `ingot` commands a person would type; this module only sequences them
+and measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ingot.errors import IngotError
+from ingot.loop.processes import Supervisor, free_port
+from ingot.loop.shifts import Drift, PhotoShift
+
+TERMINAL = ("promoted", "rolled_back", "inconclusive", "aborted")
+
+
+class LoopError(IngotError):
+    """A stage of the loop could not go on; the message says which and why."""
+
+
+@dataclass
+class LoopOptions:
+    model: str = "digits"
+    config: Path = Path("configs/digits-cnn.yaml")
+    challenger_config: Path = Path("configs/digits-cnn-challenger.yaml")
+    policy: Path = Path("configs/rollout-local.yaml")
+    steps: str = "20,50"
+    dataset: str = "bundled:digits"
+    model_repository: Path = Path("model-repository")
+    workdir: Path = Path(".ingot/loop")
+    registry_url: str | None = None
+    pipeline_set: list[str] = field(default_factory=list)  # extra `--set key=value` for every training run
+    callers: int = 200
+    batch: int = 8
+    concurrency: int = 8
+    label_share: float = 0.5
+    label_delay_s: tuple[float, float] = (1.0, 3.0)
+    max_requests: int = 4000        # the A/B stage's traffic budget
+    drift_requests: int = 1500      # the drift stage's traffic budget
+    monitor_window: int = 400       # rows per drift check
+    check_every: int = 60           # requests between drift checks
+    seed: int = 0
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+
+
+@dataclass
+class LoopResult:
+    champion_before: int | None = None
+    challenger: int | None = None
+    decision: str | None = None
+    champion_after: int | None = None
+    ab_requests: int = 0
+    ab_rows: int = 0
+    ab_failed: int = 0
+    ab_labelled: int = 0
+    decision_labels: dict[str, int] = field(default_factory=dict)
+    drift_rows_to_trigger: int | None = None
+    trigger_state: str | None = None
+    triggered_version: int | None = None
+    stages: list[StageTime] = field(default_factory=list)
+    reports: dict[str, str] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
+
+
+class Loop:
+    def __init__(self, options: LoopOptions, *, out: Callable[[str], None] = print) -> None:
+        from ingot.pipeline_submit import local_registry_url
+
+        self.o = options
+        self.out = out
+        self.workdir = options.workdir.expanduser().resolve()
+        self.repository = options.model_repository.expanduser().resolve()
+        self.registry_url = local_registry_url(options.registry_url)
+        self.supervisor = Supervisor(self.workdir / "logs")
+        self.result = LoopResult()
+        self._triggered_pid: int | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def say(self, line: str = "") -> None:
+        self.out(line)
+
+    def ingot(self, args: list[str], *, ok: tuple[int, ...] = (0,), indent: str = "    ") -> int:
+        """Run one `ingot` command as a person would, its output indented under the stage."""
+        self.say(f"  $ ingot {' '.join(args)}")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               "INGOT_REGISTRY_URL": self.registry_url}
+        process = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True)
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                self.say(indent + line.rstrip("\n"))
+            code = process.wait()
+        except BaseException:
+            process.terminate()
+            process.wait(timeout=30)
+            raise
+        if code not in ok:
+            raise LoopError(f"`ingot {args[0]} {args[1] if len(args) > 1 else ''}` exited with status {code}")
+        return code
+
+    def registry(self) -> Any:
+        from ingot.registry import Registry
+
+        return Registry.from_url(self.registry_url)
+
+    def _champion(self) -> Any:
+        """The model's champion record, or None (also when the model was never registered)."""
+        from ingot.errors import NotFoundError
+
+        with self.registry() as registry:
+            try:
+                return registry.champion(self.o.model)
+            except NotFoundError:
+                return None
+
+    def _stage(self, name: str, started: float) -> None:
+        self.result.stages.append(StageTime(name, time.perf_counter() - started))
+
+    # ------------------------------------------------------------------ stages
+
+    def run(self) -> LoopResult:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self._retrain()
+            if self.result.challenger is not None:
+                self._serve()
+                self._ab_test()
+                self._drift()
+            return self.result
+        finally:
+            self.result.stopped = self.supervisor.stop_all()
+            self._stop_triggered_run()
+            signal.signal(signal.SIGTERM, previous)
+
+    def _pipeline(self, config: Path) -> None:
+        args = ["pipeline", "run", "--config", str(config), "--model-name", self.o.model,
+                "--dataset", self.o.dataset, "--model-repository", str(self.repository)]
+        for item in self.o.pipeline_set:
+            args += ["--set", item]
+        self.ingot(args)
+
+    def _retrain(self) -> None:
+        started = time.perf_counter()
+        self.say("== 1/5 Retrain (the ingot-retrain pipeline on kfp's local runner)")
+        champion = self._champion()
+        if champion is None:
+            self.say(f"  no champion for {self.o.model!r} yet: training the first model with {self.o.config}")
+            self._pipeline(self.o.config)
+            champion = self._champion()
+            if champion is None:
+                raise LoopError(f"the first model was not blessed, so there is no champion to compare with; "
+                                f"see the gate's reasons above (recipe {self.o.config})")
+        else:
+            self.say(f"  champion: {self.o.model}:{champion.version} (the baseline for this run)")
+        self.result.champion_before = champion.version
+        self.say(f"  challenger recipe {self.o.challenger_config}, because:")
+        for line in recipe_reason(self.o.challenger_config):
+            self.say(f"    {line}")
+        with self.registry() as registry:
+            newest_before = _newest_record_id(registry, self.o.model)
+        self._pipeline(self.o.challenger_config)
+        with self.registry() as registry:
+            records = [r for r in registry.list_versions(self.o.model, limit=5) if r.id > newest_before]
+        record = records[0] if records else None
+        if record is None or record.version is None or record.stage != "candidate":
+            why = "rejected by the gate" if record is not None and record.version is None else "not published"
+            self.say(f"  the challenger was {why}: there is nothing to A/B test this time (the champion stays)")
+        else:
+            self.result.challenger = record.version
+            self.say(f"  challenger: {self.o.model}:{record.version} (candidate) against champion "
+                     f"{self.o.model}:{champion.version}")
+        self._stage("retrain", started)
+
+    def _serve(self) -> None:
+        from ingot.gateway.routing import dump
+        from ingot.rollout.routing import model_config_text, routing_table
+
+        started = time.perf_counter()
+        self.say("")
+        self.say("== 2/5 Serve: champion and challenger model servers behind the gateway")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        champion, challenger = self.result.champion_before, self.result.challenger
+        assert champion is not None and challenger is not None
+        base_path = str(self.repository / self.o.model)
+        self.ports = {name: free_port() for name in (
+            "champion_grpc", "champion_rest", "challenger_grpc", "challenger_rest", "gateway_grpc",
+            "gateway_rest", "controller")}
+        self.files = {name: self.workdir / f"{name}" for name in ("champion.config", "challenger.config", "routes.yaml")}
+        self.files["champion.config"].write_text(model_config_text(self.o.model, base_path, [champion], champion))
+        self.files["challenger.config"].write_text(model_config_text(self.o.model, base_path, [challenger], challenger))
+        self.target: dict[str, Any] = {"actuator": "local", "routes_file": str(self.files["routes.yaml"]),
+                                       "drain_s": 2.0}
+        for arm in ("champion", "challenger"):
+            self.target[arm] = {"rest": f"http://127.0.0.1:{self.ports[arm + '_rest']}",
+                                "grpc": f"127.0.0.1:{self.ports[arm + '_grpc']}",
+                                "model_config_file": str(self.files[f"{arm}.config"]), "base_path": base_path}
+        table = routing_table(self.target, model=self.o.model, experiment=f"{self.o.model}-v{champion}",
+                              weight=0, champion_version=champion, challenger_version=champion)
+        self.files["routes.yaml"].write_text(dump(table))
+        servers = {}
+        for arm in ("champion", "challenger"):
+            servers[arm] = self.supervisor.start(f"serve-{arm}", [
+                "serve", "--model_config_file", str(self.files[f"{arm}.config"]),
+                "--model_config_file_poll_wait_seconds", "1",
+                "--port", str(self.ports[arm + "_grpc"]), "--rest_api_port", str(self.ports[arm + "_rest"])])
+        gateway = self.supervisor.start("gateway", [
+            "gateway", "--routes", str(self.files["routes.yaml"]), "--routes-poll-seconds", "0.5",
+            "--port", str(self.ports["gateway_grpc"]), "--rest_api_port", str(self.ports["gateway_rest"]),
+            "--log-url", self.registry_url, "--model_repository", str(self.repository)])
+        self.gateway_rest = f"http://127.0.0.1:{self.ports['gateway_rest']}"
+        for arm, child in servers.items():
+            self.supervisor.wait_ready(child, f"{self.target[arm]['rest']}/readyz")
+            self.say(f"  ingot serve ({arm}, {self.o.model}:{champion if arm == 'champion' else challenger}): "
+                     f"REST {self.target[arm]['rest']}  gRPC {self.target[arm]['grpc']}")
+        self.supervisor.wait_ready(gateway, f"{self.gateway_rest}/readyz")
+        self.say(f"  ingot gateway: REST {self.gateway_rest}  gRPC 127.0.0.1:{self.ports['gateway_grpc']}  "
+                 f"routing table {self.files['routes.yaml']}")
+        self.say(f"  logs of the servers: {self.supervisor.log_dir}")
+        self._stage("serve", started)
+
+    def _test_images(self) -> tuple[Any, Any, list[str]]:
+        """The held-out test split of the dataset, at the model's input size, from the newest
+        pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
+        from ingot import settings
+        from ingot.data import open_dataset_artifact
+        from ingot.data.records import decoded_arrays
+
+        with self.registry() as registry:
+            card = registry.get_version(self.o.model, self.result.champion_before).config
+        image_size = card.get("image_size") or [32, 32]
+        root = settings.data_dir().expanduser().resolve() / "pipeline-root"
+        artifacts = sorted(root.glob("ingot-retrain-*/ingest/dataset"), key=lambda p: p.stat().st_mtime)
+        if not artifacts:
+            raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
+        artifact = open_dataset_artifact(str(artifacts[-1]), verify=False)
+        images, labels = decoded_arrays(artifact.test, image_size)
+        return images, labels, list(artifact.class_names)
+
+    def _ab_test(self) -> None:
+        from ingot.loop.traffic import TrafficDriver
+
+        started = time.perf_counter()
+        self.say("")
+        self.say("== 3/5 A/B test: live traffic, delayed ground truth, `ingot rollout` decides and acts")
+        challenger = self.result.challenger
+        assert challenger is not None
+        common = ["--registry", self.registry_url]
+        self.ingot(["rollout", "start", self.o.model, "--challenger", str(challenger), "--steps", self.o.steps,
+                    "--policy", str(self.o.policy), "--routes", self.target["routes_file"],
+                    "--champion-rest", self.target["champion"]["rest"],
+                    "--champion-grpc", self.target["champion"]["grpc"],
+                    "--champion-model-config", self.target["champion"]["model_config_file"],
+                    "--challenger-rest", self.target["challenger"]["rest"],
+                    "--challenger-grpc", self.target["challenger"]["grpc"],
+                    "--challenger-model-config", self.target["challenger"]["model_config_file"],
+                    "--base-path", self.target["champion"]["base_path"], "--actor", "make-run", *common])
+        controller = self.supervisor.start("rollout-controller", [
+            "rollout", "run", "--interval", "1", "--port", str(self.ports["controller"]), "--host", "127.0.0.1",
+            *common])
+        self.say(f"  the controller runs in the background (judge endpoint "
+                 f"http://127.0.0.1:{self.ports['controller']}/v1/rollouts/{self.o.model}/verdict)")
+        images, labels, class_names = self._test_images()
+        shift = PhotoShift()
+        self.say(f"  traffic: {self.o.callers} callers, {self.o.batch} images a request, from the {len(images)} "
+                 f"held-out test images with {shift.describe()}; ground truth for {self.o.label_share:.0%} of "
+                 f"rows, {self.o.label_delay_s[0]:g}-{self.o.label_delay_s[1]:g} s after the answer")
+        self.driver = TrafficDriver(self.gateway_rest, self.o.model, images, labels, class_names,
+                                    callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
+                                    label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed)
+        last_line = [""]
+
+        def finished() -> bool:
+            self.supervisor.check_alive()
+            state = self._rollout_state()
+            line = self._rollout_line()
+            if line != last_line[0]:
+                last_line[0] = line
+            return state in TERMINAL
+
+        def progress(stats: Any) -> None:
+            self.say(f"  ... {stats.line()} | {last_line[0]}")
+
+        stats = asyncio.run(self.driver.run(stop=finished, max_requests=self.o.max_requests,
+                                            concurrency=self.o.concurrency, progress=progress))
+        # The controller may need a moment after the last look to finish carrying out the decision.
+        deadline = time.monotonic() + 60
+        while self._rollout_state() not in TERMINAL and time.monotonic() < deadline:
+            if controller.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.result.ab_requests, self.result.ab_rows = stats.requests, stats.rows
+        self.result.ab_failed, self.result.ab_labelled = stats.failed, stats.labelled
+        self.say(f"  sent: {stats.line()} in {stats.seconds:.1f} s")
+        self.ingot(["rollout", "status", self.o.model, *common])
+        state = self._rollout_state()
+        self.result.decision = state
+        if state not in TERMINAL:
+            self.say(f"  no decision within the traffic budget ({self.o.max_requests} requests): the rollout is "
+                     f"still {state}; withdrawing the challenger by hand")
+            self.ingot(["rollout", "rollback", self.o.model, "--reason",
+                        "make run: traffic budget spent without a decision", "--actor", "make-run", *common])
+            self.result.decision = self._rollout_state()
+        report = self.workdir / "rollout-report.html"
+        self.ingot(["rollout", "report", self.o.model, "-o", str(report), *common])
+        self.result.reports["rollout report"] = str(report)
+        self.ingot(["models", "show", f"{self.o.model}:{challenger}", *common])
+        champion = self._champion()
+        self.result.champion_after = champion.version if champion else None
+        self._stage("A/B test and decision", started)
+
+    def _rollout_state(self) -> str:
+        from ingot.rollout.store import RolloutStore
+
+        with self.registry() as registry:
+            return RolloutStore(registry).latest(self.o.model).state
+
+    def _rollout_line(self) -> str:
+        from ingot.rollout.controller import Controller
+        from ingot.rollout.service import verdict_document
+
+        with self.registry() as registry:
+            doc = verdict_document(Controller(registry), self.o.model)
+        counts = doc.get("counts") or {}
+        arms = []
+        for arm in ("champion", "challenger"):
+            c = counts.get(arm) or {}
+            if c.get("accuracy") is not None:
+                arms.append(f"{arm} {c['correct']}/{c['labelled']} = {c['accuracy']:.3f}")
+                self.result.decision_labels[arm] = int(c.get("labelled") or 0)
+        interval = doc.get("interval")
+        ci = f", difference in [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
+        return f"rollout {doc.get('state')} at {doc.get('weight')}%: {'; '.join(arms) or 'no labels yet'}{ci}"
+
+    def _drift(self) -> None:
+        started = time.perf_counter()
+        self.say("")
+        self.say("== 4/5 Drift: the traffic changes; `ingot monitor check --trigger` notices and retrains")
+        drift = Drift()
+        self.say(f"  from now on: {drift.describe()} (the champion serves everything)")
+        self.driver.start_drift(drift)
+        report = self.workdir / "drift-report.html"
+        self.result.reports["drift report"] = str(report)
+        rows_at_start = self.driver.stats.rows
+        budget = self.o.drift_requests
+        check = ["monitor", "check", self.o.model, "--window", str(self.o.monitor_window), "--trigger",
+                 "--report", str(report), "--dataset", self.o.dataset, "--model-repository", str(self.repository),
+                 "--registry", self.registry_url]
+        code = 0
+        while budget > 0:
+            chunk = min(self.o.check_every, budget)
+            budget -= chunk
+            asyncio.run(self.driver.run(stop=lambda: False, max_requests=chunk, concurrency=self.o.concurrency))
+            if self.driver.stats.rows - rows_at_start < self.o.monitor_window:
+                continue
+            code = self.ingot(check, ok=(0, 3))
+            if code == 3:
+                break
+        if code != 3:
+            self.say(f"  no drift flagged within {self.o.drift_requests} requests")
+            self._stage("drift", started)
+            return
+        self.result.drift_rows_to_trigger = self.driver.stats.rows - rows_at_start
+        self.say(f"  drift flagged {self.result.drift_rows_to_trigger} rows after it began")
+        self._wait_for_triggered_run()
+        self.say("  a second check now finds the cooldown recorded and starts nothing:")
+        self.ingot(check, ok=(0, 3))
+        self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
+        self._stage("drift and retraining", started)
+
+    def _wait_for_triggered_run(self) -> None:
+        from ingot.monitor.launch import refresh
+        from ingot.monitor.triggers import TriggerStore
+
+        with self.registry() as registry:
+            store = TriggerStore(registry.engine)
+            history = store.history(self.o.model, limit=1)
+            if not history:
+                self.say("  no retraining run was recorded")
+                return
+            trigger = history[0]
+            self._triggered_pid = trigger.pid
+            self.say(f"  retraining run started (trigger #{trigger.id}, pid {trigger.pid}, log {trigger.log_path}); "
+                     "waiting for it")
+            started = time.perf_counter()
+            last = started
+            while trigger.state in ("starting", "running"):
+                time.sleep(1.0)
+                trigger = refresh(store, store.get(trigger.id))
+                if time.perf_counter() - last >= 10:
+                    last = time.perf_counter()
+                    self.say(f"  ... retraining {trigger.state} for {time.perf_counter() - started:.0f} s")
+            self.result.trigger_state = trigger.state
+            self.say(f"  retraining {trigger.state} after {time.perf_counter() - started:.0f} s: {trigger.detail}")
+            newest = registry.list_versions(self.o.model, limit=1)
+            if newest and trigger.state == "succeeded":
+                self.result.triggered_version = newest[0].version
+
+    def _stop_triggered_run(self) -> None:
+        if self._triggered_pid is None:
+            return
+        from ingot.monitor.triggers import process_alive
+
+        if process_alive(self._triggered_pid):
+            try:
+                os.killpg(self._triggered_pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(self._triggered_pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            self.result.stopped.append(f"retraining run (pid {self._triggered_pid})")
+
+
+def recipe_reason(path: Path) -> list[str]:
+    """The recipe's opening comment: why it differs (every recipe in configs/ starts with one)."""
+    lines = []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").rstrip())
+    return [line for line in lines if line] or ["(the recipe gives no reason in its opening comment)"]
+
+
+def _newest_record_id(registry: Any, model: str) -> int:
+    try:
+        records = registry.list_versions(model, limit=1)
+    except IngotError:
+        return 0
+    return records[0].id if records else 0
+
+
+def _raise_interrupt(*_args: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def format_summary(result: LoopResult, *, wall_s: float) -> str:
+    lines = ["", "== 5/5 Summary"]
+    for stage in result.stages:
+        lines.append(f"  {stage.name:<24}{stage.seconds:7.1f} s")
+    lines.append(f"  {'total':<24}{wall_s:7.1f} s")
+    if result.challenger is not None:
+        labels = ", ".join(f"{arm} {n}" for arm, n in result.decision_labels.items())
+        lines += [
+            f"  A/B: champion v{result.champion_before} vs challenger v{result.challenger}: {result.decision}"
+            f" (labelled rows at the decision: {labels or 'n/a'}); champion now v{result.champion_after}",
+            f"  traffic: {result.ab_requests} requests, {result.ab_rows} rows, {result.ab_labelled} labelled, "
+            f"{result.ab_failed} failed",
+        ]
+        if result.drift_rows_to_trigger is not None:
+            lines.append(f"  drift: flagged {result.drift_rows_to_trigger} rows after it began; retraining "
+                         f"{result.trigger_state}" + (f" (new version {result.triggered_version})"
+                                                      if result.triggered_version else ""))
+    if result.reports:
+        lines.append("  reports:")
+        lines += [f"    {name}: {path}" for name, path in result.reports.items()]
+    if result.stopped:
+        lines.append(f"  stopped: {', '.join(result.stopped)}")
+    return "\n".join(lines)

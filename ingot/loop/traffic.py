@@ -1,0 +1,188 @@
+"""Live traffic for the loop: many simulated callers sending images through the gateway's REST API,
+and ground truth coming back later for a share of the rows.
+
+The traffic is honest: the gateway and the controller learn a row's true class only from the
+feedback call, which the driver makes `label_delay_s` after the answer, for `label_share` of the
+rows, exactly as a labelling team would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ingot.loop.shifts import Drift, PhotoShift, drifted, photo_like
+
+
+@dataclass
+class TrafficStats:
+    requests: int = 0
+    rows: int = 0
+    failed: int = 0                 # requests that did not get a 200
+    labelled: int = 0               # rows whose label the gateway accepted
+    feedback_failed: int = 0        # labels refused for good (never retried into success)
+    drifted_rows: int = 0
+    by_variant: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        arms = ", ".join(f"{name} {count}" for name, count in sorted(self.by_variant.items()))
+        return (f"{self.requests} requests ({self.rows} rows: {arms or 'none yet'}), {self.failed} failed, "
+                f"{self.labelled} labelled")
+
+
+@dataclass(order=True)
+class _PendingLabel:
+    due: float
+    request_id: str = field(compare=False)
+    row: int = field(compare=False)
+    label: str = field(compare=False)
+    attempts: int = field(default=0, compare=False)
+
+
+class TrafficDriver:
+    """Sends batches of changed test images as `callers` distinct callers (sticky by caller key)."""
+
+    def __init__(
+        self,
+        gateway_rest: str,
+        model: str,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: list[str],
+        *,
+        callers: int = 200,
+        batch: int = 8,
+        label_share: float = 0.5,
+        label_delay_s: tuple[float, float] = (1.0, 3.0),
+        shift: PhotoShift = PhotoShift(),
+        caller_header: str = "x-ingot-caller",
+        seed: int = 0,
+    ) -> None:
+        if len(images) == 0:
+            raise ValueError("no images to send")
+        self.url = f"{gateway_rest.rstrip('/')}/v1/models/{model}:predict"
+        self.feedback_url = f"{gateway_rest.rstrip('/')}/v1/feedback"
+        self.images, self.labels, self.class_names = images, labels, class_names
+        self.callers, self.batch = callers, batch
+        self.label_share, self.label_delay_s = label_share, label_delay_s
+        self.shift, self.caller_header = shift, caller_header
+        self.rng = np.random.default_rng(seed)
+        self.drift: Drift | None = None
+        self.stats = TrafficStats()
+        self._labels: list[_PendingLabel] = []
+
+    def start_drift(self, drift: Drift) -> None:
+        self.drift = drift
+
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, int]:
+        picks = self.rng.integers(0, len(self.images), size=self.batch)
+        images = photo_like(self.images[picks], self.rng, self.shift)
+        changed = 0
+        if self.drift is not None:
+            images, mask = drifted(images, self.rng, self.drift)
+            changed = int(mask.sum())
+        return images, self.labels[picks], changed
+
+    async def run(self, *, stop: Callable[[], bool], max_requests: int, concurrency: int = 8,
+                  progress: Callable[[TrafficStats], None] | None = None, progress_every_s: float = 5.0,
+                  ) -> TrafficStats:
+        """Send until `stop()` is true or `max_requests` were sent; then deliver the labels still due."""
+        import aiohttp
+
+        started = time.perf_counter()
+        sent = 0
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as http:
+            stopping = asyncio.Event()
+
+            async def caller_loop(worker: int) -> None:
+                nonlocal sent
+                while not stopping.is_set() and sent < max_requests:
+                    sent += 1
+                    await self._predict(http, f"caller-{int(self.rng.integers(0, self.callers)):04d}")
+
+            async def watch() -> None:
+                last = time.perf_counter()
+                while not stopping.is_set():
+                    await asyncio.sleep(0.25)
+                    if await asyncio.to_thread(stop) or sent >= max_requests:
+                        stopping.set()
+                    if progress is not None and time.perf_counter() - last >= progress_every_s:
+                        last = time.perf_counter()
+                        progress(self.stats)
+
+            labeller = asyncio.create_task(self._deliver_labels(http, stopping))
+            await asyncio.gather(watch(), *(caller_loop(i) for i in range(concurrency)))
+            await labeller
+        self.stats.seconds += time.perf_counter() - started
+        return self.stats
+
+    async def _predict(self, http: Any, caller: str) -> None:
+        import orjson
+
+        images, labels, changed = self._next_batch()
+        body = orjson.dumps({"signature_name": "serving_default", "instances": images},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        self.stats.requests += 1
+        self.stats.rows += len(images)
+        self.stats.drifted_rows += changed
+        try:
+            async with http.post(self.url, data=body, headers={self.caller_header: caller,
+                                                               "content-type": "application/json"}) as response:
+                await response.read()
+                if response.status != 200:
+                    self.stats.failed += 1
+                    self.stats.errors[str(response.status)] += 1
+                    return
+                request_id = response.headers.get("x-ingot-request-id", "")
+                self.stats.by_variant[response.headers.get("x-ingot-variant", "?")] += len(images)
+        except (OSError, asyncio.TimeoutError) as err:
+            self.stats.failed += 1
+            self.stats.errors[type(err).__name__] += 1
+            return
+        now = time.monotonic()
+        for row, label in enumerate(labels):
+            if self.rng.random() < self.label_share:
+                due = now + float(self.rng.uniform(*self.label_delay_s))
+                heapq.heappush(self._labels, _PendingLabel(due, request_id, row, self.class_names[int(label)]))
+
+    async def _deliver_labels(self, http: Any, stopping: asyncio.Event) -> None:
+        """Send each label when due, in small batches; a row not yet in the log (it is written a
+        moment after the answer) is retried a few times."""
+        while True:
+            if stopping.is_set() and not self._labels:
+                return
+            now = time.monotonic()
+            due: list[_PendingLabel] = []
+            while self._labels and (self._labels[0].due <= now or stopping.is_set()) and len(due) < 64:
+                due.append(heapq.heappop(self._labels))
+            if not due:
+                await asyncio.sleep(0.05)
+                continue
+            await asyncio.gather(*(self._send_label(http, item) for item in due))
+
+    async def _send_label(self, http: Any, item: _PendingLabel) -> None:
+        payload = {"request_id": item.request_id, "row": item.row, "label": item.label}
+        try:
+            async with http.post(self.feedback_url, json=payload) as response:
+                await response.read()
+                status = response.status
+        except (OSError, asyncio.TimeoutError):
+            status = 503
+        if status == 200:
+            self.stats.labelled += 1
+        elif status in (404, 503) and item.attempts < 5:
+            item.attempts += 1
+            item.due = time.monotonic() + 0.5 * item.attempts
+            heapq.heappush(self._labels, item)
+        else:
+            self.stats.feedback_failed += 1

@@ -1,0 +1,71 @@
+"""The registry side of a retraining run, shared by `ingot train --register` and the pipeline's
+steps: the one way to open the registry, the champion to beat, registering a published version
+and recording a rejection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingot import settings
+
+
+def open_registry(registry_url: str | None = None, *, required: bool = True) -> Any:
+    """The registry at `registry_url`, else `$INGOT_REGISTRY_URL`, its schema created or migrated.
+
+    `required` (pipeline steps): neither is an error, since a SQLite file inside a pod would
+    vanish with it. Otherwise (one machine) the default SQLite file under `$INGOT_DATA_DIR`."""
+    from ingot.registry import Registry
+
+    if required:
+        return Registry.from_url(settings.required_registry_url(registry_url))
+    return Registry.from_url((registry_url or "").strip() or None)
+
+
+def check_destinations(model_repository: str | None, registry_url: str | None) -> dict[str, str]:
+    """Resolve and reach the model repository and the registry before any training is spent: the
+    repository base is created if missing, the registry opened (and its schema migrated)."""
+    from ingot import repository as repo
+
+    base = settings.required_model_repository(model_repository)
+    repo.makedirs(base)
+    with open_registry(registry_url) as registry:
+        url = registry.url
+    return {"model_repository": base, "registry": url}
+
+
+def champion_metrics(registry: Any, model_name: str) -> dict[str, Any] | None:
+    """The current champion's metrics for the gate's comparison; None before the first champion."""
+    return registry.champion_metrics(model_name)
+
+
+def register(registry: Any, record: Any, *, version: int, artifact_uri: str, model_sha256: str) -> Any:
+    """Register a published version with the record's lineage and mark it READY once its
+    checksums verify. The registry's stage policy makes the first blessed version of a name
+    champion and later ones candidates. Idempotent: a retry gets the same record back."""
+    from ingot.registry import repository_verifier
+
+    registry.register_version(
+        record.model_name, version=int(version), artifact_uri=artifact_uri, model_sha256=model_sha256,
+        **record.registry_fields(),
+    )
+    return registry.mark_ready(record.model_name, int(version), verify=repository_verifier)
+
+
+def reject(registry: Any, record: Any) -> Any:
+    """Record a model the gate rejected, with its reasons (idempotent per pipeline run)."""
+    return registry.record_rejection(record.model_name, reasons=record.gate["reasons"], **record.registry_fields())
+
+
+def registry_summary(version: Any, *, published_created: bool | None = None) -> dict[str, Any]:
+    """The small JSON a register/reject step outputs: enough to find and describe the record."""
+    return {
+        "id": version.id,
+        "name": version.name,
+        "version": version.version,
+        "stage": version.stage.value if version.stage else None,
+        "status": version.status.value,
+        "artifact_uri": version.artifact_uri,
+        "model_sha256": version.model_sha256,
+        "pipeline_run_id": version.pipeline_run_id,
+        "published_created": published_created,
+    }
