@@ -61,7 +61,8 @@ class Look:
 def _counts_dict(counts: ArmCounts) -> dict[str, Any]:
     return {"labelled": counts.total, "correct": counts.correct, "accuracy": counts.accuracy,
             "requests": counts.requests, "errors": counts.errors, "error_rate": counts.error_rate,
-            "assigned": counts.assigned, "p99_latency_ms": counts.p99_latency_ms}
+            "assigned": counts.assigned, "step_requests": counts.step_requests,
+            "p99_latency_ms": counts.p99_latency_ms}
 
 
 class Controller:

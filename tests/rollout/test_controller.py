@@ -201,6 +201,27 @@ def test_counts_are_sql_aggregates_per_arm(staged):
     assert champion.p99_latency_ms == pytest.approx(99.06)
 
 
+def test_the_sample_ratio_counts_random_requests_and_the_step_counts_sticky_ones_too(staged):
+    """A sticky caller's requests all go one way, so only per-request random assignments are
+    independent draws for the SRM check; a request of several rows is one draw."""
+    from sqlalchemy import insert
+
+    from ingot.inference_log.schema import inference_log
+
+    experiment = "digits-v2-vs-v1-def456"
+    since = utc_now()
+    log_rows(staged.engine, experiment, "challenger", requests=12, assignment="sticky", ts=since + timedelta(seconds=1))
+    log_rows(staged.engine, experiment, "challenger", requests=3, assignment="weight", ts=since + timedelta(seconds=1))
+    rows = [{"request_id": "batch-of-eight", "row": r, "ts": since + timedelta(seconds=2), "model": MODEL,
+             "experiment": experiment, "variant": "champion", "assignment": "weight", "model_version": 1,
+             "signature": "serving_default", "latency_ms": 5.0, "status": "OK"} for r in range(8)]
+    with staged.engine.begin() as conn:
+        conn.execute(insert(inference_log), rows)
+    counts = arm_counts(staged.engine, MODEL, experiment, step_since=since)
+    assert (counts["challenger"].assigned, counts["challenger"].step_requests) == (3, 15)
+    assert (counts["champion"].requests, counts["champion"].assigned, counts["champion"].step_requests) == (8, 1, 1)
+
+
 def test_one_unfinished_rollout_per_model_is_enforced_by_the_database(staged):
     store = RolloutStore(staged)
     store.create(model=MODEL, champion=1, challenger=2, steps=[10], policy={}, target=TARGET, actor="a")
