@@ -280,7 +280,10 @@ def run_loop(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
-        controller.registry.close()
+        try:
+            controller.release_leases()
+        finally:
+            controller.registry.close()
     return 0
 
 

@@ -327,7 +327,8 @@ class Loop:
         self.result.decision = state
         if state not in TERMINAL:
             self.say(f"  no decision within the traffic budget ({self.o.max_requests} requests): the rollout is "
-                     f"still {state}; withdrawing the challenger by hand")
+                     f"still {state}; stopping the controller and withdrawing the challenger by hand")
+            self.supervisor.stop(controller)
             self.ingot(["rollout", "rollback", self.o.model, "--reason",
                         "make run: traffic budget spent without a decision", "--actor", "make-run", *common])
             self.result.decision = self._rollout_state()

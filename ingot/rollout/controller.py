@@ -136,6 +136,12 @@ class Controller:
             while time.monotonic() < deadline and not stop():
                 time.sleep(min(0.2, interval_s))
 
+    def release_leases(self) -> None:
+        """Give up every lease this controller holds (a graceful shutdown), so another controller
+        or a manual override can act at once instead of waiting for the lease to expire."""
+        for rollout in self.store.unfinished():
+            self.store.release(self.lease_name(rollout.model), self.holder)
+
     def lease_name(self, model: str) -> str:
         return f"rollout:{model}"
 

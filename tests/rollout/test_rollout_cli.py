@@ -223,9 +223,16 @@ def test_the_controller_process_serves_the_judge_and_stops_on_sigterm(setup):
         assert status == 200 and doc["state"] in ("warming", "pending") and doc["decision"] == "continue"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             assert b"ingot_rollout_reconcile_errors_total 0.0" in response.read()
+        from ingot.registry import Registry
+        from ingot.rollout.store import RolloutStore
+
+        with Registry.from_url(setup.url) as registry:
+            assert RolloutStore(registry).lease_holder(f"rollout:{MODEL}") is not None  # it holds the model
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output.decode()[-2000:]
+        with Registry.from_url(setup.url) as registry:  # a graceful stop hands the lease back at once
+            assert RolloutStore(registry).lease_holder(f"rollout:{MODEL}") is None
     finally:
         if process.poll() is None:
             process.kill()
