@@ -66,6 +66,7 @@ from ingot.serving.backend import (
     PredictResult,
     RequestContext,
     StatusResult,
+    Target,
 )
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class GatewayBackend(Backend):
             CURRENT.set(state)
         if not state.request_id:
             caller = ctx.headers.get(REQUEST_ID_HEADER)
-            state.request_id = caller if valid_request_id(caller) else new_request_id()
+            state.request_id = caller if caller is not None and valid_request_id(caller) else new_request_id()
         return state
 
     def _check_model(self, table: RoutingTable, spec: ModelSpec) -> None:
@@ -187,7 +188,7 @@ class GatewayBackend(Backend):
             return CHAMPION, FALLBACK, ModelSpec(spec.name, table.champion.version)
         return chosen.variant, chosen.how, ModelSpec(spec.name, table.upstreams[chosen.variant].version)
 
-    async def resolve(self, ctx: RequestContext, spec: ModelSpec) -> GatewayTarget:
+    async def resolve(self, ctx: RequestContext, spec: ModelSpec) -> Target:
         table = self._table()
         state = self._state(ctx)
         state.predict = True
@@ -199,7 +200,7 @@ class GatewayBackend(Backend):
             raise invalid_argument(f"Unrecognized servable version label: {spec.label}")
         target = await self._target(table, ctx, *chosen)
         self._announce(ctx, state, target)
-        return target
+        return target  # type: ignore[return-value]  # a read-only Target
 
     async def _target(self, table: RoutingTable, ctx: RequestContext, variant: str, how: str,
                       spec: ModelSpec) -> GatewayTarget:
@@ -359,7 +360,7 @@ class GatewayBackend(Backend):
                     self.metrics.record_prediction(table.model, variant, version_label, p.class_name, p.confidence)
         if self.sink is None:
             return
-        facts = input_facts(inputs) if rows else []
+        facts = input_facts(inputs) if rows and inputs is not None else []
         now = datetime.now(UTC)
         records = []
         for row in range(max(rows, 1)):

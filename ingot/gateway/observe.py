@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingot.monitor.baseline import input_statistics  # the one definition the drift baseline uses
+from ingot.monitor.baseline import (
+    input_statistics,  # the one definition the drift baseline uses
+)
 
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"
@@ -67,12 +69,12 @@ def input_facts(inputs: Mapping[str, np.ndarray]) -> list[RowFacts]:
     return facts
 
 
-def _row_bytes(array: np.ndarray, row: int) -> bytes:
+def _row_bytes(array: np.ndarray, row: int) -> bytes | memoryview:
     value = array[row] if array.ndim >= 1 else array
     if array.dtype == object:
         items = value.ravel() if isinstance(value, np.ndarray) else [value]
         return b"".join(item if isinstance(item, bytes) else str(item).encode() for item in items)
-    return np.ascontiguousarray(value).tobytes()
+    return memoryview(np.ascontiguousarray(value)).cast("B")  # no copy when already contiguous
 
 
 def predictions(outputs: Mapping[str, np.ndarray] | None, rows: int) -> list[RowPrediction]:

@@ -211,7 +211,7 @@ def _upstream(doc: Any, key: str) -> Upstream:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise RoutingError(f"routing table {key}.version: expected the model version it serves, an integer >= 1, "
                            f"got {version!r}")
-    return Upstream(rest=rest.rstrip("/"), grpc=grpc_target, version=version)  # type: ignore[union-attr]
+    return Upstream(rest=str(rest).rstrip("/"), grpc=str(grpc_target), version=version)
 
 
 def _port_ok(parts: Any) -> bool:

@@ -16,7 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ingot.gateway.backend import CURRENT, GatewayBackend, RequestState
 from ingot.gateway.classes import ClassCatalog
@@ -320,13 +320,9 @@ class GatewayRestApi(RestApi):
 def add_gateway_services(server: Any, front: FrontEnd, backend: GatewayBackend) -> None:
     """The shared gRPC services, Predict wrapped to log a request the front end refused."""
     import grpc
-    from tensorflow_serving.apis import (
-        model_service_pb2_grpc,
-        prediction_service_pb2_grpc,
-    )
 
     from ingot.serving.backend import GRPC
-    from ingot.serving.grpc_service import ModelServicer, PredictionServicer
+    from ingot.serving.grpc_service import PredictionServicer, add_services
 
     class GatewayPredictionServicer(PredictionServicer):
         async def Predict(self, request: Any, context: Any) -> Any:
@@ -341,8 +337,7 @@ def add_gateway_services(server: Any, front: FrontEnd, backend: GatewayBackend) 
             finally:
                 CURRENT.reset(token)
 
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(GatewayPredictionServicer(front), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(front), server)
+    add_services(server, front, prediction_servicer=GatewayPredictionServicer(front))
 
 
 # ---------------------------------------------------------------- running
@@ -402,7 +397,7 @@ class GatewayThread:
             future.result(timeout=grace_s + 60)
         self._thread.join(timeout=30)
 
-    def __enter__(self) -> GatewayThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -31,7 +31,7 @@ def plan(repository: str, model: str | None) -> tuple[str, dict[str, Any]]:
     models = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     name = model or (models[0] if models else None)
     versions = repo.list_versions(str(base), name) if name and (base / name).is_dir() else []
-    if not versions:
+    if not name or not versions:
         raise ConfigError(f"no published model {'named ' + repr(model) + ' ' if model else ''}in {base}; "
                           "`make run` trains and publishes one")
     versions = sorted(versions)

@@ -177,6 +177,7 @@ class UpstreamPool:
             client = UpstreamClient(upstream, self._session, max_message_bytes=self._max_message_bytes)
             if previous is not None:
                 client._signatures = previous._signatures  # same server: what it served is still true
+                self._retire_later(previous)
             self._clients[key] = client
         return client
 
@@ -184,10 +185,12 @@ class UpstreamPool:
         """Retire clients of upstreams no longer in the table."""
         wanted = {(u.rest, u.grpc) for u in upstreams}
         for key in [k for k in self._clients if k not in wanted]:
-            client = self._clients.pop(key)
-            task = asyncio.get_running_loop().create_task(self._retire(client))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._retire_later(self._clients.pop(key))
+
+    def _retire_later(self, client: UpstreamClient) -> None:
+        task = asyncio.get_running_loop().create_task(self._retire(client))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _retire(self, client: UpstreamClient) -> None:
         await asyncio.sleep(self._retire_after_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -46,12 +46,16 @@ class LogRecord:
     status: str
 
     def as_row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.
+        return {name: getattr(self, name) for name in LOG_RECORD_FIELDS}
 
     def as_json(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = self.as_row()
         row["ts"] = self.ts.isoformat()
         return row
+
+
+LOG_RECORD_FIELDS = tuple(f.name for f in fields(LogRecord))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import and_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,7 +69,7 @@ class InferenceLogStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    def __enter__(self) -> InferenceLogStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -59,8 +59,22 @@ def input_statistics(images_uint8: Any) -> tuple[np.ndarray, np.ndarray]:
         images = images[np.newaxis]
     if images.ndim != 4 or images.shape[0] == 0 or images[0].size == 0:
         raise DataError(f"input statistics need images shaped [batch, H, W, C], got {list(images.shape)}")
-    flat = images.reshape(images.shape[0], -1).astype(np.float64)
-    return flat.mean(axis=1), flat.std(axis=1)
+    # From a 256-bin histogram per image: exact, and several times faster than converting the
+    # pixels to floats (the gateway computes this on its request path).
+    flat = images.reshape(images.shape[0], -1)
+    count = flat.shape[1]
+    means = np.empty(len(flat))
+    stds = np.empty(len(flat))
+    for i, pixels in enumerate(flat):
+        histogram = np.bincount(pixels, minlength=256).astype(np.float64)
+        mean = histogram @ _LEVELS / count
+        means[i] = mean
+        stds[i] = np.sqrt(max(histogram @ _LEVELS_SQUARED / count - mean * mean, 0.0))
+    return means, stds
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+_LEVELS_SQUARED = _LEVELS * _LEVELS
 
 
 def _counts(values: np.ndarray, spec: tuple[float, float, int]) -> list[int]:

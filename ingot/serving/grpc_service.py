@@ -266,12 +266,14 @@ def _generic_handler(front: FrontEnd, servicer: Any, service: Any) -> grpc.Gener
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def add_services(server: grpc.aio.Server, front: FrontEnd) -> None:
+def add_services(server: grpc.aio.Server, front: FrontEnd, *, prediction_servicer: Any = None,
+                 model_servicer: Any = None) -> None:
+    """Both services on `server`; the gateway passes its own (sub-classed) servicers."""
     from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
     prediction = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
     models = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
     server.add_generic_rpc_handlers((
-        _generic_handler(front, PredictionServicer(front), prediction),
-        _generic_handler(front, ModelServicer(front), models),
+        _generic_handler(front, prediction_servicer or PredictionServicer(front), prediction),
+        _generic_handler(front, model_servicer or ModelServicer(front), models),
     ))

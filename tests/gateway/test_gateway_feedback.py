@@ -130,3 +130,14 @@ def test_the_client_exposes_who_answered_and_sends_feedback(start, upstream, sch
         flushed_rows(gateway, first.request_id, at_least=2)
         stored = client.feedback(first.request_id, second.class_name, row=1, gateway_url=gateway.rest_url)
         assert (stored["variant"], stored["model_version"], stored["correct"]) == ("challenger", 1, True)
+
+
+def test_without_a_log_predictions_work_and_feedback_is_503(start_gateway, upstream):
+    gateway = start_gateway(routes_document(upstream), log_enabled=False)
+    status, _, headers = predict(gateway)
+    assert status == 200 and headers["x-ingot-variant"] == "champion"
+    got, body, _ = http("POST", gateway.rest_url + "/v1/feedback", {"request_id": headers["x-ingot-request-id"],
+                                                                    "label": "red"})
+    assert got == 503 and "runs without one" in body["error"]
+    got, body, _ = http("GET", gateway.rest_url + "/v1/feedback")
+    assert got == 405 and "POST a label" in body["error"]

@@ -221,14 +221,11 @@ def _start(bindir: Path, root: Path, env: dict[str, str], run_as: RunAs,
         command += ["-c", option]
 
     def launch() -> subprocess.Popen[bytes]:
-        log = open(root / "postgres.log", "ab")
-        try:
+        with open(root / "postgres.log", "ab") as log:
             return subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        finally:
-            log.close()
 
     process = launch()
     server = PostgresServer(port=port, root=root, process=process, _relaunch=launch)
