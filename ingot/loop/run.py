@@ -49,6 +49,7 @@ class LoopOptions:
     workdir: Path = Path(".ingot/loop")
     registry_url: str | None = None
     pipeline_set: list[str] = field(default_factory=list)  # extra `--set key=value` for every training run
+    gate: dict[str, float] = field(default_factory=dict)     # min_accuracy, min_class_f1, max_regression
     callers: int = 200
     batch: int = 8
     concurrency: int = 8
@@ -163,6 +164,8 @@ class Loop:
                 "--dataset", self.o.dataset, "--model-repository", str(self.repository)]
         for item in self.o.pipeline_set:
             args += ["--set", item]
+        for name, value in sorted(self.o.gate.items()):
+            args += [f"--{name.replace('_', '-')}", f"{value:g}"]
         self.ingot(args)
 
     def _retrain(self) -> None:
