@@ -144,7 +144,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 60.0) -> tuple[int, di
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
             pass
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")

@@ -149,7 +149,7 @@ def promotion_section() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for version, seed in ((1, 0), (2, 7)):
+        for _version, seed in ((1, 0), (2, 7)):
             publish(export(tiny_model(seed=seed, epochs=0), tmp / f"e{seed}", warmup_batch_sizes=(1,)), tmp / "repo")
         base = tmp / "repo" / MODEL
         servers = {}

@@ -321,7 +321,7 @@ def run_load(server: Server, kind: str, name: str, size: tuple[int, int], concur
                     async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
                         await r.read()
                         return r.status == 200
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     return False
 
             return await _drive(send, concurrency, seconds)

@@ -4,8 +4,8 @@ extra dependency). One RestTransport (one Client) per thread; it is not thread-s
 from __future__ import annotations
 
 import http.client
-import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -54,7 +54,7 @@ class RestTransport(Transport):
                 payload = response.read()
                 self._record_served(response.getheaders())
                 break
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 self.close()
                 raise ServingError(Code.DEADLINE_EXCEEDED, f"no answer from {self.url} within {self.timeout_s}s") from None
             except (ConnectionError, http.client.HTTPException, OSError) as err:

@@ -145,7 +145,7 @@ class TrafficDriver:
                     return
                 request_id = response.headers.get("x-ingot-request-id", "")
                 self.stats.by_variant[response.headers.get("x-ingot-variant", "?")] += len(images)
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             self.stats.failed += 1
             self.stats.errors[type(err).__name__] += 1
             return
@@ -182,7 +182,7 @@ class TrafficDriver:
             async with http.post(self.feedback_url, json=payload) as response:
                 await response.read()
                 return int(response.status)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return 503
 
     async def _send_label(self, http: Any, item: _PendingLabel) -> None:

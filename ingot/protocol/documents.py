@@ -4,7 +4,8 @@ loaded versions) and the gateway (from an upstream's answer) write the same docu
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

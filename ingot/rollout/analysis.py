@@ -405,10 +405,11 @@ def _health_holds(champion: ArmCounts, challenger: ArmCounts, policy: Policy,
     holds: list[str] = []
     srm: dict[str, Any] = {"p_value": None, "threshold": policy.srm_p, "weight": weight}
     if weight is not None:
-        served = [_step_served(champion), _step_served(challenger)]
-        if None not in served and min(served) < policy.min_step_requests:  # type: ignore[type-var]
+        champion_served, challenger_served = _step_served(champion), _step_served(challenger)
+        if champion_served is not None and challenger_served is not None \
+                and min(champion_served, challenger_served) < policy.min_step_requests:
             holds.append(
-                f"this {weight:g}% step has served {served[0]} champion and {served[1]} "
+                f"this {weight:g}% step has served {champion_served} champion and {challenger_served} "
                 f"challenger requests by weight; {policy.min_step_requests} each are needed before it can pass"
             )
     if weight is not None and champion.assigned is not None and challenger.assigned is not None:

@@ -19,8 +19,8 @@ from tensorflow_serving.apis import (
 )
 
 from ingot.protocol.documents import metadata_response, status_response
-from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
 from ingot.protocol.images import check_encoded_images
+from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
 from ingot.protocol.tensors import (
     VALUE_CHUNK,
     DecodeBudget,

@@ -15,11 +15,11 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping
 
 from ingot.protocol.images import check_encoded_images
 from ingot.protocol.rest_json import JsonLimits, PredictRequest, decode_content, parse_predict_request

@@ -7,7 +7,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -61,7 +61,7 @@ def write_log(engine, model: str, class_ids, confidences, *, means=None, stds=No
               variant: str = "champion", version: int | None = 1, start: datetime | None = None,
               step: timedelta = timedelta(seconds=1), status: str = "OK", labels=None) -> None:
     """Insert one inference-log row per value (and a feedback label per row where `correct` is given)."""
-    start = start or datetime.now(timezone.utc) - step * len(class_ids)
+    start = start or datetime.now(UTC) - step * len(class_ids)
     rows, feedback = [], []
     for i, (class_id, confidence) in enumerate(zip(class_ids, confidences)):
         request_id = uuid.uuid4().hex
