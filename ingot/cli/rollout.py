@@ -228,7 +228,8 @@ def format_status(doc: dict[str, Any]) -> str:
                      f"statistic {doc['statistic']:.4g}")
     srm = doc.get("srm_p")
     lines.append(f"  sample-ratio check: p = {srm:.3g}" if srm is not None else
-                 "  sample-ratio check: not computed yet (needs the weight step's assigned requests)")
+                 "  sample-ratio check: not computed (it needs at least 8 requests split at random per arm in "
+                 "this step; sticky callers' requests are not independent draws)")
     lines.append(f"  decision: {doc['decision']}")
     lines.extend(f"  - {reason}" for reason in doc.get("reasons") or [])
     lines.extend(f"  - held: {hold}" for hold in doc.get("holds") or [])

@@ -1,4 +1,4 @@
-"""The SavedModel serving contract (DESIGN.md section 3).
+"""The SavedModel serving contract (docs/architecture.md, section 3).
 
 Two signatures over one Keras model, preprocessing always inside the graph:
 - `serving_default`: `images` uint8 [batch, H, W, 3];

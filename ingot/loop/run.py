@@ -59,7 +59,7 @@ class LoopOptions:
     max_requests: int = 4000        # the A/B stage's traffic budget
     drift_requests: int = 1500      # the drift stage's traffic budget
     monitor_window: int = 400       # rows per drift check
-    check_every: int = 60           # requests between drift checks
+    check_every: int = 30           # requests between drift checks
     seed: int = 0
 
 
@@ -106,8 +106,10 @@ class Loop:
     def say(self, line: str = "") -> None:
         self.out(line)
 
-    def ingot(self, args: list[str], *, ok: tuple[int, ...] = (0,), indent: str = "    ") -> int:
-        """Run one `ingot` command as a person would, its output indented under the stage."""
+    def ingot(self, args: list[str], *, ok: tuple[int, ...] = (0,), indent: str = "    ",
+              collect: list[str] | None = None) -> int:
+        """Run one `ingot` command as a person would, its output indented under the stage (and
+        appended to `collect` when given)."""
         self.say(f"  $ ingot {' '.join(args)}")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                "INGOT_REGISTRY_URL": self.registry_url}
@@ -117,6 +119,8 @@ class Loop:
         try:
             for line in process.stdout:
                 self.say(indent + line.rstrip("\n"))
+                if collect is not None:
+                    collect.append(line.rstrip("\n"))
             code = process.wait()
         except BaseException:
             process.terminate()
@@ -167,7 +171,14 @@ class Loop:
             args += ["--set", item]
         for name, value in sorted(self.o.gate.items()):
             args += [f"--{name.replace('_', '-')}", f"{value:g}"]
-        self.ingot(args)
+        output: list[str] = []
+        self.ingot(args, collect=output)
+        for line in output:
+            if line.startswith("details:") and "step outputs: " in line:
+                run_dir = line.split("step outputs: ", 1)[1].strip()
+                self.result.reports[f"pipeline run ({config.name})"] = (
+                    f"{run_dir}/ingest/data_report, {run_dir}/train/training_curves, "
+                    f"{run_dir}/evaluate/evaluation_report")
 
     def _retrain(self) -> None:
         started = time.perf_counter()
@@ -386,8 +397,6 @@ class Loop:
             chunk = min(self.o.check_every, budget)
             budget -= chunk
             asyncio.run(self.driver.run(stop=lambda: False, max_requests=chunk, concurrency=self.o.concurrency))
-            if self.driver.stats.rows - rows_at_start < self.o.monitor_window:
-                continue
             code = self.ingot(check, ok=(0, 3))
             if code == 3:
                 break
@@ -426,6 +435,8 @@ class Loop:
                     last = time.perf_counter()
                     self.say(f"  ... retraining {trigger.state} for {time.perf_counter() - started:.0f} s")
             self.result.trigger_state = trigger.state
+            if trigger.log_path:
+                self.result.reports["retraining run log"] = trigger.log_path
             self.say(f"  retraining {trigger.state} after {time.perf_counter() - started:.0f} s: {trigger.detail}")
             newest = registry.list_versions(self.o.model, limit=1)
             if newest and trigger.state == "succeeded":

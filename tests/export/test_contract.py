@@ -1,4 +1,4 @@
-"""The SavedModel serving contract (DESIGN.md section 3), checked on a reloaded export."""
+"""The SavedModel serving contract (docs/architecture.md, section 3), checked on a reloaded export."""
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ from ingot.inference_log.store import InferenceLogStore
 from ingot.registry import Registry
 from tests.registry.conftest import (  # noqa: F401
     new_database,
-    postgres_server,
     registry,
     registry_url,
 )
