@@ -388,6 +388,7 @@ class Loop:
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
+        earlier_trigger = self._latest_trigger()
         budget = self.o.drift_requests
         check = ["monitor", "check", self.o.model, "--window", str(self.o.monitor_window), "--trigger",
                  "--report", str(report), "--dataset", self.o.dataset, "--model-repository", str(self.repository),
@@ -406,23 +407,33 @@ class Loop:
             return
         self.result.drift_rows_to_trigger = self.driver.stats.rows - rows_at_start
         self.say(f"  drift flagged {self.result.drift_rows_to_trigger} rows after it began")
-        self._wait_for_triggered_run()
+        latest = self._latest_trigger()
+        if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
+            self.result.trigger_state = "not started (cooldown)"
+            self.say("  no retraining this time: an earlier trigger's cooldown still holds (see the check above); "
+                     "`ingot monitor history` lists it")
+            self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
+            self._stage("drift", started)
+            return
+        self._wait_for_triggered_run(latest)
         self.say("  a second check now finds the cooldown recorded and starts nothing:")
         self.ingot(check, ok=(0, 3))
         self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
         self._stage("drift and retraining", started)
 
-    def _wait_for_triggered_run(self) -> None:
+    def _latest_trigger(self) -> Any:
+        from ingot.monitor.triggers import TriggerStore
+
+        with self.registry() as registry:
+            history = TriggerStore(registry.engine).history(self.o.model, limit=1)
+        return history[0] if history else None
+
+    def _wait_for_triggered_run(self, trigger: Any) -> None:
         from ingot.monitor.launch import refresh
         from ingot.monitor.triggers import TriggerStore
 
         with self.registry() as registry:
             store = TriggerStore(registry.engine)
-            history = store.history(self.o.model, limit=1)
-            if not history:
-                self.say("  no retraining run was recorded")
-                return
-            trigger = history[0]
             self._triggered_pid = trigger.pid
             self.say(f"  retraining run started (trigger #{trigger.id}, pid {trigger.pid}, log {trigger.log_path}); "
                      "waiting for it")
