@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help run test lint typecheck bench venv postgres pipelines serve gateway clean distclean
+.PHONY: help run retrain test lint typecheck bench venv postgres pipelines serve gateway clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,11 @@ postgres: ## Make sure Debian's PostgreSQL server is installed (the registry and
 	    && echo "postgres: installed $$(ls -d /usr/lib/postgresql/*/bin | tail -1)"; \
 	fi
 
-run: $(STAMP) ## Run the ingot-retrain pipeline (kfp local runner) on the bundled digits with the default recipe
+run: $(STAMP) ## The whole loop on the bundled digits: retrain, serve champion and challenger, A/B decision, drift, retrain
+	$(VENV)/bin/ingot loop --config configs/digits-cnn.yaml --challenger-config configs/digits-cnn-challenger.yaml \
+	    --policy configs/rollout-local.yaml --model-repository ./model-repository
+
+retrain: $(STAMP) ## Only the ingot-retrain pipeline (kfp local runner) on the bundled digits with the default recipe
 	$(VENV)/bin/ingot pipeline run --config configs/digits-cnn.yaml --model-repository ./model-repository
 
 pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipelines/compiled/) from pipelines/retrain.py

@@ -144,7 +144,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 60.0) -> tuple[int, di
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
             pass
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -205,6 +205,17 @@ def short_tensor(dtype: int, shape, value):
     return proto
 
 
+def int_val_tensor(rows: int):
+    """A valid uint8 image batch sent the slow way: one varint per pixel in int_val."""
+    from tensorflow.core.framework import tensor_pb2
+
+    proto = tensor_pb2.TensorProto(dtype=4)
+    for d in (rows, *SIZE, 3):
+        proto.tensor_shape.dim.add().size = d
+    proto.int_val.extend([7] * (rows * SIZE[0] * SIZE[1] * 3))
+    return proto
+
+
 def png_bytes(width: int, height: int) -> bytes:
     from PIL import Image
 
@@ -226,10 +237,12 @@ def healthz_during(server: Server, attack) -> tuple[float, object]:
     thread = threading.Thread(target=lambda: result.update(value=attack()))
     thread.start()
     worst = 0.0
-    while thread.is_alive():
+    while True:  # at least one probe, even when the attack is answered at once
         started = time.perf_counter()
         http_request("GET", "/healthz", port=server.rest_port)
         worst = max(worst, time.perf_counter() - started)
+        if not thread.is_alive():
+            break
         time.sleep(0.02)
     thread.join()
     return worst, result.get("value")
@@ -266,6 +279,7 @@ def hostile_shapes(server: Server) -> list[tuple[str, str, object]]:
         ("1 gRPC string [1000] x one 1 MiB value", "", grpc(predict_bytes({"image_bytes": short_tensor(7, [1000], b"x" * (1 << 20))}, "serving_bytes"))),
         ("1 gRPC string [1000000] x one 1 KiB value", "", grpc(predict_bytes({"image_bytes": short_tensor(7, [1_000_000], b"x" * 1024)}, "serving_bytes"))),
         ("1 gRPC uint8 [5461,16,16,3], one value (40 B)", "", grpc(predict_bytes({"images": short_tensor(4, [5461, 16, 16, 3], 7)}))),
+        ("5 gRPC uint8 [1024,16,16,3] as 786,432 int_val", "", grpc(predict_bytes({"images": int_val_tensor(1024)}))),
         ("2 unbalanced fast-path JSON", "", rest(b'{"instances":[0]]][[0]}')),
         ("2 corrupt gzip body", "", rest(b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})),
         ("2 version with 5000 digits", "", raw(f"GET /v1/models/{MODEL}/versions/{'9' * 5000} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())),

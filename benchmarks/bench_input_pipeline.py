@@ -117,10 +117,10 @@ def measure(name: str, fit, n_images: int, epochs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import tempfile
+
     import numpy as np
     import tensorflow as tf
-
-    import tempfile
 
     from ingot.data import load_dataset, make_tf_dataset, split_dataset, write_dataset_artifact
 

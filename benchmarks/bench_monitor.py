@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +120,7 @@ def fill_log(engine, rows: int) -> None:
     batch = draw(rows, np.random.default_rng(0))
     means, stds = input_statistics(batch.images)
     predicted, confidence = batch.predicted, batch.confidence
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     records = [{
         "request_id": f"r{i}", "row": 0, "ts": start + timedelta(seconds=i), "model": "digits", "experiment": None,
         "variant": "champion", "assignment": "weight", "model_version": 1, "signature": "serving_default",
@@ -179,7 +179,7 @@ def check_cost(rows: int) -> None:
                 fill_log(engine, rows)
                 in_sql = timed(lambda: check_window(reference, read_window(engine, "digits", 5, rows=rows)))
                 since = timed(lambda: read_window(engine, "digits", 5, since=timedelta(days=30),
-                                                  now=datetime(2026, 1, 3, tzinfo=timezone.utc)))
+                                                  now=datetime(2026, 1, 3, tzinfo=UTC)))
                 fetched = timed(lambda: check_window(reference, fetch_everything(engine, rows)))
                 same = read_window(engine, "digits", 5, rows=rows).confidence_counts == \
                     fetch_everything(engine, rows).confidence_counts

@@ -95,7 +95,6 @@ def reaction_section(repeats: int) -> None:
 def _reactions(repeats: int) -> tuple[list[float], list[float]]:
     import yaml
 
-    from ingot.inference_log.schema import metadata as log_metadata
     from ingot.registry import Registry
     from ingot.rollout.controller import Controller
     from tests.registry.helpers import publish
@@ -107,7 +106,6 @@ def _reactions(repeats: int) -> tuple[list[float], list[float]]:
             registry = Registry.from_url(f"sqlite:///{tmp}/r{i}.db")
             publish(registry, "digits", 1)
             publish(registry, "digits", 2)
-            log_metadata.create_all(registry.engine)
             routes = Path(tmp) / f"routes{i}.yaml"
             target = {"actuator": "local", "routes_file": str(routes),
                       "champion": {"rest": "http://127.0.0.1:9", "grpc": "127.0.0.1:9"},
@@ -151,7 +149,7 @@ def promotion_section() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for version, seed in ((1, 0), (2, 7)):
+        for _version, seed in ((1, 0), (2, 7)):
             publish(export(tiny_model(seed=seed, epochs=0), tmp / f"e{seed}", warmup_batch_sizes=(1,)), tmp / "repo")
         base = tmp / "repo" / MODEL
         servers = {}

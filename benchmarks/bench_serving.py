@@ -4,7 +4,8 @@ For each model (the default digits CNN at 32x32, and MobileNetV2 at 160x160 as i
 recipe; both untrained: throughput does not depend on the weights), in one run:
 
 1. baseline: in-process predictions/s of the exported SavedModel (tf.saved_model.load, the
-   serving_default signature at batch 32, uint8 input), no server; the best of three windows
+   serving_default signature at batch 32, uint8 input), no server, in its best configuration
+   (one caller or two concurrent callers, whichever is faster); the best of three windows
    spread over the run, since the machine is shared;
    ceiling: a Python grpc.aio server that answers a canned response, under the same load, the
    most any Python gRPC server can do here (the limit for fast models);
@@ -101,8 +102,15 @@ def export_model(name: str, workdir: Path) -> Path:
     return Path(published.path).parent
 
 
+BASELINE_CALLERS = (1, 2)  # concurrent in-process callers tried for the baseline
+
+
 class Baseline:
-    """In-process predictions/s of the SavedModel at batch 32 (the server's max batch).
+    """In-process predictions/s of the SavedModel at batch 32 (the server's max batch), in its
+    best configuration: one caller, and two callers at once (TensorFlow releases the GIL inside
+    its ops, so on 2 cores two calls overlap, as the server's two batch threads do). Whichever is
+    faster in a window is that window's figure; without the two-caller case the server beat
+    "in-process" and the ratios overstated its efficiency.
 
     The machine is shared, so it is measured in several windows spread over the run (before,
     between and after the servers) and the best window is the denominator: ratios err low."""
@@ -115,18 +123,40 @@ class Baseline:
         for _ in range(3):
             self._fn(images=self._batch)["probabilities"].numpy()
         self.windows: list[float] = []
+        self.by_callers: dict[int, list[float]] = {n: [] for n in BASELINE_CALLERS}
+
+    def _rate(self, callers: int, seconds: float) -> float:
+        import threading
+
+        counts = [0] * callers
+        deadline = time.perf_counter() + seconds
+
+        def loop(index: int) -> None:
+            while time.perf_counter() < deadline:
+                self._fn(images=self._batch)["probabilities"].numpy()
+                counts[index] += BATCH
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
 
     def measure(self, seconds: float) -> float:
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            self._fn(images=self._batch)["probabilities"].numpy()
-            count += BATCH
-        self.windows.append(count / (time.perf_counter() - started))
+        rates = {n: self._rate(n, seconds / len(BASELINE_CALLERS)) for n in BASELINE_CALLERS}
+        for n, rate in rates.items():
+            self.by_callers[n].append(rate)
+        self.windows.append(max(rates.values()))
         return self.windows[-1]
 
     @property
     def best(self) -> float:
         return max(self.windows)
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} caller{'s' if n > 1 else ''}: best {max(r):.0f}" for n, r in self.by_callers.items())
 
 
 # --------------------------------------------------------------------------- server process
@@ -291,7 +321,7 @@ def run_load(server: Server, kind: str, name: str, size: tuple[int, int], concur
                     async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
                         await r.read()
                         return r.status == 200
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     return False
 
             return await _drive(send, concurrency, seconds)
@@ -450,7 +480,7 @@ def bench_model(name: str, workdir: Path, seconds: float, rounds: int) -> dict:
     base_rate = baseline.best
     row: dict = {"baseline": base_rate}
     print(f"in-process baseline (batch {BATCH}):        {base_rate:9.1f} predictions/s  (best of windows "
-          + ", ".join(f"{w:.0f}" for w in baseline.windows) + ")")
+          + ", ".join(f"{w:.0f}" for w in baseline.windows) + f"; {baseline.describe()})")
 
     def line(label: str, load: Load) -> str:
         return (f"{label:38s} {load.rate:9.1f} predictions/s  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "

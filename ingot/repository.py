@@ -16,7 +16,8 @@ import json
 import os
 import re
 import shutil
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ingot.errors import ModelError, NotFoundError, PublishError
 

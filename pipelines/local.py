@@ -10,9 +10,10 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import Any, TextIO
 
 from ingot.errors import IngotError
 
@@ -33,36 +34,36 @@ class PipelineRunError(IngotError):
 class StepTiming:
     name: str
     started: float
-    finished: Optional[float] = None
+    finished: float | None = None
     status: str = "RUNNING"
 
     @property
-    def seconds(self) -> Optional[float]:
+    def seconds(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
 
 
 @dataclass
 class LocalRun:
     output: Any
-    steps: List[StepTiming]
+    steps: list[StepTiming]
     seconds: float
     log_path: Path
-    run_dir: Optional[Path]
-    cached: List[str] = field(default_factory=list)
+    run_dir: Path | None
+    cached: list[str] = field(default_factory=list)
 
 
 class _StepLog(io.TextIOBase):
     """A text stream that copies everything to the log file and turns the local runner's task
     start/finish lines into step timings and one progress line per step."""
 
-    def __init__(self, log: TextIO, progress: Optional[Callable[[str], None]]) -> None:
+    def __init__(self, log: TextIO, progress: Callable[[str], None] | None) -> None:
         self._log = log
         self._progress = progress
         self._pending = ""
-        self.steps: Dict[str, StepTiming] = {}
-        self.cached: List[str] = []
-        self.lines: List[str] = []  # de-coloured, for error extraction
-        self.run_dir: Optional[Path] = None
+        self.steps: dict[str, StepTiming] = {}
+        self.cached: list[str] = []
+        self.lines: list[str] = []  # de-coloured, for error extraction
+        self.run_dir: Path | None = None
 
     def writable(self) -> bool:
         return True
@@ -99,7 +100,7 @@ class _StepLog(io.TextIOBase):
         elif self.run_dir is None and (found := re.search(r'"outputFile": "([^"]+)/[^/]+/executor_output\.json"', line)):
             self.run_dir = Path(found.group(1))
 
-    def error_of(self, step: str) -> Optional[str]:
+    def error_of(self, step: str) -> str | None:
         """The last exception line printed while `step` ran."""
         inside, found = False, None
         for line in self.lines:
@@ -112,11 +113,11 @@ class _StepLog(io.TextIOBase):
 
 def run_locally(
     pipeline: Any,
-    arguments: Dict[str, Any],
+    arguments: dict[str, Any],
     *,
     pipeline_root: Path,
     log_path: Path,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
     enable_caching: bool = False,
 ) -> LocalRun:
     """Run `pipeline(**arguments)` with kfp's SubprocessRunner in this Python environment.
@@ -142,7 +143,7 @@ def run_locally(
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as log:
         stream = _StepLog(log, progress)
-        failure: Optional[BaseException] = None
+        failure: BaseException | None = None
         # The runner logs cache hits outside its own logging context: catch those here.
         root_logger = logging.getLogger()
         handler, level = logging.StreamHandler(stream), root_logger.level

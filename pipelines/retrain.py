@@ -13,6 +13,11 @@ dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an emp
 neither, the first step fails before anything is trained. On a cluster the registry URL (it holds
 a password) comes from the Secret named by `registry_secret` (key `url`), mounted as
 $INGOT_REGISTRY_URL into the steps that talk to the registry, so it never shows as a run parameter.
+
+A recipe with `workers` > 1 trains as a TFJob (Kubeflow Training Operator): the train step only
+submits it and waits, and each worker gets `worker_accelerator_limit` accelerators of
+`accelerator_type` with the GPU node selector and tolerations; set `accelerator_limit=0` for such
+runs so the waiting step holds no GPU.
 """
 
 # No `from __future__ import annotations` here: kfp reads the pipeline function's annotations
@@ -68,6 +73,7 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
         registry_secret: str = DEFAULT_REGISTRY_SECRET,
         accelerator_type: str = "nvidia.com/gpu",
         accelerator_limit: int = 1,
+        worker_accelerator_limit: int = 1,
         gpu_node_selector: dict = {},
         gpu_tolerations: list = DEFAULT_GPU_TOLERATIONS,
         train_cpu_request: str = "4",
@@ -83,7 +89,7 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
 
         train = steps.train(
             dataset=ingest.outputs["dataset"], config=ingest.outputs["Output"], image=steps.image,
-            pipeline_run_id=run_id, accelerator_type=accelerator_type, accelerator_limit=accelerator_limit,
+            pipeline_run_id=run_id, accelerator_type=accelerator_type, worker_accelerator_limit=worker_accelerator_limit,
             gpu_node_selector=gpu_node_selector, gpu_tolerations=gpu_tolerations,
         )
         train.set_display_name("train").set_retry(TRAIN_RETRIES, backoff_duration=train_retry_backoff, backoff_factor=2.0)

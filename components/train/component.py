@@ -11,7 +11,7 @@ def train(
     image: str,
     pipeline_run_id: str,
     accelerator_type: str,
-    accelerator_limit: int,
+    worker_accelerator_limit: int,
     gpu_node_selector: dict,
     gpu_tolerations: list,
     model: Output[Model],
@@ -19,8 +19,9 @@ def train(
 ) -> None:
     """Train on the split's train part with early stopping on its validation part; writes the
     best-epoch Keras model with its training summary (Model) and the loss/accuracy curves. With
-    the recipe's workers > 1 on a cluster, the training runs as a TFJob of that many workers
-    (each with the accelerators, node selector and tolerations given)."""
+    the recipe's workers > 1 on a cluster, the training runs as a TFJob of that many workers,
+    each with `worker_accelerator_limit` accelerators of `accelerator_type` and the node selector
+    and tolerations given (this step then only submits and waits)."""
     from components.steps import ClusterTraining, in_cluster, pod_namespace, train_step
     from ingot.train import TrainConfig
 
@@ -28,7 +29,7 @@ def train(
     if in_cluster():
         cluster = ClusterTraining(
             dataset_uri=dataset.uri, model_uri=model.uri, image=image, namespace=pod_namespace(),
-            run_id=pipeline_run_id, gpus_per_worker=accelerator_limit, gpu_resource=accelerator_type,
+            run_id=pipeline_run_id, gpus_per_worker=worker_accelerator_limit, gpu_resource=accelerator_type,
             node_selector=gpu_node_selector, tolerations=gpu_tolerations,
         )
     metadata = train_step(dataset.path, TrainConfig.from_dict(config), model.path, training_curves.path,

@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="routing table, model configs, server logs and reports (default: %(default)s)")
     parser.add_argument("--set", dest="pipeline_set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe setting in every training run (repeatable), e.g. epochs=5")
+    for name, text in (("min-accuracy", "the gate's accuracy floor"), ("min-class-f1", "the gate's per-class F1 floor"),
+                       ("max-regression", "how much worse than the champion the gate tolerates")):
+        parser.add_argument(f"--{name}", type=float, default=None, help=f"{text} in every training run "
+                            "(default: the pipeline's)")
     parser.add_argument("--max-requests", type=int, default=d.max_requests,
                         help="traffic budget of the A/B stage (default: %(default)s)")
     parser.add_argument("--drift-requests", type=int, default=d.drift_requests,
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         registry_url=args.registry, pipeline_set=list(args.pipeline_set), max_requests=args.max_requests,
         drift_requests=args.drift_requests, monitor_window=args.monitor_window, callers=args.callers,
         label_share=args.label_share, seed=args.seed,
+        gate={name: getattr(args, name) for name in ("min_accuracy", "min_class_f1", "max_regression")
+              if getattr(args, name) is not None},
     )
     started = time.perf_counter()
     loop = Loop(options, out=lambda line: print(line, flush=True))

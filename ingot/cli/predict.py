@@ -52,7 +52,12 @@ def pick_model(client: Any, requested: str | None) -> str:
 
 
 def format_line(path: str, prediction: Any) -> str:
-    return f"{path}\t{prediction.class_name}\t{prediction.confidence:.4f}"
+    """image, class, confidence; through a gateway also what `ingot feedback` needs later."""
+    line = f"{path}\t{prediction.class_name}\t{prediction.confidence:.4f}"
+    if prediction.request_id:
+        line += (f"\trequest {prediction.request_id} row {prediction.row} "
+                 f"({prediction.variant} v{prediction.model_version})")
+    return line
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -90,10 +95,14 @@ def run_predict(args: argparse.Namespace) -> int:
                     failed += 1
         for (path, _), prediction in results:
             if args.json:
-                print(json.dumps({
+                document = {
                     "image": path, "class_id": prediction.class_id, "class_name": prediction.class_name,
                     "confidence": round(prediction.confidence, 6),
-                }))
+                }
+                if prediction.request_id:
+                    document.update(request_id=prediction.request_id, row=prediction.row,
+                                    variant=prediction.variant, model_version=prediction.model_version)
+                print(json.dumps(document))
             else:
                 print(format_line(path, prediction))
     return 1 if failed else 0

@@ -103,13 +103,13 @@ def _actor(given: str | None) -> str:
 
 
 def open_controller(args: argparse.Namespace, **kwargs: Any):  # type: ignore[no-untyped-def]
+    from ingot.inference_log.store import InferenceLogStore
     from ingot.registry import Registry
-    from ingot.registry.store import create_registry_engine, normalize_url
     from ingot.rollout.controller import Controller
 
     registry = Registry.from_url(args.registry or os.environ.get(REGISTRY_URL_ENV) or None)
     log_url = args.log_url or os.environ.get(LOG_URL_ENV)
-    log_engine = create_registry_engine(normalize_url(log_url)) if log_url else None
+    log_engine = InferenceLogStore.from_url(log_url).engine if log_url else None
     return Controller(registry, log_engine, **kwargs)
 
 
@@ -226,6 +226,10 @@ def format_status(doc: dict[str, Any]) -> str:
         low, high = doc["interval"]
         lines.append(f"  difference {doc['difference']:+.4f}, always-valid interval [{low:+.4f}, {high:+.4f}], "
                      f"statistic {doc['statistic']:.4g}")
+    srm = doc.get("srm_p")
+    lines.append(f"  sample-ratio check: p = {srm:.3g}" if srm is not None else
+                 "  sample-ratio check: not computed (it needs at least 8 requests split at random per arm in "
+                 "this step; sticky callers' requests are not independent draws)")
     lines.append(f"  decision: {doc['decision']}")
     lines.extend(f"  - {reason}" for reason in doc.get("reasons") or [])
     lines.extend(f"  - held: {hold}" for hold in doc.get("holds") or [])
@@ -277,7 +281,10 @@ def run_loop(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
-        controller.registry.close()
+        try:
+            controller.release_leases()
+        finally:
+            controller.registry.close()
     return 0
 
 

@@ -183,7 +183,7 @@ def try_commands(host: str, rest_port: int | None, grpc_port: int | None, model_
             f"  curl {base}/v1/models/{name}",
             f"  curl {base}/v1/models/{name}/metadata",
             f"  curl -X POST {base}/v1/models/{name}:predict \\",
-            f"       -d '{{\"signature_name\": \"serving_bytes\", \"instances\": [{{\"b64\": \"'$(base64 -w0 IMAGE.png)'\"}}]}}'",
+            "       -d '{\"signature_name\": \"serving_bytes\", \"instances\": [{\"b64\": \"'$(base64 -w0 IMAGE.png)'\"}]}'",
             f"  ingot predict --server {base} --model {name} IMAGE.png ...",
             f"  metrics: {base}/monitoring/prometheus/metrics   probes: {base}/healthz {base}/readyz",
         ]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ingot.errors import ConfigError
 from ingot.client.transport import ServedBy, Transport, VersionStatus, as_text
+from ingot.errors import ConfigError
 from ingot.protocol.signatures import (
     BYTES_INPUT,
     CLASS_IDS,
@@ -29,7 +30,7 @@ from ingot.protocol.signatures import (
     SERVING_BYTES,
     SERVING_DEFAULT,
 )
-from ingot.protocol.status import Code, RETRYABLE, ServingError
+from ingot.protocol.status import RETRYABLE, Code, ServingError
 
 T = TypeVar("T")
 
@@ -74,7 +75,7 @@ class Client:
         return self.transport.timeout_s
 
     @staticmethod
-    def connect(url: str, *, timeout_s: float = 10.0, retry: RetryPolicy | None = None) -> "Client":
+    def connect(url: str, *, timeout_s: float = 10.0, retry: RetryPolicy | None = None) -> Client:
         retry = retry or RetryPolicy()
         transport: Transport
         if url.startswith(("http://", "https://")):
@@ -95,7 +96,7 @@ class Client:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:

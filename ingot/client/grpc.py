@@ -3,7 +3,8 @@ ones any TF Serving client uses). Thread-safe: one channel can serve many thread
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 import numpy as np

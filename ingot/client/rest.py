@@ -4,15 +4,14 @@ extra dependency). One RestTransport (one Client) per thread; it is not thread-s
 from __future__ import annotations
 
 import http.client
-import json
-import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
 
 from ingot.client.transport import Transport, VersionStatus, decode_strings
-from ingot.protocol.rest_json import BYTES_SUFFIX, array_from_json, dumps, predict_request_document
+from ingot.protocol.rest_json import BYTES_SUFFIX, array_from_json, dumps_request, loads
 from ingot.protocol.status import Code, ServingError, code_from_http_status
 
 
@@ -55,7 +54,7 @@ class RestTransport(Transport):
                 payload = response.read()
                 self._record_served(response.getheaders())
                 break
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 self.close()
                 raise ServingError(Code.DEADLINE_EXCEEDED, f"no answer from {self.url} within {self.timeout_s}s") from None
             except (ConnectionError, http.client.HTTPException, OSError) as err:
@@ -64,12 +63,12 @@ class RestTransport(Transport):
                     raise ServingError(Code.UNAVAILABLE, f"cannot reach {self.url}: {err}") from None
         if response.status != 200:
             try:
-                message = json.loads(payload)["error"]
+                message = loads(payload)["error"]
             except (ValueError, KeyError, TypeError):
                 message = payload.decode("utf-8", errors="replace")[:500] or response.reason
             raise ServingError(code_from_http_status(response.status), message, http_status=response.status)
         try:
-            return json.loads(payload)
+            return loads(payload)
         except ValueError:
             raise ServingError(Code.UNKNOWN, f"the server at {self.url} answered with invalid JSON") from None
 
@@ -86,7 +85,7 @@ class RestTransport(Transport):
 
     def predict(self, model: str, version: int | None, label: str | None, signature_name: str,
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        body = dumps(predict_request_document(signature_name, inputs))
+        body = dumps_request(signature_name, inputs)
         answer = self.request("POST", self._model_path(model, version, label) + ":predict", body)
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
         if outputs is None:

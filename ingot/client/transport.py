@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class Transport(abc.ABC):
         """Ingot's server lists its models over REST; TF Serving cannot."""
         raise ServingError(Code.UNIMPLEMENTED, "this transport cannot list models")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: transports without connections keep this no-op
         pass
 
 

@@ -63,7 +63,7 @@ class LabelledImages:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(counts[i]) for i, name in enumerate(self.class_names)}
 
-    def subset(self, indices: Any) -> "LabelledImages":
+    def subset(self, indices: Any) -> LabelledImages:
         """The images at `indices`, in that order, with the same class names and source."""
         indices = np.asarray(indices, dtype=np.int64)
         return LabelledImages(

@@ -8,7 +8,8 @@ resizing use `decode_and_resize`, the function the exported `serving_bytes` sign
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ingot.data.dataset import LabelledImages
 from ingot.data.preprocess import AugmentationConfig, decode_and_resize, resize_uint8

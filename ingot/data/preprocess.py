@@ -7,8 +7,9 @@ that importing `ingot.data` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ingot.errors import ConfigError
 
@@ -79,7 +80,7 @@ class AugmentationConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "AugmentationConfig":
+    def from_dict(cls, values: dict[str, Any] | None) -> AugmentationConfig:
         """Build from a config mapping; unknown keys are a ConfigError naming the valid ones."""
         values = dict(values or {})
         valid = {"flip", "rotation", "zoom"}

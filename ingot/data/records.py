@@ -144,6 +144,9 @@ def write_dataset_artifact(
         raise DataError(f"shard_bytes={shard_bytes} is not valid; expected a positive number of bytes")
     directory = str(directory)
     tf.io.gfile.makedirs(directory)
+    manifest_location = _join(directory, MANIFEST_NAME)
+    if tf.io.gfile.exists(manifest_location):  # a re-run: the old artifact stops being complete first
+        tf.io.gfile.remove(manifest_location)
     manifest_splits: dict[str, Any] = {}
     for name, part in splits.items():
         shards = _write_split(part, directory, name, int(shard_bytes))
@@ -165,7 +168,7 @@ def write_dataset_artifact(
         "splits": manifest_splits,
         "report": report or {},
     }
-    _write_bytes_atomic(_join(directory, MANIFEST_NAME), json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
+    _write_bytes_atomic(manifest_location, json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
     return open_dataset_artifact(directory, verify=False)
 
 

@@ -7,8 +7,9 @@ to a surprising dataset (a tiny class, a pile of grayscale scans, files that nev
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 # Pillow image modes, named for the conversion to RGB they need.
 MODE_CONVERSIONS = {
@@ -51,7 +52,7 @@ class SizeStats:
     mean: float
 
     @classmethod
-    def of(cls, values: Sequence[int]) -> "SizeStats":
+    def of(cls, values: Sequence[int]) -> SizeStats:
         if not values:
             return cls(0, 0, 0.0)
         return cls(int(min(values)), int(max(values)), round(float(sum(values)) / len(values), 2))
@@ -104,7 +105,7 @@ class DataReport:
         formats: Iterable[str] = (),
         skipped: Iterable[SkippedFile] = (),
         ignored_files: int = 0,
-    ) -> "DataReport":
+    ) -> DataReport:
         converted: dict[str, int] = {}
         for mode in modes:
             conversion = conversion_for_mode(mode)

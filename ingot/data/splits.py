@@ -9,8 +9,9 @@ model was trained and tested on. Splits are stored as the Dataset artifact (`ing
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def compute_content_hash(records: Iterable[tuple[str, str, str]]) -> str:
     """
     digest = hashlib.sha256()
     for split, sha, class_name in sorted(records):
-        digest.update(f"{split}\t{sha}\t{class_name}\n".encode("utf-8"))
+        digest.update(f"{split}\t{sha}\t{class_name}\n".encode())
     return digest.hexdigest()
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ingot.errors import ConfigError
 from ingot.settings import DEFAULT_MAX_REGRESSION, DEFAULT_MIN_CLASS_F1
@@ -50,7 +51,7 @@ class GateThresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "GateThresholds":
+    def from_dict(cls, values: Mapping[str, Any]) -> GateThresholds:
         valid = {"min_accuracy", "min_class_f1", "max_regression"}
         unknown = sorted(set(values) - valid)
         if unknown:
@@ -77,7 +78,7 @@ class GateDecision:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "GateDecision":
+    def from_dict(cls, values: Mapping[str, Any]) -> GateDecision:
         return cls(
             blessed=bool(values["blessed"]),
             reasons=[str(r) for r in values.get("reasons", [])],

@@ -12,8 +12,9 @@ TensorFlow and scikit-learn are imported inside functions so importing this modu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class EvaluationReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EvaluationReport":
+    def from_dict(cls, values: dict[str, Any]) -> EvaluationReport:
         """Rebuild from `to_dict()` output (a model card's metrics, a pipeline artifact)."""
         if not isinstance(values, dict):
             raise ConfigError(f"an evaluation report must be a mapping, got {type(values).__name__}")

@@ -1,4 +1,4 @@
-"""Export a Keras classifier to the SavedModel serving contract (DESIGN.md section 3) and publish
+"""Export a Keras classifier to the SavedModel serving contract (docs/architecture.md, section 3) and publish
 it into a TF Serving model repository.
 
 Public names are re-exported lazily so `import ingot.export` never imports TensorFlow.

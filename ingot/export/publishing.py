@@ -28,8 +28,9 @@ import fcntl
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ingot import repository
 from ingot.errors import IngotError, PublishError
@@ -171,7 +172,13 @@ def verify_saved_model(path: str) -> None:
     import tensorflow as tf
 
     from ingot.protocol.signatures import (
-        BYTES_INPUT, CLASS_IDS, CLASS_NAMES, IMAGES_INPUT, OUTPUT_KEYS, PROBABILITIES, SERVING_BYTES,
+        BYTES_INPUT,
+        CLASS_IDS,
+        CLASS_NAMES,
+        IMAGES_INPUT,
+        OUTPUT_KEYS,
+        PROBABILITIES,
+        SERVING_BYTES,
         SERVING_DEFAULT,
     )
 

@@ -1,4 +1,4 @@
-"""The SavedModel serving contract (DESIGN.md section 3).
+"""The SavedModel serving contract (docs/architecture.md, section 3).
 
 Two signatures over one Keras model, preprocessing always inside the graph:
 - `serving_default`: `images` uint8 [batch, H, W, 3];
@@ -19,9 +19,10 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-export
     SERVING_DEFAULT,
 )
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
+
 # What the caller must supply; export adds class_names, input_size, created_at, versions.
 REQUIRED_CARD_KEYS = ("name", "architecture", "training_config", "data_hash", "metrics", "confidence_baseline")
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
@@ -116,7 +118,7 @@ def build_model_card(
         class_names=list(class_names),
         input_size=list(image_size),
         signatures=[SERVING_DEFAULT, SERVING_BYTES],
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tensorflow_version=tf.__version__,
         keras_version=keras.__version__,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,8 @@ def _row_bytes(array: np.ndarray, row: int) -> bytes | memoryview:
     if array.dtype == object:
         items = value.ravel() if isinstance(value, np.ndarray) else [value]
         return b"".join(item if isinstance(item, bytes) else str(item).encode() for item in items)
-    return memoryview(np.ascontiguousarray(value)).cast("B")  # no copy when already contiguous
+    contiguous: Any = np.ascontiguousarray(value)  # no copy when already contiguous
+    return memoryview(contiguous).cast("B")
 
 
 def predictions(outputs: Mapping[str, np.ndarray] | None, rows: int) -> list[RowPrediction]:

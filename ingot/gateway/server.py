@@ -354,7 +354,7 @@ class GatewayThread:
         self._started = threading.Event()
         self._error: BaseException | None = None
 
-    def start(self, timeout_s: float = 60.0) -> GatewayThread:
+    def start(self, timeout_s: float = 60.0) -> Self:
         self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout_s):

@@ -85,9 +85,19 @@ class Supervisor:
                 raise ProcessError(f"{child.name} exited with code {child.process.returncode}: "
                                    f"{child.tail() or 'no output'} (log: {child.log_path})")
 
+    def stop(self, child: Child, grace_s: float = 20.0) -> None:
+        self._stop([child] if child.process.poll() is None else [], grace_s)
+
     def stop_all(self, grace_s: float = 20.0) -> list[str]:
         """SIGTERM every child still running, wait, SIGKILL what is left; returns what was stopped."""
         running = [c for c in self.children if c.process.poll() is None]
+        self._stop(running, grace_s)
+        # Anything the children started themselves (their process groups) goes too.
+        for child in self.children:
+            _signal_group(child.process, signal.SIGKILL)
+        return [c.name for c in running]
+
+    def _stop(self, running: list[Child], grace_s: float) -> None:
         for child in running:
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
@@ -97,10 +107,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait(timeout=10)
-        # Anything the children started themselves (their process groups) goes too.
-        for child in self.children:
-            _signal_group(child.process, signal.SIGKILL)
-        return [c.name for c in running]
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

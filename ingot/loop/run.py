@@ -22,9 +22,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
@@ -43,12 +44,13 @@ class LoopOptions:
     config: Path = Path("configs/digits-cnn.yaml")
     challenger_config: Path = Path("configs/digits-cnn-challenger.yaml")
     policy: Path = Path("configs/rollout-local.yaml")
-    steps: str = "20,50"
+    steps: str = "50"
     dataset: str = "bundled:digits"
     model_repository: Path = Path("model-repository")
     workdir: Path = Path(".ingot/loop")
     registry_url: str | None = None
     pipeline_set: list[str] = field(default_factory=list)  # extra `--set key=value` for every training run
+    gate: dict[str, float] = field(default_factory=dict)     # min_accuracy, min_class_f1, max_regression
     callers: int = 200
     batch: int = 8
     concurrency: int = 8
@@ -57,7 +59,7 @@ class LoopOptions:
     max_requests: int = 4000        # the A/B stage's traffic budget
     drift_requests: int = 1500      # the drift stage's traffic budget
     monitor_window: int = 400       # rows per drift check
-    check_every: int = 60           # requests between drift checks
+    check_every: int = 30           # requests between drift checks
     seed: int = 0
 
 
@@ -104,8 +106,10 @@ class Loop:
     def say(self, line: str = "") -> None:
         self.out(line)
 
-    def ingot(self, args: list[str], *, ok: tuple[int, ...] = (0,), indent: str = "    ") -> int:
-        """Run one `ingot` command as a person would, its output indented under the stage."""
+    def ingot(self, args: list[str], *, ok: tuple[int, ...] = (0,), indent: str = "    ",
+              collect: list[str] | None = None) -> int:
+        """Run one `ingot` command as a person would, its output indented under the stage (and
+        appended to `collect` when given)."""
         self.say(f"  $ ingot {' '.join(args)}")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                "INGOT_REGISTRY_URL": self.registry_url}
@@ -115,6 +119,8 @@ class Loop:
         try:
             for line in process.stdout:
                 self.say(indent + line.rstrip("\n"))
+                if collect is not None:
+                    collect.append(line.rstrip("\n"))
             code = process.wait()
         except BaseException:
             process.terminate()
@@ -163,7 +169,16 @@ class Loop:
                 "--dataset", self.o.dataset, "--model-repository", str(self.repository)]
         for item in self.o.pipeline_set:
             args += ["--set", item]
-        self.ingot(args)
+        for name, value in sorted(self.o.gate.items()):
+            args += [f"--{name.replace('_', '-')}", f"{value:g}"]
+        output: list[str] = []
+        self.ingot(args, collect=output)
+        for line in output:
+            if line.startswith("details:") and "step outputs: " in line:
+                run_dir = line.split("step outputs: ", 1)[1].strip()
+                self.result.reports[f"pipeline run ({config.name})"] = (
+                    f"{run_dir}/ingest/data_report, {run_dir}/train/training_curves, "
+                    f"{run_dir}/evaluate/evaluation_report")
 
     def _retrain(self) -> None:
         started = time.perf_counter()
@@ -247,20 +262,25 @@ class Loop:
     def _test_images(self) -> tuple[Any, Any, list[str]]:
         """The held-out test split of the dataset, at the model's input size, from the newest
         pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
+        import numpy as np
+
         from ingot import settings
-        from ingot.data import open_dataset_artifact
-        from ingot.data.records import decoded_arrays
 
         with self.registry() as registry:
-            card = registry.get_version(self.o.model, self.result.champion_before).config
-        image_size = card.get("image_size") or [32, 32]
+            config = registry.get_version(self.o.model, self.result.champion_before).config
+        height, width = (config.get("image_size") or [32, 32])[:2]
         root = settings.data_dir().expanduser().resolve() / "pipeline-root"
         artifacts = sorted(root.glob("ingot-retrain-*/ingest/dataset"), key=lambda p: p.stat().st_mtime)
         if not artifacts:
             raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
-        artifact = open_dataset_artifact(str(artifacts[-1]), verify=False)
-        images, labels = decoded_arrays(artifact.test, image_size)
-        return images, labels, list(artifact.class_names)
+        out = self.workdir / "test-split.npz"
+        with (self.supervisor.log_dir / "test-split.log").open("wb") as log:
+            done = subprocess.run([sys.executable, "-m", "ingot.loop.test_split", str(artifacts[-1]), str(height),
+                                   str(width), str(out)], stdout=log, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            raise LoopError(f"could not read the test split of {artifacts[-1]} (log: {self.supervisor.log_dir}/test-split.log)")
+        with np.load(out) as arrays:
+            return arrays["images"], arrays["labels"], [str(n) for n in arrays["class_names"]]
 
     def _ab_test(self) -> None:
         from ingot.loop.traffic import TrafficDriver
@@ -322,7 +342,8 @@ class Loop:
         self.result.decision = state
         if state not in TERMINAL:
             self.say(f"  no decision within the traffic budget ({self.o.max_requests} requests): the rollout is "
-                     f"still {state}; withdrawing the challenger by hand")
+                     f"still {state}; stopping the controller and withdrawing the challenger by hand")
+            self.supervisor.stop(controller)
             self.ingot(["rollout", "rollback", self.o.model, "--reason",
                         "make run: traffic budget spent without a decision", "--actor", "make-run", *common])
             self.result.decision = self._rollout_state()
@@ -367,6 +388,7 @@ class Loop:
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
+        earlier_trigger = self._latest_trigger()
         budget = self.o.drift_requests
         check = ["monitor", "check", self.o.model, "--window", str(self.o.monitor_window), "--trigger",
                  "--report", str(report), "--dataset", self.o.dataset, "--model-repository", str(self.repository),
@@ -376,8 +398,6 @@ class Loop:
             chunk = min(self.o.check_every, budget)
             budget -= chunk
             asyncio.run(self.driver.run(stop=lambda: False, max_requests=chunk, concurrency=self.o.concurrency))
-            if self.driver.stats.rows - rows_at_start < self.o.monitor_window:
-                continue
             code = self.ingot(check, ok=(0, 3))
             if code == 3:
                 break
@@ -387,23 +407,33 @@ class Loop:
             return
         self.result.drift_rows_to_trigger = self.driver.stats.rows - rows_at_start
         self.say(f"  drift flagged {self.result.drift_rows_to_trigger} rows after it began")
-        self._wait_for_triggered_run()
+        latest = self._latest_trigger()
+        if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
+            self.result.trigger_state = "not started (cooldown)"
+            self.say("  no retraining this time: an earlier trigger's cooldown still holds (see the check above); "
+                     "`ingot monitor history` lists it")
+            self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
+            self._stage("drift", started)
+            return
+        self._wait_for_triggered_run(latest)
         self.say("  a second check now finds the cooldown recorded and starts nothing:")
         self.ingot(check, ok=(0, 3))
         self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
         self._stage("drift and retraining", started)
 
-    def _wait_for_triggered_run(self) -> None:
+    def _latest_trigger(self) -> Any:
+        from ingot.monitor.triggers import TriggerStore
+
+        with self.registry() as registry:
+            history = TriggerStore(registry.engine).history(self.o.model, limit=1)
+        return history[0] if history else None
+
+    def _wait_for_triggered_run(self, trigger: Any) -> None:
         from ingot.monitor.launch import refresh
         from ingot.monitor.triggers import TriggerStore
 
         with self.registry() as registry:
             store = TriggerStore(registry.engine)
-            history = store.history(self.o.model, limit=1)
-            if not history:
-                self.say("  no retraining run was recorded")
-                return
-            trigger = history[0]
             self._triggered_pid = trigger.pid
             self.say(f"  retraining run started (trigger #{trigger.id}, pid {trigger.pid}, log {trigger.log_path}); "
                      "waiting for it")
@@ -416,6 +446,8 @@ class Loop:
                     last = time.perf_counter()
                     self.say(f"  ... retraining {trigger.state} for {time.perf_counter() - started:.0f} s")
             self.result.trigger_state = trigger.state
+            if trigger.log_path:
+                self.result.reports["retraining run log"] = trigger.log_path
             self.say(f"  retraining {trigger.state} after {time.perf_counter() - started:.0f} s: {trigger.detail}")
             newest = registry.list_versions(self.o.model, limit=1)
             if newest and trigger.state == "succeeded":

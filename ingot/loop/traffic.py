@@ -145,7 +145,7 @@ class TrafficDriver:
                     return
                 request_id = response.headers.get("x-ingot-request-id", "")
                 self.stats.by_variant[response.headers.get("x-ingot-variant", "?")] += len(images)
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             self.stats.failed += 1
             self.stats.errors[type(err).__name__] += 1
             return
@@ -156,28 +156,37 @@ class TrafficDriver:
                 heapq.heappush(self._labels, _PendingLabel(due, request_id, row, self.class_names[int(label)]))
 
     async def _deliver_labels(self, http: Any, stopping: asyncio.Event) -> None:
-        """Send each label when due, in small batches; a row not yet in the log (it is written a
-        moment after the answer) is retried a few times."""
+        """Send labels when due, many per call (the list form); a row not yet in the log (it is
+        written a moment after the answer) is retried on its own a few times."""
         while True:
             if stopping.is_set() and not self._labels:
                 return
             now = time.monotonic()
             due: list[_PendingLabel] = []
-            while self._labels and (self._labels[0].due <= now or stopping.is_set()) and len(due) < 64:
+            while self._labels and (self._labels[0].due <= now or stopping.is_set()) and len(due) < 256:
                 due.append(heapq.heappop(self._labels))
             if not due:
                 await asyncio.sleep(0.05)
                 continue
+            if len(due) > 1 and await self._post_labels(http, due) == 200:
+                self.stats.labelled += len(due)
+                continue
+            # The batch is all or nothing: find out row by row which ones are not there yet.
             await asyncio.gather(*(self._send_label(http, item) for item in due))
 
-    async def _send_label(self, http: Any, item: _PendingLabel) -> None:
-        payload = {"request_id": item.request_id, "row": item.row, "label": item.label}
+    async def _post_labels(self, http: Any, items: list[_PendingLabel]) -> int:
+        payload: Any = [{"request_id": i.request_id, "row": i.row, "label": i.label} for i in items]
+        if len(items) == 1:
+            payload = payload[0]
         try:
             async with http.post(self.feedback_url, json=payload) as response:
                 await response.read()
-                status = response.status
-        except (OSError, asyncio.TimeoutError):
-            status = 503
+                return int(response.status)
+        except (TimeoutError, OSError):
+            return 503
+
+    async def _send_label(self, http: Any, item: _PendingLabel) -> None:
+        status = await self._post_labels(http, [item])
         if status == 200:
             self.stats.labelled += 1
         elif status in (404, 503) and item.attempts < 5:

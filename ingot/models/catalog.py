@@ -6,7 +6,7 @@ live apart from the Keras builders.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ingot.errors import ConfigError
 

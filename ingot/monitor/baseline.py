@@ -69,7 +69,7 @@ def input_statistics(images_uint8: Any) -> tuple[np.ndarray, np.ndarray]:
         histogram = np.bincount(pixels, minlength=256).astype(np.float64)
         mean = histogram @ _LEVELS / count
         means[i] = mean
-        stds[i] = np.sqrt(max(histogram @ _LEVELS_SQUARED / count - mean * mean, 0.0))
+        stds[i] = np.sqrt(max(float(histogram @ _LEVELS_SQUARED / count - mean * mean), 0.0))
     return means, stds
 
 

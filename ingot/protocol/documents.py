@@ -4,7 +4,8 @@ loaded versions) and the gateway (from an upstream's answer) write the same docu
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -12,10 +13,19 @@ SIGNATURE_DEF_FIELD = "signature_def"
 class VersionState(Protocol):
     """One version's status: what GetModelStatus reports."""
 
-    version: int
-    state: int  # tensorflow_serving.apis.get_model_status_pb2.ModelVersionStatus.State
-    error_code: int  # ingot.protocol.status.Code
-    error_message: str
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def state(self) -> int:
+        """tensorflow_serving.apis.get_model_status_pb2.ModelVersionStatus.State"""
+
+    @property
+    def error_code(self) -> int:
+        """ingot.protocol.status.Code"""
+
+    @property
+    def error_message(self) -> str: ...
 
 
 def status_response(statuses: Iterable[VersionState]) -> Any:

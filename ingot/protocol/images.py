@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 

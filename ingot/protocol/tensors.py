@@ -9,8 +9,9 @@ huge tensor.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -255,7 +256,7 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
         flat = np.asarray(values, dtype=np.uint16).view(np.float16)
     else:
         try:
-            raw = np.asarray(values)
+            raw = _repeated_values(values, field, np_dtype)
             if np_dtype.kind in "iu" and raw.size and (raw.min() < np.iinfo(np_dtype).min or raw.max() > np.iinfo(np_dtype).max):
                 raise invalid_argument(
                     f"input '{name}': values out of range for {dtype_name(proto.dtype)}"
@@ -266,6 +267,27 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
     if n == 1 and count > 1:
         return np.full(shape, flat[0], dtype=np_dtype)
     return flat.reshape(shape)
+
+
+# Repeated fields are converted in slices: each slice is one C call, so a thread converting a
+# long value list lets the event loop in between (one np.asarray over millions would hold the
+# GIL for seconds).
+VALUE_CHUNK = 1 << 16
+_FIELD_DTYPES = {"int_val": np.int64, "int64_val": np.int64, "uint32_val": np.int64,
+                 "uint64_val": np.uint64, "double_val": np.float64, "bool_val": np.bool_}
+
+
+def _repeated_values(values: Any, field: str, target: np.dtype) -> np.ndarray:
+    raw = np.empty(len(values), dtype=_FIELD_DTYPES.get(field, target))
+    for start in range(0, len(values), VALUE_CHUNK):
+        raw[start:start + VALUE_CHUNK] = values[start:start + VALUE_CHUNK]
+    return raw
+
+
+def repeated_value_count(proto: Any) -> int:
+    """How many values a TensorProto carries in its repeated fields (the conversion's cost)."""
+    entry = DTYPES.get(proto.dtype)
+    return len(getattr(proto, entry[2])) if entry is not None else 0
 
 
 def array_to_proto(array: np.ndarray, proto: Any) -> Any:

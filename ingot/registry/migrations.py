@@ -121,12 +121,12 @@ def _v2_verification_and_lookups(conn: Connection) -> None:
         "ALTER TABLE model_versions ADD COLUMN status_reason TEXT",
         "CREATE INDEX ix_model_versions_pipeline_run_id ON model_versions (pipeline_run_id)",
         "CREATE INDEX ix_model_versions_model_stage ON model_versions (model_id, stage)",
-        ("CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
-        "WHERE stage = 'champion'"),
-        ("CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
-        "WHERE stage = 'challenger'"),
-        ("CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
-        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL"),
+        "CREATE UNIQUE INDEX uq_model_versions_one_champion ON model_versions (model_id) "
+        "WHERE stage = 'champion'",
+        "CREATE UNIQUE INDEX uq_model_versions_one_challenger ON model_versions (model_id) "
+        "WHERE stage = 'challenger'",
+        "CREATE UNIQUE INDEX uq_model_versions_rejection_per_run ON model_versions (model_id, pipeline_run_id) "
+        "WHERE version IS NULL AND pipeline_run_id IS NOT NULL",
     ):
         conn.exec_driver_sql(statement)
 

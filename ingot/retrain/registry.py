@@ -14,11 +14,11 @@ def open_registry(registry_url: str | None = None, *, required: bool = True) -> 
 
     `required` (pipeline steps): neither is an error, since a SQLite file inside a pod would
     vanish with it. Otherwise (one machine) the default SQLite file under `$INGOT_DATA_DIR`."""
-    from ingot.registry import Registry
+    from ingot.registry import Registry, default_url
 
     if required:
         return Registry.from_url(settings.required_registry_url(registry_url))
-    return Registry.from_url((registry_url or "").strip() or None)
+    return Registry.from_url((registry_url or "").strip() or default_url())
 
 
 def check_destinations(model_repository: str | None, registry_url: str | None) -> dict[str, str]:

@@ -135,9 +135,9 @@ class LocalActuator:
                        self.load_timeout_s)
         if not pinned:
             self._write_model_config(rollout, "champion", [old, new], new)  # the stable label moves
-            weight = int((table.get("weights") or {}).get("challenger", 0)) if table else 0
-            self._write_routes(rollout, weight, new)  # the champion's pin moves
-        self._write_routes(rollout, 0, new)        # then the challenger's share goes to 0
+        # One routing write: the champion is pinned to the new version and the challenger's share
+        # (the same version) folds into it.
+        self._write_routes(rollout, 0, new)
         # The gateway re-reads the table within its reload interval; requests it routed to the old
         # version before that must still find it loaded, so the unload waits for `drain_s`.
         time.sleep(float(self.target.get("drain_s", 5.0)))

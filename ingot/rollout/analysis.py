@@ -43,9 +43,13 @@ class ArmCounts:
 
     `total` and `correct` are labelled rows (feedback joined to the row this arm served).
     `requests` and `errors` count every predicted row, labelled or not (0 when unknown: the
-    guardrails and health checks that need them are then skipped). `assigned` counts the rows
-    routed by weight or sticky hash during the current weight step (header pins, mirror copies
-    and fallbacks excluded), for the sample-ratio check. `p99_latency_ms` is over this arm's OK rows.
+    guardrails and health checks that need them are then skipped). `step_requests` counts the
+    requests routed by weight or sticky hash during the current weight step (header pins, mirror
+    copies and fallbacks excluded): a step passes only when each arm has served enough of them.
+    `assigned` counts the step's requests split at random per request, the units the sample-ratio
+    check may treat as independent; sticky requests are left out of it, because a caller's
+    requests all go one way and the randomised unit there is the caller, not the request.
+    `p99_latency_ms` is over this arm's OK rows.
     """
 
     total: int
@@ -54,6 +58,7 @@ class ArmCounts:
     errors: int = 0
     assigned: int | None = None
     p99_latency_ms: float | None = None
+    step_requests: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("total", "correct", "requests", "errors"):
@@ -64,8 +69,10 @@ class ArmCounts:
             raise ConfigError(f"ArmCounts: correct ({self.correct}) exceeds labelled total ({self.total})")
         if self.errors > self.requests:
             raise ConfigError(f"ArmCounts: errors ({self.errors}) exceed requests ({self.requests})")
-        if self.assigned is not None and self.assigned < 0:
-            raise ConfigError(f"ArmCounts.assigned must be a non-negative integer, got {self.assigned!r}")
+        for name in ("assigned", "step_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"ArmCounts.{name} must be a non-negative integer, got {value!r}")
 
     @property
     def accuracy(self) -> float | None:
@@ -387,24 +394,33 @@ def label_balance_p(champion: ArmCounts, challenger: ArmCounts) -> float | None:
     return float(chi2_contingency(table).pvalue)
 
 
+def _step_served(counts: ArmCounts) -> int | None:
+    """Requests this arm served in the current step (by weight or sticky hash); counts from
+    before `step_requests` existed have only `assigned`."""
+    return counts.step_requests if counts.step_requests is not None else counts.assigned
+
+
 def _health_holds(champion: ArmCounts, challenger: ArmCounts, policy: Policy,
                   weight: float | None, checks: dict[str, Any]) -> list[str]:
     holds: list[str] = []
     srm: dict[str, Any] = {"p_value": None, "threshold": policy.srm_p, "weight": weight}
-    if weight is not None and champion.assigned is not None and challenger.assigned is not None:
-        srm["assigned"] = [champion.assigned, challenger.assigned]
-        if min(champion.assigned, challenger.assigned) < policy.min_step_requests:
+    if weight is not None:
+        champion_served, challenger_served = _step_served(champion), _step_served(challenger)
+        if champion_served is not None and challenger_served is not None \
+                and min(champion_served, challenger_served) < policy.min_step_requests:
             holds.append(
-                f"this {weight:g}% step has served {champion.assigned} champion and {challenger.assigned} "
+                f"this {weight:g}% step has served {champion_served} champion and {challenger_served} "
                 f"challenger requests by weight; {policy.min_step_requests} each are needed before it can pass"
             )
+    if weight is not None and champion.assigned is not None and challenger.assigned is not None:
+        srm["assigned"] = [champion.assigned, challenger.assigned]
         if min(champion.assigned, challenger.assigned) >= policy.srm_min_requests:
             p = sample_ratio_p(champion.assigned, challenger.assigned, weight)
             srm["p_value"] = p
             if p is not None and p < policy.srm_p:
                 share = challenger.assigned / (champion.assigned + challenger.assigned)
                 holds.append(
-                    f"sample-ratio mismatch: the challenger got {share:.1%} of assigned requests "
+                    f"sample-ratio mismatch: the challenger got {share:.1%} of randomly assigned requests "
                     f"({challenger.assigned} of {champion.assigned + challenger.assigned}) where {weight:g}% "
                     f"was configured (chi-square p = {p:.2g} < {policy.srm_p:g})"
                 )

@@ -61,7 +61,8 @@ class Look:
 def _counts_dict(counts: ArmCounts) -> dict[str, Any]:
     return {"labelled": counts.total, "correct": counts.correct, "accuracy": counts.accuracy,
             "requests": counts.requests, "errors": counts.errors, "error_rate": counts.error_rate,
-            "assigned": counts.assigned, "p99_latency_ms": counts.p99_latency_ms}
+            "assigned": counts.assigned, "step_requests": counts.step_requests,
+            "p99_latency_ms": counts.p99_latency_ms}
 
 
 class Controller:
@@ -76,7 +77,11 @@ class Controller:
 
         self.registry = registry
         self.store = RolloutStore(registry)
-        self.log_engine = log_engine or registry.engine
+        if log_engine is None:  # the log in the registry's database, its tables created if missing
+            from ingot.inference_log.store import InferenceLogStore
+
+            log_engine = InferenceLogStore(registry.engine).engine
+        self.log_engine = log_engine
         self.actuator_factory = actuator_factory or actuator_for
         self.holder = holder or default_holder()
         self.lease_ttl_s = lease_ttl_s
@@ -96,7 +101,15 @@ class Controller:
         champion = self.registry.champion(model)
         if champion is None or champion.version is None:
             raise NotFoundError(f"{model} has no champion to test a challenger against")
-        self.registry.get_version(model, challenger)  # a readable NotFoundError for a wrong number
+        candidate = self.registry.get_version(model, challenger)  # a readable NotFoundError for a wrong number
+        if candidate.stage not in (Stage.CANDIDATE, Stage.CHALLENGER):
+            stage = candidate.stage.value if candidate.stage else f"none (status {candidate.status.value})"
+            raise ConfigError(f"{model}:{challenger} is {stage}; only a READY candidate (or the current "
+                              "challenger) can be tested against the champion")
+        active = self.store.active(model)
+        if active is not None:
+            raise ConfigError(f"{model} already has an unfinished rollout #{active.id} ({active.experiment}, "
+                              f"{active.state}); finish it with `ingot rollout promote|rollback` first")
         self.actuator_factory(target)  # a target the actuator cannot use is refused before anything is written
         rollout = self.store.create(model=model, champion=champion.version, challenger=challenger, steps=steps,
                                     policy=policy.to_dict(), target=target, actor=actor)
@@ -122,6 +135,12 @@ class Controller:
             deadline = time.monotonic() + interval_s
             while time.monotonic() < deadline and not stop():
                 time.sleep(min(0.2, interval_s))
+
+    def release_leases(self) -> None:
+        """Give up every lease this controller holds (a graceful shutdown), so another controller
+        or a manual override can act at once instead of waiting for the lease to expire."""
+        for rollout in self.store.unfinished():
+            self.store.release(self.lease_name(rollout.model), self.holder)
 
     def lease_name(self, model: str) -> str:
         return f"rollout:{model}"

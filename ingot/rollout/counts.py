@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, select
 
@@ -22,21 +22,28 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 ARMS = ("champion", "challenger")
-# Rows assigned by the configured weight (directly or through the sticky hash); header pins,
-# mirror copies and fallbacks say nothing about the split and are left out of the SRM check.
+# Requests routed by the configured weight (at random or through the sticky hash); header pins,
+# mirror copies and fallbacks say nothing about the split. Only the random ones are independent
+# draws, so only they enter the sample-ratio check.
 SPLIT_ASSIGNMENTS = ("weight", "sticky")
+RANDOM_ASSIGNMENT = "weight"
 
 
 def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datetime | None = None) -> dict[str, ArmCounts]:
     """ArmCounts for champion and challenger rows of `experiment` (shadow rows never count)."""
     log = inference_log
-    split = log.c.assignment.in_(SPLIT_ASSIGNMENTS)
-    in_step = and_(split, log.c.ts >= step_since) if step_since is not None else split
-    assigned_expr = func.sum(case((in_step, 1), else_=0))
+    in_step = log.c.ts >= step_since if step_since is not None else None
+
+    def step_requests(*condition: Any) -> Any:
+        """Distinct requests (not rows: a request of 8 images is one draw) in the step."""
+        where = and_(*condition, in_step) if in_step is not None else and_(*condition)
+        return func.count(func.distinct(case((where, log.c.request_id), else_=None)))
+
     query = (
         select(log.c.variant, func.count().label("requests"),
                func.sum(case((log.c.status != OK, 1), else_=0)).label("errors"),
-               assigned_expr.label("assigned"),
+               step_requests(log.c.assignment == RANDOM_ASSIGNMENT).label("assigned"),
+               step_requests(log.c.assignment.in_(SPLIT_ASSIGNMENTS)).label("step_requests"),
                func.sum(case((log.c.status == OK, 1), else_=0)).label("ok"))
         .where(log.c.model == model, log.c.experiment == experiment, log.c.variant.in_(ARMS))
         .group_by(log.c.variant)
@@ -61,6 +68,7 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                 requests=int(s.requests) if s is not None else 0,
                 errors=int(s.errors or 0) if s is not None else 0,
                 assigned=int(s.assigned or 0) if s is not None else 0,
+                step_requests=int(s.step_requests or 0) if s is not None else 0,
                 p99_latency_ms=_p99(conn, model, experiment, arm, ok) if ok else None,
             )
     return result

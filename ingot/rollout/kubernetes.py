@@ -94,33 +94,27 @@ class KubernetesActuator:
 
     def promote(self, rollout: Rollout) -> None:
         old, new = rollout.champion_version, rollout.challenger_version
-        self._set_versions(rollout, "champion", [old, new], old)
+        if self._stable_version(rollout, "champion") != new:  # a resumed promotion never moves it back
+            self._set_versions(rollout, "champion", [old, new], old)
         wait_available(lambda: self.available(rollout, "champion", new),
                        f"{rollout.model}:{new} on the champion servers", self.load_timeout_s)
         self._set_versions(rollout, "champion", [old, new], new)
-        self._route(rollout, None, new)  # the champion's version moves (mode ingot pins it)
-        self._route(rollout, 0, new)
+        self._route(rollout, 0, new)  # one write: champion pinned to new (mode ingot), challenger share 0
         self.sleep(float(self.target.get("drain_s", 10.0)))
         self._set_versions(rollout, "champion", [new], new)
 
     # ------------------------------------------------------------------ objects
 
-    def _route(self, rollout: Rollout, weight: int | None, champion_version: int) -> None:
+    def _route(self, rollout: Rollout, weight: int, champion_version: int) -> None:
         if self.mode == "ingot":
             def change(obj: dict[str, Any]) -> dict[str, Any]:
-                import yaml
-
-                current = yaml.safe_load((obj.get("data") or {}).get(ROUTES_KEY) or "") or {}
-                w = weight if weight is not None else int((current.get("weights") or {}).get("challenger", 0))
-                table = routing_table(self.target, model=rollout.model, experiment=rollout.experiment, weight=w,
+                table = routing_table(self.target, model=rollout.model, experiment=rollout.experiment, weight=weight,
                                       champion_version=champion_version,
                                       challenger_version=rollout.challenger_version)
                 return {"data": {ROUTES_KEY: routing_yaml(table)}}
 
             self._update("configmap", self.target["routes_configmap"], change)
-        elif weight is None:
-            return  # routes select Services, not versions: the model config moves the version
-        elif self.mode == "gatewayAPI":
+        elif self.mode == "gatewayAPI":  # routes select Services; the model config moves the version
             for kind in ("httproutes", "grpcroutes"):
                 name = self.target.get(kind[:-1])
                 if name:
@@ -128,6 +122,23 @@ class KubernetesActuator:
         else:
             self._update("virtualservices", self.target["virtualservice"],
                          lambda obj: _istio_weights(obj, self.target, weight))
+
+    def _stable_version(self, rollout: Rollout, arm: str) -> int | None:
+        """The version the arm's model config labels `stable` now (None when unmanaged or unreadable)."""
+        from kubernetes.client import ApiException
+
+        from ingot.serving.config import parse_model_server_config
+
+        name = (self.target.get("model_configmaps") or {}).get(arm)
+        if not name:
+            return None
+        try:
+            text = (self._get("configmap", name).get("data") or {}).get(MODEL_CONFIG_KEY) or ""
+            config = parse_model_server_config(text, source=f"ConfigMap {self.namespace}/{name}")
+        except (ApiException, ConfigError):
+            return None  # the write that follows reports the problem
+        entries = [c for c in config.model_config_list.config if c.name == rollout.model]
+        return int(entries[0].version_labels.get(STABLE_LABEL, 0)) or None if entries else None
 
     def _set_versions(self, rollout: Rollout, arm: str, versions: list[int], stable: int) -> None:
         name = (self.target.get("model_configmaps") or {}).get(arm)

@@ -20,12 +20,15 @@ STABLE_LABEL = "stable"
 
 def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight: int,
                   champion_version: int, challenger_version: int) -> dict[str, Any]:
-    """The gateway's routing table for one state of a rollout."""
+    """The gateway's routing table for one state of a rollout. Once the champion serves the
+    challenger's version (promoted) the challenger upstream is left out: the gateway routes by
+    version and refuses two arms on one version."""
     if not 0 <= weight <= 100:
         raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
+    promoted = champion_version == challenger_version
     upstreams = {}
     arms = [("champion", champion_version), ("challenger", challenger_version)]
-    if challenger_version == champion_version:
+    if promoted:
         # Promoted: the champion's servers serve the new version, so the challenger's share has
         # nowhere else to go; the pin moves and the challenger leaves the table in one write.
         arms, weight = arms[:1], 0
@@ -41,7 +44,7 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         "salt": target.get("salt") or experiment,
         "caller_header": target.get("caller_header", "x-ingot-caller"),
         "weights": {"challenger": int(weight)},
-        "mirror": int(target.get("mirror", 0)),
+        "mirror": 0 if promoted else target.get("mirror", 0),
         "upstreams": upstreams,
         "feedback_token_file": target.get("feedback_token_file", ""),
     }

@@ -46,6 +46,7 @@ def verdict_document(controller: Controller, model: str) -> dict[str, Any]:
         return {**base, "decision": verdict.decision, "statistic": verdict.likelihood_ratio,
                 "p_value": verdict.p_value, "interval": list(verdict.interval) if verdict.interval else None,
                 "difference": verdict.difference, "counts": look.evidence()["counts"],
+                "srm_p": verdict.checks.get("srm", {}).get("p_value"),
                 "reasons": verdict.reasons, "holds": verdict.holds}
     last = rollout.verdict or {}
     decision = OUTCOME_DECISIONS.get(rollout.state, "continue")
@@ -56,6 +57,7 @@ def verdict_document(controller: Controller, model: str) -> dict[str, Any]:
     return {**base, "decision": decision, "statistic": recorded.get("likelihood_ratio"),
             "p_value": recorded.get("p_value"), "interval": recorded.get("interval"),
             "difference": recorded.get("difference"), "counts": evidence.get("counts"),
+            "srm_p": (recorded.get("checks") or {}).get("srm", {}).get("p_value"),
             "reasons": [deciding.reason] if deciding is not None else
             [f"rollout is {rollout.state}; no analysis yet"], "holds": recorded.get("holds", [])}
 

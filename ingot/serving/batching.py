@@ -20,13 +20,13 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
-from typing import Callable, Mapping
 
 import numpy as np
 
-from ingot.serving.config import BatchingOptions
 from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
+from ingot.serving.config import BatchingOptions
 
 log = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ class FrontEnd:
         limit = self.limits.default_timeout_s if requested is None else requested
         return limit if limit and limit > 0 else None
 
-    def track(self) -> "_InFlight":
+    def track(self) -> _InFlight:
         return _InFlight(self)
 
 
@@ -107,7 +107,7 @@ class _InFlight:
         self.front = front
         self.started = time.perf_counter()
 
-    def __enter__(self) -> "_InFlight":
+    def __enter__(self) -> _InFlight:
         self.front.in_flight += 1
         return self
 

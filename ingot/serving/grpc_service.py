@@ -19,9 +19,16 @@ from tensorflow_serving.apis import (
 )
 
 from ingot.protocol.documents import metadata_response, status_response
-from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
 from ingot.protocol.images import check_encoded_images
-from ingot.protocol.tensors import DecodeBudget, array_from_proto, array_to_proto, check_input_names
+from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
+from ingot.protocol.tensors import (
+    VALUE_CHUNK,
+    DecodeBudget,
+    array_from_proto,
+    array_to_proto,
+    check_input_names,
+    repeated_value_count,
+)
 from ingot.serving.backend import GRPC, ModelSpec, PredictCall, RequestContext
 from ingot.serving.frontend import FrontEnd
 
@@ -94,11 +101,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         check_input_names(signature, sent)  # before any conversion
         limits = front.limits
         budget = DecodeBudget(limits.max_decoded_bytes)
-        inputs = {
-            k: array_from_proto(k, v, signature.inputs[k], max_elements=limits.max_elements,
-                                max_rows=limits.max_batch_rows, budget=budget)
-            for k, v in sent.items()
-        }
+
+        def decode() -> dict:
+            return {
+                k: array_from_proto(k, v, signature.inputs[k], max_elements=limits.max_elements,
+                                    max_rows=limits.max_batch_rows, budget=budget)
+                for k, v in sent.items()
+            }
+
+        # Long value lists convert in a thread, slice by slice, so the event loop keeps running.
+        long_lists = sum(repeated_value_count(v) for v in sent.values()) > VALUE_CHUNK
+        inputs = await asyncio.to_thread(decode) if long_lists else decode()
         encoded = sum(len(v.string_val) for v in sent.values())
         if encoded > IMAGES_INLINE:  # reading many image headers: off the event loop
             await asyncio.to_thread(check_encoded_images, inputs, limits.max_image_pixels)

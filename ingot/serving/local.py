@@ -62,7 +62,7 @@ class LocalBackend(Backend):
             future.cancel()
             raise ServingError(
                 Code.DEADLINE_EXCEEDED,
-                f"Deadline exceeded: the prediction did not finish within {limit * 1000:.0f} ms",
+                f"Deadline exceeded: the prediction did not finish within {(limit or 0) * 1000:.0f} ms",
             ) from None
         return PredictResult(outputs, servable.name, servable.version,
                              servable.signature(signature_name).name)

@@ -19,12 +19,13 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ingot import repository
-from ingot.serving.config import BatchingOptions, aspired_versions, numeric_versions
 from ingot.protocol.status import Code, ServingError, invalid_argument, not_found
+from ingot.serving.config import BatchingOptions, aspired_versions, numeric_versions
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class VersionRecord:
     warmup_seconds: float = 0.0
     load_seconds: float = 0.0
 
-    def snapshot(self) -> "VersionStatus":
+    def snapshot(self) -> VersionStatus:
         return VersionStatus(
             self.version, self.state,
             self.error.code if self.error else Code.OK,

@@ -15,11 +15,11 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping
 
 from ingot.protocol.images import check_encoded_images
 from ingot.protocol.rest_json import JsonLimits, PredictRequest, decode_content, parse_predict_request
@@ -55,10 +55,13 @@ class ParsePool:
     """Worker processes for `decode_predict_body`, started at server start (so the first large
     request does not pay for the start-up) and replaced if one dies."""
 
+    MAX_CONSECUTIVE_FAILURES = 3
+
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._failures = 0  # broken pools in a row; past the maximum, parse in threads instead
 
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -73,18 +76,28 @@ class ParsePool:
 
     async def decode(self, body: bytes, content_encoding: str, signatures: Mapping[str, SignatureSpec],
                      limits: BodyLimits) -> tuple[PredictRequest, bytes]:
+        if self._failures >= self.MAX_CONSECUTIVE_FAILURES:
+            # Workers cannot run here (e.g. an embedding whose main module cannot be re-imported):
+            # still off the event loop, though a thread shares the GIL.
+            return await asyncio.to_thread(decode_predict_body, body, content_encoding, signatures, limits)
         pool = self._pool()
         try:
-            return await asyncio.wrap_future(
+            result = await asyncio.wrap_future(
                 pool.submit(decode_predict_body, body, content_encoding, dict(signatures), limits)
             )
         except BrokenProcessPool:
-            log.error("a request-parsing worker died (out of memory?); starting new workers")
             with self._lock:
+                self._failures += 1
                 if self._executor is pool:
                     self._executor = None
             pool.shutdown(wait=False, cancel_futures=True)
+            if self._failures >= self.MAX_CONSECUTIVE_FAILURES:
+                log.error("request-parsing worker processes keep failing; parsing in threads from now on")
+            else:
+                log.error("a request-parsing worker died (out of memory?); starting new workers")
             raise unavailable("the server could not parse this request (a parsing worker failed); retry") from None
+        self._failures = 0
+        return result
 
     def stop(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from ingot.protocol.documents import metadata_document, status_json
-from ingot.protocol.rest_json import dumps, error_body, predict_response
+from ingot.protocol.rest_json import dumps, dumps_response, error_body
 from ingot.protocol.routes import V1Route, parse_v1_path
 from ingot.protocol.status import Code, ServingError, code_from_http_status, invalid_argument
 from ingot.serving.backend import REST, ModelSpec, PredictCall, RequestContext
@@ -67,14 +67,14 @@ class RestApi:
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.front.limits.max_body_bytes, middlewares=[json_http_errors])
-        expect = {"expect_handler": expect_100_continue}
-        app.router.add_route("*", "/v1/" + ANY_PATH, self.handle_v1, **expect)
-        app.router.add_get("/healthz", self.healthz, **expect)
-        app.router.add_get("/readyz", self.readyz, **expect)
-        app.router.add_get("/ingot/models", self.list_models, **expect)
+        expect = expect_100_continue
+        app.router.add_route("*", "/v1/" + ANY_PATH, self.handle_v1, expect_handler=expect)
+        app.router.add_get("/healthz", self.healthz, expect_handler=expect)
+        app.router.add_get("/readyz", self.readyz, expect_handler=expect)
+        app.router.add_get("/ingot/models", self.list_models, expect_handler=expect)
         if self.metrics_path:
-            app.router.add_get(self.metrics_path, self.prometheus, **expect)
-        app.router.add_route("*", "/" + ANY_PATH, self.not_found, **expect)
+            app.router.add_get(self.metrics_path, self.prometheus, expect_handler=expect)
+        app.router.add_route("*", "/" + ANY_PATH, self.not_found, expect_handler=expect)
         return app
 
     def runner(self, *, shutdown_timeout: float) -> web.AppRunner:
@@ -193,7 +193,7 @@ class RestApi:
             status = result.forwarded.status
             return (_forwarded_response(status, result.forwarded.body, ctx.response_headers),
                     result.version, _status_name(status))
-        payload = dumps(predict_response(result.outputs or {}, parsed.row_format))
+        payload = dumps_response(result.outputs or {}, parsed.row_format)
         # The version that answered: TF Serving's REST body has no place for it, A/B analysis needs it.
         headers = {**ctx.response_headers, "X-Model-Version": str(result.version)}
         return _json_response(payload, headers=headers), result.version, "OK"

@@ -15,18 +15,25 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ingot import repository
+from ingot.protocol.signatures import SERVING_DEFAULT
+from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
+from ingot.protocol.tensors import (
+    SignatureSpec,
+    array_from_proto,
+    check_input_names,
+    find_signature,
+    signature_from_def,
+)
 from ingot.serving.batching import BatchProcessor, BatchScheduler, Task, shape_key
 from ingot.serving.config import BatchingOptions
-from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
-from ingot.protocol.signatures import SERVING_DEFAULT
-from ingot.protocol.tensors import SignatureSpec, array_from_proto, check_input_names, find_signature, signature_from_def
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,7 @@ class DirectRunner:
     """Unbatched: each request is its own model call on a shared thread pool, with a cap on
     requests waiting so overload answers UNAVAILABLE instead of queueing without bound."""
 
-    def __init__(self, call: Callable[[Arrays], Arrays], pool: "DirectPool") -> None:
+    def __init__(self, call: Callable[[Arrays], Arrays], pool: DirectPool) -> None:
         self._call = call
         self._pool = pool
         self.executed_sizes: set[int] = set()

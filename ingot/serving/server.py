@@ -15,11 +15,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
-from ingot.serving.frontend import FrontEnd, ListenOptions, Listeners, RequestLimits
+from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits
 from ingot.serving.local import LocalBackend
 from ingot.serving.manager import ManagerOptions, ModelManager, State
 from ingot.serving.metrics import ServingMetrics
@@ -134,7 +135,7 @@ class ServerThread:
         self._started = threading.Event()
         self._error: BaseException | None = None
 
-    def start(self, timeout_s: float = 60.0) -> "ServerThread":
+    def start(self, timeout_s: float = 60.0) -> ServerThread:
         self._thread = threading.Thread(target=self._run, name="model-server", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout_s):
@@ -188,7 +189,7 @@ class ServerThread:
             future.result(timeout=grace_s + 60)
         self._thread.join(timeout=30)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,9 +9,10 @@ offers no way to declare cluster capabilities, but the library's render call acc
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import yaml
 from helm_python import Chart, _native

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from functools import cache
 
 import pytest
 from helm_python import Chart
@@ -22,7 +22,7 @@ def chart() -> Chart:
 def render_scenario(chart: Chart) -> Callable[..., Rendered]:
     """render_scenario(name, kube_version=None, prometheus_operator=False), cached for the session."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def _render(name: str, kube_version: str | None = None, prometheus_operator: bool = False) -> Rendered:
         apis = (PROMETHEUS_OPERATOR_API,) if prometheus_operator else ()
         return render(chart, scenario_values(name), kube_version=kube_version, api_versions=apis)

@@ -97,30 +97,30 @@ def used(api: KubeAPI) -> set[tuple[str, str, str, str]]:
     return out
 
 
-@pytest.mark.parametrize("scenario, mode", [("minimal", "ingot"), ("canary-gateway-api", "gatewayAPI"),
+@pytest.mark.parametrize("scenario, mode", [("gateway", "ingot"), ("canary-gateway-api", "gatewayAPI"),
                                             ("canary-istio-mirror", "istio")])
 def test_rbac_allows_exactly_what_the_actuator_does(chart, scenario, mode, monkeypatch):
-    values = with_rollout(scenario)
-    if mode == "ingot":
-        values["challenger"] = {"enabled": True, "version": 4}
-        values["champion"] = {"version": 3}
-    rendered = render_release(chart, values)
+    rendered = render_release(chart, with_rollout(scenario))
     target = controller_target(rendered)
     assert target["mode"] == mode and target["namespace"] == NAMESPACE and target["release"] == RELEASE
     with KubeAPI() as api:
         for obj in rendered.objects:
             if obj["kind"] in PLURALS:
                 api.put(PLURALS[obj["kind"]][0], NAMESPACE, obj["metadata"]["name"], obj)
-        if mode == "ingot":  # the gateway's routing ConfigMap (rendered by the gateway section)
-            api.put("v1/configmaps", NAMESPACE, target["routes_configmap"], {
-                "metadata": {"labels": {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/part-of": "ingot"}},
-                "data": {"routes.yaml": ""}})
+        if mode == "ingot":  # the controller's first table keeps what the chart's table says
+            rendered_table = yaml.safe_load(rendered.get("ConfigMap", target["routes_configmap"])["data"]["routes.yaml"])
         actuator = KubernetesActuator(api.client, {**target, "drain_s": 0})
         monkeypatch.setattr(actuator, "available", lambda rollout, arm, version: True)
         rollout = SimpleNamespace(model="ingot", experiment="ingot-v4-vs-v3-abc123", champion_version=3,
                                   challenger_version=4)
         actuator.prepare(rollout)
         actuator.set_weight(rollout, 50)
+        if mode == "ingot":
+            table = yaml.safe_load(api.get("v1/configmaps", NAMESPACE, target["routes_configmap"])["data"]["routes.yaml"])
+            assert table["upstreams"] == {arm: {**rendered_table["upstreams"][arm], "version": version}
+                                          for arm, version in (("champion", 3), ("challenger", 4))}
+            for key in ("model", "caller_header", "mirror", "feedback_token_file"):
+                assert table[key] == rendered_table[key], key
         actuator.promote(rollout)
         actuator.set_weight(rollout, 0)
         assert used(api) == allowed(rendered)
@@ -145,3 +145,38 @@ def test_helm_upgrade_keeps_what_the_controller_patched(chart):
     plain = render_release(chart, scenario_values("canary-gateway-api"), upgrade=True)
     assert "annotations" not in plain.get("HTTPRoute", RELEASE)["metadata"]
     assert plain.get("ConfigMap", f"{RELEASE}-champion-model-config")
+
+
+def test_gateway_routing_table_is_kept_on_upgrade_too(chart):
+    name = f"{RELEASE}-gateway-routes"
+    install = render_release(chart, with_rollout("gateway"))
+    assert install.get("ConfigMap", name)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    with pytest.raises(KeyError):
+        render_release(chart, with_rollout("gateway"), upgrade=True).get("ConfigMap", name)
+    assert render_release(chart, scenario_values("gateway"), upgrade=True).get("ConfigMap", name)
+
+
+def test_network_policy_lets_only_the_controller_in_to_read_model_status(chart):
+    values = with_rollout("gateway")
+    values["networkPolicy"] = {"enabled": True}
+    policy = render_release(chart, values).get("NetworkPolicy", RELEASE)
+    controller_rules = [rule for rule in policy["spec"]["ingress"]
+                        if any(peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                               == "rollout-controller" for peer in rule["from"])]
+    assert controller_rules == [{"from": [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/component": "rollout-controller"}}}],
+        "ports": [{"port": "http", "protocol": "TCP"}]}]
+    values["rollout"] = {"enabled": False}
+    policy = render_release(chart, values).get("NetworkPolicy", RELEASE)
+    assert "rollout-controller" not in json.dumps(policy)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"traffic": {"mode": "none"}}, "needs a traffic split to drive"),
+    ({"challenger": {"enabled": False}, "traffic": {"mode": "ingot", "weights": {"champion": 100, "challenger": 0}}},
+     "needs challenger.enabled"),
+])
+def test_rollout_needs_a_split_and_a_challenger(chart, change, message):
+    values = {**with_rollout("gateway"), **change}
+    with pytest.raises(HelmError, match=message):
+        render_release(chart, values)

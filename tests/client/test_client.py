@@ -166,9 +166,9 @@ def test_unreachable_server_is_unavailable_after_bounded_retries():
 
 
 def test_grpc_retries_unavailable_and_honours_deadlines():
-    import grpc
     from concurrent import futures
 
+    import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     calls = []

@@ -164,3 +164,17 @@ def test_component_bodies_return_the_registry_record_as_json(blessed, published,
     ))
     assert output["version"] == 1 and output["stage"] == "champion" and output["status"] == "READY"
     assert output["published_created"] is True and output["pipeline_run_id"] == "run-c"
+
+
+def test_one_machine_registry_defaults_to_the_environment_then_the_data_dir(tmp_path, monkeypatch):
+    from ingot.retrain import open_registry
+
+    monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("INGOT_REGISTRY_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    with open_registry(None, required=False) as registry:
+        assert registry.url == f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.delenv("INGOT_REGISTRY_URL")
+    with open_registry("", required=False) as registry:
+        assert registry.url == f"sqlite:///{tmp_path / 'data' / 'registry.db'}"
+    with pytest.raises(ConfigError, match="no registry given"):
+        open_registry("")  # a pipeline step: no silent SQLite default inside a pod

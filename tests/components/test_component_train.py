@@ -65,3 +65,21 @@ def test_training_curves_figure_has_axes_ticks_and_the_restored_best_epoch():
     only_training = training_curves_figure({"loss": [2.0, 1.0]})
     assert [line.get_label() for line in only_training.axes[0].get_lines()] == ["training"]
     assert "<img" not in training_curves_html({})  # nothing to plot: no empty figure
+
+
+@pytest.mark.slow
+def test_train_step_with_two_workers_runs_them_locally_off_a_cluster(ingested, tiny_config, tmp_path, monkeypatch):
+    """workers > 1 and no cluster (kfp's local runner): the step starts local worker processes
+    and writes the chief's model as its Model artifact, with the same metadata as one process."""
+    from components.steps import train_step
+    from ingot.retrain import MODEL_FILE, load_trained
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    config = tiny_config.with_overrides(["distribution=multi_worker", "workers=2", "epochs=2"])
+    metadata = train_step(ingested[0], config, tmp_path / "model", tmp_path / "curves.html")
+    assert (tmp_path / "model" / MODEL_FILE).is_file()
+    assert metadata["epochs_run"] == 2 and metadata["data_hash"] == ingested[2]["data_hash"]
+    summary = load_trained(tmp_path / "model").summary
+    assert summary["hardware"]["strategy"] == "CollectiveAllReduceStrategy"
+    assert summary["config"]["workers"] == 2
+    assert '<figure class="plot" id="plot-training-curves">' in (tmp_path / "curves.html").read_text()

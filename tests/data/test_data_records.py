@@ -123,6 +123,15 @@ def test_an_edited_manifest_is_refused(folder_splits, tmp_path):
         open_dataset_artifact(str(tmp_path / "ds"))
 
 
+def test_a_rewrite_that_fails_midway_leaves_no_complete_looking_artifact(folder_splits, tmp_path):
+    write_dataset_artifact(folder_splits, str(tmp_path / "ds"))
+    Path(folder_splits.test.paths[0]).unlink()  # the source changes under a second ingest
+    with pytest.raises(DataError, match="cannot read"):
+        write_dataset_artifact(folder_splits, str(tmp_path / "ds"))
+    with pytest.raises(DataError, match=f"no {MANIFEST_NAME}"):
+        open_dataset_artifact(str(tmp_path / "ds"))
+
+
 def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=f"no {MANIFEST_NAME}; expected a Dataset artifact"):
         open_dataset_artifact(str(tmp_path))

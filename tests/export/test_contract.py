@@ -1,10 +1,10 @@
-"""The SavedModel serving contract (DESIGN.md section 3), checked on a reloaded export."""
+"""The SavedModel serving contract (docs/architecture.md, section 3), checked on a reloaded export."""
 
 from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -178,5 +178,5 @@ def test_model_card_carries_the_metrics_and_lineage(exported):
     assert card["input_size"] == list(SIZE)
     assert card["tensorflow_version"] == tf.__version__
     created = datetime.fromisoformat(card["created_at"])
-    assert created.utcoffset() == timezone.utc.utcoffset(None)
-    assert abs((datetime.now(timezone.utc) - created).total_seconds()) < 3600
+    assert created.utcoffset() == UTC.utcoffset(None)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 3600

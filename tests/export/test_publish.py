@@ -11,8 +11,7 @@ import pytest
 
 from ingot import repository
 from ingot.errors import PublishError
-from ingot.export import publish
-from ingot.export import publishing
+from ingot.export import publish, publishing
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ import time
 import pytest
 
 from ingot import repository
-from ingot.export import publish
-from ingot.export import publishing
+from ingot.export import publish, publishing
 
 PUBLISH = """
 import sys
@@ -65,7 +64,7 @@ def test_publishes_killed_at_random_points_are_cleaned_up_by_the_next_one(export
         assert live.stdout.readline().strip() == b"staged"
         left = _staging_dirs(model_dir)
         assert len(left) >= 3  # the two certain ones and the live one
-        for version, path in repository.iter_versions(tmp_path, "colours"):
+        for _version, path in repository.iter_versions(tmp_path, "colours"):
             assert repository.verify_manifest(path)  # a killed publish never leaves a partial version
 
         result = publish(other_export, tmp_path, "colours")
@@ -76,7 +75,7 @@ def test_publishes_killed_at_random_points_are_cleaned_up_by_the_next_one(export
         assert (model_dir / (remaining[0] + publishing.OWNER_SUFFIX)).exists()
         assert not [p for p in model_dir.iterdir() if p.name.endswith(publishing.OWNER_SUFFIX)
                     and p.name[: -len(publishing.OWNER_SUFFIX)] not in remaining]
-        for version, path in repository.iter_versions(tmp_path, "colours"):
+        for _version, path in repository.iter_versions(tmp_path, "colours"):
             assert repository.verify_manifest(path)
     finally:
         live.send_signal(signal.SIGKILL)

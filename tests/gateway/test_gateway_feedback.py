@@ -116,6 +116,24 @@ def test_the_feedback_command_prints_one_line(start, upstream, capsys):
     assert "feedback refused (404): no logged prediction" in capsys.readouterr().err
 
 
+def test_ingot_predict_through_the_gateway_prints_what_feedback_needs(start, upstream, capsys, tmp_path):
+    """The request id, row, variant and version: what a person passes to `ingot feedback` later."""
+    import json
+
+    from PIL import Image
+
+    gateway = start(routes_document(upstream))
+    path = tmp_path / "blob.png"
+    Image.fromarray(next(iter(colour_images([2], seed=3)))).save(path)
+    assert cli(["predict", str(path), "--server", gateway.rest_url, "--model", "colours"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\trequest " in line and " row 0 (champion v2)" in line, line
+    assert cli(["predict", str(path), "--server", gateway.rest_url, "--model", "colours", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["request_id"] and (document["row"], document["variant"], document["model_version"]) == \
+        (0, "champion", 2)
+
+
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_the_client_exposes_who_answered_and_sends_feedback(start, upstream, scheme):
     from ingot.client import Client

@@ -1,4 +1,4 @@
-"""Routing table: the DESIGN.md shape, validation naming the key, dump/load round trip, hot reload."""
+"""Routing table: the shape in docs/architecture.md, validation naming the key, dump/load round trip, hot reload."""
 
 from __future__ import annotations
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -11,40 +9,14 @@ import pytest
 
 from ingot.inference_log.records import LogRecord
 from ingot.inference_log.store import InferenceLogStore
-from tests.support.postgres import PostgresServer, throwaway_postgres
-
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.xdist_group("log-postgres")]),
-]
-_numbers = itertools.count()
+from tests.support.databases import backends, database_factory
 
 
-@pytest.fixture(scope="session")
-def log_postgres_server() -> Iterator[PostgresServer]:
-    with throwaway_postgres() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backends("log-postgres"))
 def new_log_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
     """A factory of URLs to fresh, empty databases on the test's backend."""
-    created: list[str] = []
-    server: PostgresServer | None = (
-        request.getfixturevalue("log_postgres_server") if request.param == "postgresql" else None
-    )
-
-    def make() -> str:
-        number = next(_numbers)
-        if server is None:
-            return f"sqlite:///{tmp_path / f'log-{number}.db'}"
-        name = f"log_{os.getpid()}_{number}"
-        created.append(name)
-        return server.create_database(name)
-
-    yield make
-    for name in created:
-        server.drop_database(name)  # type: ignore[union-attr]
+    with database_factory(request, tmp_path, "log") as make:
+        yield make
 
 
 @pytest.fixture

@@ -71,7 +71,9 @@ def test_a_label_that_is_no_class_is_refused(store: InferenceLogStore) -> None:
 
 def test_class_names_win_over_ids_and_ids_map_to_names(store: InferenceLogStore) -> None:
     store.write([record("req-1", 0, predicted=1, name="dog"), record("req-1", 1, predicted=0, name="2")])
-    classes = lambda model, version: ["2", "dog", "cat"]
+    def classes(model, version):
+        return ["2", "dog", "cat"]
+
     by_name, by_id = store.record_feedback([FeedbackItem("req-1", 1, "2"), FeedbackItem("req-1", 0, 2)], classes)
     assert (by_name.label_id, by_name.label_name, by_name.correct) == (0, "2", True)
     assert (by_id.label_id, by_id.label_name, by_id.correct) == (2, "cat", False)

@@ -111,7 +111,7 @@ def test_pipeline_may_patch_exactly_the_charts_model_configs(built):
     # The names are the ones the chart renders for release "ingot" with a challenger.
     rendered = render(Chart.load(CHART_DIR), {"challenger": {"enabled": True, "version": 2}}, namespace=SERVING_NAMESPACE)
     names = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-    for (group, resource), rule in rules.items():
+    for (_group, resource), rule in rules.items():
         kind = {"configmaps": "ConfigMap", "persistentvolumeclaims": "PersistentVolumeClaim", "deployments": "Deployment"}[resource]
         for name in rule["resourceNames"]:
             assert (kind, name) in names, f"{kind}/{name} is not rendered by the chart"
@@ -197,7 +197,7 @@ def test_overlays_differ_where_they_should(built):
 def test_pods_meet_restricted_pss_with_requests_and_limits(built, path):
     specs = list(pod_specs(built[path]))
     assert sorted(ref for ref, _, _ in specs) == ["CronJob/ingot-monitor", "CronJob/ingot-retrain"]
-    for ref, meta, spec in specs:
+    for _ref, meta, spec in specs:
         assert restricted_violations(meta, spec) == []
         for container in spec["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -3,11 +3,9 @@ with the inference-log tables, and helpers that write log rows the way the gatew
 
 from __future__ import annotations
 
-import itertools
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -15,37 +13,13 @@ from sqlalchemy import insert
 from ingot.inference_log.schema import feedback_labels, inference_log
 from ingot.inference_log.store import InferenceLogStore
 from ingot.registry import Registry
-from tests.support.postgres import PostgresServer, throwaway_postgres
-
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.xdist_group("monitor-postgres")]),
-]
-_numbers = itertools.count()
+from tests.support.databases import backends, database_factory
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    with throwaway_postgres() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backends("monitor-postgres"))
 def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
-    created: list[str] = []
-    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
-
-    def make() -> str:
-        number = next(_numbers)
-        if server is None:
-            return f"sqlite:///{tmp_path / f'monitor-{number}.db'}"
-        name = f"monitor_{os.getpid()}_{number}"
-        created.append(name)
-        return server.create_database(name)
-
-    yield make
-    for name in created:
-        server.drop_database(name)
+    with database_factory(request, tmp_path, "monitor") as make:
+        yield make
 
 
 @pytest.fixture
@@ -61,7 +35,7 @@ def write_log(engine, model: str, class_ids, confidences, *, means=None, stds=No
               variant: str = "champion", version: int | None = 1, start: datetime | None = None,
               step: timedelta = timedelta(seconds=1), status: str = "OK", labels=None) -> None:
     """Insert one inference-log row per value (and a feedback label per row where `correct` is given)."""
-    start = start or datetime.now(timezone.utc) - step * len(class_ids)
+    start = start or datetime.now(UTC) - step * len(class_ids)
     rows, feedback = [], []
     for i, (class_id, confidence) in enumerate(zip(class_ids, confidences)):
         request_id = uuid.uuid4().hex

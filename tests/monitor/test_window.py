@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def test_a_row_window_counts_exactly_what_python_bins(engine):
     old = draw(300, np.random.default_rng(1), prior=[1, 0, 0, 0, 0])
     new = draw(400, np.random.default_rng(2))
     means, stds = input_statistics(new.images)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
     write_log(engine, "digits", old.predicted, old.confidence, start=base)
     write_log(engine, "digits", new.predicted, new.confidence, means=means, stds=stds,
               correct=new.predicted == new.labels, start=base + timedelta(hours=1))
@@ -55,7 +55,7 @@ def test_a_row_window_counts_exactly_what_python_bins(engine):
 
 
 def test_a_time_window_takes_the_rows_since_the_cutoff(engine):
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     write_log(engine, "digits", [0] * 50, [0.9] * 50, start=now - timedelta(hours=10), step=timedelta(minutes=1))
     write_log(engine, "digits", [1] * 70, [0.6] * 70, start=now - timedelta(hours=2), step=timedelta(minutes=1))
     window = read_window(engine, "digits", NUM_CLASSES, since=parse_duration("3h"), now=now)

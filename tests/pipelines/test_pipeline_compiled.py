@@ -97,6 +97,7 @@ def test_train_gets_gpu_requests_node_selector_and_tolerations_from_parameters(d
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
     assert inputs["accelerator_limit"]["defaultValue"] == 1
+    assert inputs["worker_accelerator_limit"]["defaultValue"] == 1  # per TFJob worker, apart from the step's own
     assert inputs["gpu_node_selector"]["defaultValue"] == {}
     assert inputs["gpu_tolerations"]["defaultValue"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

@@ -147,3 +147,30 @@ def test_a_bomb_beyond_pillows_own_bound_and_a_truncated_header_are_refused():
     with pytest.raises(ServingError, match="cannot read the PNG image header"):
         check_encoded_images({"image_bytes": np.array([bomb[:12]], dtype=object)}, max_pixels=50_000_000)
     check_encoded_images({"image_bytes": np.array([bomb], dtype=object)}, max_pixels=None)  # off
+
+
+def test_long_value_lists_convert_in_slices_with_the_same_result_and_checks():
+    from tensorflow.core.framework import tensor_pb2
+
+    from ingot.protocol.tensors import DT_BOOL, DT_FLOAT, DT_UINT64, VALUE_CHUNK
+
+    n = VALUE_CHUNK * 2 + 5
+    values = np.arange(n) % 256
+    proto = tensor_pb2.TensorProto(dtype=DT_UINT8)
+    proto.tensor_shape.dim.add().size = n
+    proto.int_val.extend(values.tolist())
+    np.testing.assert_array_equal(array_from_proto("x", proto, None, max_elements=1 << 24), values.astype(np.uint8))
+    proto.int_val[n - 1] = 256  # out of range in the last slice
+    with pytest.raises(ServingError, match="out of range for uint8"):
+        array_from_proto("x", proto, None, max_elements=1 << 24)
+    for dtype, field, data, expected in (
+        (DT_FLOAT, "float_val", [0.5] * n, np.float32),
+        (DT_BOOL, "bool_val", [True, False] * (n // 2), np.bool_),
+        (DT_UINT64, "uint64_val", [2**64 - 1] * n, np.uint64),
+    ):
+        proto = tensor_pb2.TensorProto(dtype=dtype)
+        proto.tensor_shape.dim.add().size = len(data)
+        getattr(proto, field).extend(data)
+        array = array_from_proto("x", proto, None, max_elements=1 << 24)
+        assert array.dtype == expected
+        np.testing.assert_array_equal(array, np.array(data, dtype=expected))

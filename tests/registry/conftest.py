@@ -6,47 +6,19 @@ one worker runs all of them against a single server; each test gets its own fres
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from ingot.registry import Registry
-from tests.support.postgres import PostgresServer, throwaway_postgres
-
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.xdist_group("registry-postgres")]),
-]
-_database_numbers = itertools.count()
+from tests.support.databases import backends, database_factory
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    with throwaway_postgres() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backends("registry-postgres"))
 def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
     """A factory of URLs to fresh, empty databases on the test's backend."""
-    created: list[str] = []
-    server: PostgresServer | None = (
-        request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
-    )
-
-    def make() -> str:
-        number = next(_database_numbers)
-        if server is None:
-            return f"sqlite:///{tmp_path / f'registry-{number}.db'}"
-        name = f"registry_{os.getpid()}_{number}"
-        created.append(name)
-        return server.create_database(name)
-
-    yield make
-    for name in created:
-        server.drop_database(name)  # type: ignore[union-attr]
+    with database_factory(request, tmp_path, "registry") as make:
+        yield make
 
 
 @pytest.fixture

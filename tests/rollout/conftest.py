@@ -8,11 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingot.inference_log.schema import metadata as log_metadata
+from ingot.inference_log.store import InferenceLogStore
 from ingot.registry import Registry
 from tests.registry.conftest import (  # noqa: F401
     new_database,
-    postgres_server,
     registry,
     registry_url,
 )
@@ -25,7 +24,7 @@ def staged(registry: Registry) -> Iterator[Registry]:  # noqa: F811
     """digits:1 champion, digits:2 candidate, and the log tables beside the registry's."""
     publish(registry, MODEL, 1)
     publish(registry, MODEL, 2)
-    log_metadata.create_all(registry.engine)
+    InferenceLogStore(registry.engine)  # the log's own migrations, as the gateway and controller run them
     yield registry
 
 

@@ -12,8 +12,9 @@ from ingot.rollout.controller import Controller
 
 
 class FileActuator:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, hang_in_promote: bool = False) -> None:
         self.path = path
+        self.hang_in_promote = hang_in_promote
 
     def _write(self, *words: object) -> None:
         with open(self.path, "a") as out:
@@ -30,11 +31,15 @@ class FileActuator:
 
     def promote(self, rollout) -> None:
         self._write("promote", rollout.challenger_version)
+        while self.hang_in_promote:  # the test kills this process here, mid-promotion
+            time.sleep(0.1)
 
 
-def main(url: str, rollout_id: str, actions: str, start_at: str) -> None:
+def main(url: str, rollout_id: str, actions: str, start_at: str, mode: str = "normal") -> None:
     registry = Registry.from_url(url)
-    controller = Controller(registry, actuator_factory=lambda target: FileActuator(actions), lease_ttl_s=30)
+    hang = mode == "hang-in-promote"
+    controller = Controller(registry, actuator_factory=lambda target: FileActuator(actions, hang),
+                            lease_ttl_s=1.0 if mode != "normal" else 30)
     while time.time() < float(start_at):
         time.sleep(0.005)
     deadline = time.monotonic() + 1.5

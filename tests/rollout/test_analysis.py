@@ -122,6 +122,19 @@ def test_a_weight_step_passes_only_after_serving_enough_requests_in_each_arm():
     assert any("3% step has served 1000 champion and 30 challenger" in h for h in held.holds)
 
 
+def test_sticky_only_traffic_passes_its_step_without_a_sample_ratio_test():
+    """All callers sticky: no per-request random draws, so no SRM p-value, yet the step has served
+    enough requests by weight to pass."""
+    champion = ArmCounts(1000, 600, requests=2000, assigned=0, step_requests=1600)
+    challenger = ArmCounts(1000, 800, requests=2000, assigned=0, step_requests=400)
+    verdict = analyze(champion, challenger, POLICY, weight=20)
+    assert verdict.checks["srm"]["p_value"] is None
+    assert verdict.decision == "promote"
+    starved = analyze(champion, ArmCounts(1000, 800, requests=2000, assigned=0, step_requests=30), POLICY, weight=20)
+    assert starved.decision == "continue"
+    assert any("20% step has served 1600 champion and 30 challenger" in h for h in starved.holds)
+
+
 def test_unbalanced_label_arrival_holds_a_promotion():
     champion = ArmCounts(1000, 600, requests=1100)
     challenger = ArmCounts(1000, 800, requests=5000)

@@ -201,6 +201,27 @@ def test_counts_are_sql_aggregates_per_arm(staged):
     assert champion.p99_latency_ms == pytest.approx(99.06)
 
 
+def test_the_sample_ratio_counts_random_requests_and_the_step_counts_sticky_ones_too(staged):
+    """A sticky caller's requests all go one way, so only per-request random assignments are
+    independent draws for the SRM check; a request of several rows is one draw."""
+    from sqlalchemy import insert
+
+    from ingot.inference_log.schema import inference_log
+
+    experiment = "digits-v2-vs-v1-def456"
+    since = utc_now()
+    log_rows(staged.engine, experiment, "challenger", requests=12, assignment="sticky", ts=since + timedelta(seconds=1))
+    log_rows(staged.engine, experiment, "challenger", requests=3, assignment="weight", ts=since + timedelta(seconds=1))
+    rows = [{"request_id": "batch-of-eight", "row": r, "ts": since + timedelta(seconds=2), "model": MODEL,
+             "experiment": experiment, "variant": "champion", "assignment": "weight", "model_version": 1,
+             "signature": "serving_default", "latency_ms": 5.0, "status": "OK"} for r in range(8)]
+    with staged.engine.begin() as conn:
+        conn.execute(insert(inference_log), rows)
+    counts = arm_counts(staged.engine, MODEL, experiment, step_since=since)
+    assert (counts["challenger"].assigned, counts["challenger"].step_requests) == (3, 15)
+    assert (counts["champion"].requests, counts["champion"].assigned, counts["champion"].step_requests) == (8, 1, 1)
+
+
 def test_one_unfinished_rollout_per_model_is_enforced_by_the_database(staged):
     store = RolloutStore(staged)
     store.create(model=MODEL, champion=1, challenger=2, steps=[10], policy={}, target=TARGET, actor="a")
@@ -232,3 +253,51 @@ def test_two_controller_processes_exactly_one_acts(staged, registry_url, tmp_pat
     assert changes == [["prepare", "2"], ["set_weight", "50"], ["set_weight", "0"]]
     assert store.get(rollout.id).state == "rolled_back"
     assert [t.to_state for t in store.get(rollout.id).transitions].count("rolled_back") == 1
+
+
+def test_a_controller_process_killed_mid_promotion_is_finished_by_another(staged, registry_url, tmp_path):
+    store = RolloutStore(staged)
+    rollout = store.create(model=MODEL, champion=1, challenger=2, steps=[50], policy=POLICY.to_dict(),
+                           target=TARGET, actor="alice")
+    staged.transition(MODEL, 2, Stage.CHALLENGER, reason="test", actor="alice")
+    rollout = store.transition(rollout, "warming", reason="test", actor="alice", evidence={})
+    rollout = store.transition(rollout, "analyzing", reason="test", actor="alice", evidence={},
+                               step_started_at=utc_now())
+    log_rows(staged.engine, rollout.experiment, "champion", requests=1000, labelled=1000, correct=600)
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=1000, labelled=1000, correct=800)
+    actions = tmp_path / "actions.log"
+
+    def controller_process(mode: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tests.rollout.controller_process", registry_url,
+                                 str(rollout.id), str(actions), "0", mode], cwd=REPO)
+
+    first = controller_process("hang-in-promote")
+    try:
+        deadline = time.monotonic() + 60
+        while not (actions.exists() and "promote" in actions.read_text()):
+            assert time.monotonic() < deadline and first.poll() is None, "never reached the promotion"
+            time.sleep(0.05)
+        first.kill()  # SIGKILL mid-promotion: no cleanup, the lease simply stops being renewed
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert store.get(rollout.id).state == "promoting"  # the decision was written before the action
+    assert staged.champion(MODEL).version == 1
+    second = controller_process("takeover")
+    assert second.wait(timeout=60) == 0
+    assert store.get(rollout.id).state == "promoted"
+    assert staged.champion(MODEL).version == 2
+    pids = [line.split()[0] for line in actions.read_text().splitlines() if line.split()[1] == "promote"]
+    assert len(pids) == 2 and pids[0] != pids[1]  # the second process ran the promotion again, to the end
+
+
+def test_only_a_candidate_can_be_tested_and_nothing_is_written_otherwise(staged, actuator):
+    controller = controller_for(staged, actuator)
+    with pytest.raises(ConfigError, match="digits:1 is champion; only a READY candidate"):
+        controller.start(MODEL, 1, steps=[10], policy=POLICY, target=TARGET)
+    controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    controller.override(MODEL, "rollback", reason="bad", actor="bob")
+    with pytest.raises(ConfigError, match="digits:2 is rejected"):
+        controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
+    assert len(controller.store.list(MODEL)) == 1

@@ -156,7 +156,6 @@ def test_missing_forbidden_and_foreign_objects_are_clear_errors(api):
 
 
 def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes_api(api, tmp_path, monkeypatch):
-    from ingot.inference_log.schema import metadata as log_metadata
     from ingot.registry import Registry, Stage
     from ingot.rollout.analysis import Policy
     from ingot.rollout.controller import Controller
@@ -168,7 +167,6 @@ def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes
     with Registry.from_url(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
         for version in (1, 2, 3):
             publish(registry, "digits", version)
-        log_metadata.create_all(registry.engine)
         controller = Controller(registry, actuator_factory=lambda t: KubernetesActuator(api.client, t))
         ingot_target = target("ingot", routes_configmap="digits-routes")
 
@@ -193,3 +191,16 @@ def test_the_controller_drives_a_rollback_and_a_promotion_through_the_kubernetes
         champion_config = api.get(CM, NS, "digits-champion-model-config")["data"]["models.config"]
         assert versions_in(champion_config) == ([3], {"stable": 3})
         assert registry.champion("digits").version == 3
+
+
+def test_a_resumed_promotion_never_moves_the_champion_label_back(api, monkeypatch):
+    """Killed after the label moved to v2: the rerun goes forward only."""
+    api.put(CM, NS, "digits-routes", {"metadata": {"labels": OWNED}, "data": {"routes.yaml": ""}})
+    api.put(CM, NS, "digits-champion-model-config", {"metadata": {"labels": OWNED}, "data": {"models.config": (
+        'model_config_list { config { name: "digits" base_path: "/models/digits" model_platform: "tensorflow" '
+        'model_version_policy { specific { versions: 1 versions: 2 } } version_labels { key: "stable" value: 2 } } }')}})
+    actuator = KubernetesActuator(api.client, target("ingot", routes_configmap="digits-routes"))
+    monkeypatch.setattr(actuator, "available", lambda rollout, arm, version: True)
+    actuator.promote(ROLLOUT)
+    history = [versions_in(p["data"]["models.config"]) for p in api.patches() if "models.config" in p.get("data", {})]
+    assert history == [([1, 2], {"stable": 2}), ([2], {"stable": 2})]

@@ -96,6 +96,7 @@ def test_prepare_weights_and_a_promotion_under_traffic(repository, tmp_path):
         final = yaml.safe_load(routes.read_text())
         assert final["weights"] == {"challenger": 0}
         assert final["upstreams"]["champion"]["version"] == 2
+        assert "challenger" not in final["upstreams"]  # the gateway refuses two arms on one version
         config = parse_model_server_config((tmp_path / "champion.config").read_text())
         entry = config.model_config_list.config[0]
         assert list(entry.model_version_policy.specific.versions) == [2]

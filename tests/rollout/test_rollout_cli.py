@@ -16,7 +16,6 @@ import yaml
 from sqlalchemy.exc import OperationalError
 
 from ingot.cli.main import main
-from ingot.inference_log.schema import metadata as log_metadata
 from ingot.registry import Registry, Stage
 from ingot.rollout.controller import Controller
 from ingot.rollout.service import JudgeServer, RolloutMetrics, handle
@@ -32,7 +31,6 @@ def setup(tmp_path, monkeypatch):
     with Registry.from_url(url) as registry:
         publish(registry, MODEL, 1)
         publish(registry, MODEL, 2)
-        log_metadata.create_all(registry.engine)
     monkeypatch.setenv("INGOT_REGISTRY_URL", url)
     monkeypatch.delenv("INGOT_LOG_URL", raising=False)
     monkeypatch.delenv("INGOT_ROLLOUT_TARGET", raising=False)
@@ -66,6 +64,7 @@ def test_start_run_status_rollback_and_report(setup, capsys):
     assert main(["rollout", "status", MODEL]) == 0
     out = capsys.readouterr().out
     assert "state analyzing" in out and "decision: rollback" in out and "[-0.0943, -0.0057]" in out
+    assert "sample-ratio check: p = 1" in out  # 2000 vs 2000 assigned at 50%
     assert re.search(r"challenger\s+2000\s+2000\s+67.00%\s+0.00%\s+12.0", out)
     assert main(["rollout", "run", "--once"]) == 0
     assert "rolled_back" in capsys.readouterr().out
@@ -195,3 +194,46 @@ def fetch(url: str, post: bool = False) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def test_the_controller_process_serves_the_judge_and_stops_on_sigterm(setup):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.serving.support import free_port, wait_for
+
+    start(setup)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingot.cli.main", "rollout", "run", "--port", str(port), "--host", "127.0.0.1",
+         "--interval", "0.2"], env={**os.environ, "INGOT_REGISTRY_URL": setup.url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def healthy():
+            try:
+                return fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
+            except OSError:
+                return process.poll() is not None
+        wait_for(healthy, timeout_s=60, what="the controller process")
+        # The child's own loop warms and routes the rollout (the status probe is real: nothing listens,
+        # so it stays warming; the judge still answers).
+        status, doc = fetch(f"http://127.0.0.1:{port}/v1/rollouts/{MODEL}/verdict")
+        assert status == 200 and doc["state"] in ("warming", "pending") and doc["decision"] == "continue"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert b"ingot_rollout_reconcile_errors_total 0.0" in response.read()
+        from ingot.registry import Registry
+        from ingot.rollout.store import RolloutStore
+
+        with Registry.from_url(setup.url) as registry:
+            assert RolloutStore(registry).lease_holder(f"rollout:{MODEL}") is not None  # it holds the model
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output.decode()[-2000:]
+        with Registry.from_url(setup.url) as registry:  # a graceful stop hands the lease back at once
+            assert RolloutStore(registry).lease_holder(f"rollout:{MODEL}") is None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

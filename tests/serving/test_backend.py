@@ -62,7 +62,7 @@ class Recording(Backend):
 @pytest.fixture()
 def served():
     """A FrontEnd with the Recording backend on free loopback ports, on its own loop thread."""
-    from ingot.serving.frontend import FrontEnd, ListenOptions, Listeners, RequestLimits
+    from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits
     from ingot.serving.metrics import ServingMetrics
 
     backend = Recording()

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from ingot.serving.batching import BatchProcessor, BatchScheduler, QUEUE_FULL_MESSAGE
-from ingot.serving.config import BatchingOptions
 from ingot.protocol.status import Code, ServingError
+from ingot.serving.batching import QUEUE_FULL_MESSAGE, BatchProcessor, BatchScheduler
+from ingot.serving.config import BatchingOptions
 
 
 class FakeModel:

@@ -209,12 +209,13 @@ def test_grpc_requests_are_counted_with_the_grpc_entrypoint(conformance_server, 
     prediction, _ = stubs
     prediction.Predict(predict_request(images=colour_images([0]), version=1), timeout=30)
     _, text, _ = http("GET", conformance_server.rest_url + "/monitoring/prometheus/metrics")
-    assert f'API="Predict",entrypoint="GRPC",model_version="1"' in text
+    assert 'API="Predict",entrypoint="GRPC",model_version="1"' in text
 
 
 def test_handle_reload_config_adds_relabels_and_removes_models(exports, tmp_path):
     from google.protobuf import text_format
     from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
+
     from ingot.serving.config import single_model_config
 
     base = tmp_path / "repo"

@@ -85,7 +85,7 @@ def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0, wait_close: b
                 chunks.append(chunk)
                 if not wait_close and b"\r\n\r\n" in b"".join(chunks):
                     break
-        except socket.timeout:
+        except TimeoutError:
             pass
     return b"".join(chunks)
 

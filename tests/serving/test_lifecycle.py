@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
 from ingot.protocol.status import Code, ServingError
+from ingot.serving.config import BatchingOptions, parse_model_server_config, single_model_config
 from tests.serving.support import (
     MODEL,
     colour_images,

@@ -4,7 +4,6 @@ shape and its errors ({"error": ...} with TF Serving's HTTP status)."""
 from __future__ import annotations
 
 import base64
-import json
 
 import numpy as np
 import pytest

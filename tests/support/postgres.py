@@ -123,22 +123,41 @@ class PostgresServer:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _run_as() -> dict[str, object]:
-    """Popen keyword arguments that drop root to the `postgres` user; nothing when not root."""
+@dataclass(frozen=True)
+class RunAs:
+    """How to drop root to the `postgres` user for initdb and the server.
+
+    A `setpriv` prefix rather than Popen's user/group arguments: those make Python fork without
+    exec-ing at once, which runs gRPC's fork handlers in the child of a process that has used
+    gRPC (a test worker that ran serving tests) and crashed postgres at start. With a command
+    prefix Popen can vfork, which runs no fork handlers."""
+
+    prefix: tuple[str, ...] = ()
+    uid: int | None = None
+    gid: int | None = None
+
+
+def _run_as() -> RunAs:
+    """Nothing to do when not root; else `setpriv` to the `postgres` system user."""
     if os.geteuid() != 0:
-        return {}
+        return RunAs()
     try:
         entry = pwd.getpwnam(SUPERUSER)
     except KeyError:
         raise PostgresUnavailable(
             f"running as root and no `{SUPERUSER}` system user exists to run initdb as; {INSTALL_HINT}"
         ) from None
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise PostgresUnavailable("running as root needs util-linux's `setpriv` to start PostgreSQL as "
+                                  f"the `{SUPERUSER}` user; {INSTALL_HINT}")
+    prefix = (setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--")
+    return RunAs(prefix, entry.pw_uid, entry.pw_gid)
 
 
-def _chown_for(path: Path, run_as: dict[str, object]) -> None:
-    if run_as:
-        os.chown(path, int(run_as["user"]), int(run_as["group"]))  # type: ignore[call-overload]
+def _chown_for(path: Path, run_as: RunAs) -> None:
+    if run_as.uid is not None and run_as.gid is not None:
+        os.chown(path, run_as.uid, run_as.gid)
 
 
 @contextmanager
@@ -164,9 +183,9 @@ def throwaway_postgres(
     server: PostgresServer | None = None
     try:
         initdb = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER, "--auth=trust",
+            [*run_as.prefix, str(bindir / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER, "--auth=trust",
              "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
-            env=env, capture_output=True, text=True, check=False, **run_as,  # type: ignore[arg-type]
+            env=env, capture_output=True, text=True, check=False,
         )
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed (exit {initdb.returncode}): {initdb.stderr.strip()[-2000:]}")
@@ -191,13 +210,13 @@ def _read_log(root: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
 
 
-def _start(bindir: Path, root: Path, env: dict[str, str], run_as: dict[str, object],
+def _start(bindir: Path, root: Path, env: dict[str, str], run_as: RunAs,
            options: list[str], timeout_s: float) -> PostgresServer | None:
     """Start on a free port and wait until it accepts connections; None if the port was taken."""
     import psycopg
 
     port = _free_port()
-    command = [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port)]
+    command = [*run_as.prefix, str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port)]
     for option in options:
         command += ["-c", option]
 
@@ -205,7 +224,7 @@ def _start(bindir: Path, root: Path, env: dict[str, str], run_as: dict[str, obje
         with open(root / "postgres.log", "ab") as log:
             return subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **run_as,  # type: ignore[arg-type]
+                start_new_session=True,
             )
 
     process = launch()

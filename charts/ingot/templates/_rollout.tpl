@@ -11,7 +11,7 @@
 {{- end }}
 
 {{- define "ingot.rolloutRoutesConfigMap" -}}
-{{- default (printf "%s-gateway-routes" (include "ingot.fullname" .) | trunc 63 | trimSuffix "-") .Values.rollout.routesConfigMap }}
+{{- default (include "ingot.gatewayRoutesName" .) .Values.rollout.routesConfigMap }}
 {{- end }}
 
 {{/*
@@ -35,6 +35,8 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
 {{- define "ingot.rolloutTarget" -}}
 {{- $champion := include "ingot.variantName" (dict "root" . "variant" "champion") }}
 {{- $challenger := include "ingot.variantName" (dict "root" . "variant" "challenger") }}
+{{- $championHost := include "ingot.fqdn" (dict "root" . "name" $champion) }}
+{{- $challengerHost := include "ingot.fqdn" (dict "root" . "name" $challenger) }}
 {{- $rest := .Values.server.restPort }}
 {{- $grpc := .Values.server.grpcPort }}
 {{- $target := dict
@@ -50,11 +52,14 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
   "istio_api_version" .Values.traffic.istio.apiVersion
   "champion_service" $champion
   "challenger_service" $challenger
-  "champion_host" (include "ingot.fqdn" (dict "root" . "name" $champion))
-  "challenger_host" (include "ingot.fqdn" (dict "root" . "name" $challenger))
+  "champion_host" $championHost
+  "challenger_host" $challengerHost
+  "caller_header" (.Values.gateway.callerHeader | default "x-ingot-caller")
+  "mirror" .Values.gateway.mirrorPercent
+  "feedback_token_file" (ternary (printf "%s/%s" (include "ingot.gatewayTokenDir" .) .Values.gateway.feedbackToken.key) "" (not (empty .Values.gateway.feedbackToken.existingSecret)))
   "model_configmaps" (dict "champion" (include "ingot.modelConfigName" (dict "root" . "variant" "champion")) "challenger" (include "ingot.modelConfigName" (dict "root" . "variant" "challenger")))
-  "champion" (dict "rest" (printf "http://%s:%v" $champion $rest) "grpc" (printf "%s:%v" $champion $grpc))
-  "challenger" (dict "rest" (printf "http://%s:%v" $challenger $rest) "grpc" (printf "%s:%v" $challenger $grpc))
+  "champion" (dict "rest" (printf "http://%s:%v" $championHost $rest) "grpc" (printf "%s:%v" $championHost $grpc))
+  "challenger" (dict "rest" (printf "http://%s:%v" $challengerHost $rest) "grpc" (printf "%s:%v" $challengerHost $grpc))
 }}
 {{- toJson $target }}
 {{- end }}
