@@ -17,7 +17,7 @@ CORE_KINDS = {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPoli
 
 
 def test_ci_scenarios_are_the_five_the_issue_names():
-    assert SCENARIOS == ["canary-gateway-api", "canary-istio-mirror", "gateway", "gpu", "minimal",
+    assert SCENARIOS == ["canary-gateway-api", "canary-istio-mirror", "gateway", "gateway-rollout", "gpu", "minimal",
                          "object-storage-prepull"]
 
 
