@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ingot.cli.frontend_flags import add_limit_flags, add_listen_flags, check_listen, request_limits, rest_timeout_s
 from ingot.errors import ConfigError
 
 
@@ -22,9 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add = parser.add_argument
     add("--routes", required=True, help="routing table YAML (docs/gateway.md), re-read when it changes")
-    add("--port", type=int, default=8500, help="gRPC port (0 disables gRPC; default 8500)")
-    add("--rest_api_port", type=int, default=8501, help="REST port (0 disables REST; default 8501)")
-    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in containers)")
+    add_listen_flags(add)
     add("--log-url", "--log_url", dest="log_url", default=None,
         help="inference log database URL (default $INGOT_LOG_URL, else the registry's: $INGOT_REGISTRY_URL "
         "or SQLite under the data directory)")
@@ -38,13 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--routes-poll-seconds", type=float, default=2.0, help="how often to check the routing table (default 2)")
     add("--upstream-timeout-seconds", type=float, default=30.0,
         help="deadline of a forwarded request when the caller sets none (default 30)")
-    add("--rest_api_timeout_in_ms", type=int, default=30000, help="per-request timeout for REST (default 30000)")
-    add("--max_request_bytes", type=int, default=32 << 20, help="largest REST body (default 32 MiB; 413 above)")
-    add("--max_json_depth", type=int, default=32, help="deepest JSON nesting accepted (default 32)")
-    add("--max_tensor_elements", type=int, default=1 << 24, help="most elements in one input tensor")
-    add("--shutdown_grace_seconds", type=float, default=30.0,
-        help="on SIGTERM, wait this long for in-flight requests (default 30)")
-    add("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_limit_flags(add)
     parser.set_defaults(handler=run)
 
 
@@ -52,34 +45,25 @@ def gateway_options(args: argparse.Namespace) -> Any:
     """Flags → GatewayOptions, checking the routing table and every number before binding anything."""
     from ingot.gateway.routing import load_routing_table
     from ingot.gateway.server import GatewayOptions
-    from ingot.serving.frontend import RequestLimits
 
     load_routing_table(args.routes)  # a broken table stops here with its error
-    for flag in ("port", "rest_api_port"):
-        value = getattr(args, flag)
-        if not 0 <= value <= 65535:
-            raise ConfigError(f"--{flag}={value} is not a port number (0-65535)")
-    if args.port and args.port == args.rest_api_port:
-        raise ConfigError(f"--port and --rest_api_port must differ (both {args.port})")
-    if not args.port and not args.rest_api_port:
-        raise ConfigError("both APIs are disabled (--port=0 and --rest_api_port=0)")
-    for flag in ("log_queue_size", "max_request_bytes", "max_json_depth", "max_tensor_elements"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-') if flag == 'log_queue_size' else flag} must be positive")
+    check_listen(args)
+    limits = request_limits(args)
+    if args.log_queue_size < 1:
+        raise ConfigError("--log-queue-size must be positive")
     if args.routes_poll_seconds <= 0 or args.upstream_timeout_seconds <= 0:
         raise ConfigError("--routes-poll-seconds and --upstream-timeout-seconds must be positive")
     if args.log_enabled and args.log_url:
         from ingot.registry.store import normalize_url
 
         normalize_url(args.log_url, what="inference log URL")
-    timeout_s = args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0 else None
+    timeout_s = rest_timeout_s(args)
     return GatewayOptions(
         routes=args.routes, host=args.host, grpc_port=args.port or None, rest_port=args.rest_api_port or None,
         log_enabled=args.log_enabled, log_url=args.log_url, log_jsonl=args.log_jsonl,
         log_queue_size=args.log_queue_size, model_repository=args.model_repository,
         routes_poll_s=args.routes_poll_seconds, upstream_timeout_s=args.upstream_timeout_seconds,
-        limits=RequestLimits(max_body_bytes=args.max_request_bytes, max_json_depth=args.max_json_depth,
-                             max_elements=args.max_tensor_elements, default_timeout_s=timeout_s or 0.0),
+        limits=limits,
         rest_timeout_s=timeout_s, shutdown_grace_s=args.shutdown_grace_seconds,
     )
 

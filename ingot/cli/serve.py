@@ -12,6 +12,7 @@ import argparse
 import os
 from typing import Any
 
+from ingot.cli.frontend_flags import add_limit_flags, add_listen_flags, check_listen, request_limits, rest_timeout_s
 from ingot.errors import ConfigError
 
 
@@ -34,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "old ones serve. Binds 127.0.0.1 unless --host is given (use 0.0.0.0 in a container).",
     )
     add = parser.add_argument
-    add("--port", type=int, default=8500, help="gRPC port (0 disables gRPC; default 8500)")
-    add("--rest_api_port", type=int, default=8501, help="REST port (0 disables REST; default 8501)")
-    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in containers)")
+    add_listen_flags(add)
     add("--model_name", default="default", help="name of the model with --model_base_path (default 'default')")
     add("--model_base_path", default=None, help="directory holding the model's numeric versions")
     add("--model_config_file", default=None, help="ModelServerConfig text proto listing the models")
@@ -53,37 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
         help="replay assets.extra/tf_serving_warmup_requests before a version serves (default true)")
     add("--num_request_iterations_for_warmup", type=int, default=1, help="replays of each warm-up record")
-    add("--rest_api_timeout_in_ms", type=int, default=30000, help="per-request timeout for REST (default 30000)")
     add("--monitoring_config_file", default=None,
         help="MonitoringConfig text proto; without one, metrics are at /monitoring/prometheus/metrics")
     add("--max_num_load_retries", type=int, default=5, help="retries of a version that failed to load")
     add("--load_retry_interval_micros", type=int, default=60_000_000, help="wait between load retries")
     add("--rest_api_num_threads", type=int, default=None, help="accepted for compatibility; I/O is asynchronous")
     add("--grpc_max_threads", type=int, default=None, help="accepted for compatibility; I/O is asynchronous")
-    add("--max_request_bytes", type=int, default=32 << 20, help="Ingot: largest REST body (default 32 MiB; 413 above)")
-    add("--max_json_depth", type=int, default=32, help="Ingot: deepest JSON nesting accepted (default 32)")
-    add("--max_tensor_elements", type=int, default=1 << 24, help="Ingot: most elements in one input tensor")
-    add("--max_decoded_bytes", type=int, default=128 << 20,
-        help="Ingot: most bytes one request's inputs may take once decoded, checked before a short "
-        "TensorProto is expanded (strings: count x length; default 128 MiB; 400 above)")
-    add("--max_batch_rows", type=int, default=1024,
-        help="Ingot: most rows (first dimension) in one request (default 1024; 0: no limit; 400 above)")
-    add("--max_image_pixels", type=int, default=50_000_000,
-        help="Ingot: most pixels (declared width x height) of one JPEG/PNG/GIF/BMP in a string input, "
-        "read from its header before anything decodes it (default 50000000; 0: no check; 400 above)")
-    add("--http_header_timeout_seconds", type=float, default=10.0,
-        help="Ingot: a REST request's headers must arrive within this after its first byte (default 10; 408)")
-    add("--http_body_timeout_seconds", type=float, default=30.0,
-        help="Ingot: a REST request's body must arrive within this (default 30; 408)")
-    add("--http_idle_timeout_seconds", type=float, default=60.0,
-        help="Ingot: close an idle keep-alive REST connection after this (default 60)")
-    add("--parse_workers", type=int, default=2,
-        help="Ingot: processes that decompress and parse large REST bodies off the event loop (default 2)")
     add("--verify_manifests", type=_bool, nargs="?", const=True, default=True,
         help="Ingot: refuse a version whose files do not match its MANIFEST.sha256 (default true)")
-    add("--shutdown_grace_seconds", type=float, default=30.0,
-        help="Ingot: on SIGTERM, wait this long for in-flight requests (default 30)")
-    add("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_limit_flags(add)
     parser.set_defaults(handler=run_serve)
 
 
@@ -98,7 +75,6 @@ def server_options(args: argparse.Namespace) -> Any:
         repository_config,
         single_model_config,
     )
-    from ingot.serving.frontend import RequestLimits
     from ingot.serving.manager import ManagerOptions
     from ingot.serving.server import ServerOptions
 
@@ -118,23 +94,9 @@ def server_options(args: argparse.Namespace) -> Any:
             load_batching_parameters(args.batching_parameters_file)
             if args.batching_parameters_file else BatchingOptions()
         )
-    for flag in ("port", "rest_api_port"):
-        value = getattr(args, flag)
-        if not 0 <= value <= 65535:
-            raise ConfigError(f"--{flag}={value} is not a port number (0-65535)")
-    if args.port and args.port == args.rest_api_port:
-        raise ConfigError(f"--port and --rest_api_port must differ (both {args.port})")
-    if not args.port and not args.rest_api_port:
-        raise ConfigError("both APIs are disabled (--port=0 and --rest_api_port=0)")
-    for flag in ("max_request_bytes", "max_json_depth", "max_tensor_elements", "max_decoded_bytes",
-                 "parse_workers", "http_header_timeout_seconds", "http_body_timeout_seconds",
-                 "http_idle_timeout_seconds"):
-        if getattr(args, flag) <= 0:
-            raise ConfigError(f"--{flag} must be positive")
-    for flag in ("max_batch_rows", "max_image_pixels"):
-        if getattr(args, flag) < 0:
-            raise ConfigError(f"--{flag} must be 0 (no limit) or positive")
-    timeout_s = args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0 else None
+    check_listen(args)
+    limits = request_limits(args)
+    timeout_s = rest_timeout_s(args)
     return ServerOptions(
         model_config=config,
         host=args.host,
@@ -151,19 +113,7 @@ def server_options(args: argparse.Namespace) -> Any:
             verify_manifest=args.verify_manifests,
             direct_threads=max(2, os.cpu_count() or 1),
         ),
-        limits=RequestLimits(
-            max_body_bytes=args.max_request_bytes,
-            max_json_depth=args.max_json_depth,
-            max_elements=args.max_tensor_elements,
-            default_timeout_s=timeout_s or 30.0,
-            max_decoded_bytes=args.max_decoded_bytes,
-            max_batch_rows=args.max_batch_rows or None,
-            max_image_pixels=args.max_image_pixels or None,
-            header_timeout_s=args.http_header_timeout_seconds,
-            body_timeout_s=args.http_body_timeout_seconds,
-            idle_timeout_s=args.http_idle_timeout_seconds,
-            parse_workers=args.parse_workers,
-        ),
+        limits=limits,
         monitoring=load_monitoring_config(args.monitoring_config_file),
         rest_timeout_s=timeout_s,
         model_config_file=args.model_config_file,

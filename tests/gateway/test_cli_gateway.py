@@ -25,6 +25,7 @@ pytestmark = pytest.mark.xdist_group("serving-conformance")
     (["--port", "70000"], None, "--port=70000 is not a port number"),
     (["--log-url", "mysql://db/x"], None, "inference log URL scheme 'mysql' is not supported"),
     (["--log-queue-size", "0"], None, "--log-queue-size must be positive"),
+    (["--max_batch_rows", "-1"], None, "--max_batch_rows must be 0 (no limit) or positive"),
 ])
 def test_bad_flags_and_tables_are_one_line_errors(tmp_path, capsys, extra, routes, message):
     path = tmp_path / "routes.yaml"
@@ -72,3 +73,19 @@ def test_the_gateway_process_serves_and_flushes_its_log_on_sigterm(tmp_path, con
             process.wait()
     with InferenceLogStore.from_url(log_url) as store:
         assert [len(store.rows(request_id)) for request_id in ids] == [1, 2]
+
+
+def test_the_gateway_takes_the_same_hostile_input_limits_as_the_server(tmp_path):
+    """One set of front-end flags for both commands: what `ingot serve` limits, the gateway limits."""
+    from ingot.cli.gateway import gateway_options
+    from ingot.cli.main import build_parser
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump({"model": "m", "upstreams": {
+        "champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1", "version": 1}}}))
+    args = build_parser().parse_args([
+        "gateway", "--routes", str(path), "--max_batch_rows", "7", "--max_decoded_bytes", "1000",
+        "--max_image_pixels", "0", "--http_header_timeout_seconds", "2.5", "--parse_workers", "1"])
+    limits = gateway_options(args).limits
+    assert (limits.max_batch_rows, limits.max_decoded_bytes, limits.max_image_pixels) == (7, 1000, None)
+    assert (limits.header_timeout_s, limits.parse_workers) == (2.5, 1)
