@@ -15,7 +15,8 @@ from ingot.errors import ConfigError
 DATASET_ROOT_ENV = "DATASET_ROOT"
 DATA_DIR_ENV = "INGOT_DATA_DIR"
 MODEL_REPOSITORY_ENV = "INGOT_MODEL_REPOSITORY"
-REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"  # ingot.registry.store reads the same name
+REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
+LOG_URL_ENV = "INGOT_LOG_URL"  # the inference log; unset: the registry's database
 IMAGE_ENV = "INGOT_IMAGE"
 
 # Defaults.

@@ -16,7 +16,8 @@ from ingot.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     from ingot.registry import ModelVersion, Registry, StageEvent
 
-REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"  # same as ingot.registry.REGISTRY_URL_ENV, without importing it
+from ingot.settings import REGISTRY_URL_ENV
+
 NOTE_WIDTH = 60
 
 

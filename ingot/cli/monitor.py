@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError, IngotError
+from ingot.settings import LOG_URL_ENV, REGISTRY_URL_ENV
 
-REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
-LOG_URL_ENV = "INGOT_LOG_URL"
 DATASET_ENV = "INGOT_MONITOR_DATASET"
 KFP_HOST_ENV = "INGOT_KFP_HOST"
 DEFAULT_WINDOW = 1000

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError
+from ingot.settings import LOG_URL_ENV, REGISTRY_URL_ENV
 
-REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
-LOG_URL_ENV = "INGOT_LOG_URL"
 TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # JSON rollout target; the chart sets it in the controller pod
 
 

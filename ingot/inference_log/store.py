@@ -29,8 +29,8 @@ from ingot.inference_log.schema import OK, feedback_labels, inference_log
 from ingot.registry.migrations import migrate
 from ingot.registry.schema import utc_now
 from ingot.registry.store import create_registry_engine, default_url, normalize_url
+from ingot.settings import LOG_URL_ENV
 
-LOG_URL_ENV = "INGOT_LOG_URL"
 SERVING_VARIANTS = ("champion", "challenger")  # a label joins these, never the shadow
 
 # (model, model_version) -> the model's class names in id order, or None when unknown.

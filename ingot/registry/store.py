@@ -39,10 +39,11 @@ from ingot.registry.records import (
 )
 from ingot.registry.schema import EventRow, ModelRow, VersionRow, utc_now
 from ingot.registry.verify import Verifier, checksum_verifier
+from ingot.settings import REGISTRY_URL_ENV  # re-exported by ingot.registry
 
 T = TypeVar("T")
 
-REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
+
 DEFAULT_ACTOR = "ingot"
 # TF Serving serves models by directory name: keep names path- and URL-safe.
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
