@@ -54,7 +54,8 @@ def test_build_validates_strictly(built, path, version):
 # The only unnamed grants allowed: runs and experiments the scheduler creates (no name exists before),
 # and listing experiments, which is how the KFP client finds one by name.
 _UNNAMED_OK = {("pipelines.kubeflow.org", "runs"): {"create", "get"},
-               ("pipelines.kubeflow.org", "experiments"): {"create", "get", "list"}}
+               ("pipelines.kubeflow.org", "experiments"): {"create", "get", "list"},
+               ("kubeflow.org", "tfjobs"): {"create", "get"}}  # a job's name is made per run
 _NEVER = {"delete", "deletecollection", "escalate", "bind", "impersonate", "update", "watch"}
 
 
@@ -83,7 +84,7 @@ def rbac_problems(role: dict) -> list[str]:
 @pytest.mark.parametrize("path", BUILDS)
 def test_rbac_has_no_wildcards_and_names_what_it_can(built, path):
     roles = [o for o in built[path] if o["kind"] in ("Role", "ClusterRole")]
-    assert len(roles) == 3  # model promoter, retrain scheduler, drift monitor
+    assert len(roles) == 4  # model promoter, retrain scheduler, drift monitor, TFJob launcher
     assert {o["metadata"]["name"]: rbac_problems(o) for o in roles} == {o["metadata"]["name"]: [] for o in roles}
 
 
@@ -203,3 +204,14 @@ def test_pods_meet_restricted_pss_with_requests_and_limits(built, path):
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             for section in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][section])
+
+
+def test_the_pipeline_identity_may_create_and_read_tfjobs_and_nothing_more_there(built):
+    """What ingot.train.tfjob calls (create_namespaced_custom_object, get_namespaced_custom_object)."""
+    role = _get(built["base"], "Role", "ingot-tfjob-launcher")
+    assert role["metadata"]["namespace"] == "ingot-pipelines"
+    assert role["rules"] == [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": ["create", "get"]}]
+    binding = _get(built["base"], "RoleBinding", "ingot-tfjob-launcher")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ingot-pipeline", "namespace": "ingot-pipelines"}]
+    account = _get(built["base"], "ServiceAccount", "ingot-pipeline")
+    assert account["automountServiceAccountToken"] is True  # the step's pod needs its token to call the API
