@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     remote.add_argument("--accelerator-type", default=None,
                         help="train step accelerator resource, e.g. nvidia.com/gpu; '' for CPU-only")
     remote.add_argument("--accelerator-limit", type=int, default=None, help="train step accelerator count")
+    remote.add_argument("--worker-accelerator-limit", type=int, default=None,
+                        help="accelerators per TFJob worker when the recipe has workers > 1 (the train step "
+                        "itself then only waits: give it --accelerator-limit 0)")
     run.set_defaults(handler=run_pipeline)
 
     compile_parser = actions.add_parser(
@@ -144,6 +147,10 @@ def pipeline_arguments(args: argparse.Namespace, *, local: bool) -> dict[str, An
             if args.accelerator_limit < 0:
                 raise ConfigError(f"--accelerator-limit must be 0 or more, got {args.accelerator_limit}")
             arguments["accelerator_limit"] = args.accelerator_limit
+        if args.worker_accelerator_limit is not None:
+            if args.worker_accelerator_limit < 0:
+                raise ConfigError(f"--worker-accelerator-limit must be 0 or more, got {args.worker_accelerator_limit}")
+            arguments["worker_accelerator_limit"] = args.worker_accelerator_limit
     return arguments
 
 
@@ -155,7 +162,8 @@ def _local_uri(value: str) -> str:
     return str(Path(value).expanduser().resolve())
 
 
-_REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit")
+_REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit",
+                "worker_accelerator_limit")
 _LOCAL_ONLY = ("pipeline_root", "cache", "json", "require_blessing")
 
 

@@ -80,6 +80,7 @@ def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
             "pipeline", "run", "--host", kfp_api.url + "/", "--config", str(recipe_file), "--model-name", "tiny",
             "--dataset", "gs://bucket/tiny", "--min-class-f1", "0.8", "--experiment", "ingot-nightly",
             "--run-name", "nightly tiny", "--accelerator-limit", "2", "--image", "example.org/ingot:7",
+            "--worker-accelerator-limit", "4",
         ])
     out = capsys.readouterr().out
     assert code == 0
@@ -99,6 +100,7 @@ def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
     parameters = run["runtime_config"]["parameters"]
     assert parameters["dataset_uri"] == "gs://bucket/tiny" and parameters["model_name"] == "tiny"
     assert parameters["min_class_f1"] == 0.8 and parameters["accelerator_limit"] == 2
+    assert parameters["worker_accelerator_limit"] == 4  # per TFJob worker, for recipes with workers > 1
     assert parameters["recipe"]["image_size"] == [20, 20] and parameters["recipe"]["epochs"] == RECIPE["epochs"]
     # Where models and the registry live is the cluster's setting unless given.
     assert "model_repository" not in parameters and "registry_url" not in parameters
