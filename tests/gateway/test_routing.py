@@ -17,7 +17,7 @@ from ingot.gateway.routing import (
     validate,
 )
 
-DESIGN_TABLE = """
+DOCUMENTED_TABLE = """
 model: digits                       # the TF Serving model name clients use
 experiment: digits-v2-vs-v1         # id written into every inference-log row
 salt: digits-v2-vs-v1               # sticky-hash salt (default: the experiment id)
@@ -32,11 +32,11 @@ feedback_token_file: ""             # when set, POST /v1/feedback needs this bea
 
 
 def design_doc() -> dict:
-    return yaml.safe_load(DESIGN_TABLE)
+    return yaml.safe_load(DOCUMENTED_TABLE)
 
 
 def test_the_design_document_shape_loads() -> None:
-    table = parse(DESIGN_TABLE)
+    table = parse(DOCUMENTED_TABLE)
     assert (table.model, table.experiment, table.salt, table.caller_header) == (
         "digits", "digits-v2-vs-v1", "digits-v2-vs-v1", "x-ingot-caller")
     assert (table.challenger_weight, table.mirror, table.feedback_token_file) == (10.0, 0.0, "")
@@ -46,7 +46,7 @@ def test_the_design_document_shape_loads() -> None:
 
 
 def test_dump_round_trips_and_load_reads_a_file(tmp_path: Path) -> None:
-    table = parse(DESIGN_TABLE)
+    table = parse(DOCUMENTED_TABLE)
     text = dump(table)
     assert parse(text) == table
     assert yaml.safe_load(text) == {**design_doc()}
@@ -106,7 +106,7 @@ def test_not_yaml_or_not_a_mapping_is_refused(tmp_path: Path) -> None:
 
 def test_the_watcher_takes_good_edits_and_refuses_broken_ones_keeping_the_last_good(tmp_path: Path, caplog) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text(DESIGN_TABLE)
+    path.write_text(DOCUMENTED_TABLE)
     seen = []
     watcher = RoutingTableWatcher(path, on_change=seen.append)
     assert watcher.check() is False  # unchanged
@@ -115,7 +115,7 @@ def test_the_watcher_takes_good_edits_and_refuses_broken_ones_keeping_the_last_g
     path.write_text(dump(doc))
     assert watcher.check() is True and watcher.table.challenger_weight == 50 and len(seen) == 1
     with caplog.at_level(logging.ERROR, logger="ingot.gateway.routing"):
-        path.write_text(DESIGN_TABLE.replace("{challenger: 10}", "{challenger: 500}"))
+        path.write_text(DOCUMENTED_TABLE.replace("{challenger: 10}", "{challenger: 500}"))
         assert watcher.check() is False
         assert watcher.check() is False  # the same broken content: not logged again
         path.unlink()
@@ -125,7 +125,7 @@ def test_the_watcher_takes_good_edits_and_refuses_broken_ones_keeping_the_last_g
     assert "edit refused, keeping the last good table: routing table weights.challenger" in errors[0]
     assert "cannot be read" in errors[1]
     assert watcher.table.challenger_weight == 50 and (watcher.reloads, watcher.rejections) == (1, 2)
-    path.write_text(DESIGN_TABLE)
+    path.write_text(DOCUMENTED_TABLE)
     assert watcher.check() is True and watcher.table.challenger_weight == 10
 
 
