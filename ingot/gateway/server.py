@@ -16,7 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from ingot.gateway.backend import CURRENT, GatewayBackend, RequestState
 from ingot.gateway.classes import ClassCatalog
@@ -25,7 +25,7 @@ from ingot.gateway.routing import RoutingTableWatcher
 from ingot.gateway.upstream import UpstreamPool
 from ingot.protocol.status import code_from_http_status
 from ingot.serving.backend import REST
-from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits
+from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.rest import RestApi
 
 log = logging.getLogger(__name__)
@@ -343,65 +343,17 @@ def add_gateway_services(server: Any, front: FrontEnd, backend: GatewayBackend) 
 # ---------------------------------------------------------------- running
 
 
-class GatewayThread:
+class GatewayThread(ServiceThread):
     """A Gateway on its own event loop in a daemon thread (tests and benchmarks)."""
 
-    def __init__(self, options: GatewayOptions) -> None:
-        self.options = options
-        self.gateway: Gateway | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
+    name = "gateway"
 
-    def start(self, timeout_s: float = 60.0) -> Self:
-        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise TimeoutError("the gateway did not start in time")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            self.gateway = Gateway(self.options)
-            loop.run_until_complete(self.gateway.start())
-        except BaseException as err:  # noqa: BLE001 - reported to start()
-            self._error = err
-            self._started.set()
-            return
-        self._started.set()
-        loop.run_until_complete(self.gateway.wait_stopped())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    def make_service(self) -> Gateway:
+        return Gateway(self.options)
 
     @property
-    def rest_url(self) -> str:
-        assert self.gateway is not None
-        return f"http://{self.options.host}:{self.gateway.rest_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        assert self.gateway is not None
-        return f"{self.options.host}:{self.gateway.grpc_port}"
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self._loop is None or self.gateway is None or self._thread is None:
-            return
-        if self._loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self.gateway.stop(grace_s), self._loop)
-            future.result(timeout=grace_s + 60)
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def gateway(self) -> Gateway | None:
+        return self.service
 
 
 def run_gateway(options: GatewayOptions) -> int:

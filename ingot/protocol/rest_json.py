@@ -639,6 +639,21 @@ def _as_bytes(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
+def _row_batch_size(outputs: Mapping[str, Any], names: list[str]) -> int:
+    """The common first dimension of every output (row format needs one), TF Serving's errors otherwise."""
+    batch: int | None = None
+    for n in names:
+        arr = np.asarray(outputs[n])
+        if arr.ndim == 0:
+            raise invalid_argument(f"Tensor name: {n} has no shape information ")
+        if batch is not None and arr.shape[0] != batch:
+            raise invalid_argument(
+                f"Tensor name: {n} has inconsistent batch size: {arr.shape[0]} expecting: {batch}"
+            )
+        batch = int(arr.shape[0])
+    return batch or 0
+
+
 def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict:
     """{"predictions": ...} (row) or {"outputs": ...} (columnar); a dict per item or per name
     only when the signature has several outputs."""
@@ -649,16 +664,7 @@ def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> dic
         if len(names) == 1:
             return {"outputs": to_json_value(names[0], outputs[names[0]])}
         return {"outputs": {n: to_json_value(n, outputs[n]) for n in names}}
-    batch = None
-    for n in names:
-        arr = np.asarray(outputs[n])
-        if arr.ndim == 0:
-            raise invalid_argument(f"Tensor name: {n} has no shape information ")
-        if batch is not None and arr.shape[0] != batch:
-            raise invalid_argument(
-                f"Tensor name: {n} has inconsistent batch size: {arr.shape[0]} expecting: {batch}"
-            )
-        batch = arr.shape[0]
+    batch = _row_batch_size(outputs, names)
     columns = {n: to_json_value(n, outputs[n]) for n in names}
     if len(names) == 1:
         return {"predictions": columns[names[0]]}
@@ -752,16 +758,7 @@ def dumps_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes
     if not row_format:
         document: Any = {"outputs": columns[names[0]] if len(names) == 1 else columns}
     else:
-        batch = None
-        for n in names:
-            arr = np.asarray(outputs[n])
-            if arr.ndim == 0:
-                raise invalid_argument(f"Tensor name: {n} has no shape information ")
-            if batch is not None and arr.shape[0] != batch:
-                raise invalid_argument(
-                    f"Tensor name: {n} has inconsistent batch size: {arr.shape[0]} expecting: {batch}"
-                )
-            batch = arr.shape[0]
+        batch = _row_batch_size(outputs, names)
         if len(names) == 1:
             document = {"predictions": columns[names[0]]}
         else:

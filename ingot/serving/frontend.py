@@ -4,6 +4,7 @@ in-flight tracking and request metrics. The handlers translate their wire format
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -196,3 +197,70 @@ class Listeners:
             await asyncio.sleep(0.01)
         if self.parse_pool is not None:
             await asyncio.to_thread(self.parse_pool.stop)
+
+
+class ServiceThread:
+    """A service (`ingot serve`'s ModelServer, the gateway) on its own event loop in a daemon
+    thread, for tests and benchmarks that run several in one process. `start()` returns once the
+    ports are bound; the service needs async `start()`, `stop(grace_s)`, `wait_stopped()` and
+    `rest_port` / `grpc_port`."""
+
+    name = "service"
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self.service: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def make_service(self) -> Any:
+        raise NotImplementedError
+
+    def start(self, timeout_s: float = 60.0) -> Any:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise TimeoutError(f"the {self.name} did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self.service = self.make_service()
+            loop.run_until_complete(self.service.start())
+        except BaseException as err:  # reported to start()
+            self._error = err
+            self._started.set()
+            return
+        self._started.set()
+        loop.run_until_complete(self.service.wait_stopped())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.options.host}:{self.service.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.options.host}:{self.service.grpc_port}"
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self._loop is None or self.service is None or self._thread is None:
+            return
+        if self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.service.stop(grace_s), self._loop)
+            future.result(timeout=grace_s + 60)
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

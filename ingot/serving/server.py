@@ -13,14 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
-from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits
+from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.local import LocalBackend
 from ingot.serving.manager import ManagerOptions, ModelManager, State
 from ingot.serving.metrics import ServingMetrics
@@ -123,55 +122,23 @@ class ModelServer:
         await self._stopped.wait()
 
 
-class ServerThread:
+class ServerThread(ServiceThread):
     """A ModelServer on its own event loop in a daemon thread; `start()` returns once the ports
     are bound (models load in the background: use `wait_until_ready`)."""
 
-    def __init__(self, options: ServerOptions) -> None:
-        self.options = options
-        self.server: ModelServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
+    name = "model-server"
 
-    def start(self, timeout_s: float = 60.0) -> ServerThread:
-        self._thread = threading.Thread(target=self._run, name="model-server", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise TimeoutError("the model server did not start in time")
-        if self._error is not None:
-            raise self._error
-        return self
+    def make_service(self) -> ModelServer:
+        return ModelServer(self.options)
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            self.server = ModelServer(self.options)
-            loop.run_until_complete(self.server.start())
-        except BaseException as err:
-            self._error = err
-            self._started.set()
-            return
-        self._started.set()
-        loop.run_until_complete(self.server.wait_stopped())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    @property
+    def server(self) -> ModelServer | None:
+        return self.service  # type: ignore[no-any-return]
 
     @property
     def manager(self) -> ModelManager:
-        assert self.server is not None
-        return self.server.manager
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.options.host}:{self.server.rest_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"{self.options.host}:{self.server.grpc_port}"
+        assert self.service is not None
+        return self.service.manager  # type: ignore[no-any-return]
 
     def wait_until_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -180,20 +147,6 @@ class ServerThread:
                 return
             time.sleep(0.02)
         raise TimeoutError(f"models not ready after {timeout_s}s: {self.manager.readiness()}")
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self._loop is None or self.server is None or self._thread is None:
-            return
-        if self._loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self.server.stop(grace_s), self._loop)
-            future.result(timeout=grace_s + 60)
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def run_server(options: ServerOptions, *, banner: Callable[[ModelServer], str] | None = None) -> int:
