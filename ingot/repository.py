@@ -5,8 +5,7 @@ here ignores non-numeric entries (`.tmp-*` staging directories, the publish lock
 half-written version is invisible. Each published version carries `MANIFEST.sha256`
 (sha256sum format, `sha256sum -c MANIFEST.sha256` works inside the version directory).
 
-Local paths use the standard library; URLs (`gs://`, `s3://`, ...) go through `tf.io.gfile`
-where TensorFlow has the filesystem plugin, so TensorFlow is only imported for those.
+Files, URLs and hashes go through `ingot.storage`, the one storage layer.
 """
 
 from __future__ import annotations
@@ -15,130 +14,18 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 from ingot.errors import ModelError, NotFoundError, PublishError
+from ingot.storage import atomic_write, exists, isdir, join, listdir, open_file, walk_files
+from ingot.storage import sha256_file as file_sha256
 
 ASSETS_EXTRA = "assets.extra"
 MODEL_CARD_PATH = f"{ASSETS_EXTRA}/model_card.json"
 WARMUP_PATH = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"
 MANIFEST_FILE = "MANIFEST.sha256"
 _VERSION_DIR = re.compile(r"[0-9]+")
-_CHUNK = 1 << 20
-
-
-# --- filesystem: the standard library for local paths, tf.io.gfile for URLs ------------------
-
-
-def is_remote(path: str | os.PathLike[str]) -> bool:
-    return "://" in os.fspath(path)
-
-
-def _gfile() -> Any:
-    import tensorflow as tf
-
-    return tf.io.gfile
-
-
-def join(base: str | os.PathLike[str], *parts: str) -> str:
-    base = os.fspath(base)
-    if is_remote(base):
-        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-    return os.path.join(base, *parts)
-
-
-def isdir(path: str) -> bool:
-    return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
-
-
-def exists(path: str) -> bool:
-    return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
-
-
-def listdir(path: str) -> list[str]:
-    if is_remote(path):
-        return [entry.rstrip("/") for entry in _gfile().listdir(path)]
-    return os.listdir(path)
-
-
-def makedirs(path: str) -> None:
-    if is_remote(path):
-        _gfile().makedirs(path)
-    else:
-        os.makedirs(path, exist_ok=True)
-
-
-def rmtree(path: str) -> None:
-    """Remove a directory tree if present; never raises (used on failure paths)."""
-    try:
-        if is_remote(path):
-            if _gfile().exists(path):
-                _gfile().rmtree(path)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-    except Exception:  # noqa: BLE001 - cleanup must not mask the original error
-        pass
-
-
-def open_file(path: str, mode: str = "rb") -> Any:
-    return _gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
-
-
-def walk_files(root: str) -> list[str]:
-    """Every file under `root` as a sorted relative POSIX path."""
-    found: list[str] = []
-    if is_remote(root):
-        prefix = root.rstrip("/") + "/"
-        for directory, _, files in _gfile().walk(root):
-            rel_dir = directory.rstrip("/")[len(prefix) :] if directory.rstrip("/") != root.rstrip("/") else ""
-            found.extend(f"{rel_dir}/{name}" if rel_dir else name for name in files)
-    else:
-        for directory, _, files in os.walk(root):
-            rel_dir = os.path.relpath(directory, root)
-            for name in files:
-                rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-                found.append(rel.replace(os.sep, "/"))
-    return sorted(found)
-
-
-def copy_tree(src: str, dst: str, *, last: str | None = None) -> None:
-    """Copy a directory tree to a new `dst` (which must not exist); `last` names a relative
-    path to copy after everything else (saved_model.pb, so its presence means completeness)."""
-    if not is_remote(src) and not is_remote(dst):
-        shutil.copytree(src, dst)
-        return
-    gfile = _gfile()
-    files = walk_files(src)
-    if last in files:
-        files = [rel for rel in files if rel != last] + [last]
-    for rel in files:
-        target = join(dst, rel)
-        parent = target.rsplit("/", 1)[0] if is_remote(target) else os.path.dirname(target)
-        makedirs(parent)
-        gfile.copy(join(src, rel), target, overwrite=False)
-
-
-def write_text(path: str, text: str) -> None:
-    """Replace a file's content. Remote files are deleted first: some gfile filesystems
-    (ram://) do not truncate on overwrite."""
-    if is_remote(path):
-        if _gfile().exists(path):
-            _gfile().remove(path)
-        with _gfile().GFile(path, "w") as handle:
-            handle.write(text)
-    else:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open_file(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -191,7 +78,7 @@ def read_model_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_model_card(path: str | os.PathLike[str], card: dict[str, Any]) -> None:
-    write_text(join(path, MODEL_CARD_PATH), json.dumps(card, indent=2, sort_keys=True) + "\n")
+    atomic_write(join(path, MODEL_CARD_PATH), json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 # --- digests and manifests -------------------------------------------------------------------
@@ -227,7 +114,7 @@ def write_manifest(path: str | os.PathLike[str]) -> str:
         f"{file_sha256(join(path, rel))}  {rel}\n" for rel in walk_files(path) if rel != MANIFEST_FILE
     ]
     manifest = join(path, MANIFEST_FILE)
-    write_text(manifest, "".join(lines))
+    atomic_write(manifest, "".join(lines))
     return manifest
 
 

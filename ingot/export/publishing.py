@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingot import repository
+from ingot import repository, storage
 from ingot.errors import IngotError, PublishError
 
 LOCK_FILE = ".publish.lock"
@@ -69,7 +69,7 @@ def validate_model_name(name: str) -> str:
 @contextlib.contextmanager
 def _publish_lock(model_dir: str) -> Iterator[None]:
     """Exclusive lock over version choice and rename; a no-op on object stores (see module doc)."""
-    if repository.is_remote(model_dir):
+    if storage.is_remote(model_dir):
         yield
         return
     with open(os.path.join(model_dir, LOCK_FILE), "a+") as handle:
@@ -83,7 +83,7 @@ def _publish_lock(model_dir: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _staging_owner(staging: str) -> Iterator[None]:
     """Hold `<staging>.owner` locked while the staging directory may exist; removed after it."""
-    if repository.is_remote(staging):
+    if storage.is_remote(staging):
         yield
         return
     owner = staging + OWNER_SUFFIX
@@ -120,7 +120,7 @@ def remove_stale_staging(model_dir: str) -> int:
     import logging
     import time
 
-    if repository.is_remote(model_dir) or not os.path.isdir(model_dir):
+    if storage.is_remote(model_dir) or not os.path.isdir(model_dir):
         return 0
     now = time.time()
     removed = 0
@@ -145,7 +145,7 @@ def remove_stale_staging(model_dir: str) -> int:
                 continue
         if not stale:
             continue
-        repository.rmtree(path)  # the directory first: a cleaner killed here leaves the owner to retry
+        storage.rmtree(path)  # the directory first: a cleaner killed here leaves the owner to retry
         with contextlib.suppress(FileNotFoundError):
             os.unlink(owner)
         removed += 1
@@ -220,13 +220,13 @@ def verify_saved_model(path: str) -> None:
 
 
 def _rename_into_place(staging: str, target: str) -> None:
-    if repository.exists(target):
+    if storage.exists(target):
         raise PublishError(f"{target} already exists; published versions are never overwritten")
-    if repository.is_remote(target):
+    if storage.is_remote(target):
         # Object stores have no directory rename: copy with saved_model.pb last (a reader that
         # finds saved_model.pb finds everything else), then drop the staging copy.
-        repository.copy_tree(staging, target, last="saved_model.pb")
-        repository.rmtree(staging)
+        storage.copy_tree(staging, target, last="saved_model.pb")
+        storage.rmtree(staging)
     else:
         os.rename(staging, target)  # fails on a non-empty target, so never overwrites
 
@@ -236,20 +236,20 @@ def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.Path
     name = validate_model_name(model_name)
     artifact = os.fspath(artifact_dir)
     base = os.fspath(repository_base)
-    if not repository.exists(repository.join(artifact, "saved_model.pb")):
+    if not storage.exists(storage.join(artifact, "saved_model.pb")):
         raise PublishError(f"{artifact} is not a SavedModel directory (no saved_model.pb)")
     repository.read_model_card(artifact)  # NotFoundError/ModelError early, before any copy
     digest = repository.model_sha256(artifact)
 
-    model_dir = repository.join(base, name)
-    repository.makedirs(model_dir)
+    model_dir = storage.join(base, name)
+    storage.makedirs(model_dir)
     with _publish_lock(model_dir):
         stale_removed = remove_stale_staging(model_dir)
     existing = _find_by_digest(base, name, digest)
     if existing is not None:
         return dataclasses.replace(existing, stale_removed=stale_removed)
 
-    staging = repository.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    staging = storage.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
     with _staging_owner(staging):
         return _publish_staged(artifact, staging, base, name, digest, model_dir, stale_removed)
 
@@ -257,14 +257,14 @@ def publish(artifact_dir: str | os.PathLike[str], repository_base: str | os.Path
 def _publish_staged(artifact: str, staging: str, base: str, name: str, digest: str, model_dir: str,
                     stale_removed: int) -> PublishedVersion:
     try:
-        repository.copy_tree(artifact, staging)
+        storage.copy_tree(artifact, staging)
         if repository.model_sha256(staging) != digest:
             raise PublishError(f"copy of {artifact} in {staging} differs from the original")
         verify_saved_model(staging)
         with _publish_lock(model_dir):
             existing = _find_by_digest(base, name, digest)  # a concurrent publisher got there first
             if existing is not None:
-                repository.rmtree(staging)
+                storage.rmtree(staging)
                 return dataclasses.replace(existing, stale_removed=stale_removed)
             versions = repository.list_versions(base, name)
             version = versions[-1] + 1 if versions else 1
@@ -276,10 +276,10 @@ def _publish_staged(artifact: str, staging: str, base: str, name: str, digest: s
             repository.verify_manifest(staging)
             _rename_into_place(staging, target)
     except PublishError:
-        repository.rmtree(staging)
+        storage.rmtree(staging)
         raise
     except Exception as err:
-        repository.rmtree(staging)
+        storage.rmtree(staging)
         raise PublishError(f"publishing {artifact} as a new version of {name!r} failed: {err}") from err
     return PublishedVersion(name, version, target, digest, created=True, stale_removed=stale_removed)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingot import repository
+from ingot import repository, storage
 from ingot.protocol.status import Code, ServingError, invalid_argument, not_found
 from ingot.serving.config import BatchingOptions, aspired_versions, numeric_versions
 
@@ -217,7 +217,7 @@ class ModelManager:
             for version in wanted:  # newest first
                 record = versions.get(version)
                 if record is None:
-                    record = VersionRecord(name, version, repository.join(model.base_path, str(version)))
+                    record = VersionRecord(name, version, storage.join(model.base_path, str(version)))
                     versions[version] = record
                     self._set_state(record, State.START)
                     to_load.append(record)
@@ -461,7 +461,7 @@ def _as_serving_error(err: BaseException) -> ServingError:
 def verify_version_manifest(path: str) -> None:
     """Check MANIFEST.sha256 when a version has one (Ingot's publish writes it), so a corrupted
     or tampered copy is refused with DATA_LOSS instead of served."""
-    if not repository.exists(repository.join(path, repository.MANIFEST_FILE)):
+    if not storage.exists(storage.join(path, repository.MANIFEST_FILE)):
         return
     try:
         repository.verify_manifest(path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ingot import repository
+from ingot import repository, storage
 from ingot.protocol.signatures import SERVING_DEFAULT
 from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
 from ingot.protocol.tensors import (
@@ -203,12 +203,12 @@ class Servable:
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
-        pb_path = repository.join(self.path, "saved_model.pb")
-        if not repository.exists(pb_path):
+        pb_path = storage.join(self.path, "saved_model.pb")
+        if not storage.exists(pb_path):
             raise ServingError(Code.NOT_FOUND, f"no saved_model.pb in {self.path}")
         saved = saved_model_pb2.SavedModel()
         try:
-            with repository.open_file(pb_path, "rb") as handle:
+            with storage.open_file(pb_path, "rb") as handle:
                 saved.ParseFromString(handle.read())
         except Exception as err:  # a truncated or foreign file
             raise ServingError(Code.DATA_LOSS, f"cannot parse {pb_path}: {err}") from None
@@ -292,7 +292,7 @@ class Servable:
         """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
         yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
         started = time.perf_counter()
-        records = read_warmup_requests(repository.join(self.path, repository.WARMUP_PATH))
+        records = read_warmup_requests(storage.join(self.path, repository.WARMUP_PATH))
         stats = self.warmup
         stats.records = len(records)
         samples: dict[str, Arrays] = {}
@@ -347,7 +347,7 @@ def batch_size_of(inputs: Arrays) -> int:
 
 def read_warmup_requests(path: str) -> list[Any]:
     """PredictRequests from a TF Serving warm-up file (PredictionLog TFRecords); none when absent."""
-    if not repository.exists(path):
+    if not storage.exists(path):
         return []
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ingot import repository
+from ingot import repository, storage
 from ingot.errors import PublishError
 from ingot.export import publish, publishing
 
@@ -174,4 +174,4 @@ def test_publish_through_tf_gfile_to_a_url_base(artifact):
     assert repository.list_versions(base, "colours") == [1]
     assert repository.verify_manifest(first.path)
     assert repository.read_model_card(first.path)["version"] == 1
-    assert not [e for e in repository.listdir(f"{base}/colours") if e.startswith(".tmp-")]
+    assert not [e for e in storage.listdir(f"{base}/colours") if e.startswith(".tmp-")]

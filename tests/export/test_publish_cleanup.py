@@ -25,11 +25,11 @@ publish(sys.argv[1], sys.argv[2], "colours")
 # Stops after the copy, with the owner lock held, like a publisher stuck in verification.
 STAGE_AND_WAIT = """
 import os, sys, time, uuid
-from ingot import repository
+from ingot import repository, storage
 from ingot.export import publishing
 staging = os.path.join(sys.argv[2], "colours", ".tmp-" + uuid.uuid4().hex)
 with publishing._staging_owner(staging):
-    repository.copy_tree(sys.argv[1], staging)
+    storage.copy_tree(sys.argv[1], staging)
     print("staged", flush=True)
     time.sleep(600)
 """
