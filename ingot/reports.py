@@ -40,14 +40,24 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=PLOT_DPI, layout="constrained")
 
 
-def figure_png(figure: Any) -> bytes:
+def new_figure(width: float, height: float) -> Any:
+    """A pyplot-free matplotlib figure, safe to draw from any thread (every report uses this)."""
+    return _figure(width, height)
+
+
+def figure_png(figure: Any, *, dpi: int = PLOT_DPI, tight: bool = False) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PLOT_DPI)
+    figure.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
     return buffer.getvalue()
 
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_data_uri(figure: Any, *, dpi: int = PLOT_DPI, tight: bool = False) -> str:
+    """A figure as an embeddable `data:image/png;base64,...` URI (the one helper every HTML report uses)."""
+    return data_uri(figure_png(figure, dpi=dpi, tight=tight))
 
 
 def plot_html(figure: Any, *, name: str, caption: str) -> str:
