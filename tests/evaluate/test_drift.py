@@ -103,3 +103,14 @@ def test_calibration_needs_matching_thresholds():
 def test_importing_the_baseline_needs_no_tensorflow():
     code = "import sys, ingot.evaluate.drift; assert 'tensorflow' not in sys.modules and 'sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_hand_computed_baseline():
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.02, 0.03, 0.95]])
+    baseline = DriftBaseline.compute(probabilities, [0, 1, 1, 2], ["red", "green", "blue"])
+    assert baseline.confidence.edges.tolist() == pytest.approx(np.linspace(0, 1, 101).tolist())
+    # Confidences 0.9, 0.5, 0.6, 0.95 -> bins 90 (0.9 is a left edge), 50, 60, 95.
+    assert [i for i, count in enumerate(baseline.confidence.counts) for _ in range(count)] == [50, 60, 90, 95]
+    assert baseline.predicted_class_counts == (2, 1, 1) and baseline.accuracy == 0.75
+    assert baseline.class_names == ("red", "green", "blue") and baseline.num_examples == 4
+    json.dumps(baseline.to_card(), allow_nan=False)
