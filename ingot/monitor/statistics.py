@@ -13,7 +13,9 @@ aggregates the database computed. The tests, each run only when its inputs exist
 | `accuracy_estimate` | mean calibrated confidence (label-free, CBPE) vs the validation value: one-sided z | p-value |
 | `labelled_accuracy` | accuracy on feedback labels vs validation accuracy: one-sided Fisher exact | p-value |
 
-Multiple testing: Bonferroni over the p-value tests that ran. With family-wise level `alpha`
+Each test is one function in `CHECKS` returning a typed `Measurement` (or a `Skipped` note);
+`family` assembles the Bonferroni family. Multiple testing: Bonferroni over the p-value tests that
+ran. With family-wise level `alpha`
 (default 0.01) and m tests, a test flags drift when p < alpha / m, so on stable traffic the chance
 that a window is called drift at all is at most alpha. Distances (JS, PSI) are effect sizes shown
 against conventional thresholds; they never decide alone, because at small windows they are
@@ -226,6 +228,8 @@ class LabelledAccuracy:
 
 @dataclass(frozen=True)
 class CheckInputs:
+    """What every check reads; the two accuracy figures are computed once, before the checks."""
+
     baseline: DriftBaseline | None
     window: Window
     min_rows: int
@@ -245,7 +249,7 @@ def estimate_accuracy(baseline: DriftBaseline | None, window: Window) -> Accurac
     return AccuracyEstimate(estimate, float(baseline.calibrated_confidence_mean or 0.0), standard_error)
 
 
-def labelled_accuracy(window: Window, min_labels: int) -> LabelledAccuracy | None:
+def labelled_window_accuracy(window: Window, min_labels: int) -> LabelledAccuracy | None:
     if window.labelled < min_labels:
         return None
     from scipy.stats import binomtest
@@ -346,7 +350,7 @@ def accuracy_estimate(inputs: CheckInputs) -> Measurement | Skipped | None:
                        f"(95% band {low:.4f}..{high:.4f})")
 
 
-def labelled_accuracy_test(inputs: CheckInputs) -> Measurement | Skipped | None:
+def labelled_accuracy(inputs: CheckInputs) -> Measurement | Skipped | None:
     found, baseline = inputs.labelled, inputs.baseline
     if found is None or baseline is None or baseline.accuracy is None:
         return None
@@ -371,7 +375,7 @@ CHECKS: tuple[Check, ...] = (
     _input_ks("input_mean_ks", "mean"),
     _input_ks("input_std_ks", "std"),
     accuracy_estimate,
-    labelled_accuracy_test,
+    labelled_accuracy,
 )
 
 
@@ -407,7 +411,7 @@ def check_window(
         result.notes.append(f"{window.rows} predictions in the window, fewer than the minimum {min_rows}")
         return result
     inputs = CheckInputs(baseline, window, min_rows, estimate_accuracy(baseline, window),
-                         labelled_accuracy(window, min_labels))
+                         labelled_window_accuracy(window, min_labels))
     measured: list[Measurement] = []
     for check in CHECKS:
         outcome = check(inputs)

@@ -17,11 +17,14 @@ from ingot.evaluate.drift import (
     input_statistics,
 )
 from ingot.monitor.statistics import (
+    CHECKS,
     DRIFT,
     INSUFFICIENT,
     NO_DRIFT,
+    Measurement,
     Window,
     check_window,
+    family,
     psi,
 )
 from tests.monitor.simulate import CLASS_NAMES, NUM_CLASSES, baseline, draw
@@ -153,3 +156,14 @@ def test_cards_without_the_drift_baseline_fall_back_to_what_they_have():
     assert DriftBaseline.from_card({}) is None and "only labelled accuracy" in NO_BASELINE_NOTE
     full = DriftBaseline.from_card({CARD_KEY: BASELINE.to_dict()})
     assert full == BASELINE and full.notes == []
+
+
+def test_each_check_is_one_function_and_the_family_is_assembled_in_one_place():
+    names = [check.__name__ for check in CHECKS]
+    assert names == ["class_prior_chi2", "class_prior_js", "confidence_ks", "confidence_psi", "input_mean_ks",
+                     "input_std_ks", "accuracy_estimate", "labelled_accuracy"]
+    measured = [Measurement("js", "distance", 0.2, 0.2, "", 0.1), Measurement("a", "p-value", 1.0, 0.004, ""),
+                Measurement("b", "p-value", 2.0, 0.006, "")]
+    findings = family(measured, alpha=0.01)
+    assert [(f.name, f.threshold, f.verdict) for f in findings] == [
+        ("a", 0.005, DRIFT), ("b", 0.005, "ok"), ("js", 0.1, "large")]
