@@ -39,7 +39,7 @@ class TrainOutput:
 @dataclass
 class ValidationPredictions:
     """The validation split as the model saw it and what it answered, held in one place for
-    whatever builds a reference from them (the confidence baseline, drift baselines)."""
+    whatever builds a reference from them (the drift baseline)."""
 
     images: np.ndarray  # uint8 [N, H, W, 3], decoded and resized as serving does
     labels: np.ndarray  # int64 [N]
@@ -146,7 +146,7 @@ def predict_validation(model: Any, dataset: Any) -> ValidationPredictions:
         labels.append(np.asarray(batch_labels).reshape(-1))
         probabilities.append(np.asarray(tf.cast(output, tf.float32)))
     if not labels:
-        raise DataError("the validation split is empty; a confidence baseline needs at least one image")
+        raise DataError("the validation split is empty; a drift baseline needs at least one image")
     return ValidationPredictions(
         images=np.concatenate(images), labels=np.concatenate(labels).astype(np.int64),
         probabilities=np.concatenate(probabilities, axis=0),
