@@ -59,7 +59,7 @@ def export_tiny_model(workdir: Path) -> Path:
     classes = ["red", "green", "blue"]
     card = {"name": MODEL, "architecture": "tiny", "training_config": {"benchmark": True},
             "data_hash": "sha256:" + "00" * 32, "metrics": {"accuracy": 0.0, "per_class": {c: {} for c in classes}},
-            "confidence_baseline": {}}
+            "drift_baseline": {}}
     artifact = export_saved_model(model, workdir / "export", class_names=classes, image_size=SIZE, model_card=card)
     return Path(publish(artifact, workdir / "repo", MODEL).path).parent
 

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingot.monitor.baseline import input_statistics  # noqa: E402
+from ingot.evaluate.drift import DriftBaseline, input_statistics  # noqa: E402
 from ingot.monitor.statistics import DRIFT, Window, check_window  # noqa: E402
 
 
@@ -44,7 +44,7 @@ class Stream:
         return tuple(np.concatenate(column) for column in zip(*self.parts))
 
 
-def detection_delay(baseline: dict, stream: Stream, shift_at: int, window: int, every: int) -> tuple[int, int] | None:
+def detection_delay(baseline: DriftBaseline, stream: Stream, shift_at: int, window: int, every: int) -> tuple[int, int] | None:
     """(rows, labelled rows) after `shift_at` until the first check calls drift; None if never."""
     predicted, confidence, means, stds, correct, labelled = stream.arrays()
     for end in range(shift_at + every, len(predicted) + 1, every):
@@ -102,7 +102,7 @@ def summarize(name: str, delays: list[tuple[int, int] | None]) -> None:
           f"labelled rows median {statistics.median(labels):>5.0f} max {max(labels):>5}   missed {missed}/{len(delays)}")
 
 
-def false_alarms(baseline: dict, windows: Callable[[int], Window], count: int) -> float:
+def false_alarms(baseline: DriftBaseline, windows: Callable[[int], Window], count: int) -> float:
     return sum(check_window(baseline, windows(seed)).status == DRIFT for seed in range(count)) / count
 
 
@@ -216,7 +216,7 @@ def main() -> None:
     started = time.perf_counter()
     digits = train_digits_model()
     print(f"  (digits model trained in {time.perf_counter() - started:.1f} s; validation accuracy "
-          f"{digits.baseline['accuracy']:.3f})")
+          f"{digits.baseline.accuracy:.3f})")
     for shift in ("inverted", "concept"):
         summarize(f"{shift} digits (real model)", [
             detection_delay(digits.baseline, digits_stream(digits, s, shift_at, total, args.label_rate, shift),

@@ -94,7 +94,7 @@ def export_model(name: str, workdir: Path) -> Path:
         "name": name, "architecture": architecture, "training_config": {"benchmark": True},
         "data_hash": "sha256:" + "00" * 32,
         "metrics": {"accuracy": 0.0, "per_class": {c: {"f1": 0.0} for c in class_names}},
-        "confidence_baseline": {},
+        "drift_baseline": {},
     }
     artifact = export_saved_model(model, workdir / "exports" / name, class_names=class_names,
                                   image_size=size, model_card=card)

@@ -1,4 +1,4 @@
-"""Test-set metrics, calibration and the validation confidence baseline.
+"""Test-set metrics and calibration (the validation split's drift baseline is `ingot.evaluate.drift`).
 
 Scikit-learn computes the classification metrics so our numbers mean what everyone else's mean.
 Expected calibration error (ECE) uses 15 equal-width confidence bins over [0, 1] (Guo et al.,
@@ -21,7 +21,6 @@ import numpy as np
 from ingot.errors import ConfigError, DataError, ModelError
 
 ECE_BINS = 15
-BASELINE_BINS = 20
 _PROBABILITY_TOLERANCE = 1e-3
 
 
@@ -229,74 +228,3 @@ def evaluate_model(model: Any, data: Any, class_names: Sequence[str]) -> Evaluat
         )
     labels, probabilities = predict_labelled(model, data)
     return evaluate_predictions(labels, probabilities, class_names)
-
-
-def confidence_bin_index(confidences: Sequence[float] | np.ndarray, bins: int = BASELINE_BINS) -> np.ndarray:
-    """Baseline histogram bin of each confidence: bin i is [i/bins, (i+1)/bins), the last bin
-    also holds 1.0. Drift checks must bin live confidences with this same function."""
-    scaled = np.floor(np.clip(np.asarray(confidences, dtype=np.float64), 0.0, 1.0) * bins)
-    return np.minimum(scaled.astype(np.int64), bins - 1)
-
-
-def confidence_baseline_from_probabilities(
-    probabilities: np.ndarray,
-    labels: Sequence[int] | np.ndarray | None = None,
-    *,
-    class_names: Sequence[str] | None = None,
-    bins: int = BASELINE_BINS,
-) -> dict[str, Any]:
-    """The distribution drift checks compare live traffic against (see `confidence_baseline`)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or probabilities.shape[0] == 0:
-        raise DataError("need at least one prediction [N, C] to build a confidence baseline")
-    num_classes = probabilities.shape[1]
-    if class_names is not None and len(class_names) != num_classes:
-        raise DataError(f"{len(class_names)} class names for {num_classes} model outputs")
-    _check_probabilities(probabilities, num_classes)
-    if bins < 2:
-        raise ConfigError(f"bins={bins} must be at least 2")
-    confidence = probabilities.max(axis=1)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    counts = np.bincount(confidence_bin_index(confidence, bins), minlength=bins)
-    n = probabilities.shape[0]
-    predicted_counts = np.bincount(probabilities.argmax(axis=1), minlength=num_classes)
-    baseline: dict[str, Any] = {
-        "num_examples": int(n),
-        "bin_edges": [round(float(e), 6) for e in edges],
-        "confidence_counts": counts.astype(int).tolist(),
-        "confidence_histogram": (counts / n).tolist(),
-        "mean_confidence": float(confidence.mean()),
-        "predicted_class_counts": predicted_counts.astype(int).tolist(),
-        "predicted_class_prior": (predicted_counts / n).tolist(),
-        "class_names": [str(c) for c in class_names] if class_names is not None else None,
-    }
-    if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if labels.size != n:
-            raise DataError(f"{labels.size} labels but {n} predictions")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise DataError(
-                f"labels must be class indices in [0, {num_classes - 1}]; found {labels.min()}..{labels.max()}"
-            )
-        true_counts = np.bincount(labels, minlength=num_classes)
-        baseline["true_class_counts"] = true_counts.astype(int).tolist()
-        baseline["true_class_prior"] = (true_counts / n).tolist()
-    return baseline
-
-
-def confidence_baseline(
-    model: Any,
-    validation_data: Any,
-    *,
-    class_names: Sequence[str] | None = None,
-    bins: int = BASELINE_BINS,
-) -> dict[str, Any]:
-    """Histogram of top-class confidence over fixed bins on [0, 1], predicted and true class
-    priors, and mean confidence on the validation set: the reference the drift monitor compares
-    live predictions against. Counts are kept beside fractions so drift tests can use them."""
-    labels, probabilities = predict_labelled(model, validation_data)
-    if class_names is None and hasattr(validation_data, "class_names"):
-        class_names = validation_data.class_names
-    return confidence_baseline_from_probabilities(
-        probabilities, labels, class_names=class_names, bins=bins
-    )

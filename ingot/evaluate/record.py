@@ -21,10 +21,10 @@ TRAINING_KEYS = ("epochs_run", "best_epoch", "best_metrics", "hardware", "durati
 
 @dataclass
 class EvaluationRecord:
-    """One evaluated model: its lineage, test metrics, confidence baseline and the gate's decision.
+    """One evaluated model: its lineage, test metrics and the gate's decision.
 
-    `extra_sections` holds further model-card sections other parts add (e.g. the drift monitor's
-    baseline); each key becomes a top-level key of the model card."""
+    `extra_sections` holds further model-card sections, each a top-level key of the model card:
+    the evaluate step puts the drift baseline there (`DriftBaseline.to_card()`)."""
 
     model_name: str
     architecture: str
@@ -32,7 +32,6 @@ class EvaluationRecord:
     training_config: dict[str, Any]
     training: dict[str, Any]
     metrics: dict[str, Any]  # ingot.evaluate.EvaluationReport.to_dict() on the test split
-    confidence_baseline: dict[str, Any]  # on the validation split, for drift checks
     gate: dict[str, Any]  # ingot.evaluate.GateDecision.to_dict()
     champion_metrics: dict[str, Any] | None = None
     pipeline_run_id: str | None = None
@@ -88,7 +87,6 @@ class EvaluationRecord:
             "training_config": self.training_config,
             "data_hash": self.data_hash,
             "metrics": self.metrics,
-            "confidence_baseline": self.confidence_baseline,
             "gate": self.gate,
             "training": self.training,
             "pipeline_run_id": self.pipeline_run_id,

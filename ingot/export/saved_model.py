@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ingot.errors import IngotError, ModelError
+from ingot.evaluate.drift import CARD_KEY as DRIFT_BASELINE_KEY
 from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-exported by ingot.export
     BYTES_INPUT,
     CLASS_IDS,
@@ -39,8 +40,9 @@ from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-export
 )
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
 
-# What the caller must supply; export adds class_names, input_size, created_at, versions.
-REQUIRED_CARD_KEYS = ("name", "architecture", "training_config", "data_hash", "metrics", "confidence_baseline")
+# What the caller must supply; export adds class_names, input_size, created_at, versions. The drift
+# baseline is `DriftBaseline.to_card()`: the one baseline a card carries.
+REQUIRED_CARD_KEYS = ("name", "architecture", "training_config", "data_hash", "metrics", DRIFT_BASELINE_KEY)
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
 SUPPORTED_FORMATS = "JPEG, PNG, GIF or BMP"
 MODEL_CARD_FILE = MODEL_CARD_PATH

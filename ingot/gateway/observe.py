@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ingot.monitor.baseline import (
-    input_statistics,  # the one definition the drift baseline uses
-)
+from ingot.evaluate.drift import input_statistics  # the one definition the drift baseline uses
 
 PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import IngotError, NotFoundError
+from ingot.evaluate.drift import NO_BASELINE_NOTE, DriftBaseline
 from ingot.monitor.statistics import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_LABELS,
@@ -51,7 +52,7 @@ class CheckOutcome:
     champion_version: int | None
     result: CheckResult
     window: Window
-    baseline: dict[str, Any] | None
+    baseline: DriftBaseline | None
     trigger: Trigger | None = None
     refusal: str | None = None
     trigger_error: str | None = None
@@ -80,7 +81,6 @@ def champion_card(registry: Any, model: str) -> tuple[int, dict[str, Any]]:
 def run_check(settings: CheckSettings) -> CheckOutcome:
     """Read, test and (with `settings.trigger`) trigger; never triggers on insufficient data."""
     from ingot.inference_log.store import InferenceLogStore
-    from ingot.monitor.baseline import baseline_from_card
     from ingot.monitor.triggers import TriggerStore
     from ingot.monitor.window import read_window
     from ingot.registry import Registry
@@ -89,8 +89,9 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
     settings.registry_url = settings.registry_url or default_url()
     with Registry.from_url(settings.registry_url) as registry:
         version, card = champion_card(registry, settings.model)
-        baseline, notes = baseline_from_card(card)
-        num_classes = len(card.get("class_names") or (baseline or {}).get("class_names") or [])
+        baseline = DriftBaseline.from_card(card)
+        notes = baseline.notes if baseline else [NO_BASELINE_NOTE]
+        num_classes = len(card.get("class_names") or (baseline.class_names if baseline else ()))
         # The log lives in the registry's database unless told otherwise (--log-url, $INGOT_LOG_URL).
         with InferenceLogStore.from_url(settings.log_url or settings.registry_url) as log:
             window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,

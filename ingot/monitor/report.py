@@ -4,11 +4,8 @@ accuracy, and each test's verdict."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,61 +53,51 @@ def format_text(outcome: CheckOutcome) -> str:
     return "\n".join(lines)
 
 
-def _figure_uri(figure: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _fractions(counts: Any) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     return counts / counts.sum() if counts.sum() else counts
 
 
 def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ingot.monitor.statistics import rebin
+    from ingot.reports import figure_data_uri, new_figure
 
     baseline, window = outcome.baseline, outcome.window
     if not baseline or window.rows == 0:
         return []
     plots = []
-    names = baseline.get("class_names") or [str(i) for i in range(len(window.class_counts))]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-    for axis, counts, title in ((axes[0], baseline["predicted_class_counts"], "baseline (validation)"),
+
+    def side_by_side() -> tuple[Any, Any]:
+        figure = new_figure(10, 3.2)
+        return figure, figure.subplots(1, 2, sharey=True)
+
+    names = list(baseline.class_names) or [str(i) for i in range(len(window.class_counts))]
+    figure, axes = side_by_side()
+    for axis, counts, title in ((axes[0], baseline.predicted_class_counts, "baseline (validation)"),
                                 (axes[1], window.class_counts, "live window")):
         axis.bar(range(len(names)), _fractions(counts), color="#4c72b0" if axis is axes[0] else "#dd8452")
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         axis.set_title(title)
     axes[0].set_ylabel("fraction of predictions")
-    plots.append(("Predicted-class prior", _figure_uri(figure)))
+    plots.append(("Predicted-class prior", figure_data_uri(figure, dpi=90, tight=True)))
 
-    def histograms(title: str, reference: Any, live: Any, low: float, high: float, xlabel: str) -> None:
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-        edges = np.linspace(low, high, len(reference) + 1)
+    def histograms(title: str, reference: Any, live: Any, edges: Any, xlabel: str) -> None:
+        figure, axes = side_by_side()
         for axis, counts, label, colour in ((axes[0], reference, "baseline (validation)", "#4c72b0"),
                                             (axes[1], live, "live window", "#dd8452")):
             axis.stairs(_fractions(counts), edges, fill=True, color=colour)
             axis.set_title(label)
             axis.set_xlabel(xlabel)
         axes[0].set_ylabel("fraction")
-        plots.append((title, _figure_uri(figure)))
+        plots.append((title, figure_data_uri(figure, dpi=90, tight=True)))
 
-    bins = int(baseline["confidence_bins"])
-    histograms("Top-1 confidence", baseline["confidence_counts"], rebin(window.confidence_counts, bins),
-               0.0, 1.0, "confidence")
-    for key, live, label in (("input_mean", window.input_mean_counts, "per-image pixel mean (0..255)"),
-                             ("input_std", window.input_std_counts, "per-image pixel standard deviation")):
-        if baseline.get(key) and live:
-            histograms(label.capitalize(), baseline[key]["counts"], live, baseline[key]["low"],
-                       baseline[key]["high"], label)
+    confidence = baseline.confidence
+    histograms("Top-1 confidence", confidence.counts, rebin(window.confidence_counts, confidence.bins),
+               confidence.edges, "confidence")
+    for reference, live, label in ((baseline.input_mean, window.input_mean_counts, "per-image pixel mean (0..255)"),
+                                   (baseline.input_std, window.input_std_counts, "per-image pixel standard deviation")):
+        if reference and live:
+            histograms(label.capitalize(), reference.counts, live, reference.edges, label)
     return plots
 
 
@@ -158,16 +145,9 @@ img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 1em; }}
 
 
 def write_report(outcome: CheckOutcome, path: str | os.PathLike[str]) -> Path:
-    """Write the HTML report to a temp file beside `path`, then rename it into place."""
+    """Write the HTML report whole (a reader never sees half of it)."""
+    from ingot.storage import atomic_write
+
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = render_html(outcome)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, render_html(outcome))
     return path

@@ -1,6 +1,6 @@
 """Drift tests of one window of live predictions against the model card's baseline (scipy.stats).
 
-Both sides are counts over the same bins (`ingot.monitor.baseline`), so every test works on
+Both sides are counts over the same bins (`ingot.evaluate.drift`), so every test works on
 aggregates the database computed. The tests, each run only when its inputs exist:
 
 | test | statistic | decides by |
@@ -13,7 +13,9 @@ aggregates the database computed. The tests, each run only when its inputs exist
 | `accuracy_estimate` | mean calibrated confidence (label-free, CBPE) vs the validation value: one-sided z | p-value |
 | `labelled_accuracy` | accuracy on feedback labels vs validation accuracy: one-sided Fisher exact | p-value |
 
-Multiple testing: Bonferroni over the p-value tests that ran. With family-wise level `alpha`
+Each test is one function in `CHECKS` returning a typed `Measurement` (or a `Skipped` note);
+`family` assembles the Bonferroni family. Multiple testing: Bonferroni over the p-value tests that
+ran. With family-wise level `alpha`
 (default 0.01) and m tests, a test flags drift when p < alpha / m, so on stable traffic the chance
 that a window is called drift at all is at most alpha. Distances (JS, PSI) are effect sizes shown
 against conventional thresholds; they never decide alone, because at small windows they are
@@ -27,13 +29,22 @@ larger than the exact one: the test is conservative, never falsely alarming beca
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ingot.errors import ConfigError
+from ingot.evaluate.drift import (
+    CONFIDENCE_RANGE,
+    INPUT_MEAN_RANGE,
+    INPUT_STD_RANGE,
+    DriftBaseline,
+    binned_calibrated_confidence,
+    bucket_counts,
+    bucket_midpoints,
+)
 
 DRIFT = "drift"
 NO_DRIFT = "no drift"
@@ -80,23 +91,15 @@ class Window:
         correct: Sequence[bool] | np.ndarray | None = None,
     ) -> Window:
         """Bin per-row values exactly as the SQL window does (for in-process callers and tests)."""
-        from ingot.monitor.baseline import (
-            CONFIDENCE_BINS,
-            INPUT_MEAN_RANGE,
-            INPUT_STD_RANGE,
-            bucket_index,
-        )
 
         def counts(values: Any, spec: tuple[float, float, int]) -> list[int] | None:
-            if values is None:
-                return None
-            return np.bincount(bucket_index(values, *spec), minlength=spec[2]).astype(int).tolist()
+            return None if values is None else bucket_counts(values, *spec)
 
         flags = None if correct is None else np.asarray(correct, dtype=bool)
         return cls(
             rows=len(class_ids),
             class_counts=np.bincount(np.asarray(class_ids, dtype=np.int64), minlength=num_classes).astype(int).tolist(),
-            confidence_counts=counts(confidences, (0.0, 1.0, CONFIDENCE_BINS)) or [],
+            confidence_counts=counts(confidences, CONFIDENCE_RANGE) or [],
             input_mean_counts=counts(input_means, INPUT_MEAN_RANGE),
             input_std_counts=counts(input_stds, INPUT_STD_RANGE),
             labelled=0 if flags is None else int(flags.size),
@@ -152,8 +155,6 @@ def rebin(counts: Counts, bins: int) -> np.ndarray:
 
 
 def _midpoint_sample(counts: np.ndarray, low: float, high: float) -> np.ndarray:
-    from ingot.monitor.baseline import bucket_midpoints
-
     return np.repeat(bucket_midpoints(low, high, counts.size), counts)
 
 
@@ -176,8 +177,222 @@ def psi(reference: Counts, live: Counts, epsilon: float = 1e-4) -> float:
     return float(((cur - ref) * np.log(cur / ref)).sum())
 
 
+P_VALUE = "p-value"
+DISTANCE = "distance"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one test measured, before the Bonferroni family sets the p-value threshold."""
+
+    name: str
+    kind: str                 # P_VALUE or DISTANCE
+    statistic: float
+    value: float              # the p-value or the distance
+    detail: str
+    limit: float = 0.0        # a distance's conventional threshold; unused for p-values
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A test the window or baseline could not feed, with the note saying why."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """Mean calibrated confidence of the window against the validation split's (label-free)."""
+
+    estimate: float
+    expected: float
+    standard_error: float
+
+    @property
+    def z(self) -> float:
+        return (self.estimate - self.expected) / self.standard_error
+
+
+@dataclass(frozen=True)
+class LabelledAccuracy:
+    """Accuracy on the window's feedback labels with its 95% Wilson interval."""
+
+    correct: int
+    labelled: int
+    interval: tuple[float, float]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.labelled
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What every check reads; the two accuracy figures are computed once, before the checks."""
+
+    baseline: DriftBaseline | None
+    window: Window
+    min_rows: int
+    estimate: AccuracyEstimate | None
+    labelled: LabelledAccuracy | None
+
+
+Check = Callable[[CheckInputs], Measurement | Skipped | None]
+
+
+def estimate_accuracy(baseline: DriftBaseline | None, window: Window) -> AccuracyEstimate | None:
+    if baseline is None or baseline.calibration is None:
+        return None
+    estimate, _, n = binned_calibrated_confidence(baseline.calibration, window.confidence_counts)
+    sigma = float(baseline.calibrated_confidence_std or 0.0)
+    standard_error = max(sigma, 1e-6) * math.sqrt(1.0 / n + 1.0 / baseline.num_examples)
+    return AccuracyEstimate(estimate, float(baseline.calibrated_confidence_mean or 0.0), standard_error)
+
+
+def labelled_window_accuracy(window: Window, min_labels: int) -> LabelledAccuracy | None:
+    if window.labelled < min_labels:
+        return None
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(window.correct), int(window.labelled)).proportion_ci(0.95, method="wilson")
+    return LabelledAccuracy(int(window.correct), int(window.labelled), (float(interval.low), float(interval.high)))
+
+
+def _class_tables(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray] | Skipped | None:
+    if inputs.baseline is None:
+        return None
+    reference = np.asarray(inputs.baseline.predicted_class_counts, dtype=np.int64)
+    live = np.asarray(inputs.window.class_counts, dtype=np.int64)
+    if reference.size != live.size:
+        return Skipped(f"the window has {live.size} classes, the baseline {reference.size}: class-prior checks skipped")
+    return reference, live
+
+
+def class_prior_chi2(inputs: CheckInputs) -> Measurement | Skipped | None:
+    tables = _class_tables(inputs)
+    if not isinstance(tables, tuple):
+        return tables                  # the mismatch is noted once, here
+    from scipy.stats import chi2_contingency
+
+    table = np.vstack(tables)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return None
+    chi2, p, dof, _ = chi2_contingency(table, correction=False)
+    return Measurement("class_prior_chi2", P_VALUE, float(chi2), float(p), f"{dof} degrees of freedom")
+
+
+def class_prior_js(inputs: CheckInputs) -> Measurement | Skipped | None:
+    tables = _class_tables(inputs)
+    if not isinstance(tables, tuple):
+        return None
+    from scipy.spatial.distance import jensenshannon
+
+    reference, live = tables
+    distance = float(jensenshannon(reference / reference.sum(), live / live.sum(), base=2))
+    return Measurement("class_prior_js", DISTANCE, distance, distance, "Jensen-Shannon distance, base 2", JS_THRESHOLD)
+
+
+def _confidence(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray] | None:
+    """(baseline, live) confidence counts over the baseline's bins."""
+    if inputs.baseline is None:
+        return None
+    histogram = inputs.baseline.confidence
+    return np.asarray(histogram.counts, dtype=np.int64), rebin(inputs.window.confidence_counts, histogram.bins)
+
+
+def confidence_ks(inputs: CheckInputs) -> Measurement | Skipped | None:
+    pair = _confidence(inputs)
+    if pair is None:
+        return None
+    d, p = ks_binned(*pair, 0.0, 1.0)
+    return Measurement("confidence_ks", P_VALUE, d, p, f"top-1 confidence, {pair[0].size} bins")
+
+
+def confidence_psi(inputs: CheckInputs) -> Measurement | Skipped | None:
+    pair = _confidence(inputs)
+    if pair is None:
+        return None
+    merged = math.gcd(pair[0].size, PSI_BINS)
+    distance = psi(rebin(pair[0], merged), rebin(pair[1], merged))
+    return Measurement("confidence_psi", DISTANCE, distance, distance, f"{merged} bins", PSI_THRESHOLD)
+
+
+def _input_ks(name: str, statistic: str) -> Check:
+    """KS on one per-image pixel statistic; the range comes from the stored histogram, so cards
+    made with other bins still compare."""
+
+    def check(inputs: CheckInputs) -> Measurement | Skipped | None:
+        if inputs.baseline is None:
+            return None
+        histogram = getattr(inputs.baseline, f"input_{statistic}")
+        counts = getattr(inputs.window, f"input_{statistic}_counts")
+        if histogram is None:
+            return None
+        if not counts or sum(counts) < inputs.min_rows:
+            return Skipped(f"{name}: {sum(counts or [])} rows with input statistics, fewer than {inputs.min_rows}")
+        d, p = ks_binned(histogram.counts, counts, histogram.low, histogram.high)
+        return Measurement(name, P_VALUE, d, p, f"per-image pixel {statistic} on 0..255")
+
+    check.__name__ = name
+    return check
+
+
+def accuracy_estimate(inputs: CheckInputs) -> Measurement | Skipped | None:
+    found = inputs.estimate
+    if found is None:
+        return None
+    from scipy.stats import norm
+
+    low, high = found.expected - 1.96 * found.standard_error, found.expected + 1.96 * found.standard_error
+    return Measurement("accuracy_estimate", P_VALUE, found.z, float(norm.cdf(found.z)),
+                       f"estimated accuracy {found.estimate:.4f} vs validation {found.expected:.4f} "
+                       f"(95% band {low:.4f}..{high:.4f})")
+
+
+def labelled_accuracy(inputs: CheckInputs) -> Measurement | Skipped | None:
+    found, baseline = inputs.labelled, inputs.baseline
+    if found is None or baseline is None or baseline.accuracy is None:
+        return None
+    from scipy.stats import fisher_exact
+
+    reference_n = baseline.num_examples
+    reference_correct = round(baseline.accuracy * reference_n)
+    _, p = fisher_exact([[found.correct, found.labelled - found.correct],
+                         [reference_correct, reference_n - reference_correct]], alternative="less")
+    low, high = found.interval
+    return Measurement("labelled_accuracy", P_VALUE, found.accuracy, float(p),
+                       f"{found.correct}/{found.labelled} correct, 95% CI {low:.4f}..{high:.4f} "
+                       f"vs validation {baseline.accuracy:.4f}")
+
+
+# Every test, in the order the report lists them (p-values first, then distances, each in this order).
+CHECKS: tuple[Check, ...] = (
+    class_prior_chi2,
+    class_prior_js,
+    confidence_ks,
+    confidence_psi,
+    _input_ks("input_mean_ks", "mean"),
+    _input_ks("input_std_ks", "std"),
+    accuracy_estimate,
+    labelled_accuracy,
+)
+
+
+def family(measured: Sequence[Measurement], alpha: float) -> list[Finding]:
+    """The Bonferroni family: each p-value test decides at alpha / m (m: the p-value tests that
+    ran); distances are advisory and listed after them."""
+    pvalues = [m for m in measured if m.kind == P_VALUE]
+    threshold = alpha / max(len(pvalues), 1)
+    findings = [Finding(m.name, P_VALUE, m.statistic, m.value, threshold, DRIFT if m.value < threshold else "ok",
+                        m.detail) for m in pvalues]
+    findings += [Finding(m.name, DISTANCE, m.statistic, m.value, m.limit, "large" if m.value > m.limit else "small",
+                         m.detail) for m in measured if m.kind == DISTANCE]
+    return findings
+
+
 def check_window(
-    baseline: Mapping[str, Any] | None,
+    baseline: DriftBaseline | None,
     window: Window,
     *,
     alpha: float = DEFAULT_ALPHA,
@@ -187,14 +402,6 @@ def check_window(
     notes: Sequence[str] = (),
 ) -> CheckResult:
     """Run every test the baseline and window allow; see the module docstring for the rule."""
-    from scipy.spatial.distance import jensenshannon
-    from scipy.stats import binomtest, chi2_contingency, fisher_exact, norm
-
-    from ingot.monitor.baseline import (
-        Calibration,
-        binned_calibrated_confidence,
-    )
-
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha={alpha} must be between 0 and 1")
     if min_rows < 1 or min_labels < 1:
@@ -203,85 +410,32 @@ def check_window(
     if window.rows < min_rows:
         result.notes.append(f"{window.rows} predictions in the window, fewer than the minimum {min_rows}")
         return result
-    tests: list[tuple[str, float, float, str]] = []          # p-value tests: name, statistic, p, detail
-    distances: list[tuple[str, float, float, str]] = []      # name, distance, threshold, detail
-    base = baseline or {}
-    if base:
-        result.validation_accuracy = base.get("accuracy")
-        reference = np.asarray(base["predicted_class_counts"], dtype=np.int64)
-        live = np.asarray(window.class_counts, dtype=np.int64)
-        if reference.size != live.size:
-            result.notes.append(f"the window has {live.size} classes, the baseline {reference.size}: "
-                                "class-prior checks skipped")
-        else:
-            table = np.vstack([reference, live])
-            table = table[:, table.sum(axis=0) > 0]
-            if table.shape[1] >= 2:
-                chi2, p, dof, _ = chi2_contingency(table, correction=False)
-                tests.append(("class_prior_chi2", float(chi2), float(p), f"{dof} degrees of freedom"))
-            distance = float(jensenshannon(reference / reference.sum(), live / live.sum(), base=2))
-            distances.append(("class_prior_js", distance, JS_THRESHOLD, "Jensen-Shannon distance, base 2"))
-        bins = int(base["confidence_bins"])
-        live_confidence = rebin(window.confidence_counts, bins)
-        reference_confidence = np.asarray(base["confidence_counts"], dtype=np.int64)
-        d, p = ks_binned(reference_confidence, live_confidence, 0.0, 1.0)
-        tests.append(("confidence_ks", d, p, f"top-1 confidence, {bins} bins"))
-        merged = math.gcd(bins, PSI_BINS)
-        distances.append(("confidence_psi", psi(rebin(reference_confidence, merged), rebin(live_confidence, merged)),
-                          PSI_THRESHOLD, f"{merged} bins"))
-        # The ranges come from the stored histograms, so cards made with other bins still compare.
-        for name, key, counts in (("input_mean_ks", "input_mean", window.input_mean_counts),
-                                  ("input_std_ks", "input_std", window.input_std_counts)):
-            histogram = base.get(key)
-            if not histogram:
-                continue
-            if not counts or sum(counts) < min_rows:
-                result.notes.append(f"{name}: {sum(counts or [])} rows with input statistics, fewer than {min_rows}")
-                continue
-            d, p = ks_binned(histogram["counts"], counts, float(histogram["low"]), float(histogram["high"]))
-            tests.append((name, d, p, f"per-image pixel {key.split('_')[1]} on 0..255"))
-        if base.get("calibration"):
-            calibration = Calibration.from_dict(base["calibration"])
-            estimate, _, n = binned_calibrated_confidence(calibration, window.confidence_counts)
-            expected = float(base["calibrated_confidence_mean"])
-            sigma = float(base["calibrated_confidence_std"])
-            reference_n = int(base["num_examples"])
-            standard_error = max(sigma, 1e-6) * math.sqrt(1.0 / n + 1.0 / reference_n)
-            z = (estimate - expected) / standard_error
-            result.estimated_accuracy = estimate
-            band = (expected - 1.96 * standard_error, expected + 1.96 * standard_error)
-            tests.append(("accuracy_estimate", z, float(norm.cdf(z)),
-                          f"estimated accuracy {estimate:.4f} vs validation {expected:.4f} "
-                          f"(95% band {band[0]:.4f}..{band[1]:.4f})"))
-    if window.labelled >= min_labels:
-        accuracy = window.correct / window.labelled
-        interval = binomtest(int(window.correct), int(window.labelled)).proportion_ci(0.95, method="wilson")
-        result.labelled_accuracy = accuracy
-        result.labelled_interval = (float(interval.low), float(interval.high))
-        reference_accuracy = base.get("accuracy")
-        if reference_accuracy is not None:
-            reference_n = int(base["num_examples"])
-            reference_correct = round(float(reference_accuracy) * reference_n)
-            _, p = fisher_exact([[window.correct, window.labelled - window.correct],
-                                    [reference_correct, reference_n - reference_correct]], alternative="less")
-            tests.append(("labelled_accuracy", accuracy, float(p),
-                          f"{window.correct}/{window.labelled} correct, 95% CI {interval.low:.4f}..{interval.high:.4f} "
-                          f"vs validation {float(reference_accuracy):.4f}"))
-        if accuracy_floor is not None and interval.high < accuracy_floor:
+    inputs = CheckInputs(baseline, window, min_rows, estimate_accuracy(baseline, window),
+                         labelled_window_accuracy(window, min_labels))
+    measured: list[Measurement] = []
+    for check in CHECKS:
+        outcome = check(inputs)
+        if isinstance(outcome, Skipped):
+            result.notes.append(outcome.note)
+        elif outcome is not None:
+            measured.append(outcome)
+    if baseline is not None:
+        result.validation_accuracy = baseline.accuracy
+    if inputs.estimate is not None:
+        result.estimated_accuracy = inputs.estimate.estimate
+    if inputs.labelled is not None:
+        low, high = inputs.labelled.interval
+        result.labelled_accuracy = inputs.labelled.accuracy
+        result.labelled_interval = inputs.labelled.interval
+        if accuracy_floor is not None and high < accuracy_floor:
             result.below_floor = True
-            result.notes.append(f"labelled accuracy {accuracy:.4f} (95% CI up to {interval.high:.4f}) is below "
-                                f"the gate's floor {accuracy_floor:.4f}")
+            result.notes.append(f"labelled accuracy {result.labelled_accuracy:.4f} (95% CI up to {high:.4f}) is "
+                                f"below the gate's floor {accuracy_floor:.4f}")
     elif window.labelled:
         result.notes.append(f"{window.labelled} feedback labels, fewer than {min_labels}: labelled accuracy not tested")
-    if not tests and result.labelled_accuracy is None:
+    if not any(m.kind == P_VALUE for m in measured) and result.labelled_accuracy is None:
         result.notes.append("no test could run")
         return result
-    threshold = alpha / max(len(tests), 1)
-    for name, statistic, p, detail in tests:
-        result.tests.append(Finding(name, "p-value", statistic, p, threshold,
-                                       DRIFT if p < threshold else "ok", detail))
-    for name, distance, limit, detail in distances:
-        result.tests.append(Finding(name, "distance", distance, distance, limit,
-                                       "large" if distance > limit else "small", detail))
+    result.tests = family(measured, alpha)
     result.status = DRIFT if result.drifted or result.below_floor else NO_DRIFT
     return result

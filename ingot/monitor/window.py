@@ -4,7 +4,7 @@ The window is the newest `rows` served predictions of a model (`--window N`), or
 since a moment (`--since 6h`), of one variant (the champion by default) and optionally one model
 version. Only successful rows with a prediction count. Nothing is sampled: the database returns
 one count per (histogram, bucket), each bucket computed by the same arithmetic as
-`ingot.monitor.baseline.bucket_index` (floor on PostgreSQL; CAST truncation on SQLite, the same for
+`ingot.evaluate.drift.bucket_index` (floor on PostgreSQL; CAST truncation on SQLite, the same for
 the non-negative values logged), plus the number of feedback labels joined to those rows and how
 many were correct.
 """
@@ -55,12 +55,8 @@ def read_window(
     """Aggregate the window in SQL (see the module docstring); `rows` and `since` exclude each other."""
     from sqlalchemy import and_, case, func, literal_column, select, union_all
 
+    from ingot.evaluate.drift import CONFIDENCE_RANGE, INPUT_MEAN_RANGE, INPUT_STD_RANGE
     from ingot.inference_log.schema import OK, feedback_labels, inference_log
-    from ingot.monitor.baseline import (
-        CONFIDENCE_BINS,
-        INPUT_MEAN_RANGE,
-        INPUT_STD_RANGE,
-    )
 
     if (rows is None) == (since is None):
         raise ConfigError("give exactly one of a row count (--window N) or a duration (--since DURATION)")
@@ -88,7 +84,7 @@ def read_window(
                 .select_from(recent).where(present.is_not(None)).group_by(key))
 
     histograms = {
-        "confidence": (recent.c.confidence, (0.0, 1.0, CONFIDENCE_BINS)),
+        "confidence": (recent.c.confidence, CONFIDENCE_RANGE),
         "mean": (recent.c.input_mean, INPUT_MEAN_RANGE),
         "std": (recent.c.input_std, INPUT_STD_RANGE),
     }

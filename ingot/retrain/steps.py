@@ -39,7 +39,7 @@ class TrainOutput:
 @dataclass
 class ValidationPredictions:
     """The validation split as the model saw it and what it answered, held in one place for
-    whatever builds a reference from them (the confidence baseline, drift baselines)."""
+    whatever builds a reference from them (the drift baseline)."""
 
     images: np.ndarray  # uint8 [N, H, W, 3], decoded and resized as serving does
     labels: np.ndarray  # int64 [N]
@@ -146,7 +146,7 @@ def predict_validation(model: Any, dataset: Any) -> ValidationPredictions:
         labels.append(np.asarray(batch_labels).reshape(-1))
         probabilities.append(np.asarray(tf.cast(output, tf.float32)))
     if not labels:
-        raise DataError("the validation split is empty; a confidence baseline needs at least one image")
+        raise DataError("the validation split is empty; a drift baseline needs at least one image")
     return ValidationPredictions(
         images=np.concatenate(images), labels=np.concatenate(labels).astype(np.int64),
         probabilities=np.concatenate(probabilities, axis=0),
@@ -164,17 +164,17 @@ def evaluate(
     champion_metrics: dict[str, Any] | None = None,
     pipeline_run_id: str | None = None,
 ) -> Evaluation:
-    """Per-class metrics on the held-out test split, the validation confidence and drift
-    baselines, and the gate's decision (against the champion when its metrics are given), as one
-    typed record. The drift baseline (`drift_baseline` in the model card) is what the drift
-    monitor compares live traffic with."""
+    """Per-class metrics on the held-out test split, the validation split's drift baseline, and the
+    gate's decision (against the champion when its metrics are given), as one typed record. The
+    drift baseline (`drift_baseline` in the model card) is what the drift monitor compares live
+    traffic with."""
     from ingot.data import make_tf_dataset
     from ingot.evaluate import (
         EvaluationRecord,
         bless,
-        confidence_baseline_from_probabilities,
         evaluate_model,
     )
+    from ingot.evaluate.drift import DriftBaseline
     from ingot.evaluate.record import TRAINING_KEYS
 
     if len(splits.test) == 0:
@@ -182,13 +182,8 @@ def evaluate(
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "training": False}
     report = evaluate_model(model, make_tf_dataset(splits.test, **common), splits.class_names)
     validation = predict_validation(model, make_tf_dataset(splits.validation, **common))
-    baseline = confidence_baseline_from_probabilities(
-        validation.probabilities, validation.labels, class_names=splits.class_names
-    )
-    from ingot.monitor.baseline import CARD_KEY, compute_baseline
-
-    drift_baseline = compute_baseline(validation.probabilities, validation.labels, splits.class_names,
-                                      validation.images)
+    drift_baseline = DriftBaseline.compute(validation.probabilities, validation.labels, splits.class_names,
+                                           validation.images)
     decision = bless(report, thresholds, champion_metrics)
     record = EvaluationRecord(
         model_name=model_name,
@@ -197,11 +192,10 @@ def evaluate(
         training_config=config.to_dict(),
         training={key: training_summary[key] for key in TRAINING_KEYS if key in training_summary},
         metrics=report.to_dict(),
-        confidence_baseline=baseline,
         gate=decision.to_dict(),
         champion_metrics=champion_metrics,
         pipeline_run_id=pipeline_run_id or None,
-        extra_sections={CARD_KEY: drift_baseline},
+        extra_sections=drift_baseline.to_card(),
     )
     return Evaluation(record=record, report=report, decision=decision, validation=validation)
 

@@ -1,4 +1,4 @@
-"""Evaluation numbers against hand-computed cases and scikit-learn, ECE, and the baseline."""
+"""Evaluation numbers against hand-computed cases and scikit-learn, ECE, and the drift baseline of a model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 from ingot.errors import ConfigError, DataError, ModelError
 from ingot.evaluate import (
     EvaluationReport,
-    confidence_baseline,
-    confidence_baseline_from_probabilities,
     evaluate_model,
     evaluate_predictions,
     expected_calibration_error,
@@ -153,20 +151,6 @@ def test_per_class_table_is_fixed_width_and_readable():
     assert any(line.startswith("accuracy") and "0.750" in line for line in lines)
 
 
-def test_confidence_baseline_from_probabilities():
-    probs = np.array([[0.9, 0.05, 0.05], [0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.02, 0.03, 0.95]])
-    baseline = confidence_baseline_from_probabilities(probs, [0, 1, 1, 2], class_names=CLASSES, bins=10)
-    assert baseline["bin_edges"] == pytest.approx(np.linspace(0, 1, 11).tolist())
-    # Confidences 0.9, 0.5, 0.6, 0.95 -> bins 9 (0.9 is a left edge), 5, 6, 9.
-    assert baseline["confidence_counts"] == [0, 0, 0, 0, 0, 1, 1, 0, 0, 2]
-    assert sum(baseline["confidence_histogram"]) == pytest.approx(1.0)
-    assert baseline["mean_confidence"] == pytest.approx((0.9 + 0.5 + 0.6 + 0.95) / 4)
-    assert baseline["predicted_class_prior"] == pytest.approx([0.5, 0.25, 0.25])
-    assert baseline["true_class_prior"] == pytest.approx([0.25, 0.5, 0.25])
-    assert baseline["class_names"] == CLASSES
-    json.dumps(baseline)
-
-
 # --- with a real Keras model --------------------------------------------------------------
 
 
@@ -217,17 +201,22 @@ def test_evaluate_model_refuses_an_empty_dataset():
         evaluate_model(colour_model(), empty, CLASSES)
 
 
-def test_confidence_baseline_of_a_model():
+def test_drift_baseline_of_a_model():
+    """What the evaluate step does: predict the validation split once, build its drift baseline."""
     import tensorflow as tf
 
+    from ingot.evaluate.drift import DriftBaseline
+    from ingot.evaluate.metrics import predict_labelled
+
     labels = np.array([0, 1, 2, 2], dtype=np.int64)
-    dataset = tf.data.Dataset.from_tensor_slices((colour_images(labels), labels)).batch(2)
-    baseline = confidence_baseline(colour_model(), dataset, class_names=CLASSES)
-    assert len(baseline["bin_edges"]) == 21
-    assert sum(baseline["confidence_counts"]) == 4
-    assert baseline["predicted_class_prior"] == pytest.approx([0.25, 0.25, 0.5])
-    assert baseline["true_class_prior"] == pytest.approx([0.25, 0.25, 0.5])
-    assert 0.9 < baseline["mean_confidence"] <= 1.0  # 10 * (230-20)/255 logit margin
+    images = colour_images(labels)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    seen, probabilities = predict_labelled(colour_model(), dataset)
+    baseline = DriftBaseline.compute(probabilities, seen, CLASSES, images)
+    assert len(baseline.confidence.edges) == 101
+    assert sum(baseline.confidence.counts) == 4 == sum(baseline.input_mean.counts)
+    assert baseline.predicted_class_counts == (1, 1, 2) and baseline.accuracy == 1.0
+    assert sum(baseline.confidence.counts[90:]) == 4  # 10 * (230-20)/255 logit margin: confidence > 0.9
 
 
 def test_evaluate_model_on_labelled_images_and_arrays():

@@ -49,19 +49,22 @@ def train(model, seed=0):
 def model_card_for(model, *, name="colours", seed=1):
     import tensorflow as tf
 
-    from ingot.evaluate import confidence_baseline, evaluate_model
+    from ingot.evaluate import evaluate_model
+    from ingot.evaluate.drift import DriftBaseline
+    from ingot.evaluate.metrics import predict_labelled
 
     labels = np.tile(np.arange(len(CLASSES)), 10)
     dataset = tf.data.Dataset.from_tensor_slices((colour_images(labels, seed=seed), labels)).batch(16)
     report = evaluate_model(model, dataset, CLASSES)
-    baseline = confidence_baseline(model, dataset, class_names=CLASSES)
+    validation_labels, probabilities = predict_labelled(model, dataset)
+    baseline = DriftBaseline.compute(probabilities, validation_labels, CLASSES)
     return {
         "name": name,
         "architecture": "tiny",
         "training_config": {"epochs": 12, "learning_rate": 0.03, "image_size": list(SIZE)},
         "data_hash": "sha256:" + "ab" * 32,
         "metrics": report.to_dict(),
-        "confidence_baseline": baseline,
+        **baseline.to_card(),
     }
 
 

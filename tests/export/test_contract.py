@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ingot.evaluate.drift import DriftBaseline
+
 from .conftest import CLASSES, SIZE, colour_images
 
 H, W = SIZE
@@ -170,7 +172,9 @@ def test_model_card_carries_the_metrics_and_lineage(exported):
     card = json.loads((path / "assets.extra" / "model_card.json").read_text())
     assert card["metrics"] == passed["metrics"]
     assert card["metrics"]["per_class"].keys() == set(CLASSES)
-    assert card["confidence_baseline"] == passed["confidence_baseline"]
+    assert card["drift_baseline"] == passed["drift_baseline"]
+    assert DriftBaseline.from_card(card) == DriftBaseline.from_card(passed)
+    assert "confidence_baseline" not in card  # one drift baseline per card
     for key in ("name", "architecture", "training_config", "data_hash"):
         assert card[key] == passed[key]
     assert card["version"] is None

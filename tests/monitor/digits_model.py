@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from ingot.evaluate.drift import DriftBaseline
+
 CLASS_NAMES = [str(d) for d in range(10)]
 
 
 @dataclass
 class DigitsModel:
     model: Any
-    baseline: dict
+    baseline: DriftBaseline
     live_images: np.ndarray  # held-out images never used for training or the baseline
     live_labels: np.ndarray
 
@@ -38,7 +40,6 @@ def train_digits_model(epochs: int = 12) -> DigitsModel:
     import keras
     import tensorflow as tf
 
-    from ingot.monitor.baseline import compute_baseline
     from ingot.retrain.steps import predict_validation
 
     keras.utils.set_random_seed(0)
@@ -56,5 +57,5 @@ def train_digits_model(epochs: int = 12) -> DigitsModel:
     validation_data = tf.data.Dataset.from_tensor_slices(
         (images[validation].astype(np.float32), labels[validation])).batch(64)
     seen = predict_validation(model, validation_data)  # what the evaluate step does
-    baseline = compute_baseline(seen.probabilities, seen.labels, CLASS_NAMES, seen.images)
+    baseline = DriftBaseline.compute(seen.probabilities, seen.labels, CLASS_NAMES, seen.images)
     return DigitsModel(model, baseline, images[live], labels[live])

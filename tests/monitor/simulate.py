@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingot.monitor.baseline import compute_baseline, input_statistics
+from ingot.evaluate.drift import DriftBaseline, input_statistics
 from ingot.monitor.statistics import Window
 
 NUM_CLASSES = 5
@@ -54,6 +54,6 @@ def draw(n: int, rng: np.random.Generator, *, prior=None, sharpness: float = 4.0
     return Batch(labels, probabilities, images)
 
 
-def baseline(seed: int = 0, n: int = 2000) -> dict:
+def baseline(seed: int = 0, n: int = 2000) -> DriftBaseline:
     batch = draw(n, np.random.default_rng(seed))
-    return compute_baseline(batch.probabilities, batch.labels, CLASS_NAMES, batch.images)
+    return DriftBaseline.compute(batch.probabilities, batch.labels, CLASS_NAMES, batch.images)

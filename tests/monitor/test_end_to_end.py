@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
+from ingot.evaluate.drift import input_statistics
 from ingot.inference_log.store import InferenceLogStore
-from ingot.monitor.baseline import CARD_KEY, input_statistics
 from ingot.registry.store import create_registry_engine, normalize_url
 from tests.monitor.conftest import make_champion, write_log
 
@@ -33,11 +33,11 @@ def _serve(url, digits, images, labels):
 
 
 def test_inverted_and_darkened_images_are_detected_clean_traffic_is_not(digits, tmp_path, capsys):
-    assert digits.baseline["accuracy"] > 0.9
+    assert digits.baseline.accuracy > 0.9
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     InferenceLogStore.from_url(url).close()  # the gateway's log tables, in the registry's database
-    card = {"name": "digits", "class_names": digits.baseline["class_names"], "training_config": {},
-            CARD_KEY: digits.baseline, "metrics": {"accuracy": digits.baseline["accuracy"]}}
+    card = {"name": "digits", "class_names": list(digits.baseline.class_names), "training_config": {},
+            **digits.baseline.to_card(), "metrics": {"accuracy": digits.baseline.accuracy}}
     make_champion(url, "digits", card, tmp_path / "repo" / "digits" / "1")
     check = ["monitor", "check", "digits", "--registry", url, "--window", "400", "--json"]
 

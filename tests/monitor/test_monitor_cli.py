@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
-from ingot.monitor.baseline import CARD_KEY, input_statistics
+from ingot.evaluate.drift import input_statistics
 from ingot.registry.store import create_registry_engine, normalize_url
 from tests.components.tiny import RECIPE
 from tests.monitor.conftest import make_champion, write_log
@@ -20,7 +20,7 @@ from tests.pipelines.kfp_api import fake_kfp_api
 CARD = {"name": "digits", "class_names": CLASS_NAMES, "training_config": RECIPE,
         "gate": {"blessed": True, "reasons": [], "checks": [],
                  "thresholds": {"min_accuracy": 0.5, "min_class_f1": 0.1, "max_regression": 1.0}},
-        "metrics": {"accuracy": 0.85}, CARD_KEY: baseline()}
+        "metrics": {"accuracy": 0.85}, **baseline().to_card()}
 
 
 @pytest.fixture

@@ -8,20 +8,23 @@ import numpy as np
 import pytest
 
 from ingot.errors import DataError
-from ingot.monitor.baseline import (
+from ingot.evaluate.drift import (
     CARD_KEY,
+    NO_BASELINE_NOTE,
     Calibration,
-    baseline_from_card,
+    DriftBaseline,
     bucket_index,
-    compute_baseline,
     input_statistics,
 )
 from ingot.monitor.statistics import (
+    CHECKS,
     DRIFT,
     INSUFFICIENT,
     NO_DRIFT,
+    Measurement,
     Window,
     check_window,
+    family,
     psi,
 )
 from tests.monitor.simulate import CLASS_NAMES, NUM_CLASSES, baseline, draw
@@ -30,7 +33,7 @@ BASELINE = baseline()
 
 
 def test_baseline_is_json_and_holds_every_field():
-    values = json.loads(json.dumps(BASELINE, allow_nan=False))
+    values = json.loads(json.dumps(BASELINE.to_dict(), allow_nan=False))
     assert values["num_examples"] == 2000 and values["class_names"] == CLASS_NAMES
     assert sum(values["predicted_class_counts"]) == 2000 == sum(values["confidence_counts"])
     assert sum(values["input_mean"]["counts"]) == 2000 == sum(values["input_std"]["counts"])
@@ -63,7 +66,7 @@ def test_bucket_index_puts_the_top_edge_in_the_last_bin():
 
 
 def test_calibration_round_trips_through_its_thresholds():
-    calibration = Calibration.from_dict(BASELINE["calibration"])
+    calibration = Calibration.from_dict(BASELINE.to_dict()["calibration"])
     assert calibration(np.array([0.0, 1.0])).tolist() == [calibration.y[0], calibration.y[-1]]
     assert np.all(np.diff(calibration(np.linspace(0, 1, 50))) >= 0)
 
@@ -71,11 +74,11 @@ def test_calibration_round_trips_through_its_thresholds():
 def test_compute_baseline_refuses_mismatched_inputs():
     batch = draw(10, np.random.default_rng(0))
     with pytest.raises(DataError, match="class names"):
-        compute_baseline(batch.probabilities, batch.labels, CLASS_NAMES[:-1])
+        DriftBaseline.compute(batch.probabilities, batch.labels, CLASS_NAMES[:-1])
     with pytest.raises(DataError, match="labels"):
-        compute_baseline(batch.probabilities, batch.labels[:-1], CLASS_NAMES)
-    without_images = compute_baseline(batch.probabilities, batch.labels, CLASS_NAMES)
-    assert without_images["input_mean"] is None
+        DriftBaseline.compute(batch.probabilities, batch.labels[:-1], CLASS_NAMES)
+    without_images = DriftBaseline.compute(batch.probabilities, batch.labels, CLASS_NAMES)
+    assert without_images.input_mean is None and without_images.to_dict()["input_mean"] is None
 
 
 def test_200_windows_from_the_validation_distribution_raise_at_most_5_percent_alarms():
@@ -102,7 +105,7 @@ def test_confidence_collapse_is_detected_and_lowers_the_accuracy_estimate():
     result = check_window(BASELINE, collapsed)
     assert result.status == DRIFT
     assert {"confidence_ks", "accuracy_estimate"} <= set(result.drifted)
-    assert result.estimated_accuracy < BASELINE["accuracy"] - 0.15
+    assert result.estimated_accuracy < BASELINE.accuracy - 0.15
 
 
 def test_darkened_and_inverted_images_move_the_input_statistics():
@@ -122,7 +125,7 @@ def test_labelled_accuracy_drop_is_detected_with_an_interval():
     result = check_window(BASELINE, window, accuracy_floor=0.7)
     assert result.status == DRIFT and result.drifted == ["labelled_accuracy"]
     low, high = result.labelled_interval
-    assert low < result.labelled_accuracy < high < BASELINE["accuracy"]
+    assert low < result.labelled_accuracy < high < BASELINE.accuracy
     assert result.below_floor
 
 
@@ -139,17 +142,28 @@ def test_psi_is_zero_for_identical_and_large_for_disjoint_histograms():
 
 
 def test_cards_without_the_drift_baseline_fall_back_to_what_they_have():
-    legacy = {"confidence_baseline": {"num_examples": 2000, "predicted_class_counts": BASELINE["predicted_class_counts"],
-                                      "confidence_counts": np.asarray(BASELINE["confidence_counts"]).reshape(20, 5).sum(axis=1).tolist(),
+    legacy = {"confidence_baseline": {"num_examples": 2000, "predicted_class_counts": list(BASELINE.predicted_class_counts),
+                                      "confidence_counts": np.asarray(BASELINE.confidence.counts).reshape(20, 5).sum(axis=1).tolist(),
                                       "class_names": CLASS_NAMES},
-              "metrics": {"accuracy": BASELINE["accuracy"]}}
-    found, notes = baseline_from_card(legacy)
-    assert found["calibration"] is None and "no calibration map" in notes[0]
+              "metrics": {"accuracy": BASELINE.accuracy}}
+    found = DriftBaseline.from_card(legacy)
+    notes = found.notes
+    assert found.calibration is None and "no calibration map" in notes[0]
     result = check_window(found, draw(500, np.random.default_rng(13), sharpness=1.0).window(), notes=notes)
     names = {t.name for t in result.tests}
     assert names == {"class_prior_chi2", "class_prior_js", "confidence_ks", "confidence_psi"}
     assert result.status == DRIFT and result.notes == notes
-    nothing, notes = baseline_from_card({})
-    assert nothing is None and "only labelled accuracy" in notes[0]
-    full, notes = baseline_from_card({CARD_KEY: BASELINE})
-    assert full == BASELINE and notes == []
+    assert DriftBaseline.from_card({}) is None and "only labelled accuracy" in NO_BASELINE_NOTE
+    full = DriftBaseline.from_card({CARD_KEY: BASELINE.to_dict()})
+    assert full == BASELINE and full.notes == []
+
+
+def test_each_check_is_one_function_and_the_family_is_assembled_in_one_place():
+    names = [check.__name__ for check in CHECKS]
+    assert names == ["class_prior_chi2", "class_prior_js", "confidence_ks", "confidence_psi", "input_mean_ks",
+                     "input_std_ks", "accuracy_estimate", "labelled_accuracy"]
+    measured = [Measurement("js", "distance", 0.2, 0.2, "", 0.1), Measurement("a", "p-value", 1.0, 0.004, ""),
+                Measurement("b", "p-value", 2.0, 0.006, "")]
+    findings = family(measured, alpha=0.01)
+    assert [(f.name, f.threshold, f.verdict) for f in findings] == [
+        ("a", 0.005, DRIFT), ("b", 0.005, "ok"), ("js", 0.1, "large")]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from ingot.errors import ConfigError
-from ingot.monitor.baseline import input_statistics
+from ingot.evaluate.drift import input_statistics
 from ingot.monitor.statistics import Window
 from ingot.monitor.window import parse_duration, read_window
 from ingot.registry.store import create_registry_engine, normalize_url
