@@ -23,10 +23,7 @@ import numpy as np
 from ingot.monitor.baseline import (
     input_statistics,  # the one definition the drift baseline uses
 )
-
-PROBABILITIES = "probabilities"
-CLASS_IDS = "class_ids"
-CLASS_NAMES = "class_names"
+from ingot.protocol.signatures import CLASS_IDS, CLASS_NAMES, PROBABILITIES
 
 
 @dataclass(frozen=True, slots=True)

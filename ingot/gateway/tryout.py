@@ -8,7 +8,6 @@ try-out on one machine. Prints the curl, `ingot predict` and `ingot feedback` co
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError, IngotError
+from ingot.protocol.headers import CALLER
+from ingot.settings import model_repository
 
 UPSTREAM_REST, UPSTREAM_GRPC = 8511, 8510
 GATEWAY_REST, GATEWAY_GRPC = 8501, 8500
@@ -39,7 +40,7 @@ def plan(repository: str, model: str | None) -> tuple[str, dict[str, Any]]:
               f'model_platform: "tensorflow" model_version_policy {{ all {{}} }} }} }}\n')
     upstream = {"rest": f"http://127.0.0.1:{UPSTREAM_REST}", "grpc": f"127.0.0.1:{UPSTREAM_GRPC}"}
     routes: dict[str, Any] = {
-        "model": name, "caller_header": "x-ingot-caller",
+        "model": name, "caller_header": CALLER,
         "upstreams": {"champion": {**upstream, "version": versions[-2] if len(versions) > 1 else versions[-1]}},
         "weights": {"challenger": 0}, "mirror": 0, "feedback_token_file": "",
     }
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingot.gateway.routing import dump
 
     parser = argparse.ArgumentParser(prog="python -m ingot.gateway.tryout", description=__doc__)
-    parser.add_argument("--model_repository", default=os.environ.get("INGOT_MODEL_REPOSITORY", "model-repository"))
+    parser.add_argument("--model_repository", default=model_repository())
     parser.add_argument("--model", default=None, help="model name (default: the first in the repository)")
     parser.add_argument("--workdir", default=".ingot/gateway", help="where the config, routes and log go")
     args = parser.parse_args(argv)

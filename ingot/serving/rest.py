@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
+from ingot.protocol import headers as wire
 from ingot.protocol.documents import metadata_document, status_json
 from ingot.protocol.rest_json import dumps, dumps_response, error_body
 from ingot.protocol.routes import V1Route, parse_v1_path
@@ -195,7 +196,7 @@ class RestApi:
                     result.version, _status_name(status))
         payload = dumps_response(result.outputs or {}, parsed.row_format)
         # The version that answered: TF Serving's REST body has no place for it, A/B analysis needs it.
-        headers = {**ctx.response_headers, "X-Model-Version": str(result.version)}
+        headers = {**ctx.response_headers, wire.REST_MODEL_VERSION: str(result.version)}
         return _json_response(payload, headers=headers), result.version, "OK"
 
     async def healthz(self, request: web.Request) -> web.Response:
