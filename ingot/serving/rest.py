@@ -30,10 +30,12 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from ingot.protocol import headers as wire
 from ingot.protocol.documents import metadata_document, status_json
-from ingot.protocol.rest_json import dumps, dumps_response, error_body
+from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.rest.response import dumps_response
+from ingot.protocol.rest.text import dumps, error_body
 from ingot.protocol.routes import V1Route, parse_v1_path
 from ingot.protocol.status import Code, ServingError, code_from_http_status, invalid_argument
-from ingot.serving.backend import REST, ModelSpec, PredictCall, RequestContext
+from ingot.serving.backend import REST, PredictCall, RequestContext
 from ingot.serving.frontend import FrontEnd, RateLimitedLog
 from ingot.serving.parsing import BodyLimits, ParsePool, decode_predict_body
 
@@ -174,6 +176,8 @@ class RestApi:
             front.metrics.record_request(model_name, version, status_name)
             if status_name == "OK":
                 front.metrics.record_latency(model_name, version, api, "REST", tracking.elapsed)
+            elif api == "predict":
+                front.predict_failed(ctx, _status_name(response.status))
             return response
 
     async def _predict(self, request: web.Request, route: V1Route, ctx: RequestContext
