@@ -178,7 +178,7 @@ class Listeners:
             await self._runner.setup()
             site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
             await site.start()
-            self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+            self.rest_port = self._runner.addresses[0][1]  # the real port when 0 was asked
         if opts.grpc_port is not None:
             import grpc
 
