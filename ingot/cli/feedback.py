@@ -6,17 +6,19 @@ import argparse
 
 from ingot import settings
 from ingot.errors import ConfigError
+from ingot.protocol.headers import REQUEST_ID
+from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.settings import DEFAULT_SERVER, FEEDBACK_TOKEN_ENV, GATEWAY_ENV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "feedback", help="send the true label of a logged prediction to the gateway",
-        description="POST /v1/feedback to an `ingot gateway`: the label (a class name or id) of row ROW of "
-        "the prediction whose x-ingot-request-id is REQUEST_ID. It is joined to the variant and model "
+        description=f"POST {FEEDBACK_PATH} to an `ingot gateway`: the label (a class name or id) of row ROW of "
+        f"the prediction whose {REQUEST_ID} is REQUEST_ID. It is joined to the variant and model "
         "version that served that row. Repeating the same label is fine; a different one is refused.",
     )
-    parser.add_argument("request_id", metavar="REQUEST_ID", help="the x-ingot-request-id of the prediction")
+    parser.add_argument("request_id", metavar="REQUEST_ID", help=f"the {REQUEST_ID} of the prediction")
     parser.add_argument("label", metavar="LABEL", help="the true class: its name or its id")
     parser.add_argument("--row", type=int, default=0, help="row of the request (default 0)")
     parser.add_argument("--gateway", default=None,

@@ -159,7 +159,7 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
     return RoutingTable(
-        model=model, experiment=experiment, salt=salt, caller_header=caller_header,  # type: ignore[arg-type]
+        model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, digest=digest,
     )

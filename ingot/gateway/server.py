@@ -23,13 +23,13 @@ from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.routing import RoutingTableWatcher
 from ingot.gateway.upstream import UpstreamPool
+from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.rest import RestApi
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
-FEEDBACK_PATH = "/v1/feedback"
 MAX_FEEDBACK_BYTES = 4 << 20
 
 

@@ -22,6 +22,7 @@ from ingot.loop.shifts import Drift, PhotoShift, drifted, photo_like
 from ingot.protocol import headers as wire
 from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.rest.client import dumps_request
+from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.protocol.signatures import IMAGES_INPUT, SERVING_DEFAULT
 
 
@@ -74,7 +75,7 @@ class TrafficDriver:
         if len(images) == 0:
             raise ValueError("no images to send")
         self.url = gateway_rest.rstrip("/") + ModelSpec(model).path(":predict")
-        self.feedback_url = f"{gateway_rest.rstrip('/')}/v1/feedback"
+        self.feedback_url = gateway_rest.rstrip("/") + FEEDBACK_PATH
         self.images, self.labels, self.class_names = images, labels, class_names
         self.callers, self.batch = callers, batch
         self.label_share, self.label_delay_s = label_share, label_delay_s
