@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError, IngotError
-from ingot.protocol.headers import CALLER
+from ingot.protocol.headers import CALLER, REQUEST_ID
+from ingot.protocol.model_spec import ModelSpec
 from ingot.settings import model_repository
 
 UPSTREAM_REST, UPSTREAM_GRPC = 8511, 8510
@@ -107,10 +108,10 @@ The gateway is up: model {name!r}, champion version {routes['upstreams']['champi
                  if "challenger" in routes["upstreams"] else "") + f""".
 Routing table: {work / 'routes.yaml'} (edit it: the gateway re-reads it). Log: {work / 'inference-log.db'}
 
-  curl -si -X POST http://127.0.0.1:{GATEWAY_REST}/v1/models/{name}:predict -H 'x-ingot-caller: alice' \\
+  curl -si -X POST http://127.0.0.1:{GATEWAY_REST}{ModelSpec(name).path(':predict')} -H '{CALLER}: alice' \\
        -d '{{"signature_name": "serving_bytes", "instances": [{{"b64": "'$(base64 -w0 IMAGE.png)'"}}]}}'
   ingot predict IMAGE.png --server http://127.0.0.1:{GATEWAY_REST} --model {name}
-  ingot feedback <x-ingot-request-id from the answer's headers> <true class> --gateway http://127.0.0.1:{GATEWAY_REST}
+  ingot feedback <{REQUEST_ID} from the answer's headers> <true class> --gateway http://127.0.0.1:{GATEWAY_REST}
   curl -s http://127.0.0.1:{GATEWAY_REST}/monitoring/prometheus/metrics | grep ingot_gateway
 
 Ctrl-C stops both servers.""", flush=True)
