@@ -136,9 +136,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if result.forwarded is not None and result.forwarded.message is not None:
             return result.forwarded.message, result.version
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = result.model_name
-        response.model_spec.version.value = result.version or 0
-        response.model_spec.signature_name = signature.name
+        ModelSpec(result.model_name, result.version or 0).fill(response.model_spec, signature.name)
         outputs = result.outputs or {}
         for alias in wanted:
             array_to_proto(outputs[alias], response.outputs[alias])
