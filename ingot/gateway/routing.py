@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from ingot.errors import ConfigError
 from ingot.protocol import headers
-from ingot.protocol.names import MODEL_NAME, MODEL_NAME_RULE
+from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
 from ingot.storage import sha256_text
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
              "feedback_token_file")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
-_EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # longer than a model name: it embeds one
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
 
@@ -182,7 +181,7 @@ def _experiment(doc: Mapping[str, Any]) -> str | None:
     value = doc.get("experiment")
     if value is None:
         return None
-    if not isinstance(value, str) or not _EXPERIMENT.fullmatch(value):
+    if not isinstance(value, str) or not EXPERIMENT_NAME.fullmatch(value):
         raise RoutingError(f"routing table experiment: expected a name of letters, digits, '.', '_' or '-' "
                            f"(at most 128), got {value!r}")
     return value
