@@ -46,7 +46,7 @@ def outputs(batch: int, classes: int) -> dict:
 def main() -> None:
     import orjson
 
-    from ingot.protocol import rest_json
+    from ingot.protocol.rest import client, response, text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200)
@@ -58,11 +58,11 @@ def main() -> None:
         for batch in (1, 32):
             out = outputs(batch, classes)
             for row in (True, False):
-                current = rest_json.dumps(rest_json.predict_response(out, row))
-                fast = rest_json.dumps_response(out, row)
+                current = text.dumps(response.predict_response(out, row))
+                fast = response.dumps_response(out, row)
                 same = fast == current
-                t_json = best_of(lambda: rest_json.dumps(rest_json.predict_response(out, row)), r)
-                t_orjson = best_of(lambda: rest_json.dumps_response(out, row), r)
+                t_json = best_of(lambda: text.dumps(response.predict_response(out, row)), r)
+                t_orjson = best_of(lambda: response.dumps_response(out, row), r)
                 print(f"  {label:22s} batch {batch:2d} {'row' if row else 'col'}: json {t_json:8.1f}  "
                       f"orjson {t_orjson:8.1f}  = {t_json / t_orjson:5.2f}x faster  identical bytes: {same}")
 
@@ -83,10 +83,10 @@ def main() -> None:
     print("\n3. request encoding (client): json.dumps(tolist) vs orjson numpy, best µs")
     for batch in (1, 32):
         batch_images = images[:batch]
-        t_json = best_of(lambda: rest_json.dumps(rest_json.predict_request_document("", {"images": batch_images})), r)
-        t_orjson = best_of(lambda: rest_json.dumps_request("", {"images": batch_images}), r)
-        same = rest_json.dumps_request("", {"images": batch_images}) == rest_json.dumps(
-            rest_json.predict_request_document("", {"images": batch_images}))
+        t_json = best_of(lambda: text.dumps(client.predict_request_document("", {"images": batch_images})), r)
+        t_orjson = best_of(lambda: client.dumps_request("", {"images": batch_images}), r)
+        same = client.dumps_request("", {"images": batch_images}) == text.dumps(
+            client.predict_request_document("", {"images": batch_images}))
         print(f"  uint8 batch {batch:2d} of 32x32x3: json {t_json:9.1f}  orjson {t_orjson:9.1f}  "
               f"= {t_json / t_orjson:5.2f}x faster  identical bytes: {same}")
 

@@ -18,12 +18,18 @@ MODEL_REPOSITORY_ENV = "INGOT_MODEL_REPOSITORY"
 REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
 LOG_URL_ENV = "INGOT_LOG_URL"  # the inference log; unset: the registry's database
 IMAGE_ENV = "INGOT_IMAGE"
+SERVER_ENV = "INGOT_SERVER"  # `ingot predict`: the model server to ask
+MODEL_NAME_ENV = "INGOT_MODEL_NAME"  # `ingot predict`: the model to ask for
+GATEWAY_ENV = "INGOT_GATEWAY"  # `ingot feedback`: the gateway's REST URL
+FEEDBACK_TOKEN_ENV = "INGOT_FEEDBACK_TOKEN"  # `ingot feedback`: the feedback bearer token itself
+ROLLOUT_TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # `ingot rollout`: the actuator target as JSON (set by the chart)
 
 # Defaults.
 DEFAULT_DATASET = "bundled:digits"
 DEFAULT_DATASET_ROOT = "~/.cache/ingot/datasets"
 DEFAULT_DATA_DIR = ".ingot"
 DEFAULT_MODEL_REPOSITORY = "model-repository"
+DEFAULT_SERVER = "http://127.0.0.1:8501"  # a local model server's (or gateway's) REST port
 # The image built from the repository's Dockerfile, under the name the release pushes it as (the
 # kustomize manifests use the same). Fixed, so the checked-in compiled pipeline is deterministic.
 DEFAULT_IMAGE = "ghcr.io/ingot/ingot:0.1.0"
@@ -56,6 +62,31 @@ def model_repository() -> str:
 def image() -> str:
     """The container image the pipeline's steps run in (`INGOT_IMAGE`, else DEFAULT_IMAGE)."""
     return _env(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+def server() -> str:
+    """The model server `ingot predict` asks (`INGOT_SERVER`, else DEFAULT_SERVER)."""
+    return _env(SERVER_ENV) or DEFAULT_SERVER
+
+
+def model_name() -> str | None:
+    """The model `ingot predict` asks for (`INGOT_MODEL_NAME`), or None: the server's only one."""
+    return _env(MODEL_NAME_ENV) or None
+
+
+def gateway() -> str:
+    """The gateway `ingot feedback` posts to (`INGOT_GATEWAY`, else DEFAULT_SERVER)."""
+    return _env(GATEWAY_ENV) or DEFAULT_SERVER
+
+
+def feedback_token() -> str | None:
+    """The feedback bearer token (`INGOT_FEEDBACK_TOKEN`), or None."""
+    return _env(FEEDBACK_TOKEN_ENV) or None
+
+
+def rollout_target() -> str:
+    """The rollout actuator target's JSON text (`INGOT_ROLLOUT_TARGET`), or "" when unset."""
+    return _env(ROLLOUT_TARGET_ENV)
 
 
 def required_model_repository(value: str | None) -> str:

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from ingot import settings
 from ingot.errors import ConfigError
-
-GATEWAY_ENV = "INGOT_GATEWAY"
-TOKEN_ENV = "INGOT_FEEDBACK_TOKEN"
+from ingot.protocol.headers import REQUEST_ID
+from ingot.protocol.routes import FEEDBACK_PATH
+from ingot.settings import DEFAULT_SERVER, FEEDBACK_TOKEN_ENV, GATEWAY_ENV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "feedback", help="send the true label of a logged prediction to the gateway",
-        description="POST /v1/feedback to an `ingot gateway`: the label (a class name or id) of row ROW of "
-        "the prediction whose x-ingot-request-id is REQUEST_ID. It is joined to the variant and model "
+        description=f"POST {FEEDBACK_PATH} to an `ingot gateway`: the label (a class name or id) of row ROW of "
+        f"the prediction whose {REQUEST_ID} is REQUEST_ID. It is joined to the variant and model "
         "version that served that row. Repeating the same label is fine; a different one is refused.",
     )
-    parser.add_argument("request_id", metavar="REQUEST_ID", help="the x-ingot-request-id of the prediction")
+    parser.add_argument("request_id", metavar="REQUEST_ID", help=f"the {REQUEST_ID} of the prediction")
     parser.add_argument("label", metavar="LABEL", help="the true class: its name or its id")
     parser.add_argument("--row", type=int, default=0, help="row of the request (default 0)")
     parser.add_argument("--gateway", default=None,
-                        help=f"gateway REST URL (default ${GATEWAY_ENV}, else http://127.0.0.1:8501)")
+                        help=f"gateway REST URL (default ${GATEWAY_ENV}, else {DEFAULT_SERVER})")
     parser.add_argument("--token-file", default=None,
-                        help=f"file holding the feedback bearer token (default: ${TOKEN_ENV} if set)")
+                        help=f"file holding the feedback bearer token (default: ${FEEDBACK_TOKEN_ENV} if set)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     parser.set_defaults(handler=run)
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from ingot.client.feedback import send_feedback
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = settings.feedback_token()
     if args.token_file:
         try:
             with open(args.token_file, encoding="utf-8") as handle:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from None
     if args.row < 0:
         raise ConfigError(f"--row must be a non-negative integer, got {args.row}")
-    url = args.gateway or os.environ.get(GATEWAY_ENV) or "http://127.0.0.1:8501"
+    url = args.gateway or settings.gateway()
     [stored] = send_feedback(url, args.request_id, args.label, row=args.row, token=token, timeout_s=args.timeout)
     verdict = "correct" if stored["correct"] else "incorrect"
     again = "" if stored["created"] else " (already recorded)"

@@ -8,6 +8,8 @@ from typing import Any
 
 from ingot.cli.frontend_flags import add_limit_flags, add_listen_flags, check_listen, request_limits, rest_timeout_s
 from ingot.errors import ConfigError
+from ingot.protocol.headers import VARIANT
+from ingot.protocol.routes import FEEDBACK_PATH
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -15,10 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "gateway", help="front door: split traffic between champion and challenger, log every prediction",
         description="Serve TensorFlow Serving's REST (default port 8501) and gRPC (8500) APIs for the model "
         "named in the routing table (--routes, re-read when it changes), forwarding each request to the "
-        "champion or the challenger model server: pinned by the x-ingot-variant header, sticky by the "
+        f"champion or the challenger model server: pinned by the {VARIANT} header, sticky by the "
         "table's caller header, else at random by weight; mirrored copies go to the challenger. Every "
         "predicted row is logged (--log-url, default $INGOT_LOG_URL, else the registry's database) and "
-        "POST /v1/feedback joins ground-truth labels to the variant that served the row. Binds "
+        f"POST {FEEDBACK_PATH} joins ground-truth labels to the variant that served the row. Binds "
         "127.0.0.1 unless --host is given.",
     )
     add = parser.add_argument

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from ingot import settings
 from ingot.errors import ConfigError
 
 
@@ -20,10 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "with TensorFlow Serving (REST or gRPC). Exits 1 when any image failed.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--server", default=os.environ.get("INGOT_SERVER", "http://127.0.0.1:8501"),
-                        help="http://HOST:8501 (REST) or grpc://HOST:8500 (default $INGOT_SERVER or http://127.0.0.1:8501)")
-    parser.add_argument("--model", default=os.environ.get("INGOT_MODEL_NAME"),
-                        help="model name (default $INGOT_MODEL_NAME; with Ingot's server, the only model it serves)")
+    parser.add_argument("--server", default=settings.server(),
+                        help=f"http://HOST:8501 (REST) or grpc://HOST:8500 (default ${settings.SERVER_ENV} or "
+                        f"{settings.DEFAULT_SERVER})")
+    parser.add_argument("--model", default=settings.model_name(),
+                        help=f"model name (default ${settings.MODEL_NAME_ENV}; with Ingot's server, the only model "
+                        "it serves)")
     parser.add_argument("--version", type=int, default=None, help="a specific model version")
     parser.add_argument("--label", default=None, help="a version label (e.g. stable, canary)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError
-from ingot.settings import LOG_URL_ENV, REGISTRY_URL_ENV
-
-TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # JSON rollout target; the chart sets it in the controller pod
+from ingot.settings import LOG_URL_ENV, REGISTRY_URL_ENV, ROLLOUT_TARGET_ENV, rollout_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="challenger traffic percents, one analysis step each (default 10,50)")
     start.add_argument("--policy", type=Path, metavar="FILE", help="YAML/JSON policy (alpha, tau, min_labels, ...)")
     start.add_argument("--target", type=Path, metavar="FILE",
-                       help=f"YAML/JSON actuator target (default ${TARGET_ENV}, else built from the options below)")
+                       help=f"YAML/JSON actuator target (default ${ROLLOUT_TARGET_ENV}, else built from the options below)")
     start.add_argument("--routes", metavar="FILE", help="local: the gateway's routing file (ingot gateway --routes)")
     for arm in ("champion", "challenger"):
         start.add_argument(f"--{arm}-rest", metavar="URL", help=f"local: REST URL of the {arm} server")
@@ -130,18 +128,18 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
     """The actuator target: --target FILE, else $INGOT_ROLLOUT_TARGET, else the local options."""
     if args.target is not None:
         return _load_mapping(args.target, "target file")
-    from_env = os.environ.get(TARGET_ENV)
+    from_env = rollout_target()
     if from_env:
         try:
             given = json.loads(from_env)
         except ValueError:
-            raise ConfigError(f"${TARGET_ENV} is not valid JSON") from None
+            raise ConfigError(f"${ROLLOUT_TARGET_ENV} is not valid JSON") from None
         if not isinstance(given, dict):
-            raise ConfigError(f"${TARGET_ENV} must be a JSON object")
+            raise ConfigError(f"${ROLLOUT_TARGET_ENV} must be a JSON object")
         return given
     if not args.routes:
         raise ConfigError("say where to act: --routes FILE with --champion-rest/--challenger-rest (one machine), "
-                          f"--target FILE, or ${TARGET_ENV}")
+                          f"--target FILE, or ${ROLLOUT_TARGET_ENV}")
     target: dict[str, Any] = {"actuator": "local", "routes_file": str(Path(args.routes).resolve())}
     for arm in ("champion", "challenger"):
         rest, grpc = getattr(args, f"{arm}_rest"), getattr(args, f"{arm}_grpc")

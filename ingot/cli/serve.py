@@ -124,15 +124,18 @@ def server_options(args: argparse.Namespace) -> Any:
 
 def try_commands(host: str, rest_port: int | None, grpc_port: int | None, model_names: list[str]) -> str:
     """The commands `ingot serve` prints so a newcomer can call the server at once."""
+    from ingot.protocol.model_spec import ModelSpec
+
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     name = model_names[0] if model_names else "MODEL"
     lines = ["Try:"]
     if rest_port:
         base = f"http://{shown}:{rest_port}"
+        spec = ModelSpec(name)
         lines += [
-            f"  curl {base}/v1/models/{name}",
-            f"  curl {base}/v1/models/{name}/metadata",
-            f"  curl -X POST {base}/v1/models/{name}:predict \\",
+            f"  curl {base}{spec.path()}",
+            f"  curl {base}{spec.path('/metadata')}",
+            f"  curl -X POST {base}{spec.path(':predict')} \\",
             "       -d '{\"signature_name\": \"serving_bytes\", \"instances\": [{\"b64\": \"'$(base64 -w0 IMAGE.png)'\"}]}'",
             f"  ingot predict --server {base} --model {name} IMAGE.png ...",
             f"  metrics: {base}/monitoring/prometheus/metrics   probes: {base}/healthz {base}/readyz",

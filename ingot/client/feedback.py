@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ingot.errors import IngotError
-
-FEEDBACK_PATH = "/v1/feedback"
+from ingot.protocol.routes import FEEDBACK_PATH
 
 
 class FeedbackRejected(IngotError):

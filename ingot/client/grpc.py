@@ -11,9 +11,10 @@ import numpy as np
 
 from ingot.client.transport import Transport, VersionStatus, decode_strings
 from ingot.protocol.documents import SIGNATURE_DEF_FIELD
-from ingot.protocol.rest_json import BYTES_SUFFIX
+from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.rest.values import BYTES_SUFFIX
 from ingot.protocol.status import Code, ServingError, code_from_grpc
-from ingot.protocol.tensors import array_from_proto, array_to_proto
+from ingot.protocol.tensors import array_to_proto, outputs_from_proto
 
 MAX_MESSAGE = 64 << 20
 
@@ -40,14 +41,6 @@ class GrpcTransport(Transport):
     def close(self) -> None:
         self._channel.close()
 
-    @staticmethod
-    def _spec(spec: Any, model: str, version: int | None, label: str | None) -> None:
-        spec.name = model
-        if version is not None:
-            spec.version.value = int(version)
-        elif label:
-            spec.version_label = label
-
     def _call(self, method: Any, request: Any) -> Any:
         try:
             response, call = method.with_call(request, timeout=self.timeout_s)
@@ -63,8 +56,7 @@ class GrpcTransport(Transport):
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec, model, version, label)
-        request.model_spec.signature_name = signature_name
+        ModelSpec(model, version, label or None).fill(request.model_spec, signature_name)
         for name, value in inputs.items():
             array_to_proto(np.asarray(value), request.inputs[name])
         return request
@@ -73,10 +65,7 @@ class GrpcTransport(Transport):
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = self.predict_request(model, version, label, signature_name, inputs)
         response = self._call(self.prediction.Predict, request)
-        outputs = {
-            name: array_from_proto(name, proto, None, max_elements=1 << 31)
-            for name, proto in response.outputs.items()
-        }
+        outputs = outputs_from_proto(response.outputs, max_elements=1 << 31)
         return {name: value if name.endswith(BYTES_SUFFIX) else decode_strings(value) for name, value in outputs.items()}
 
     def metadata(self, model: str, version: int | None, label: str | None) -> dict:
@@ -84,7 +73,7 @@ class GrpcTransport(Transport):
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         request = get_model_metadata_pb2.GetModelMetadataRequest()
-        self._spec(request.model_spec, model, version, label)
+        ModelSpec(model, version, label or None).fill(request.model_spec)
         request.metadata_field.append(SIGNATURE_DEF_FIELD)
         response = self._call(self.prediction.GetModelMetadata, request)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
@@ -99,7 +88,7 @@ class GrpcTransport(Transport):
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()
-        self._spec(request.model_spec, model, version, label)
+        ModelSpec(model, version, label or None).fill(request.model_spec)
         response = self._call(self.models.GetModelStatus, request)
         return [
             VersionStatus(

@@ -6,12 +6,15 @@ from __future__ import annotations
 import http.client
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from ingot.client.transport import Transport, VersionStatus, decode_strings
-from ingot.protocol.rest_json import BYTES_SUFFIX, array_from_json, dumps_request, loads
+from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.rest.client import dumps_request, predict_outputs
+from ingot.protocol.rest.text import loads
+from ingot.protocol.rest.values import BYTES_SUFFIX
 from ingot.protocol.status import Code, ServingError, code_from_http_status
 
 
@@ -72,28 +75,15 @@ class RestTransport(Transport):
         except ValueError:
             raise ServingError(Code.UNKNOWN, f"the server at {self.url} answered with invalid JSON") from None
 
-    @staticmethod
-    def _model_path(model: str, version: int | None, label: str | None) -> str:
-        path = f"/v1/models/{quote(model, safe='')}"
-        if version is not None:
-            path += f"/versions/{int(version)}"
-        elif label:
-            path += f"/labels/{quote(label, safe='')}"
-        return path
-
     # -- API
 
     def predict(self, model: str, version: int | None, label: str | None, signature_name: str,
                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         body = dumps_request(signature_name, inputs)
-        answer = self.request("POST", self._model_path(model, version, label) + ":predict", body)
-        outputs = answer.get("outputs") if isinstance(answer, dict) else None
-        if outputs is None:
+        answer = self.request("POST", _spec(model, version, label).path(":predict"), body)
+        decoded = predict_outputs(answer, lambda: self._signature_outputs(model, version, label, signature_name)[0])
+        if decoded is None:
             raise ServingError(Code.UNKNOWN, f"predict answer has no 'outputs': {str(answer)[:200]}")
-        if not isinstance(outputs, dict):
-            names = self._signature_outputs(model, version, label, signature_name)
-            outputs = {names[0]: outputs}
-        decoded = {name: array_from_json(name, value) for name, value in outputs.items()}
         return {name: value if name.endswith(BYTES_SUFFIX) else decode_strings(value) for name, value in decoded.items()}
 
     def _signature_outputs(self, model: str, version: int | None, label: str | None, signature: str) -> list[str]:
@@ -107,10 +97,10 @@ class RestTransport(Transport):
         return self._output_names[key]
 
     def metadata(self, model: str, version: int | None, label: str | None) -> dict:
-        return self.request("GET", self._model_path(model, version, label) + "/metadata")
+        return self.request("GET", _spec(model, version, label).path("/metadata"))
 
     def status(self, model: str, version: int | None, label: str | None) -> list[VersionStatus]:
-        answer = self.request("GET", self._model_path(model, version, label))
+        answer = self.request("GET", _spec(model, version, label).path())
         return [
             VersionStatus(
                 version=int(entry.get("version", 0)),
@@ -124,3 +114,7 @@ class RestTransport(Transport):
     def list_models(self) -> list[dict]:
         """Ingot's server only (TF Serving has no model listing)."""
         return self.request("GET", "/ingot/models")["models"]
+
+
+def _spec(model: str, version: int | None, label: str | None) -> ModelSpec:
+    return ModelSpec(model, version, label or None)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ingot.protocol import headers as wire
 from ingot.protocol.status import Code, ServingError
 
 
@@ -35,8 +36,8 @@ class ServedBy:
     @staticmethod
     def from_headers(headers: Any) -> ServedBy:
         found = {str(k).lower(): v for k, v in headers}
-        version = found.get("x-ingot-model-version") or found.get("x-model-version")
-        return ServedBy(found.get("x-ingot-request-id"), found.get("x-ingot-variant"),
+        version = found.get(wire.MODEL_VERSION) or found.get(wire.REST_MODEL_VERSION.lower())
+        return ServedBy(found.get(wire.REQUEST_ID), found.get(wire.VARIANT),
                         int(version) if version and str(version).isdigit() else None)
 
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ingot.gateway.routing import CHALLENGER, CHAMPION, VARIANTS, RoutingTable
+from ingot.protocol.headers import VARIANT
 
-PIN_HEADER = "x-ingot-variant"
 BUCKETS = 10_000
 
 HEADER = "header"
@@ -43,11 +43,11 @@ def bucket(salt: str, key: str) -> int:
 
 def assign(table: RoutingTable, headers: Mapping[str, str], rng: random.Random | None = None) -> Assignment:
     """Pick the variant for one request; `headers` have lower-case names."""
-    pin = headers.get(PIN_HEADER)
+    pin = headers.get(VARIANT)
     if pin is not None and pin != "":
         pin = pin.strip().lower()
         if pin not in VARIANTS:
-            raise InvalidPin(f"{PIN_HEADER} must be one of {', '.join(VARIANTS)}, got {pin[:40]!r}")
+            raise InvalidPin(f"{VARIANT} must be one of {', '.join(VARIANTS)}, got {pin[:40]!r}")
         return Assignment(pin, HEADER)
     threshold = round(table.challenger_weight * 100) if table.challenger is not None else 0
     key = headers.get(table.caller_header)

@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 
 from ingot.evaluate.drift import input_statistics  # the one definition the drift baseline uses
-
-PROBABILITIES = "probabilities"
-CLASS_IDS = "class_ids"
-CLASS_NAMES = "class_names"
+from ingot.protocol.signatures import CLASS_IDS, CLASS_NAMES, PROBABILITIES
 
 
 @dataclass(frozen=True, slots=True)

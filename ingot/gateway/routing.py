@@ -23,7 +23,6 @@ the mirror must be 0).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -34,22 +33,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ingot.errors import ConfigError
+from ingot.protocol import headers
+from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
+from ingot.storage import sha256_text
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
-DEFAULT_CALLER_HEADER = "x-ingot-caller"
+DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
              "feedback_token_file")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
-# Headers the gateway itself reads or sets: a caller key must be something else.
-_RESERVED_HEADERS = frozenset({"x-ingot-variant", "x-ingot-request-id", "x-ingot-model-version", "authorization",
-                               "content-type", "content-length", "host"})
 
 
 class RoutingError(ConfigError):
@@ -120,8 +118,8 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         raise RoutingError(f"routing table must be a mapping with keys {', '.join(_TOP_KEYS)}; "
                            f"got {type(doc).__name__}")
     _no_unknown_keys(doc, _TOP_KEYS, "")
-    model = _name(doc, "model", required=True)
-    experiment = _name(doc, "experiment", required=False)
+    model = _model(doc)
+    experiment = _experiment(doc)
     salt = doc.get("salt")
     if salt is None or salt == "":
         salt = experiment or model
@@ -132,9 +130,9 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         raise RoutingError(f"routing table caller_header: expected an HTTP header name such as "
                            f"{DEFAULT_CALLER_HEADER!r}, got {caller_header!r}")
     caller_header = caller_header.lower()
-    if caller_header in _RESERVED_HEADERS:
+    if caller_header in headers.RESERVED:  # the gateway's own: a caller key must be something else
         raise RoutingError(f"routing table caller_header: {caller_header!r} is a header the gateway uses "
-                           "itself; name a caller-key header such as 'x-ingot-caller'")
+                           f"itself; name a caller-key header such as {DEFAULT_CALLER_HEADER!r}")
     weights = doc.get("weights", {CHALLENGER: 0})
     if not isinstance(weights, Mapping):
         raise RoutingError(f"routing table weights: expected a mapping {{challenger: 0..100}}, got {weights!r}")
@@ -160,7 +158,7 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
     return RoutingTable(
-        model=model, experiment=experiment, salt=salt, caller_header=caller_header,  # type: ignore[arg-type]
+        model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, digest=digest,
     )
@@ -172,12 +170,19 @@ def _no_unknown_keys(doc: Mapping[Any, Any], allowed: tuple[str, ...], prefix: s
         raise RoutingError(f"routing table {prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}")
 
 
-def _name(doc: Mapping[str, Any], key: str, *, required: bool) -> str | None:
-    value = doc.get(key)
-    if value is None and not required:
+def _model(doc: Mapping[str, Any]) -> str:
+    value = doc.get("model")
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise RoutingError(f"routing table model: expected a name of {MODEL_NAME_RULE}, got {value!r}")
+    return value
+
+
+def _experiment(doc: Mapping[str, Any]) -> str | None:
+    value = doc.get("experiment")
+    if value is None:
         return None
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise RoutingError(f"routing table {key}: expected a name of letters, digits, '.', '_' or '-' "
+    if not isinstance(value, str) or not EXPERIMENT_NAME.fullmatch(value):
+        raise RoutingError(f"routing table experiment: expected a name of letters, digits, '.', '_' or '-' "
                            f"(at most 128), got {value!r}")
     return value
 
@@ -229,7 +234,7 @@ def parse(text: str) -> RoutingTable:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise RoutingError(f"routing table is not valid YAML: {' '.join(str(err).split())}") from None
-    return validate(doc, digest=hashlib.sha256(text.encode()).hexdigest())
+    return validate(doc, digest=sha256_text(text))
 
 
 def load_routing_table(path: str | Path) -> RoutingTable:
@@ -275,7 +280,7 @@ class RoutingTableWatcher:
                 self.rejections += 1
                 log.error("routing table %s cannot be read (%s); keeping the last good table", self.path, err)
             return False
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = sha256_text(text)
         if digest == self._seen:
             return False
         self._seen = digest

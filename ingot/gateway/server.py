@@ -18,20 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingot.gateway.backend import CURRENT, GatewayBackend, RequestState
+from ingot.gateway.backend import GatewayBackend
 from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.routing import RoutingTableWatcher
 from ingot.gateway.upstream import UpstreamPool
-from ingot.protocol.status import code_from_http_status
-from ingot.serving.backend import REST
+from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.rest import RestApi
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
-FEEDBACK_PATH = "/v1/feedback"
 MAX_FEEDBACK_BYTES = 4 << 20
 
 
@@ -111,6 +109,7 @@ class Gateway:
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
         self.front = FrontEnd(self.backend, self.serving_metrics, options.limits)
+        self.front.on_predict_error(self.backend.record_refused)
         self.listeners = Listeners(
             self.front,
             ListenOptions(host=options.host, rest_port=options.rest_port, grpc_port=options.grpc_port,
@@ -118,7 +117,6 @@ class Gateway:
                           grpc_max_message_bytes=options.grpc_max_message_bytes,
                           shutdown_grace_s=options.shutdown_grace_s),
             rest_api=lambda front, **kw: GatewayRestApi(front, gateway=self, **kw),
-            grpc_services=lambda server, front: add_gateway_services(server, front, self.backend),
         )
         self._watch_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -290,8 +288,7 @@ def _json(status: int, document: Any, headers: dict[str, str] | None = None) -> 
 
 
 class GatewayRestApi(RestApi):
-    """The shared REST front end, plus the feedback route, the gateway's metrics, and a log row for
-    a prediction the front end refused after the variant was chosen."""
+    """The shared REST front end, plus the feedback route and the gateway's metrics."""
 
     def __init__(self, front: FrontEnd, *, gateway: Gateway, **kw: Any) -> None:
         super().__init__(front, **kw)
@@ -300,44 +297,13 @@ class GatewayRestApi(RestApi):
     async def handle_v1(self, request: Any) -> Any:
         if request.path == FEEDBACK_PATH:
             return await self.gateway.feedback(request)
-        state = RequestState(REST)
-        token = CURRENT.set(state)
-        try:
-            response = await super().handle_v1(request)
-            if response.status != 200:
-                self.gateway.backend.record_front_end_error(state, code_from_http_status(response.status).name)
-            return response
-        finally:
-            CURRENT.reset(token)
+        return await super().handle_v1(request)
 
     async def prometheus(self, request: Any) -> Any:
         from aiohttp import web
 
         text = self.front.metrics.render() + self.gateway.metrics.render().decode()
         return web.Response(text=text, content_type="text/plain")
-
-
-def add_gateway_services(server: Any, front: FrontEnd, backend: GatewayBackend) -> None:
-    """The shared gRPC services, Predict wrapped to log a request the front end refused."""
-    import grpc
-
-    from ingot.serving.backend import GRPC
-    from ingot.serving.grpc_service import PredictionServicer, add_services
-
-    class GatewayPredictionServicer(PredictionServicer):
-        async def Predict(self, request: Any, context: Any) -> Any:
-            state = RequestState(GRPC)
-            token = CURRENT.set(state)
-            try:
-                response = await super().Predict(request, context)
-                code = context.code()
-                if code is not None and code != grpc.StatusCode.OK:
-                    backend.record_front_end_error(state, code.name)
-                return response
-            finally:
-                CURRENT.reset(token)
-
-    add_services(server, front, prediction_servicer=GatewayPredictionServicer(front))
 
 
 # ---------------------------------------------------------------- running

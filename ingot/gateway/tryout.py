@@ -8,7 +8,6 @@ try-out on one machine. Prints the curl, `ingot predict` and `ingot feedback` co
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError, IngotError
+from ingot.protocol.headers import CALLER, REQUEST_ID
+from ingot.protocol.model_spec import ModelSpec
+from ingot.settings import model_repository
 
 UPSTREAM_REST, UPSTREAM_GRPC = 8511, 8510
 GATEWAY_REST, GATEWAY_GRPC = 8501, 8500
@@ -39,7 +41,7 @@ def plan(repository: str, model: str | None) -> tuple[str, dict[str, Any]]:
               f'model_platform: "tensorflow" model_version_policy {{ all {{}} }} }} }}\n')
     upstream = {"rest": f"http://127.0.0.1:{UPSTREAM_REST}", "grpc": f"127.0.0.1:{UPSTREAM_GRPC}"}
     routes: dict[str, Any] = {
-        "model": name, "caller_header": "x-ingot-caller",
+        "model": name, "caller_header": CALLER,
         "upstreams": {"champion": {**upstream, "version": versions[-2] if len(versions) > 1 else versions[-1]}},
         "weights": {"challenger": 0}, "mirror": 0, "feedback_token_file": "",
     }
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingot.gateway.routing import dump
 
     parser = argparse.ArgumentParser(prog="python -m ingot.gateway.tryout", description=__doc__)
-    parser.add_argument("--model_repository", default=os.environ.get("INGOT_MODEL_REPOSITORY", "model-repository"))
+    parser.add_argument("--model_repository", default=model_repository())
     parser.add_argument("--model", default=None, help="model name (default: the first in the repository)")
     parser.add_argument("--workdir", default=".ingot/gateway", help="where the config, routes and log go")
     args = parser.parse_args(argv)
@@ -106,10 +108,10 @@ The gateway is up: model {name!r}, champion version {routes['upstreams']['champi
                  if "challenger" in routes["upstreams"] else "") + f""".
 Routing table: {work / 'routes.yaml'} (edit it: the gateway re-reads it). Log: {work / 'inference-log.db'}
 
-  curl -si -X POST http://127.0.0.1:{GATEWAY_REST}/v1/models/{name}:predict -H 'x-ingot-caller: alice' \\
+  curl -si -X POST http://127.0.0.1:{GATEWAY_REST}{ModelSpec(name).path(':predict')} -H '{CALLER}: alice' \\
        -d '{{"signature_name": "serving_bytes", "instances": [{{"b64": "'$(base64 -w0 IMAGE.png)'"}}]}}'
   ingot predict IMAGE.png --server http://127.0.0.1:{GATEWAY_REST} --model {name}
-  ingot feedback <x-ingot-request-id from the answer's headers> <true class> --gateway http://127.0.0.1:{GATEWAY_REST}
+  ingot feedback <{REQUEST_ID} from the answer's headers> <true class> --gateway http://127.0.0.1:{GATEWAY_REST}
   curl -s http://127.0.0.1:{GATEWAY_REST}/monitoring/prometheus/metrics | grep ingot_gateway
 
 Ctrl-C stops both servers.""", flush=True)

@@ -2,7 +2,7 @@
 and one grpc.aio channel per gRPC target, all on the gateway's event loop (nothing blocks it).
 
 Only the routing table's hosts are ever contacted, and the path of every upstream call is built
-here from the table's model name and a version number or a (quoted) label: nothing a caller sends
+from the table's model name and a version number or a (quoted) label (`ModelSpec.path`): nothing a caller sends
 can choose a host or smuggle a path. A connection-level failure is `UpstreamDown` (the gateway
 then falls back to the champion, or answers 503); an upstream's own answers, errors included, are
 returned as they are.
@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from ingot.gateway.routing import Upstream
+from ingot.protocol.documents import SIGNATURE_DEF_FIELD
+from ingot.protocol.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,6 @@ LABEL_TTL_S = 5.0
 
 class UpstreamDown(Exception):
     """The upstream could not be reached (refused, reset, unresolvable): no answer exists."""
-
-
-def v1_path(model: str, *, version: int | None = None, label: str | None = None, suffix: str = "") -> str:
-    """`/v1/models/<model>[/versions/<v>|/labels/<l>]<suffix>`, every caller-derived part quoted."""
-    path = f"/v1/models/{quote(model, safe='')}"
-    if version is not None:
-        path += f"/versions/{int(version)}"
-    elif label is not None:
-        path += f"/labels/{quote(label, safe='')}"
-    return path + suffix
 
 
 class UpstreamClient:
@@ -113,12 +104,11 @@ class UpstreamClient:
         from ingot.protocol.tensors import signature_from_def
 
         request = get_model_metadata_pb2.GetModelMetadataRequest()
-        request.model_spec.name = model
-        request.model_spec.version.value = version
-        request.metadata_field.append("signature_def")
+        ModelSpec(model, version).fill(request.model_spec)
+        request.metadata_field.append(SIGNATURE_DEF_FIELD)
         response = await self.grpc(self.predictions.GetModelMetadata, request, timeout_s)
         defs = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(defs)
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(defs)
         found = {name: signature_from_def(name, sig) for name, sig in defs.signature_def.items()}
         self._signatures[key] = found
         return found
@@ -133,8 +123,7 @@ class UpstreamClient:
         if cached is not None and time.monotonic() - cached[0] < LABEL_TTL_S:
             return cached[1]
         request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
-        request.model_spec.version_label = label
+        ModelSpec(model, label=label).fill(request.model_spec)
         try:
             response = await self.grpc(self.models.GetModelStatus, request, timeout_s)
             version: int | None = response.model_version_status[0].version if response.model_version_status else None

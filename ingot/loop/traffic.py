@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 
 from ingot.loop.shifts import Drift, PhotoShift, drifted, photo_like
+from ingot.protocol import headers as wire
+from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.rest.client import dumps_request
+from ingot.protocol.routes import FEEDBACK_PATH
+from ingot.protocol.signatures import IMAGES_INPUT, SERVING_DEFAULT
 
 
 @dataclass
@@ -64,13 +69,13 @@ class TrafficDriver:
         label_share: float = 0.5,
         label_delay_s: tuple[float, float] = (1.0, 3.0),
         shift: PhotoShift = PhotoShift(),
-        caller_header: str = "x-ingot-caller",
+        caller_header: str = wire.CALLER,
         seed: int = 0,
     ) -> None:
         if len(images) == 0:
             raise ValueError("no images to send")
-        self.url = f"{gateway_rest.rstrip('/')}/v1/models/{model}:predict"
-        self.feedback_url = f"{gateway_rest.rstrip('/')}/v1/feedback"
+        self.url = gateway_rest.rstrip("/") + ModelSpec(model).path(":predict")
+        self.feedback_url = gateway_rest.rstrip("/") + FEEDBACK_PATH
         self.images, self.labels, self.class_names = images, labels, class_names
         self.callers, self.batch = callers, batch
         self.label_share, self.label_delay_s = label_share, label_delay_s
@@ -127,11 +132,8 @@ class TrafficDriver:
         return self.stats
 
     async def _predict(self, http: Any, caller: str) -> None:
-        import orjson
-
         images, labels, changed = self._next_batch()
-        body = orjson.dumps({"signature_name": "serving_default", "instances": images},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
+        body = dumps_request(SERVING_DEFAULT, {IMAGES_INPUT: images})
         self.stats.requests += 1
         self.stats.rows += len(images)
         self.stats.drifted_rows += changed
@@ -143,8 +145,8 @@ class TrafficDriver:
                     self.stats.failed += 1
                     self.stats.errors[str(response.status)] += 1
                     return
-                request_id = response.headers.get("x-ingot-request-id", "")
-                self.stats.by_variant[response.headers.get("x-ingot-variant", "?")] += len(images)
+                request_id = response.headers.get(wire.REQUEST_ID, "")
+                self.stats.by_variant[response.headers.get(wire.VARIANT, "?")] += len(images)
         except (TimeoutError, OSError) as err:
             self.stats.failed += 1
             self.stats.errors[type(err).__name__] += 1

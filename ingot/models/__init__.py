@@ -19,8 +19,6 @@ _LAZY = {
     "build_model": "ingot.models.builders",
     "unfreeze_top_layers": "ingot.models.builders",
     "backbone_of": "ingot.models.builders",
-    "INPUT_NAME": "ingot.models.builders",
-    "OUTPUT_NAME": "ingot.models.builders",
 }
 
 __all__ = sorted(

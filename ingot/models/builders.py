@@ -26,9 +26,8 @@ from ingot.models.catalog import (
     check_architecture,
     check_image_size,
 )
+from ingot.protocol.signatures import IMAGES_INPUT, PROBABILITIES
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
 CNN_FILTERS = (32, 64, 64)
 CNN_DENSE_UNITS = 64
 DEFAULT_DROPOUT = 0.2
@@ -128,7 +127,7 @@ def _build_cnn(
 ) -> keras.Model:
     """The classic CIFAR-10 CNN from the TensorFlow tutorial, with names on every layer."""
     height, width = image_size
-    inputs = keras.Input(shape=(height, width, 3), name=INPUT_NAME, dtype="float32")
+    inputs = keras.Input(shape=(height, width, 3), name=IMAGES_INPUT, dtype="float32")
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
     filters = iter(CNN_FILTERS)
     conv_index = pool_index = 0
@@ -149,7 +148,7 @@ def _build_cnn(
     x = layers.Dense(CNN_DENSE_UNITS, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     # float32 so the probabilities stay float32 under mixed precision.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=PROBABILITIES)(x)
     model = keras.Model(inputs, outputs, name="cnn")
     if weights is not None:
         _load_weights(model, weights, "the cnn")
@@ -231,13 +230,13 @@ def _build_transfer(
     height, width = image_size
     base = _build_backbone(architecture, image_size, weights)
     base.trainable = False
-    inputs = keras.Input(shape=(height, width, 3), name=INPUT_NAME, dtype="float32")
+    inputs = keras.Input(shape=(height, width, 3), name=IMAGES_INPUT, dtype="float32")
     x = _PREPROCESS[architecture](inputs)
     # training=False keeps the backbone's BatchNorm in inference mode, also after unfreezing.
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=PROBABILITIES)(x)
     return keras.Model(inputs, outputs, name=architecture)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from ingot.protocol.model_spec import ModelSpec
+
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
@@ -56,8 +58,7 @@ def metadata_response(name: str, version: int, signature_defs: Mapping[str, Any]
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = name
-    response.model_spec.version.value = version
+    ModelSpec(name, version).fill(response.model_spec)
     response.metadata[SIGNATURE_DEF_FIELD].Pack(_signature_def_map(signature_defs))
     return response
 
@@ -67,8 +68,7 @@ def metadata_document(name: str, version: int, signature_defs: Mapping[str, Any]
     from google.protobuf import json_format
     from tensorflow_serving.apis import model_pb2
 
-    spec = model_pb2.ModelSpec(name=name)
-    spec.version.value = version
+    spec = ModelSpec(name, version).fill(model_pb2.ModelSpec())
     opts = dict(always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
     return {
         "model_spec": json_format.MessageToDict(spec, **opts),

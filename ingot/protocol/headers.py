@@ -14,7 +14,7 @@ ANSWERED_BY = "x-ingot-answered-by"  # response: `small` or `full` (confidence c
 CACHE = "x-ingot-cache"  # response: `hit` or `miss`
 DEGRADED = "x-ingot-degraded"  # response: why the answer is not the assigned model's own
 MODEL_VERSION = "x-ingot-model-version"  # response: the version that produced the answer
-LEGACY_MODEL_VERSION = "x-model-version"  # response header of older Ingot servers, still read by the client
+REST_MODEL_VERSION = "X-Model-Version"  # REST response: the version that answered, spelled as ever (the client reads either)
 
 # Headers the gateway reads or sets itself: a routing table may not use one as its caller key.
 RESERVED = frozenset({

@@ -6,6 +6,9 @@ Two rules, each defined once:
   rule: 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.
 - `WIRE_NAME`: what a request may carry as a model name or version label before anything is
   looked up or allocated for it (bounded, so a caller cannot grow memory with long names).
+
+And the experiment id a rollout and the routing table name (`EXPERIMENT_NAME`, written into every
+inference-log row): longer than a model name, since it usually embeds one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 MODEL_NAME_RULE = (
     "1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (no slashes)"
 )
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WIRE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 WIRE_NAME_RULE = "1-128 letters, digits, '.', '_' or '-'"
 

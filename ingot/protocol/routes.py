@@ -16,6 +16,7 @@ STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
 )
 INT64_MAX = (1 << 63) - 1
+FEEDBACK_PATH = "/v1/feedback"  # Ingot's gateway: ground-truth labels for logged predictions
 
 
 @dataclass(frozen=True)

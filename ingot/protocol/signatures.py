@@ -1,5 +1,6 @@
-"""Ingot's SavedModel signature contract (docs/architecture.md section 3): the names the exporter
-writes, the server checks and the client sends. One place, so the three cannot drift apart."""
+"""Ingot's SavedModel signature contract (docs/architecture.md section 3): the names the model
+builders, the exporter, the server, the client and the gateway's log use. Defined only here, so
+they cannot drift apart."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ huge tensor.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,6 +267,13 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
     if n == 1 and count > 1:
         return np.full(shape, flat[0], dtype=np_dtype)
     return flat.reshape(shape)
+
+
+def outputs_from_proto(outputs: Mapping[str, Any], *, max_elements: int,
+                       names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """A PredictResponse's `outputs` map → numpy arrays by name (only `names`, when given)."""
+    return {name: array_from_proto(name, proto, None, max_elements=max_elements)
+            for name, proto in outputs.items() if names is None or name in names}
 
 
 # Repeated fields are converted in slices: each slice is one C call, so a thread converting a

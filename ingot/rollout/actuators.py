@@ -20,8 +20,8 @@ from ingot.rollout.routing import (
     model_config_text,
     routing_table,
     routing_yaml,
-    write_atomic,
 )
+from ingot.storage import atomic_write
 
 if TYPE_CHECKING:
     from ingot.rollout.store import Rollout
@@ -85,7 +85,7 @@ class LocalActuator:
     def _write_routes(self, rollout: Rollout, weight: int, champion_version: int) -> None:
         table = routing_table(self.target, model=rollout.model, experiment=rollout.experiment, weight=weight,
                               champion_version=champion_version, challenger_version=rollout.challenger_version)
-        write_atomic(self.target["routes_file"], routing_yaml(table))
+        atomic_write(self.target["routes_file"], routing_yaml(table))
 
     def _write_model_config(self, rollout: Rollout, arm: str, versions: list[int], stable: int) -> None:
         spec = self._arm(arm)
@@ -93,7 +93,7 @@ class LocalActuator:
             return  # this server's versions are managed elsewhere
         if not spec.get("base_path"):
             raise ConfigError(f"rollout target {arm}.model_config_file needs {arm}.base_path (the model's directory)")
-        write_atomic(spec["model_config_file"], model_config_text(rollout.model, spec["base_path"], versions, stable))
+        atomic_write(spec["model_config_file"], model_config_text(rollout.model, spec["base_path"], versions, stable))
 
     def _stable_label(self) -> int | None:
         """The version the champion server's `stable` label points at now (None if unmanaged)."""

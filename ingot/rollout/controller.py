@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -125,16 +124,6 @@ class Controller:
         for rollout in self.store.unfinished():
             done.append(self.reconcile(rollout.id))
         return done
-
-    def run(self, *, interval_s: float = 10.0, stop: Callable[[], bool] = lambda: False) -> None:
-        while not stop():
-            try:
-                self.reconcile_all()
-            except Exception:
-                log.exception("reconcile failed; retrying in %.1f s", interval_s)
-            deadline = time.monotonic() + interval_s
-            while time.monotonic() < deadline and not stop():
-                time.sleep(min(0.2, interval_s))
 
     def release_leases(self) -> None:
         """Give up every lease this controller holds (a graceful shutdown), so another controller

@@ -4,14 +4,12 @@ The accuracy trajectory is replayed from the database: cumulative labelled/corre
 arm at up to CHECKPOINTS moments between the rollout's start and its end (one grouped COUNT
 query each, by label arrival time), run through the same sequential analysis the controller
 uses, so the plotted interval narrows exactly as the controller saw it (at that granularity).
-Plots are matplotlib PNGs embedded as data URIs.
+Plots are matplotlib PNGs embedded as data URIs (`ingot.reports`, no pyplot).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +20,7 @@ from ingot.inference_log.schema import feedback_labels
 from ingot.registry.schema import utc_now
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis
 from ingot.rollout.counts import ARMS, arm_counts
-from ingot.rollout.routing import write_atomic
+from ingot.storage import atomic_write
 
 if TYPE_CHECKING:
     from ingot.rollout.controller import Controller
@@ -57,23 +55,15 @@ def trajectory(controller: Controller, rollout: Rollout, checkpoints: int = CHEC
     return points
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def plots(rollout: Rollout, points: list[dict[str, Any]], final: dict[str, ArmCounts]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ingot.reports import figure_data_uri, new_figure
 
     policy = Policy.from_dict(rollout.policy)
     out: dict[str, str] = {}
     labelled = [p["counts"]["champion"].total + p["counts"]["challenger"].total for p in points]
 
-    figure, axis = plt.subplots(figsize=(8, 3.5))
+    figure = new_figure(8, 3.5)
+    axis = figure.subplots()
     for arm, colour in (("champion", "tab:blue"), ("challenger", "tab:orange")):
         accuracy = [p["counts"][arm].accuracy for p in points]
         axis.plot(labelled, [a if a is not None else float("nan") for a in accuracy], label=arm, color=colour)
@@ -81,10 +71,10 @@ def plots(rollout: Rollout, points: list[dict[str, Any]], final: dict[str, ArmCo
     axis.set_ylabel("accuracy")
     axis.set_title("Accuracy per arm as labels accumulate")
     axis.legend()
-    out["accuracy"] = _png(figure)
-    plt.close(figure)
+    out["accuracy"] = figure_data_uri(figure, tight=True)
 
-    figure, axis = plt.subplots(figsize=(8, 3.5))
+    figure = new_figure(8, 3.5)
+    axis = figure.subplots()
     usable = [(x, p) for x, p in zip(labelled, points) if p["interval"] is not None
               and min(p["counts"][a].total for a in ARMS) >= policy.min_labels]
     if usable:
@@ -101,18 +91,17 @@ def plots(rollout: Rollout, points: list[dict[str, Any]], final: dict[str, ArmCo
     axis.set_ylabel("challenger - champion accuracy")
     axis.set_title("The difference and its always-valid interval")
     axis.legend(fontsize=8)
-    out["interval"] = _png(figure)
-    plt.close(figure)
+    out["interval"] = figure_data_uri(figure, tight=True)
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    figure = new_figure(8, 3)
+    left, right = figure.subplots(1, 2)
     left.bar(list(ARMS), [final[a].error_rate or 0.0 for a in ARMS], color=["tab:blue", "tab:orange"])
     left.axhline(policy.max_error_rate, color="tab:red", linestyle="--", linewidth=0.8, label="cap")
     left.set_title("error rate")
     left.legend(fontsize=8)
     right.bar(list(ARMS), [final[a].p99_latency_ms or 0.0 for a in ARMS], color=["tab:blue", "tab:orange"])
     right.set_title("p99 latency (ms)")
-    out["guardrails"] = _png(figure)
-    plt.close(figure)
+    out["guardrails"] = figure_data_uri(figure, tight=True)
     return out
 
 
@@ -156,7 +145,7 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}img{{max-width:1
 
 
 def write_report(controller: Controller, rollout: Rollout, output: Path) -> None:
-    write_atomic(output, render(controller, rollout))
+    atomic_write(output, render(controller, rollout))
 
 
 def _pct(value: float | None) -> str:

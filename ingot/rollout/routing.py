@@ -2,18 +2,16 @@
 and the TF Serving model config each server loads; both built from a rollout's target.
 
 The controller is the routing table's only writer; a table is always written whole, to a
-temporary file renamed over the old one (or as one ConfigMap update), so the gateway never
+temporary file renamed over the old one (`ingot.storage.atomic_write`, or as one ConfigMap update), so the gateway never
 reads half a table.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError
+from ingot.protocol.headers import CALLER
 
 STABLE_LABEL = "stable"
 
@@ -42,7 +40,7 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         "model": model,
         "experiment": experiment,
         "salt": target.get("salt") or experiment,
-        "caller_header": target.get("caller_header", "x-ingot-caller"),
+        "caller_header": target.get("caller_header", CALLER),
         "weights": {"challenger": int(weight)},
         "mirror": 0 if promoted else target.get("mirror", 0),
         "upstreams": upstreams,
@@ -74,19 +72,3 @@ def model_config_text(model: str, base_path: str, versions: list[int], stable: i
     entry.version_labels[STABLE_LABEL] = int(stable)
     validate_model_server_config(config, source=f"model config of {model}")
     return to_text(config)
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same directory, fsync, rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

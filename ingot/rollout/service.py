@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from ingot.errors import IngotError, NotFoundError
+from ingot.protocol.names import is_model_name
 
 if TYPE_CHECKING:
     from ingot.rollout.controller import Controller
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # What a finished rollout's verdict reads as, for a judge asking after the fact.
 OUTCOME_DECISIONS = {"promoted": "promote", "promoting": "promote", "rolled_back": "rollback",
                      "inconclusive": "inconclusive", "aborted": "rollback"}
-_PATH = re.compile(r"^/v1/rollouts/(?P<model>[A-Za-z0-9][A-Za-z0-9._-]{0,127})/(?P<what>verdict|gate/promote|gate/rollback)$")
+_PATH = re.compile(r"^/v1/rollouts/(?P<model>[^/]+)/(?P<what>verdict|gate/promote|gate/rollback)$")
 
 
 def verdict_document(controller: Controller, model: str) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class RolloutMetrics:
 def handle(controller: Controller, method: str, path: str) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a judge request; pure enough to test without sockets."""
     match = _PATH.match(path.split("?", 1)[0])
-    if match is None:
+    if match is None or not is_model_name(match["model"]):
         return 404, {"error": f"no route {method} {path}; expected GET /v1/rollouts/MODEL/verdict or "
                               "POST /v1/rollouts/MODEL/gate/promote|rollback"}
     what = match["what"]

@@ -8,8 +8,9 @@ MonitoringConfig) and flags. A client written for one works against the other.
 
 Modules: `config` (formats, version policy), `manager` (version lifecycle), `servable` (one loaded
 SavedModel, warm-up), `batching` (the scheduler), `rest` and `grpc_service` (the front ends: wire
-formats via ingot.protocol, limits, errors), `frontend` (what both front ends share: limits,
-draining, in-flight tracking), `backend` (the interface the front ends call) and `local` (the
+formats via ingot.protocol, limits, errors), `aiohttp_pin` (the only aiohttp internals used,
+pinned and tested), `parsing` (large REST bodies decoded in worker processes), `frontend` (what
+both front ends share: limits, draining, in-flight tracking, the predict-error hook), `backend` (the interface the front ends call) and `local` (the
 backend over this process's models), `metrics`, `server` (process, shutdown). The wire formats
 themselves (routes, JSON codec, tensors, status codes) are in ingot.protocol, shared with the
 client and the gateway.

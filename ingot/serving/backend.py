@@ -17,7 +17,8 @@ the front end returns unchanged. Metadata and model status go through the backen
 
 `ctx` is per request: the incoming headers (REST) or invocation metadata (gRPC), names lower-cased;
 `ctx.response_headers` is what the backend wants sent back (REST headers, gRPC initial metadata),
-e.g. `x-ingot-request-id`. A `ServingError` raised by a backend maps to TF Serving's HTTP status
+e.g. `x-ingot-request-id`; `ctx.state` is the backend's to keep what it knows about the request
+between its calls (and for the front end's hooks, `FrontEnd.on_predict_error`). A `ServingError` raised by a backend maps to TF Serving's HTTP status
 and gRPC code like any other.
 
 A minimal backend (a fixed answer, e.g. for a test):
@@ -27,7 +28,7 @@ A minimal backend (a fixed answer, e.g. for a test):
             return FixedTarget(spec.name, 1, {"serving_default": SIGNATURE})
 
         async def predict(self, ctx, target, call):
-            ctx.response_headers["x-ingot-variant"] = "champion"
+            ctx.response_headers[headers.VARIANT] = "champion"
             batch = len(next(iter(call.inputs.values())))
             return PredictResult({"scores": np.zeros((batch, 3), np.float32)}, target.name, 1,
                                  call.signature_name)
@@ -42,6 +43,7 @@ A minimal backend (a fixed answer, e.g. for a test):
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,23 +51,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from ingot.protocol.documents import VersionState
+from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.status import Code, ServingError
 from ingot.protocol.tensors import SignatureSpec, find_signature
 
 REST = "REST"
 GRPC = "GRPC"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model a request names: TF Serving's ModelSpec (version and label exclusive)."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-
-    def as_tuple(self) -> tuple[str, int | None, str | None]:
-        return self.name, self.version, self.label
 
 
 @dataclass
@@ -76,6 +67,8 @@ class RequestContext:
     headers: Mapping[str, str]  # incoming headers / invocation metadata, names lower-cased
     timeout_s: float | None = None  # what the caller allows (gRPC deadline, REST server default)
     response_headers: dict[str, str] = field(default_factory=dict)  # set by the backend
+    started: float = field(default_factory=time.perf_counter)  # when the request arrived
+    state: Any = None  # the backend's own record of this request, kept between its calls
 
 
 class Target(Protocol):

@@ -8,14 +8,15 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ingot.protocol.images import DEFAULT_MAX_PIXELS
-from ingot.protocol.rest_json import JsonLimits
+from ingot.protocol.rest.request import JsonLimits
 from ingot.protocol.status import unavailable
 from ingot.protocol.tensors import TensorLimits
-from ingot.serving.backend import Backend
+from ingot.serving.backend import Backend, RequestContext
 from ingot.serving.metrics import ServingMetrics
 
 log = logging.getLogger("ingot.serving.requests")
@@ -86,6 +87,20 @@ class FrontEnd:
         self.draining = False
         self.in_flight = 0
         self.client_errors = RateLimitedLog(log)
+        self._predict_error_hooks: list[Callable[[RequestContext, str], None]] = []
+
+    def on_predict_error(self, hook: Callable[[RequestContext, str], None]) -> None:
+        """Call `hook(ctx, status_name)` whenever a predict request is answered with an error,
+        wherever it arose (path, body, inputs, backend): the gateway logs requests the front end
+        refused after its backend chose a variant (`ctx.state` says what the backend knew)."""
+        self._predict_error_hooks.append(hook)
+
+    def predict_failed(self, ctx: RequestContext, status_name: str) -> None:
+        for hook in self._predict_error_hooks:
+            try:
+                hook(ctx, status_name)
+            except Exception:
+                log.exception("a predict-error hook failed")
 
     def check_accepting(self) -> None:
         """New predictions are refused (UNAVAILABLE, retryable) once shutdown has begun."""
@@ -135,14 +150,12 @@ class Listeners:
     """The REST (aiohttp) and gRPC (grpc.aio) listeners of one FrontEnd on the running event loop:
     what `ingot serve` and the gateway both run, whatever their backend."""
 
-    def __init__(self, front: FrontEnd, options: ListenOptions, *, rest_api: Any = None,
-                 grpc_services: Any = None) -> None:
-        """`rest_api(front, metrics_path=..., timeout_s=...)` and `grpc_services(server, front)`
-        replace the stock REST app and gRPC services (the gateway adds its routes and logging)."""
+    def __init__(self, front: FrontEnd, options: ListenOptions, *, rest_api: Any = None) -> None:
+        """`rest_api(front, metrics_path=..., timeout_s=...)` replaces the stock REST app (the
+        gateway adds its routes)."""
         self.front = front
         self.options = options
         self._rest_api = rest_api
-        self._grpc_services = grpc_services
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: Any = None
@@ -165,7 +178,7 @@ class Listeners:
             await self._runner.setup()
             site = web.TCPSite(self._runner, opts.host, opts.rest_port, reuse_address=True)
             await site.start()
-            self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+            self.rest_port = self._runner.addresses[0][1]  # the real port when 0 was asked
         if opts.grpc_port is not None:
             import grpc
 
@@ -176,7 +189,7 @@ class Listeners:
                 ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ])
-            (self._grpc_services or add_services)(self._grpc, self.front)
+            add_services(self._grpc, self.front)
             address = f"[{opts.host}]:{opts.grpc_port}" if ":" in opts.host else f"{opts.host}:{opts.grpc_port}"
             self.grpc_port = self._grpc.add_insecure_port(address)
             await self._grpc.start()

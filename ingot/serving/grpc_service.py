@@ -18,8 +18,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ingot.protocol.documents import metadata_response, status_response
+from ingot.protocol.documents import SIGNATURE_DEF_FIELD, metadata_response, status_response
 from ingot.protocol.images import check_encoded_images
+from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
 from ingot.protocol.tensors import (
     VALUE_CHUNK,
@@ -29,12 +30,11 @@ from ingot.protocol.tensors import (
     check_input_names,
     repeated_value_count,
 )
-from ingot.serving.backend import GRPC, ModelSpec, PredictCall, RequestContext
+from ingot.serving.backend import GRPC, PredictCall, RequestContext
 from ingot.serving.frontend import FrontEnd
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_DEF_FIELD = "signature_def"
 MAX_MESSAGE = 1024  # TF Serving truncates error messages at 1 KiB
 IMAGES_INLINE = 8
 
@@ -87,6 +87,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             front.metrics.record_request(name, servable_version, status_name)
             if status_name == "OK":
                 front.metrics.record_latency(name, servable_version, "Predict", "GRPC", tracking.elapsed)
+            else:
+                front.predict_failed(ctx, status_name)
             return response
 
     async def _predict(self, request: Any, ctx: RequestContext) -> tuple[Any, int | None]:
@@ -134,9 +136,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if result.forwarded is not None and result.forwarded.message is not None:
             return result.forwarded.message, result.version
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = result.model_name
-        response.model_spec.version.value = result.version or 0
-        response.model_spec.signature_name = signature.name
+        ModelSpec(result.model_name, result.version or 0).fill(response.model_spec, signature.name)
         outputs = result.outputs or {}
         for alias in wanted:
             array_to_proto(outputs[alias], response.outputs[alias])
@@ -266,14 +266,13 @@ def _generic_handler(front: FrontEnd, servicer: Any, service: Any) -> grpc.Gener
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def add_services(server: grpc.aio.Server, front: FrontEnd, *, prediction_servicer: Any = None,
-                 model_servicer: Any = None) -> None:
-    """Both services on `server`; the gateway passes its own (sub-classed) servicers."""
+def add_services(server: grpc.aio.Server, front: FrontEnd) -> None:
+    """PredictionService and ModelService on `server`, answering through `front`."""
     from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
     prediction = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
     models = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
     server.add_generic_rpc_handlers((
-        _generic_handler(front, prediction_servicer or PredictionServicer(front), prediction),
-        _generic_handler(front, model_servicer or ModelServicer(front), models),
+        _generic_handler(front, PredictionServicer(front), prediction),
+        _generic_handler(front, ModelServicer(front), models),
     ))

@@ -9,12 +9,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from ingot.errors import ConfigError
+from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.signatures import SERVING_DEFAULT
 from ingot.protocol.status import Code, ServingError, invalid_argument
 from ingot.serving.backend import (
     Backend,
     MetadataResult,
-    ModelSpec,
     PredictCall,
     PredictResult,
     RequestContext,

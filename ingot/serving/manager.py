@@ -281,6 +281,8 @@ class ModelManager:
                 record.warmup_requests_replayed = stats.requests_replayed
                 record.warmup_batch_sizes = dict(stats.batch_sizes_run)
                 record.warmup_seconds = stats.seconds
+                if self._metrics is not None and stats.requests_replayed:
+                    self._metrics.record_warmup(record.path, stats.seconds)
         except Exception as err:
             error = err if isinstance(err, ServingError) else _as_serving_error(err)
             log.error("model %s version %s failed to load: %s", record.model_name, record.version, error.message)

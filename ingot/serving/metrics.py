@@ -23,7 +23,6 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
 WARMUP_LATENCY = ":tensorflow:serving:model_warmup_latency"
 BATCH_SIZE = "ingot_serving_batch_size"
-QUEUE_DELAY = "ingot_serving_batch_queuing_latency"
 MODEL_STATE = "ingot_serving_model_version_state"
 MAX_SERIES = 2000
 OVERFLOW_MODEL = "__other__"
@@ -96,6 +95,10 @@ class ServingMetrics:
 
     def record_runtime(self, model_name: str, version: int, seconds: float) -> None:
         self._child(self.runtime_latency, model_name, "Predict", "TF2", _version(version)).observe(seconds * 1e6)
+
+    def record_warmup(self, model_path: str, seconds: float) -> None:
+        """A version's warm-up replay, as TF Serving reports it (by model path, status OK)."""
+        self.warmup_latency.labels(model_path, "OK").observe(seconds * 1e6)
 
     def render(self) -> str:
         return render_tf_serving_text(self.registry)

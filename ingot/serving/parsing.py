@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from ingot.protocol.images import check_encoded_images
-from ingot.protocol.rest_json import JsonLimits, PredictRequest, decode_content, parse_predict_request
+from ingot.protocol.rest.encoding import decode_content
+from ingot.protocol.rest.request import JsonLimits, PredictRequest, parse_predict_request
 from ingot.protocol.status import unavailable
 from ingot.protocol.tensors import SignatureSpec, find_signature
 

@@ -6,7 +6,8 @@ process, one loop, no extra threads for I/O) and enforces a body size limit befo
 
 Hardening against hostile callers, all on this one front end (so the gateway has it too):
 - every error is `{"error": ...}` JSON: ours, the router's (middleware), a bad `Expect`, and the
-  HTTP parser's own (malformed request line or headers; `JsonErrorRequestHandler`);
+  HTTP parser's own (malformed request line or headers; `JsonErrorRequestHandler`, on the one
+  module that touches aiohttp's internals, ingot.serving.aiohttp_pin);
 - a request's headers must arrive within `header_timeout_s` of its first byte and its body within
   `body_timeout_s` (408, connection closed); idle keep-alive connections close after
   `idle_timeout_s`;
@@ -26,13 +27,16 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
+from ingot.protocol import headers as wire
 from ingot.protocol.documents import metadata_document, status_json
-from ingot.protocol.rest_json import dumps, dumps_response, error_body
+from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.rest.response import dumps_response
+from ingot.protocol.rest.text import dumps, error_body
 from ingot.protocol.routes import V1Route, parse_v1_path
 from ingot.protocol.status import Code, ServingError, code_from_http_status, invalid_argument
-from ingot.serving.backend import REST, ModelSpec, PredictCall, RequestContext
+from ingot.serving.aiohttp_pin import HandlerAppRunner, HeaderTimeoutHandler
+from ingot.serving.backend import REST, PredictCall, RequestContext
 from ingot.serving.frontend import FrontEnd, RateLimitedLog
 from ingot.serving.parsing import BodyLimits, ParsePool, decode_predict_body
 
@@ -79,8 +83,9 @@ class RestApi:
 
     def runner(self, *, shutdown_timeout: float) -> web.AppRunner:
         limits = self.front.limits
-        return JsonErrorAppRunner(
-            self.build_app(), access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False,
+        return HandlerAppRunner(
+            self.build_app(), handler_class=JsonErrorRequestHandler, access_log=None,
+            shutdown_timeout=shutdown_timeout, handle_signals=False,
             auto_decompress=False,  # inflated with a cap, off the loop (ingot.serving.parsing)
             keepalive_timeout=limits.idle_timeout_s,
             # Unread body after an early answer (413, 408) is drained this long, then closed.
@@ -115,7 +120,7 @@ class RestApi:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED, f"Request body exceeds the limit of {limit} bytes", http_status=413
             ) from None
-        except (RequestPayloadError, HttpProcessingError) as err:
+        except (web.RequestPayloadError, HttpProcessingError) as err:
             raise invalid_argument(f"the request body is malformed: {_reason(err)}") from None
 
     def _context(self, request: web.Request) -> RequestContext:
@@ -173,6 +178,8 @@ class RestApi:
             front.metrics.record_request(model_name, version, status_name)
             if status_name == "OK":
                 front.metrics.record_latency(model_name, version, api, "REST", tracking.elapsed)
+            elif api == "predict":
+                front.predict_failed(ctx, _status_name(response.status))
             return response
 
     async def _predict(self, request: web.Request, route: V1Route, ctx: RequestContext
@@ -195,7 +202,7 @@ class RestApi:
                     result.version, _status_name(status))
         payload = dumps_response(result.outputs or {}, parsed.row_format)
         # The version that answered: TF Serving's REST body has no place for it, A/B analysis needs it.
-        headers = {**ctx.response_headers, "X-Model-Version": str(result.version)}
+        headers = {**ctx.response_headers, wire.REST_MODEL_VERSION: str(result.version)}
         return _json_response(payload, headers=headers), result.version, "OK"
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -265,51 +272,28 @@ async def expect_100_continue(request: web.Request) -> web.StreamResponse | None
     return response
 
 
-class JsonErrorRequestHandler(RequestHandler):
-    """aiohttp's connection handler with TF Serving-shaped errors for requests its HTTP parser
+class JsonErrorRequestHandler(HeaderTimeoutHandler):
+    """The connection handler: TF Serving-shaped errors for requests aiohttp's HTTP parser
     refuses (bad request line, duplicate or oversized headers, ...), a one-line rate-limited
-    warning instead of a traceback for each, and a header read timeout: once a request's first
-    byte arrives, its headers must be complete within `header_timeout` s, else 408 and close."""
+    warning instead of a traceback for each, and 408 for headers that do not arrive in time."""
 
-    def __init__(self, manager: Any, *, header_timeout: float = 10.0, client_errors: RateLimitedLog | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, manager: Any, *, client_errors: RateLimitedLog | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self._header_timeout = header_timeout
-        self._header_timer: Any = None
         self._client_errors = client_errors or RateLimitedLog(log)
 
-    def data_received(self, data: bytes) -> None:
-        before = self._request_count
-        super().data_received(data)
-        if self._request_count != before:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-        elif (self._header_timer is None and data and self._waiter is not None
-              and not self._force_close and self._header_timeout > 0):
-            self._header_timer = self._loop.call_later(self._header_timeout, self._headers_timed_out)
-
-    def _headers_timed_out(self) -> None:
-        self._header_timer = None
+    def headers_timed_out(self) -> None:
         transport = self.transport
-        if transport is None or self._force_close or self._messages or self._waiter is None:
-            return
+        assert transport is not None
         self._client_errors.warning(
             "REST connection from %s: request headers incomplete after %g s; closed",
-            (transport.get_extra_info("peername") or ("?",))[0], self._header_timeout,
+            (transport.get_extra_info("peername") or ("?",))[0], self.header_timeout,
         )
-        body = error_body(f"Request headers did not arrive within {self._header_timeout:g} s")
+        body = error_body(f"Request headers did not arrive within {self.header_timeout:g} s")
         transport.write(
             b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
         )
         self.force_close()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        super().connection_lost(exc)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -325,18 +309,3 @@ class JsonErrorRequestHandler(RequestHandler):
         response = _json_response(error_body(f"{HTTPStatus(status).phrase}: {text}"), status)
         response.force_close()
         return response
-
-
-class _JsonErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class JsonErrorAppRunner(web.AppRunner):
-    """An AppRunner whose connections use JsonErrorRequestHandler (aiohttp offers no public hook
-    for the parser's error answers)."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _JsonErrorServer  # same state, only the handler factory differs
-        return server

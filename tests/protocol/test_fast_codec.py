@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from ingot.protocol import rest_json
+from ingot.protocol.rest import client, request, response
+from ingot.protocol.rest import text as json_text
 from ingot.protocol.status import ServingError
 
 
@@ -30,24 +31,24 @@ def outputs(batch=3):
 @pytest.mark.parametrize("row_format", [True, False])
 def test_responses_have_the_standard_values(row_format):
     out = outputs()
-    standard = json.loads(rest_json.dumps(rest_json.predict_response(out, row_format)))
-    fast = json.loads(rest_json.dumps_response(out, row_format))
+    standard = json.loads(json_text.dumps(response.predict_response(out, row_format)))
+    fast = json.loads(response.dumps_response(out, row_format))
     assert fast == standard
     single = {"probabilities": out["probabilities"]}
-    assert json.loads(rest_json.dumps_response(single, row_format)) == json.loads(
-        rest_json.dumps(rest_json.predict_response(single, row_format)))
+    assert json.loads(response.dumps_response(single, row_format)) == json.loads(
+        json_text.dumps(response.predict_response(single, row_format)))
 
 
 def test_non_finite_floats_are_written_as_tf_serving_does():
     out = {"scores": np.array([[np.nan, np.inf, 1.0]], np.float32)}
-    assert rest_json.dumps_response(out, True) == b'{"predictions":[[NaN,Infinity,1.0]]}'
+    assert response.dumps_response(out, True) == b'{"predictions":[[NaN,Infinity,1.0]]}'
 
 
 def test_response_errors_are_the_standard_ones():
     with pytest.raises(ServingError, match="inconsistent batch size"):
-        rest_json.dumps_response({"a": np.zeros((2, 1)), "b": np.zeros(3)}, True)
+        response.dumps_response({"a": np.zeros((2, 1)), "b": np.zeros(3)}, True)
     with pytest.raises(ServingError, match="empty tensor map"):
-        rest_json.dumps_response({}, False)
+        response.dumps_response({}, False)
 
 
 def test_requests_encode_to_the_standard_bytes():
@@ -55,23 +56,23 @@ def test_requests_encode_to_the_standard_bytes():
     strings = np.array([b"\x89PNG", "text"], dtype=object)
     for inputs in ({"images": images}, {"images": images, "image_bytes": strings},
                    {"x": np.array([0.1, np.nan], np.float32)}):
-        assert json.loads(rest_json.dumps_request("sig", inputs)) == json.loads(
-            rest_json.dumps(rest_json.predict_request_document("sig", inputs))) or "x" in inputs
-    assert rest_json.dumps_request("", {"images": images}) == rest_json.dumps(
-        rest_json.predict_request_document("", {"images": images}))
+        assert json.loads(client.dumps_request("sig", inputs)) == json.loads(
+            json_text.dumps(client.predict_request_document("sig", inputs))) or "x" in inputs
+    assert client.dumps_request("", {"images": images}) == json_text.dumps(
+        client.predict_request_document("", {"images": images}))
 
 
 @pytest.mark.parametrize("text", [b'{"a": NaN, "b": -Infinity}', b'{"a": 123456789012345678901234567890}',
                                   b'{"a": "\\ud800"}', b'\xef\xbb\xbf{"a": 1}', b'{"a": 1, "a": 2}'])
 def test_loads_keeps_the_standard_semantics(text):
     standard = json.loads(text)
-    fast = rest_json.loads(text)
+    fast = json_text.loads(text)
     assert json.dumps(fast) == json.dumps(standard)
 
 
 def test_request_parsing_gives_the_standard_errors():
     lookup = lambda name: pytest.fail("no signature lookup for invalid JSON")  # noqa: E731
     with pytest.raises(ServingError, match="JSON Parse error: Expecting"):
-        rest_json.parse_predict_request(b'{"instances": [1, 2,]}', lookup, fast_path=False)
+        request.parse_predict_request(b'{"instances": [1, 2,]}', lookup, fast_path=False)
     with pytest.raises(ServingError, match="Is not object"):
-        rest_json.parse_predict_request(b"[1]", lookup, fast_path=False)
+        request.parse_predict_request(b"[1]", lookup, fast_path=False)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from ingot.protocol.images import check_encoded_images, declared_size
-from ingot.protocol.rest_json import JsonLimits, decode_content, parse_dense_integer_array, parse_predict_request
+from ingot.protocol.rest.encoding import decode_content
+from ingot.protocol.rest.fast import parse_dense_integer_array
+from ingot.protocol.rest.request import JsonLimits, parse_predict_request
 from ingot.protocol.routes import parse_v1_path
 from ingot.protocol.status import Code, ServingError
 from ingot.protocol.tensors import (

@@ -9,13 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from ingot.protocol.rest_json import (
-    JsonLimits,
-    json_nesting_depth,
-    parse_predict_request,
-    predict_response,
-    to_json_value,
-)
+from ingot.protocol.rest.request import JsonLimits, parse_predict_request
+from ingot.protocol.rest.response import predict_response, to_json_value
+from ingot.protocol.rest.text import json_nesting_depth
 from ingot.protocol.status import Code, ServingError
 from ingot.protocol.tensors import DT_FLOAT, DT_INT64, DT_STRING, DT_UINT8, SignatureSpec, TensorSpec
 
@@ -166,7 +162,7 @@ def test_row_response_errors_on_inconsistent_batches_and_scalars():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from ingot.protocol.rest_json import parse_dense_integer_array  # noqa: E402
+from ingot.protocol.rest.fast import parse_dense_integer_array  # noqa: E402
 
 
 def test_fast_path_reads_dense_integer_arrays_and_declines_everything_else():

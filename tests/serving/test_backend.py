@@ -172,3 +172,26 @@ def test_metrics_count_requests_by_the_version_the_backend_reports(served):
     _post(listeners.rest_port, "/v1/models/digits:predict", b'{"instances": [[1, 2]]}')
     text = front.metrics.render()
     assert ':tensorflow:serving:request_count{model_name="digits",status="OK",model_version="7"} 1' in text
+
+
+def test_predict_errors_reach_the_front_end_hook_with_the_request_context(served):
+    """What the gateway uses to log a request the front end refused after its backend chose."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    backend, listeners, front = served
+    failed: list = []
+    front.on_predict_error(lambda ctx, status: failed.append((ctx.protocol, status, ctx.response_headers.copy())))
+    assert _post(listeners.rest_port, "/v1/models/digits:predict", b'{"instances": [[1, 2]]}')[0] == 200
+    assert _post(listeners.rest_port, "/v1/models/digits:predict", b'{"instances": [[1.5, 2]]}')[0] == 400
+    assert failed == [("REST", "INVALID_ARGUMENT", {"x-ingot-variant": "challenger"})]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "digits"
+    request.inputs["images"].dtype = 4  # DT_UINT8
+    request.inputs["images"].tensor_shape.dim.add().size = 1
+    request.inputs["images"].tensor_shape.dim.add().size = 3  # the signature takes 2
+    request.inputs["images"].int_val.extend([1, 2, 3])
+    with grpc.insecure_channel(f"127.0.0.1:{listeners.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError):
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+    assert failed[1][:2] == ("GRPC", "INVALID_ARGUMENT")

@@ -288,7 +288,8 @@ def test_a_request_racing_an_unload_goes_to_the_version_now_serving(exports, tmp
     server = start_server(config, batching=BatchingOptions(max_batch_size=4, num_batch_threads=1))
     try:
         wait_for(lambda: server.manager.readiness()["models"][MODEL] == [2, 1], what="both versions")
-        from ingot.serving.backend import ModelSpec, PredictCall, RequestContext
+        from ingot.protocol.model_spec import ModelSpec
+        from ingot.serving.backend import PredictCall, RequestContext
 
         backend = server.server.backend
         stale = server.manager.resolve(MODEL)

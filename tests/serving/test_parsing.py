@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pytest
 
-from ingot.protocol.rest_json import JsonLimits
+from ingot.protocol.rest.request import JsonLimits
 from ingot.protocol.status import Code, ServingError
 from ingot.protocol.tensors import DT_UINT8, SignatureSpec, TensorSpec
 from ingot.serving.parsing import BodyLimits, ParsePool, decode_predict_body

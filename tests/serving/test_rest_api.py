@@ -197,6 +197,8 @@ def test_prometheus_metrics_use_tf_serving_names_plus_model_version(url):
     assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1
     assert any(l.startswith(':tensorflow:serving:request_count{model_name="unknown",status="NOT_FOUND"') for l in lines)
     assert any(l.startswith(f':tensorflow:serving:request_latency_bucket{{model_name="{MODEL}",API="predict",entrypoint="REST",model_version="1",le="10"}}') for l in lines)
+    warm = [l for l in lines if l.startswith(":tensorflow:serving:model_warmup_latency_count{")]
+    assert warm and 'status="OK"' in warm[0] and float(warm[0].rsplit(" ", 1)[1]) >= 1  # each version's warm-up
     assert not any("_total" in l or "_created" in l for l in lines)
     for line in lines:  # every sample line parses as "<name>{labels} <number>"
         if not line.startswith("#"):
