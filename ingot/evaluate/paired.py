@@ -101,12 +101,13 @@ def _f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
 
 
 def _resampled_cells(codes: np.ndarray, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap counts of each distinct cell: (cells [m], counts [resamples, m]). Resampling rows
-    with replacement is a multinomial draw over the cells' observed shares."""
+    """Each distinct cell and its counts: (cells [m], counts [1 + resamples, m]), row 0 observed,
+    the rest bootstrap draws. Resampling rows with replacement is a multinomial draw over the
+    cells' observed shares, so the row order never matters."""
     cells, observed = np.unique(codes, return_counts=True)
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(int(codes.size), observed / codes.size, size=resamples)
-    return cells, counts
+    return cells, np.vstack([observed, counts]).astype(np.float64)
 
 
 def _confusions(counts: np.ndarray, true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
@@ -215,17 +216,17 @@ def compare_paired(
             alpha=alpha, tolerance=tolerance, n=n, champion_only=b, candidate_only=c,
         )
 
-    from sklearn.metrics import f1_score
-
     resamples = _check_resamples(resamples)
     k = _num_classes(num_classes, labels, champion, candidate)
-    every = list(range(k))
-    champion_value = float(f1_score(labels, champion, labels=every, average="macro", zero_division=0))
-    candidate_value = float(f1_score(labels, candidate, labels=every, average="macro", zero_division=0))
+    # One cell per (label, champion, candidate) triple. Row 0 of the counts is the observed table,
+    # so the point estimate and the replicates share one formula (it equals scikit-learn's macro
+    # F1 with zero_division=0; the tests check that).
     cells, counts = _resampled_cells((labels * k + champion) * k + candidate, resamples, seed)
     true, champion_cell, candidate_cell = cells // (k * k), (cells // k) % k, cells % k
-    differences = (_f1_from_confusion(_confusions(counts, true, candidate_cell, k)).mean(axis=1)
-                   - _f1_from_confusion(_confusions(counts, true, champion_cell, k)).mean(axis=1))
+    champion_f1 = _f1_from_confusion(_confusions(counts, true, champion_cell, k)).mean(axis=1)
+    candidate_f1 = _f1_from_confusion(_confusions(counts, true, candidate_cell, k)).mean(axis=1)
+    champion_value, candidate_value = float(champion_f1[0]), float(candidate_f1[0])
+    differences = candidate_f1[1:] - champion_f1[1:]
     low, high = np.quantile(differences, [alpha / 2, 1 - alpha / 2])
     interval = (float(low), float(high))
     return PairedComparison(
@@ -303,11 +304,9 @@ def class_f1_floors(
     predicted = class_ids(predictions, labels.size)
     k = _num_classes(num_classes, labels, predicted)
     family_alpha = alpha / k
-    observed = np.zeros((k, k))
-    np.add.at(observed, (labels, predicted), 1.0)
-    f1 = _f1_from_confusion(observed)
     cells, counts = _resampled_cells(labels * k + predicted, resamples, seed)
-    replicates = _f1_from_confusion(_confusions(counts, cells // k, cells % k, k))
+    every = _f1_from_confusion(_confusions(counts, cells // k, cells % k, k))
+    f1, replicates = every[0], every[1:]
     low, high = np.quantile(replicates, [family_alpha / 2, 1 - family_alpha / 2], axis=0)
     return [
         FloorCheck(name=str(i), value=float(f1[i]), interval=(float(low[i]), float(high[i])), floor=floor,
