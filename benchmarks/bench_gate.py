@@ -18,7 +18,12 @@ accuracy; seeded paired bootstrap for macro F1). Ratio = new / old.
 
 1. Accuracy alone, every row count, --runs pairs per cell (vectorised, exact).
 2. The whole champion comparison (accuracy or macro F1 regressed), --gate-runs pairs per cell.
-3. The cost of one judged gate decision (floors, per-class bootstrap and both comparisons).
+3. Floors: the overall accuracy floor (exact Clopper-Pearson bound, --runs models per cell) and
+   the per-class F1 floor (bootstrap bounds, Bonferroni over 10 classes, --gate-runs models per
+   cell), against the old rule (the point estimate below the floor). A simulated model is right
+   on a row with a fixed probability (per class for the weak-class scenario), else predicts a
+   random other class, so every class's F1 is about its accuracy.
+4. The cost of one judged gate decision (floors, per-class bootstrap and both comparisons).
 
     .venv/bin/python benchmarks/bench_gate.py [--runs 4000] [--gate-runs 300] [--seed 1]
 """
@@ -37,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingot.evaluate.gate import GateThresholds, bless
 from ingot.evaluate.metrics import evaluate_predictions
-from ingot.evaluate.paired import accuracy_difference_interval, compare_paired
+from ingot.evaluate.paired import accuracy_difference_interval, class_f1_floors, compare_paired
 
 K = 10
 TOLERANCE = 0.01
@@ -68,11 +73,11 @@ def ratio(new: float, old: float) -> str:
     return f"{new / old:6.2f}" if old > 0 else "   n/a"
 
 
-def table(title: str, rows: list[tuple[str, int, float, float]]) -> None:
+def table(title: str, rows: list[tuple[str, int, float, float]], null: tuple[str, ...] = NULL) -> None:
     print(f"\n{title}")
     print(f"{'scenario':<24} {'rows':>5}  {'kind':<17} {'new':>7} {'old':>7} {'new/old':>7}")
     for name, n, new, old in rows:
-        kind = "false rejections" if name in NULL else "power"
+        kind = "false rejections" if name in null else "power"
         print(f"{name:<24} {n:>5}  {kind:<17} {new:7.2%} {old:7.2%} {ratio(new, old):>7}")
 
 
@@ -111,10 +116,42 @@ def gate_section(runs: int, seed: int) -> None:
     table(f"2. champion comparison (accuracy or macro F1), {runs} pairs per cell, 1000 bootstrap resamples", rows)
 
 
+FLOOR_NULL = ("at the floor", "5 pts above")
+
+
+def floor_section(runs: int, gate_runs: int, seed: int) -> None:
+    from scipy.stats import beta
+
+    rng = np.random.default_rng(seed)
+    floor, rows = 0.9, []
+    for name, accuracy in (("at the floor", 0.9), ("5 pts above", 0.95), ("3 pts below", 0.87)):
+        for n in ROWS:
+            correct = rng.binomial(n, accuracy, size=runs)
+            high = np.where(correct < n, beta.ppf(1 - ALPHA / 2, correct + 1, np.maximum(n - correct, 1)), 1.0)
+            rows.append((name, n, float(np.mean(high < floor)), float(np.mean(correct / n < floor - 1e-9))))
+    table(f"3a. accuracy floor {floor}, {runs} models per cell (exact Clopper-Pearson bound, alpha {ALPHA})", rows,
+          FLOOR_NULL)
+    rows = []
+    for name, accuracy, weak in (("at the floor", 0.9, 0.9), ("5 pts above", 0.95, 0.95),
+                                 ("one class at 0.6", 0.95, 0.6)):
+        for n in ROWS:
+            y = np.arange(n) % K
+            p_right = np.where(y == 3, weak, accuracy)
+            new = old = 0
+            for i in range(gate_runs):
+                predicted = np.where(rng.random(n) < p_right, y, (y + rng.integers(1, K, size=n)) % K)
+                result = class_f1_floors(y, predicted, floor=floor, alpha=ALPHA, num_classes=K, seed=i)
+                new += any(r.below for r in result)
+                old += any(r.value < floor - 1e-9 for r in result)
+            rows.append((name, n, new / gate_runs, old / gate_runs))
+    table(f"3b. class F1 floor {floor} (any of 10 classes failed), {gate_runs} models per cell "
+          "(bootstrap bounds, Bonferroni)", rows, FLOOR_NULL)
+
+
 def cost_section(seed: int) -> None:
     rng = np.random.default_rng(seed)
     names = [str(i) for i in range(K)]
-    print("\n3. one judged gate decision (accuracy floor, 10 class F1 floors, 2 paired comparisons, "
+    print("\n4. one judged gate decision (accuracy floor, 10 class F1 floors, 2 paired comparisons, "
           "4000 resamples)")
     for n in ROWS:
         y, champion, candidate = (a[0] for a in pairs(rng, 1, n, SCENARIOS["equal, 4% discordant"]))
@@ -142,6 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     accuracy_section(args.runs, args.seed)
     gate_section(args.gate_runs, args.seed)
+    floor_section(args.runs, args.gate_runs, args.seed)
     cost_section(args.seed)
 
 
