@@ -242,3 +242,25 @@ def test_class_f1_floors_fail_only_the_credibly_weak_class():
     # Class 4 took 4 of the misses (F1 54/58) and its interval reaches below the floor: not a failure.
     assert results[4].interval[0] < 0.8 and not results[4].below
     assert class_f1_floors(y, predicted, floor=0.8, alpha=0.05) == results
+
+
+def test_class_f1_floors_rarely_fail_classes_sitting_at_the_floor():
+    # Ten classes, each right 90% of the time (F1 about 0.9), floor 0.9, 270 rows: the whole
+    # family is failed at most alpha of the time; the point-estimate rule fails nearly always.
+    rng = np.random.default_rng(26)
+    y = np.arange(270) % K
+    failed = old = 0
+    for i in range(60):
+        predicted = np.where(rng.random(270) < 0.9, y, (y + rng.integers(1, K, size=270)) % K)
+        results = class_f1_floors(y, predicted, floor=0.9, alpha=0.05, resamples=1000, seed=i)
+        failed += any(r.below for r in results)
+        old += any(r.value < 0.9 for r in results)
+    assert failed / 60 <= 0.05 and old / 60 >= 0.9
+
+
+def test_accuracy_floor_size_at_the_floor_is_at_most_half_alpha():
+    rng = np.random.default_rng(27)
+    correct = rng.binomial(270, 0.9, size=4000)
+    high = np.array([accuracy_floor(int(k), 270, floor=0.9, alpha=0.05).interval[1] for k in np.unique(correct)])
+    below = dict(zip(np.unique(correct), high < 0.9))
+    assert np.mean([below[k] for k in correct]) <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 4000)
