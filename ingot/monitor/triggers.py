@@ -20,9 +20,9 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, MetaData, String, Text, func, insert, select, text, update
+from sqlalchemy import Integer, MetaData, String, Table, Text, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -64,7 +64,7 @@ class DriftTriggerRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
-drift_triggers = DriftTriggerRow.__table__
+drift_triggers = cast(Table, DriftTriggerRow.__table__)  # for Core statements
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ingot import db
+from ingot.registry.records import ModelVersion, Stage, StageEvent, Status
 
 NAME_LENGTH = 128
 STAGE_LENGTH = 16
@@ -66,6 +67,17 @@ class VersionRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
+    def record(self, name: str) -> ModelVersion:
+        """The plain record callers get, detached from the session."""
+        return ModelVersion(
+            id=self.id, name=name, version=self.version, status=Status(self.status),
+            stage=Stage(self.stage) if self.stage else None, status_reason=self.status_reason,
+            artifact_uri=self.artifact_uri, model_sha256=self.model_sha256, data_hash=self.data_hash,
+            config=dict(self.config or {}), metrics=dict(self.metrics or {}),
+            gate=dict(self.gate) if self.gate is not None else None, pipeline_run_id=self.pipeline_run_id,
+            registered_by=self.registered_by, created_at=self.created_at, updated_at=self.updated_at,
+        )
+
 
 class EventRow(Base):
     """Append-only: the registry never updates or deletes these; the database rejects it too."""
@@ -79,3 +91,10 @@ class EventRow(Base):
     to_stage: Mapped[str] = mapped_column(String(STAGE_LENGTH))
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+
+    def record(self) -> StageEvent:
+        return StageEvent(
+            id=self.id, version_id=self.version_id, at=self.at,
+            from_stage=Stage(self.from_stage) if self.from_stage else None, to_stage=Stage(self.to_stage),
+            reason=self.reason, actor=self.actor,
+        )

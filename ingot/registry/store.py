@@ -25,14 +25,7 @@ from ingot.db import default_url, first_line, migrate, normalize_url, open_engin
 from ingot.errors import ConfigError, ModelError, NotFoundError
 from ingot.registry import policy
 from ingot.registry.migrations import REGISTRY
-from ingot.registry.records import (
-    ModelSummary,
-    ModelVersion,
-    NewVersion,
-    Stage,
-    StageEvent,
-    Status,
-)
+from ingot.registry.records import ModelSummary, ModelVersion, NewVersion, Stage, StageEvent, Status
 from ingot.registry.schema import EventRow, ModelRow, VersionRow
 from ingot.registry.validation import (
     as_verifier,
@@ -168,7 +161,7 @@ class Registry:
                     session.add(row)
                 rows_out.append(row)
             session.flush()
-            return [_version_record(row, name) for row in rows_out]
+            return [row.record(name) for row in rows_out]
 
         return self._write(write)
 
@@ -210,13 +203,13 @@ class Registry:
             model = self._lock_model(session, name, create=False)
             row = self._version_row(session, model, name, version)
             if row.status != Status.PENDING.value:  # a concurrent mark_ready finished first
-                return _version_record(row, name)
+                return row.record(name)
             now = utc_now()
             row.updated_at = now
             if failure is not None:
                 row.status = Status.FAILED.value
                 row.status_reason = failure
-                return _version_record(row, name)
+                return row.record(name)
             row.status = Status.READY.value
             row.status_reason = None
             champion = self._stage_row(session, model.id, Stage.CHAMPION)
@@ -225,7 +218,7 @@ class Registry:
                 name, blessed=blessed, champion=champion.version if champion is not None else None
             )
             self._set_stage(session, row, stage, reason=reason, actor=event_actor, at=now)
-            return _version_record(row, name)
+            return row.record(name)
 
         result = self._write(write)
         if failure is not None and result.status is Status.FAILED:
@@ -267,7 +260,7 @@ class Registry:
                     )
                 )
                 if existing is not None:
-                    return _version_record(existing, name)
+                    return existing.record(name)
             now = utc_now()
             row = VersionRow(
                 model_id=model.id, version=None, status=Status.FAILED.value, stage=Stage.REJECTED.value,
@@ -279,7 +272,7 @@ class Registry:
             session.flush()
             session.add(EventRow(version_id=row.id, at=now, from_stage=None, to_stage=Stage.REJECTED.value,
                                  reason="; ".join(decision["reasons"]), actor=actor))
-            return _version_record(row, name)
+            return row.record(name)
 
         return self._write(write)
 
@@ -301,7 +294,7 @@ class Registry:
             label = f"{name}:{version}"
             current = Stage(row.stage) if row.stage else None
             if current is target:
-                return _version_record(row, name)
+                return row.record(name)
             policy.check_transition(label, current, target, row.status)
             now = utc_now()
             holder = self._stage_row(session, model.id, target) if target in policy.DISPLACED_TO else None
@@ -311,7 +304,7 @@ class Registry:
                 self._set_stage(session, holder, policy.DISPLACED_TO[target], at=now, actor=actor,
                                 reason=f"replaced by {label} as {target.value}: {reason}")
             self._set_stage(session, row, target, reason=reason, actor=actor, at=now)
-            return _version_record(row, name)
+            return row.record(name)
 
         return self._write(write)
 
@@ -327,7 +320,7 @@ class Registry:
                 latest = session.scalar(select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id))
                 known = f"latest is {latest}" if latest is not None else "it has no published versions"
                 raise NotFoundError(f"model {name!r} has no version {version} ({known})")
-            return _version_record(row, name)
+            return row.record(name)
 
     def get_record(self, record_id: int) -> ModelVersion:
         """Any record by its id, including rejections, which have no version number."""
@@ -337,7 +330,7 @@ class Registry:
             ).first()
             if found is None:
                 raise NotFoundError(f"no registry record with id {record_id}")
-            return _version_record(found[0], found[1])
+            return found[0].record(found[1])
 
     def latest(
         self, name: str, stage: Stage | str | None = None, *, status: Status | str | None = None
@@ -351,14 +344,14 @@ class Registry:
             if status is not None:
                 query = query.where(VersionRow.status == parse_status(status).value)
             row = session.scalar(query.order_by(VersionRow.version.desc()).limit(1))
-            return _version_record(row, name) if row is not None else None
+            return row.record(name) if row is not None else None
 
     def champion(self, name: str) -> ModelVersion | None:
         """The current champion, or None; unknown names raise NotFoundError."""
         with self._read_sessions() as session:
             model = self._model(session, name)
             row = self._stage_row(session, model.id, Stage.CHAMPION)
-            return _version_record(row, name) if row is not None else None
+            return row.record(name) if row is not None else None
 
     def champion_metrics(self, name: str) -> dict[str, Any] | None:
         """The champion's metrics for the gate's comparison; None when there is nothing to beat
@@ -408,7 +401,7 @@ class Registry:
                 query = query.where(VersionRow.version.is_not(None))
             if limit is not None:
                 query = query.limit(limit)
-            return [_version_record(row, name) for row in session.scalars(query)]
+            return [row.record(name) for row in session.scalars(query)]
 
     def by_pipeline_run(self, pipeline_run_id: str) -> list[ModelVersion]:
         """What a pipeline run registered (its published version or its rejection)."""
@@ -417,7 +410,7 @@ class Registry:
                 select(VersionRow, ModelRow.name).join(ModelRow)
                 .where(VersionRow.pipeline_run_id == pipeline_run_id).order_by(VersionRow.id)
             )
-            return [_version_record(row, model_name) for row, model_name in found]
+            return [row.record(model_name) for row, model_name in found]
 
     def events(self, name: str, version: int) -> list[StageEvent]:
         """Stage history of a version, oldest first."""
@@ -426,7 +419,7 @@ class Registry:
     def record_events(self, record_id: int) -> list[StageEvent]:
         with self._read_sessions() as session:
             rows = session.scalars(select(EventRow).where(EventRow.version_id == record_id).order_by(EventRow.id))
-            return [_event_record(row) for row in rows]
+            return [row.record() for row in rows]
 
     # ---------------------------------------------------------------- internals
 
@@ -499,22 +492,3 @@ def _unknown_model(session: Session, name: str) -> NotFoundError:
     names = list(session.scalars(select(ModelRow.name).order_by(ModelRow.name).limit(6)))
     known = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none registered yet"
     return NotFoundError(f"no model named {name!r} in the registry (known: {known})")
-
-
-def _version_record(row: VersionRow, name: str) -> ModelVersion:
-    return ModelVersion(
-        id=row.id, name=name, version=row.version, status=Status(row.status),
-        stage=Stage(row.stage) if row.stage else None, status_reason=row.status_reason,
-        artifact_uri=row.artifact_uri, model_sha256=row.model_sha256, data_hash=row.data_hash,
-        config=dict(row.config or {}), metrics=dict(row.metrics or {}),
-        gate=dict(row.gate) if row.gate is not None else None, pipeline_run_id=row.pipeline_run_id,
-        registered_by=row.registered_by, created_at=row.created_at, updated_at=row.updated_at,
-    )
-
-
-def _event_record(row: EventRow) -> StageEvent:
-    return StageEvent(
-        id=row.id, version_id=row.version_id, at=row.at,
-        from_stage=Stage(row.from_stage) if row.from_stage else None, to_stage=Stage(row.to_stage),
-        reason=row.reason, actor=row.actor,
-    )
