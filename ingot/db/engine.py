@@ -8,6 +8,8 @@ data directory); the inference log, rollouts and drift triggers live there unles
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,7 @@ def open_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA busy_timeout = 30000")
         if file_backed:
-            cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+            _enter_wal(cursor)  # readers never block the writer
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -91,6 +93,23 @@ def open_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ingot_write") else "BEGIN")
 
     return engine
+
+
+def _enter_wal(cursor: Any, wait_s: float = 30.0) -> None:
+    """Switch the file to WAL (persistent: only a new file's first connections do the work).
+
+    The switch needs the file to itself and SQLite answers "database is locked" at once instead
+    of waiting on busy_timeout, so several processes opening a new database together would fail;
+    retry for as long as a writer would wait."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def upsert_insert(dialect_name: str | Connection) -> Any:
