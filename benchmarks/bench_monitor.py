@@ -162,8 +162,8 @@ def timed(function: Callable[[], object], repeat: int = 5) -> float:
 
 
 def check_cost(rows: int) -> None:
+    from ingot.db import normalize_url, open_engine
     from ingot.monitor.window import read_window
-    from ingot.registry.store import create_registry_engine, normalize_url
     from tests.monitor.simulate import baseline
     from tests.support.postgres import throwaway_postgres
 
@@ -175,7 +175,7 @@ def check_cost(rows: int) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             for name, url in (("PostgreSQL", server.create_database("bench_monitor")),
                               ("SQLite", f"sqlite:///{scratch}/log.db")):
-                engine = create_registry_engine(normalize_url(url))
+                engine = open_engine(normalize_url(url))
                 fill_log(engine, rows)
                 in_sql = timed(lambda: check_window(reference, read_window(engine, "digits", 5, rows=rows)))
                 since = timed(lambda: read_window(engine, "digits", 5, since=timedelta(days=30),

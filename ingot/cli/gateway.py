@@ -56,7 +56,7 @@ def gateway_options(args: argparse.Namespace) -> Any:
     if args.routes_poll_seconds <= 0 or args.upstream_timeout_seconds <= 0:
         raise ConfigError("--routes-poll-seconds and --upstream-timeout-seconds must be positive")
     if args.log_enabled and args.log_url:
-        from ingot.registry.store import normalize_url
+        from ingot.db import normalize_url
 
         normalize_url(args.log_url, what="inference log URL")
     timeout_s = rest_timeout_s(args)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def open_registry(url: str | None) -> Registry:
     from ingot.registry import Registry
 
-    return Registry.from_url(url or os.environ.get(REGISTRY_URL_ENV) or None)
+    return Registry.from_url(url or None)  # None: $INGOT_REGISTRY_URL, else the SQLite default
 
 
 def run_list(args: argparse.Namespace) -> int:

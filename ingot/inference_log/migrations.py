@@ -1,8 +1,7 @@
 """The inference log's schema history, versioned apart from the registry's.
 
 The log usually lives in the registry's database, so it keeps its own version table
-(`inference_log_schema_version`) and migrates with the registry's machinery
-(`ingot.registry.migrations.migrate`). Migrations are frozen DDL, like the registry's: to change
+(`inference_log_schema_version`) and lock key, run by the one runner, `ingot.db.migrate`. Migrations are frozen DDL, like the registry's: to change
 the log, append one here and update `schema.py` to match (a test compares the two).
 """
 
@@ -23,16 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from ingot.registry.migrations import Migration, SchemaHistory
+from ingot.db import Migration, SchemaHistory
 
 VERSION_TABLE = "inference_log_schema_version"
 _LOCK_KEY = 0x1D_907_1060  # any constant other than the registry's
 
 
 def _v1_initial(conn: Connection) -> None:
-    """inference_log and feedback_labels."""
+    """inference_log and feedback_labels (the runner makes the version table)."""
     metadata = MetaData()
-    SchemaHistory("inference log", VERSION_TABLE, (), _LOCK_KEY).table().to_metadata(metadata)
     big_pk = BigInteger().with_variant(Integer, "sqlite")
     Table(
         "inference_log", metadata,

@@ -13,20 +13,13 @@ accuracy per arm is a single-table aggregation.
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-)
+from datetime import datetime
+from typing import cast
 
-from ingot.registry.schema import UTCDateTime
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ingot import db
 
 NAME_LENGTH = 128
 REQUEST_ID_LENGTH = 64
@@ -35,47 +28,66 @@ VARIANTS = ("champion", "challenger", "shadow")
 ASSIGNMENTS = ("weight", "sticky", "header", "mirror", "fallback")
 OK = "OK"
 
-metadata = MetaData()
+_BIG_PK = BigInteger().with_variant(Integer, "sqlite")
 
-inference_log = Table(
-    "inference_log", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("request_id", String(REQUEST_ID_LENGTH), nullable=False),
-    Column("row", Integer, nullable=False),
-    Column("ts", UTCDateTime, nullable=False),
-    Column("model", String(NAME_LENGTH), nullable=False),
-    Column("experiment", String(NAME_LENGTH), nullable=True),
-    Column("variant", String(16), nullable=False),          # VARIANTS
-    Column("assignment", String(16), nullable=False),       # ASSIGNMENTS
-    Column("model_version", Integer, nullable=True),        # NULL when no upstream answered
-    Column("signature", String(NAME_LENGTH), nullable=False),
-    Column("input_sha256", String(64), nullable=True),      # over the decoded input tensor bytes
-    Column("predicted_class_id", Integer, nullable=True),
-    Column("predicted_class_name", String(NAME_LENGTH), nullable=True),
-    Column("confidence", Float, nullable=True),             # top-1 probability
-    Column("input_mean", Float, nullable=True),             # pixel intensity 0..255, where the gateway has pixels
-    Column("input_std", Float, nullable=True),
-    Column("latency_ms", Float, nullable=False),
-    Column("status", String(32), nullable=False),           # "OK" or the error code name
-    UniqueConstraint("request_id", "row", "variant", name="uq_inference_log_request_row_variant"),
-    Index("ix_inference_log_model_experiment_variant", "model", "experiment", "variant"),
-    Index("ix_inference_log_model_ts", "model", "ts"),
-)
 
-feedback_labels = Table(
-    "feedback_labels", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("request_id", String(REQUEST_ID_LENGTH), nullable=False),
-    Column("row", Integer, nullable=False),
-    Column("label_id", Integer, nullable=False),
-    Column("label_name", String(NAME_LENGTH), nullable=False),
-    Column("received_at", UTCDateTime, nullable=False),
+class Base(db.Base):
+    """The inference log's own tables."""
+
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class InferenceLogRow(Base):
+    __tablename__ = "inference_log"
+    __table_args__ = (
+        UniqueConstraint("request_id", "row", "variant", name="uq_inference_log_request_row_variant"),
+        Index("ix_inference_log_model_experiment_variant", "model", "experiment", "variant"),
+        Index("ix_inference_log_model_ts", "model", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_PK, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    row: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime]
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    experiment: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    variant: Mapped[str] = mapped_column(String(16))                  # VARIANTS
+    assignment: Mapped[str] = mapped_column(String(16))               # ASSIGNMENTS
+    model_version: Mapped[int | None] = mapped_column(Integer)        # NULL when no upstream answered
+    signature: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    input_sha256: Mapped[str | None] = mapped_column(String(64))      # over the decoded input tensor bytes
+    predicted_class_id: Mapped[int | None] = mapped_column(Integer)
+    predicted_class_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    confidence: Mapped[float | None] = mapped_column(Float)           # top-1 probability
+    input_mean: Mapped[float | None] = mapped_column(Float)           # pixel intensity 0..255, where the gateway has pixels
+    input_std: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(32))                   # "OK" or the error code name
+
+
+class FeedbackLabelRow(Base):
+    __tablename__ = "feedback_labels"
+    __table_args__ = (
+        UniqueConstraint("request_id", "row", name="uq_feedback_labels_request_row"),
+        Index("ix_feedback_labels_model_experiment_variant", "model", "experiment", "variant"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_PK, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    row: Mapped[int] = mapped_column(Integer)
+    label_id: Mapped[int] = mapped_column(Integer)
+    label_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    received_at: Mapped[datetime]
     # Copied from the serving row when the label is joined: the attribution never moves.
-    Column("model", String(NAME_LENGTH), nullable=False),
-    Column("experiment", String(NAME_LENGTH), nullable=True),
-    Column("variant", String(16), nullable=False),
-    Column("model_version", Integer, nullable=True),
-    Column("correct", Boolean, nullable=False),
-    UniqueConstraint("request_id", "row", name="uq_feedback_labels_request_row"),
-    Index("ix_feedback_labels_model_experiment_variant", "model", "experiment", "variant"),
-)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    experiment: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    variant: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    correct: Mapped[bool] = mapped_column(Boolean)
+
+
+# Readers aggregate in SQL (Core) over these.
+metadata = Base.metadata
+inference_log = cast(Table, InferenceLogRow.__table__)
+feedback_labels = cast(Table, FeedbackLabelRow.__table__)

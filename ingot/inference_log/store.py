@@ -1,8 +1,7 @@
 """The inference log's database: batched row writes (idempotent) and the feedback join.
 
-Opened by URL like the registry (`--log-url` / `$INGOT_LOG_URL`, default: the registry's own
-database), through the registry's URL checks and engine set-up, and migrated on open with the
-log's own schema history.
+Opened by URL (`--log-url` / `$INGOT_LOG_URL`, default: the registry's database) through
+`ingot.db`'s URL checks and engine set-up, and migrated on open with the log's own schema history.
 """
 
 from __future__ import annotations
@@ -12,10 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from sqlalchemy import and_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from ingot.db import default_url, migrate, normalize_url, open_engine, upsert_insert, utc_now
 from ingot.errors import ConfigError
 from ingot.inference_log.feedback import (
     InvalidFeedback,
@@ -26,9 +25,6 @@ from ingot.inference_log.feedback import (
 from ingot.inference_log.migrations import HISTORY
 from ingot.inference_log.records import FeedbackItem, LogRecord, StoredLabel
 from ingot.inference_log.schema import OK, feedback_labels, inference_log
-from ingot.registry.migrations import migrate
-from ingot.registry.schema import utc_now
-from ingot.registry.store import create_registry_engine, default_url, normalize_url
 from ingot.settings import LOG_URL_ENV
 
 SERVING_VARIANTS = ("champion", "challenger")  # a label joins these, never the shadow
@@ -49,14 +45,14 @@ class InferenceLogStore:
         self._engine = engine
         self._write_engine = engine.execution_options(ingot_write=True)
         try:
-            migrate(self._write_engine, history=HISTORY)
+            migrate(self._write_engine, HISTORY)
         except OperationalError as err:
             raise ConfigError(f"cannot open the inference log at {self.url}: {str(err.orig).strip()}") from err
 
     @classmethod
     def from_url(cls, url: str | None = None) -> InferenceLogStore:
         """Open (creating or migrating the tables as needed) the log at `url`; None: the default."""
-        return cls(create_registry_engine(normalize_url(url or default_log_url(), what="inference log URL")))
+        return cls(open_engine(normalize_url(url or default_log_url(), what="inference log URL")))
 
     @property
     def url(self) -> str:
@@ -87,8 +83,7 @@ class InferenceLogStore:
 
     @staticmethod
     def _insert_ignoring_duplicates(conn: Connection) -> Any:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        return dialect.insert(inference_log).on_conflict_do_nothing(
+        return upsert_insert(conn)(inference_log).on_conflict_do_nothing(
             index_elements=["request_id", "row", "variant"]
         )
 
@@ -164,9 +159,8 @@ class InferenceLogStore:
             "received_at": now, "model": model, "experiment": row["experiment"], "variant": row["variant"],
             "model_version": version, "correct": label_id == row["predicted_class_id"],
         }
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         inserted = conn.execute(
-            dialect.insert(feedback_labels).on_conflict_do_nothing(index_elements=["request_id", "row"])
+            upsert_insert(conn)(feedback_labels).on_conflict_do_nothing(index_elements=["request_id", "row"])
             .returning(feedback_labels.c.id), values
         ).first() is not None
         existing = conn.execute(

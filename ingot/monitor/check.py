@@ -80,11 +80,11 @@ def champion_card(registry: Any, model: str) -> tuple[int, dict[str, Any]]:
 
 def run_check(settings: CheckSettings) -> CheckOutcome:
     """Read, test and (with `settings.trigger`) trigger; never triggers on insufficient data."""
+    from ingot.db import default_url
     from ingot.inference_log.store import InferenceLogStore
     from ingot.monitor.triggers import TriggerStore
     from ingot.monitor.window import read_window
     from ingot.registry import Registry
-    from ingot.registry.store import default_url
 
     settings.registry_url = settings.registry_url or default_url()
     with Registry.from_url(settings.registry_url) as registry:

@@ -1,4 +1,5 @@
-"""Retraining triggers: a table in the registry database, a cooldown and at most one run in flight
+"""Retraining triggers: a table in the registry's database (with its own schema history,
+`trigger_migrations.py`), a cooldown and at most one run in flight
 per model, both decided inside one serialized database transaction, so two monitors checking at
 the same moment never both start a run.
 
@@ -19,50 +20,51 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Integer, MetaData, String, Table, Text, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
 
+from ingot import db
+from ingot.db import migrate, utc_now
 from ingot.errors import ConfigError
-from ingot.registry.schema import UTCDateTime, json_type, utc_now
+from ingot.monitor.trigger_migrations import HISTORY
 
 STARTING, RUNNING, SUCCEEDED, FAILED = "starting", "running", "succeeded", "failed"
 IN_FLIGHT = (STARTING, RUNNING)
 LOCAL, KFP = "local", "kfp"
 DEFAULT_COOLDOWN = timedelta(hours=24)
 
-metadata = MetaData()
-# The shape migration 6 creates (ingot/registry/migrations.py); a test checks they agree.
-drift_triggers = Table(
-    "drift_triggers", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("model", String(128), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("statistics", json_type(), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("backend", String(16), nullable=False),
-    Column("run_id", String(256), nullable=True),
-    Column("log_path", Text, nullable=True),
-    Column("pid", Integer, nullable=True),
-    Column("host", String(256), nullable=True),           # local: the machine; kfp: the API endpoint
-    Column("finished_at", UTCDateTime, nullable=True),
-    Column("detail", Text, nullable=True),
-)
+class Base(db.Base):
+    """The trigger store's own table."""
+
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class DriftTriggerRow(Base):
+    """The shape `trigger_migrations.py` creates; a test checks they agree."""
+
+    __tablename__ = "drift_triggers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    statistics: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str | None] = mapped_column(String(256))
+    log_path: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None]
+    host: Mapped[str | None] = mapped_column(String(256))  # local: the machine; kfp: the API endpoint
+    finished_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+drift_triggers = cast(Table, DriftTriggerRow.__table__)  # for Core statements
 
 
 @dataclass
@@ -101,11 +103,12 @@ def _row(row: Any) -> Trigger:
 
 
 class TriggerStore:
-    """The drift_triggers table of a registry database (open the Registry first: it migrates)."""
+    """The drift_triggers table, in the registry's database; opening it migrates the table."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._write = engine.execution_options(ingot_write=True)  # BEGIN IMMEDIATE on SQLite
+        migrate(self._write, HISTORY)
 
     def claim(
         self, model: str, *, reason: str, statistics: dict[str, Any], backend: str,

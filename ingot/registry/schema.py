@@ -1,4 +1,5 @@
-"""The registry's tables as typed SQLAlchemy 2 mappings of the CURRENT schema.
+"""The registry's tables (models, model_versions, stage_events) as typed SQLAlchemy 2 mappings
+of the CURRENT schema.
 
 The tables are created and changed only by `migrations.py` (never `create_all`), so a database
 created today and one migrated from version 1 have the same shape; a test compares the two.
@@ -6,50 +7,24 @@ created today and one migrated from version 1 have the same shape; a test compar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ingot import db
+from ingot.registry.records import ModelVersion, Stage, StageEvent, Status
 
 NAME_LENGTH = 128
 STAGE_LENGTH = 16
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on the way in and out; SQLite stores naive UTC, PostgreSQL timestamptz."""
+class Base(db.Base):
+    """The registry's own tables (its own MetaData: other stores' tables are not the registry's)."""
 
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("registry timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def json_type() -> JSON:
-    """JSON on SQLite, JSONB on PostgreSQL (indexable, compact)."""
-    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: json_type()}
+    __abstract__ = True
+    metadata = MetaData()
 
 
 class SchemaVersionRow(Base):
@@ -92,6 +67,17 @@ class VersionRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
+    def record(self, name: str) -> ModelVersion:
+        """The plain record callers get, detached from the session."""
+        return ModelVersion(
+            id=self.id, name=name, version=self.version, status=Status(self.status),
+            stage=Stage(self.stage) if self.stage else None, status_reason=self.status_reason,
+            artifact_uri=self.artifact_uri, model_sha256=self.model_sha256, data_hash=self.data_hash,
+            config=dict(self.config or {}), metrics=dict(self.metrics or {}),
+            gate=dict(self.gate) if self.gate is not None else None, pipeline_run_id=self.pipeline_run_id,
+            registered_by=self.registered_by, created_at=self.created_at, updated_at=self.updated_at,
+        )
+
 
 class EventRow(Base):
     """Append-only: the registry never updates or deletes these; the database rejects it too."""
@@ -106,55 +92,9 @@ class EventRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
 
-
-class RolloutRow(Base):
-    """One A/B rollout of a challenger against the champion (schema v5); `analysis` holds the
-    sequential test's running state, `target` what the actuator needs to reach the servers."""
-
-    __tablename__ = "rollouts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    experiment: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
-    champion_version: Mapped[int]
-    challenger_version: Mapped[int]
-    state: Mapped[str] = mapped_column(String(STAGE_LENGTH))
-    outcome: Mapped[str | None] = mapped_column(String(STAGE_LENGTH))
-    steps: Mapped[list[int]] = mapped_column(json_type())
-    step_index: Mapped[int]
-    step_started_at: Mapped[datetime]
-    policy: Mapped[dict[str, Any]]
-    target: Mapped[dict[str, Any]]
-    analysis: Mapped[dict[str, Any]]
-    verdict: Mapped[dict[str, Any] | None]
-    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-
-
-class RolloutTransitionRow(Base):
-    """A state change of a rollout with the evidence behind it, written before its action."""
-
-    __tablename__ = "rollout_transitions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"))
-    at: Mapped[datetime]
-    from_state: Mapped[str | None] = mapped_column(String(STAGE_LENGTH))
-    to_state: Mapped[str] = mapped_column(String(STAGE_LENGTH))
-    weight: Mapped[int | None]
-    reason: Mapped[str] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    evidence: Mapped[dict[str, Any]]
-
-
-class RolloutLeaseRow(Base):
-    """Who may act on a model's rollouts until when: one controller at a time."""
-
-    __tablename__ = "rollout_leases"
-
-    name: Mapped[str] = mapped_column(String(160), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(160))
-    acquired_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
+    def record(self) -> StageEvent:
+        return StageEvent(
+            id=self.id, version_id=self.version_id, at=self.at,
+            from_stage=Stage(self.from_stage) if self.from_stage else None, to_stage=Stage(self.to_stage),
+            reason=self.reason, actor=self.actor,
+        )

@@ -10,127 +10,39 @@ finds the winner's row, and returns it instead of creating a duplicate.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import case, create_engine, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
-from ingot import settings
+from ingot import db
+from ingot.db import default_url, first_line, migrate, normalize_url, open_engine, utc_now
 from ingot.errors import ConfigError, ModelError, NotFoundError
-from ingot.registry.migrations import migrate
-from ingot.registry.records import (
-    ModelSummary,
-    ModelVersion,
-    NewVersion,
-    Stage,
-    StageEvent,
-    Status,
+from ingot.registry import policy
+from ingot.registry.migrations import REGISTRY
+from ingot.registry.records import ModelSummary, ModelVersion, NewVersion, Stage, StageEvent, Status
+from ingot.registry.schema import EventRow, ModelRow, VersionRow
+from ingot.registry.validation import (
+    as_verifier,
+    check_name,
+    check_text,
+    checked_batch,
+    json_dict,
+    parse_stage,
+    parse_status,
+    rejection_decision,
 )
-from ingot.registry.schema import EventRow, ModelRow, VersionRow, utc_now
-from ingot.registry.verify import Verifier, checksum_verifier
-from ingot.settings import REGISTRY_URL_ENV  # re-exported by ingot.registry
+from ingot.registry.verify import Verifier
 
 T = TypeVar("T")
 
-
 DEFAULT_ACTOR = "ingot"
-# TF Serving serves models by directory name: keep names path- and URL-safe.
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _WRITE_ATTEMPTS = 5
-
-# Stage changes a caller may ask for. Entering a stage is never done from None by hand: mark_ready
-# assigns the first stage. A champion leaves its stage only when another version is promoted.
-ALLOWED_TRANSITIONS: dict[Stage, frozenset[Stage]] = {
-    Stage.CANDIDATE: frozenset({Stage.CHALLENGER, Stage.CHAMPION, Stage.ARCHIVED, Stage.REJECTED}),
-    Stage.CHALLENGER: frozenset({Stage.CHAMPION, Stage.CANDIDATE, Stage.ARCHIVED, Stage.REJECTED}),
-    Stage.CHAMPION: frozenset(),
-    Stage.ARCHIVED: frozenset({Stage.CHAMPION}),  # rollback to a previous champion
-    Stage.REJECTED: frozenset(),
-}
-_SERVING_STAGES = frozenset({Stage.CHALLENGER, Stage.CHAMPION})
-
-
-def default_url() -> str:
-    """The registry the CLI uses when given none: `$INGOT_REGISTRY_URL`, else SQLite under data_dir()."""
-    return os.environ.get(REGISTRY_URL_ENV) or str(_default_sqlite_url())
-
-
-def _default_sqlite_url() -> URL:
-    return URL.create("sqlite", database=str(settings.data_dir() / "registry.db"))
-
-
-def normalize_url(url: str | None, *, what: str = "registry URL") -> URL:
-    """Parse and check a registry (or inference log) URL; `postgresql://` and `postgres://`
-    mean psycopg 3. `what` names the setting in error messages."""
-    if url is None:
-        return _default_sqlite_url()
-    expected = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"{what} {url!r} is not a database URL; {expected}") from None
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend in ("postgresql", "postgres"):
-        if driver not in ("", "psycopg"):
-            raise ConfigError(
-                f"{what} driver {parsed.drivername!r} is not supported; use postgresql+psycopg:// "
-                "(or plain postgresql://, which means psycopg 3)"
-            )
-        if not parsed.database:
-            raise ConfigError(f"{what} {parsed.render_as_string()!r} names no database; {expected}")
-        return parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite":
-        if driver not in ("", "pysqlite"):
-            raise ConfigError(f"{what} driver {parsed.drivername!r} is not supported; use sqlite:///PATH")
-        return parsed
-    raise ConfigError(f"{what} scheme {parsed.drivername!r} is not supported; {expected}")
-
-
-def _is_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:") or str(url.database).startswith("file::memory:")
-
-
-def create_registry_engine(url: URL) -> Engine:
-    """An engine set up for the registry's transactions on either backend."""
-    if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    if _is_memory(url):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    file_backed = not _is_memory(url)
-
-    # pysqlite would otherwise skip BEGIN before DDL and SELECT (legacy transaction control);
-    # emitting it ourselves makes migrations transactional and lets writers take the lock up front
-    # (BEGIN IMMEDIATE), so two writers queue on busy_timeout instead of failing on lock upgrade.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        if file_backed:
-            cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ingot_write") else "BEGIN")
-
-    return engine
 
 
 class Registry:
@@ -142,17 +54,18 @@ class Registry:
         self._read_sessions = sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         try:
-            migrate(self._write_engine)
+            migrate(self._write_engine, REGISTRY)
         except OperationalError as err:
-            raise ConfigError(f"cannot open the registry at {self.url}: {_first_line(err)}") from err
+            raise ConfigError(f"cannot open the registry at {self.url}: {first_line(err)}") from err
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Registry:
         """Open (creating or migrating the schema as needed) the registry at `url`.
 
-        None means the SQLite file `settings.data_dir()/registry.db`.
+        None means `default_url()`: `$INGOT_REGISTRY_URL`, else the SQLite file
+        `settings.data_dir()/registry.db`.
         """
-        return cls(create_registry_engine(normalize_url(url)))
+        return cls(open_engine(normalize_url(url or default_url())))
 
     @property
     def url(self) -> str:
@@ -210,14 +123,9 @@ class Registry:
     ) -> list[ModelVersion]:
         """Register several versions of one model in one transaction (e.g. backfilling a
         registry from an existing model repository); same rules as `register_version`."""
-        _check_name(name)
-        _check_text("actor", actor)
-        specs = [_checked_spec(name, spec) for spec in versions]
-        by_number: dict[int, NewVersion] = {}
-        for spec in specs:
-            seen = by_number.setdefault(spec.version, spec)
-            if seen.model_sha256 != spec.model_sha256:
-                raise ConfigError(f"{name}:{spec.version} appears twice in one batch with different sha256")
+        check_name(name)
+        check_text("actor", actor)
+        by_number = checked_batch(name, versions)
         if not by_number:
             return []
 
@@ -253,7 +161,7 @@ class Registry:
                     session.add(row)
                 rows_out.append(row)
             session.flush()
-            return [_version_record(row, name) for row in rows_out]
+            return [row.record(name) for row in rows_out]
 
         return self._write(write)
 
@@ -274,7 +182,7 @@ class Registry:
         later ones (and anything never blessed) become candidates. Raises ModelError after
         recording FAILED; calling it again on a READY version returns it unchanged.
         """
-        verifier = _as_verifier(verify)
+        verifier = as_verifier(verify)
         current = self.get_version(name, version)
         if current.status is Status.READY:
             return current
@@ -295,26 +203,22 @@ class Registry:
             model = self._lock_model(session, name, create=False)
             row = self._version_row(session, model, name, version)
             if row.status != Status.PENDING.value:  # a concurrent mark_ready finished first
-                return _version_record(row, name)
+                return row.record(name)
             now = utc_now()
             row.updated_at = now
             if failure is not None:
                 row.status = Status.FAILED.value
                 row.status_reason = failure
-                return _version_record(row, name)
+                return row.record(name)
             row.status = Status.READY.value
             row.status_reason = None
             champion = self._stage_row(session, model.id, Stage.CHAMPION)
             blessed = bool(row.gate) and row.gate.get("blessed") is True  # type: ignore[union-attr]
-            if blessed and champion is None:
-                stage, reason = Stage.CHAMPION, f"first blessed READY version of {name}"
-            elif blessed:
-                stage, reason = Stage.CANDIDATE, f"blessed; {name}:{champion.version} is champion"  # type: ignore[union-attr]
-            else:
-                stage = Stage.CANDIDATE
-                reason = "not blessed by an evaluation gate; only blessed versions become champion automatically"
+            stage, reason = policy.ready_stage(
+                name, blessed=blessed, champion=champion.version if champion is not None else None
+            )
             self._set_stage(session, row, stage, reason=reason, actor=event_actor, at=now)
-            return _version_record(row, name)
+            return row.record(name)
 
         result = self._write(write)
         if failure is not None and result.status is Status.FAILED:
@@ -338,18 +242,12 @@ class Registry:
         Its stage is `rejected`, its status FAILED, and `reasons` are kept in its gate decision.
         Idempotent per (name, pipeline_run_id): a retried step returns the first record.
         """
-        _check_name(name)
-        _check_text("actor", actor)
-        if isinstance(reasons, str) or not reasons or not all(isinstance(r, str) and r.strip() for r in reasons):
-            raise ConfigError("a rejection needs reasons: a non-empty list of non-empty strings")
-        if gate is not None and gate.get("blessed") is True:
-            raise ConfigError(f"gate decision for {name} is blessed; register the published version instead")
-        reason_list = [r.strip() for r in reasons]
-        decision = {**dict(gate or {}), "blessed": False, "reasons": reason_list}
-        config_d, metrics_d = _json_dict("config", config), _json_dict("metrics", metrics)
-        _json_dict("gate", decision)
+        check_name(name)
+        check_text("actor", actor)
+        decision = rejection_decision(name, reasons, gate)
+        config_d, metrics_d = json_dict("config", config), json_dict("metrics", metrics)
         if pipeline_run_id is not None:
-            _check_text("pipeline_run_id", pipeline_run_id)
+            check_text("pipeline_run_id", pipeline_run_id)
 
         def write(session: Session) -> ModelVersion:
             model = self._lock_model(session, name, create=True)
@@ -362,7 +260,7 @@ class Registry:
                     )
                 )
                 if existing is not None:
-                    return _version_record(existing, name)
+                    return existing.record(name)
             now = utc_now()
             row = VersionRow(
                 model_id=model.id, version=None, status=Status.FAILED.value, stage=Stage.REJECTED.value,
@@ -373,8 +271,8 @@ class Registry:
             session.add(row)
             session.flush()
             session.add(EventRow(version_id=row.id, at=now, from_stage=None, to_stage=Stage.REJECTED.value,
-                                 reason="; ".join(reason_list), actor=actor))
-            return _version_record(row, name)
+                                 reason="; ".join(decision["reasons"]), actor=actor))
+            return row.record(name)
 
         return self._write(write)
 
@@ -386,9 +284,9 @@ class Registry:
         become champion directly only when the name has no champion; otherwise it goes through
         challenger (the A/B test). Asking for the stage a version already has changes nothing.
         """
-        target = _parse_stage(to_stage)
-        _check_text("reason", reason)
-        _check_text("actor", actor)
+        target = parse_stage(to_stage)
+        check_text("reason", reason)
+        check_text("actor", actor)
 
         def write(session: Session) -> ModelVersion:
             model = self._lock_model(session, name, create=False)
@@ -396,38 +294,17 @@ class Registry:
             label = f"{name}:{version}"
             current = Stage(row.stage) if row.stage else None
             if current is target:
-                return _version_record(row, name)
-            if current is None:
-                raise ModelError(
-                    f"{label} has no stage yet (status {row.status}); only a READY version can change stage"
-                )
-            if target not in ALLOWED_TRANSITIONS[current]:
-                allowed = ", ".join(sorted(s.value for s in ALLOWED_TRANSITIONS[current])) or "none"
-                hint = " (a champion is archived when another version is promoted)" if current is Stage.CHAMPION else ""
-                raise ModelError(
-                    f"cannot move {label} from {current.value} to {target.value}; allowed from "
-                    f"{current.value}: {allowed}{hint}"
-                )
-            if target in _SERVING_STAGES and row.status != Status.READY.value:
-                raise ModelError(f"{label} is {row.status}; only a READY version can become {target.value}")
+                return row.record(name)
+            policy.check_transition(label, current, target, row.status)
             now = utc_now()
+            holder = self._stage_row(session, model.id, target) if target in policy.DISPLACED_TO else None
             if target is Stage.CHAMPION:
-                champion = self._stage_row(session, model.id, Stage.CHAMPION)
-                if champion is not None and current is Stage.CANDIDATE:
-                    raise ModelError(
-                        f"{label} is a candidate and {name}:{champion.version} is champion; make it the "
-                        "challenger first so the A/B test decides"
-                    )
-                if champion is not None:
-                    self._set_stage(session, champion, Stage.ARCHIVED, at=now, actor=actor,
-                                    reason=f"replaced by {label} as champion: {reason}")
-            elif target is Stage.CHALLENGER:
-                challenger = self._stage_row(session, model.id, Stage.CHALLENGER)
-                if challenger is not None:
-                    self._set_stage(session, challenger, Stage.CANDIDATE, at=now, actor=actor,
-                                    reason=f"replaced by {label} as challenger: {reason}")
+                policy.check_promotion(label, name, cast(Stage, current), holder.version if holder else None)
+            if holder is not None:
+                self._set_stage(session, holder, policy.DISPLACED_TO[target], at=now, actor=actor,
+                                reason=f"replaced by {label} as {target.value}: {reason}")
             self._set_stage(session, row, target, reason=reason, actor=actor, at=now)
-            return _version_record(row, name)
+            return row.record(name)
 
         return self._write(write)
 
@@ -443,7 +320,7 @@ class Registry:
                 latest = session.scalar(select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id))
                 known = f"latest is {latest}" if latest is not None else "it has no published versions"
                 raise NotFoundError(f"model {name!r} has no version {version} ({known})")
-            return _version_record(row, name)
+            return row.record(name)
 
     def get_record(self, record_id: int) -> ModelVersion:
         """Any record by its id, including rejections, which have no version number."""
@@ -453,7 +330,7 @@ class Registry:
             ).first()
             if found is None:
                 raise NotFoundError(f"no registry record with id {record_id}")
-            return _version_record(found[0], found[1])
+            return found[0].record(found[1])
 
     def latest(
         self, name: str, stage: Stage | str | None = None, *, status: Status | str | None = None
@@ -463,18 +340,18 @@ class Registry:
             model = self._model(session, name)
             query = select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version.is_not(None))
             if stage is not None:
-                query = query.where(VersionRow.stage == _parse_stage(stage).value)
+                query = query.where(VersionRow.stage == parse_stage(stage).value)
             if status is not None:
-                query = query.where(VersionRow.status == _parse_status(status).value)
+                query = query.where(VersionRow.status == parse_status(status).value)
             row = session.scalar(query.order_by(VersionRow.version.desc()).limit(1))
-            return _version_record(row, name) if row is not None else None
+            return row.record(name) if row is not None else None
 
     def champion(self, name: str) -> ModelVersion | None:
         """The current champion, or None; unknown names raise NotFoundError."""
         with self._read_sessions() as session:
             model = self._model(session, name)
             row = self._stage_row(session, model.id, Stage.CHAMPION)
-            return _version_record(row, name) if row is not None else None
+            return row.record(name) if row is not None else None
 
     def champion_metrics(self, name: str) -> dict[str, Any] | None:
         """The champion's metrics for the gate's comparison; None when there is nothing to beat
@@ -524,7 +401,7 @@ class Registry:
                 query = query.where(VersionRow.version.is_not(None))
             if limit is not None:
                 query = query.limit(limit)
-            return [_version_record(row, name) for row in session.scalars(query)]
+            return [row.record(name) for row in session.scalars(query)]
 
     def by_pipeline_run(self, pipeline_run_id: str) -> list[ModelVersion]:
         """What a pipeline run registered (its published version or its rejection)."""
@@ -533,7 +410,7 @@ class Registry:
                 select(VersionRow, ModelRow.name).join(ModelRow)
                 .where(VersionRow.pipeline_run_id == pipeline_run_id).order_by(VersionRow.id)
             )
-            return [_version_record(row, model_name) for row, model_name in found]
+            return [row.record(model_name) for row, model_name in found]
 
     def events(self, name: str, version: int) -> list[StageEvent]:
         """Stage history of a version, oldest first."""
@@ -542,7 +419,7 @@ class Registry:
     def record_events(self, record_id: int) -> list[StageEvent]:
         with self._read_sessions() as session:
             rows = session.scalars(select(EventRow).where(EventRow.version_id == record_id).order_by(EventRow.id))
-            return [_event_record(row) for row in rows]
+            return [row.record() for row in rows]
 
     # ---------------------------------------------------------------- internals
 
@@ -554,11 +431,11 @@ class Registry:
                 with self._write_sessions() as session, session.begin():
                     return work(session)
             except IntegrityError as err:
-                if not _is_unique_violation(err) or attempt == _WRITE_ATTEMPTS:
-                    raise ModelError(f"registry write rejected by the database: {_first_line(err)}") from err
+                if not db.is_unique_violation(err) or attempt == _WRITE_ATTEMPTS:
+                    raise ModelError(f"registry write rejected by the database: {first_line(err)}") from err
             except OperationalError as err:
-                if not _is_transient(err) or attempt == _WRITE_ATTEMPTS:
-                    raise ModelError(f"registry write failed: {_first_line(err)}") from err
+                if not db.is_transient(err) or attempt == _WRITE_ATTEMPTS:
+                    raise ModelError(f"registry write failed: {first_line(err)}") from err
             time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -568,7 +445,7 @@ class Registry:
         locked = select(ModelRow).where(ModelRow.name == name).with_for_update()
         model = session.scalar(locked)
         if model is None and create:
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            insert = db.upsert_insert(self.dialect)
             session.execute(
                 insert(ModelRow).values(name=name, created_at=utc_now()).on_conflict_do_nothing(
                     index_elements=[ModelRow.name]
@@ -615,110 +492,3 @@ def _unknown_model(session: Session, name: str) -> NotFoundError:
     names = list(session.scalars(select(ModelRow.name).order_by(ModelRow.name).limit(6)))
     known = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none registered yet"
     return NotFoundError(f"no model named {name!r} in the registry (known: {known})")
-
-
-def _version_record(row: VersionRow, name: str) -> ModelVersion:
-    return ModelVersion(
-        id=row.id, name=name, version=row.version, status=Status(row.status),
-        stage=Stage(row.stage) if row.stage else None, status_reason=row.status_reason,
-        artifact_uri=row.artifact_uri, model_sha256=row.model_sha256, data_hash=row.data_hash,
-        config=dict(row.config or {}), metrics=dict(row.metrics or {}),
-        gate=dict(row.gate) if row.gate is not None else None, pipeline_run_id=row.pipeline_run_id,
-        registered_by=row.registered_by, created_at=row.created_at, updated_at=row.updated_at,
-    )
-
-
-def _event_record(row: EventRow) -> StageEvent:
-    return StageEvent(
-        id=row.id, version_id=row.version_id, at=row.at,
-        from_stage=Stage(row.from_stage) if row.from_stage else None, to_stage=Stage(row.to_stage),
-        reason=row.reason, actor=row.actor,
-    )
-
-
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise ConfigError(
-            f"model name {name!r} is not valid; expected 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (it becomes a directory and a URL path segment)"
-        )
-
-
-def _check_text(what: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{what} must be a non-empty string, got {value!r}")
-
-
-def _json_dict(what: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{what} must be a mapping (JSON object), got {type(value).__name__}")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{what} must be JSON-serializable (no NaN, numpy scalars or objects): {err}") from None
-    return dict(value)
-
-
-def _checked_spec(name: str, spec: NewVersion) -> NewVersion:
-    if not isinstance(spec.version, int) or isinstance(spec.version, bool) or spec.version < 1:
-        raise ConfigError(
-            f"version of {name} must be a positive integer (the model repository's directory), got {spec.version!r}"
-        )
-    _check_text("artifact_uri", spec.artifact_uri)
-    sha = spec.model_sha256.lower() if isinstance(spec.model_sha256, str) else spec.model_sha256
-    if not isinstance(sha, str) or not _SHA256_PATTERN.match(sha):
-        raise ConfigError(f"model_sha256 of {name}:{spec.version} must be 64 hex digits, got {spec.model_sha256!r}")
-    if spec.gate is not None and spec.gate.get("blessed") is not True:
-        raise ConfigError(
-            f"the gate did not bless {name}:{spec.version}; record it with record_rejection() instead of registering it"
-        )
-    if spec.pipeline_run_id is not None:
-        _check_text("pipeline_run_id", spec.pipeline_run_id)
-    if spec.data_hash is not None:
-        _check_text("data_hash", spec.data_hash)
-    return NewVersion(
-        version=spec.version, artifact_uri=spec.artifact_uri, model_sha256=sha, data_hash=spec.data_hash,
-        config=_json_dict("config", spec.config), metrics=_json_dict("metrics", spec.metrics),
-        gate=_json_dict("gate", spec.gate) if spec.gate is not None else None, pipeline_run_id=spec.pipeline_run_id,
-    )
-
-
-def _as_verifier(verify: Verifier | Mapping[str, str]) -> Verifier:
-    if isinstance(verify, Mapping):
-        return checksum_verifier(verify)
-    if callable(verify):
-        return verify
-    raise ConfigError(
-        "verify must be a callable (artifact_uri, model_sha256) -> bool or a mapping of relative path -> sha256"
-    )
-
-
-def _parse_stage(stage: Stage | str) -> Stage:
-    try:
-        return Stage(stage)
-    except ValueError:
-        raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(s.value for s in Stage)}") from None
-
-
-def _parse_status(status: Status | str) -> Status:
-    try:
-        return Status(str(status).upper())
-    except ValueError:
-        raise ConfigError(f"unknown status {status!r}; expected one of {', '.join(s.value for s in Status)}") from None
-
-
-def _is_unique_violation(err: IntegrityError) -> bool:
-    code = getattr(err.orig, "sqlstate", None)
-    return code == "23505" or "UNIQUE constraint failed" in str(err.orig)
-
-
-def _is_transient(err: DBAPIError) -> bool:
-    code = getattr(err.orig, "sqlstate", None)
-    return code in ("40001", "40P01") or "database is locked" in str(err.orig)
-
-
-def _first_line(err: DBAPIError) -> str:
-    return str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
-

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ingot.errors import ConfigError, ModelError
+from ingot.storage import sha256_file
 
 # (artifact_uri, model_sha256) -> True/None on success; False or an exception on failure.
 Verifier = Callable[[str, str], "bool | None"]
@@ -22,14 +22,6 @@ def local_path(artifact_uri: str) -> Path:
         f"cannot check files of {artifact_uri!r} here: checksum mappings need a local path; "
         "pass a verifier callable for remote stores"
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksum_verifier(expected: Mapping[str, str]) -> Verifier:
@@ -47,7 +39,7 @@ def checksum_verifier(expected: Mapping[str, str]) -> Verifier:
                 problems.append(f"{rel}: outside the artifact directory")
             elif not path.is_file():
                 problems.append(f"{rel}: missing")
-            elif (actual := file_sha256(path)) != sha:
+            elif (actual := sha256_file(path)) != sha:
                 problems.append(f"{rel}: sha256 {actual[:12]}... expected {sha[:12]}...")
         if problems:
             raise ModelError(f"{len(problems)} of {len(wanted)} files do not match: " + "; ".join(problems[:5]))

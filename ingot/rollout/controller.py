@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ingot.db import utc_now
 from ingot.errors import ConfigError, NotFoundError
 from ingot.registry.records import Stage
-from ingot.registry.schema import utc_now
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis, Verdict
 from ingot.rollout.counts import arm_counts
 from ingot.rollout.store import Rollout, RolloutStore, TransitionConflict, check_steps

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 
+from ingot.db import utc_now
 from ingot.inference_log.schema import feedback_labels
-from ingot.registry.schema import utc_now
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis
 from ingot.rollout.counts import ARMS, arm_counts
 from ingot.storage import atomic_write

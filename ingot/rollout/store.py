@@ -1,4 +1,4 @@
-"""Rollouts in the registry database: records, compare-and-set state transitions with their
+"""Rollouts in the registry's database (their own tables and schema history): records, compare-and-set state transitions with their
 evidence, and the lease that lets exactly one controller act on a model at a time.
 
 A transition is an UPDATE ... WHERE state = <expected> plus an INSERT of the transition row in
@@ -18,13 +18,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ingot.db import migrate, utc_now
 from ingot.errors import ConfigError, IngotError, NotFoundError
-from ingot.registry.schema import (
-    RolloutLeaseRow,
-    RolloutRow,
-    RolloutTransitionRow,
-    utc_now,
-)
+from ingot.rollout.migrations import HISTORY
+from ingot.rollout.schema import RolloutLeaseRow, RolloutRow, RolloutTransitionRow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -131,12 +128,13 @@ def check_steps(steps: list[int]) -> list[int]:
 
 
 class RolloutStore:
-    """Rollout records and leases, in the registry's database (schema v5)."""
+    """Rollout records and leases, in the registry's database; opening it migrates its tables."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._engine: Engine = registry.engine
         self._write_engine: Engine = registry.engine.execution_options(ingot_write=True)
+        migrate(self._write_engine, HISTORY)
 
     # ------------------------------------------------------------------ rollouts
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from ingot.db import migrate, normalize_url, open_engine, schema_version
 from ingot.errors import ConfigError
 from ingot.inference_log import schema
 from ingot.inference_log.migrations import HISTORY, SCHEMA_VERSION, VERSION_TABLE
 from ingot.inference_log.store import InferenceLogStore, default_log_url
 from ingot.registry import Registry
-from ingot.registry.migrations import migrate, schema_version
-from ingot.registry.store import create_registry_engine, normalize_url
 
 
 def test_a_fresh_database_gets_the_log_tables_and_its_own_version_table(log_url: str) -> None:
@@ -23,8 +22,8 @@ def test_a_fresh_database_gets_the_log_tables_and_its_own_version_table(log_url:
     with engine.connect() as conn:
         assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 1
     engine.dispose()
-    engine = create_registry_engine(normalize_url(log_url))
-    assert migrate(engine, history=HISTORY) == []  # nothing left on the next open
+    engine = open_engine(normalize_url(log_url))
+    assert migrate(engine, HISTORY) == []  # nothing left on the next open
     engine.dispose()
 
 

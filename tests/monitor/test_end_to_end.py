@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
+from ingot.db import normalize_url, open_engine
 from ingot.evaluate.drift import input_statistics
 from ingot.inference_log.store import InferenceLogStore
-from ingot.registry.store import create_registry_engine, normalize_url
 from tests.monitor.conftest import make_champion, write_log
 
 
@@ -26,7 +26,7 @@ def _serve(url, digits, images, labels):
     """Log what the gateway would: the model's prediction and the input statistics, per image."""
     predicted, confidence = digits.predict(images)
     means, stds = input_statistics(images)
-    engine = create_registry_engine(normalize_url(url))
+    engine = open_engine(normalize_url(url))
     write_log(engine, "digits", predicted, confidence, means=means, stds=stds)
     engine.dispose()
     return float((predicted == labels).mean())

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ingot.cli.main import main
+from ingot.db import normalize_url, open_engine
 from ingot.evaluate.drift import input_statistics
-from ingot.registry.store import create_registry_engine, normalize_url
 from tests.components.tiny import RECIPE
 from tests.monitor.conftest import make_champion, write_log
 from tests.monitor.simulate import CLASS_NAMES, baseline, draw
@@ -30,7 +30,7 @@ def url(database_url, tmp_path):
 
 
 def _log(url, batch, **kwargs):
-    engine = create_registry_engine(normalize_url(url))
+    engine = open_engine(normalize_url(url))
     means, stds = input_statistics(batch.images)
     write_log(engine, "digits", batch.predicted, batch.confidence, means=means, stds=stds, **kwargs)
     engine.dispose()

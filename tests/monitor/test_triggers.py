@@ -1,4 +1,4 @@
-"""Triggers: the table migration 6 makes, cooldown and one run in flight held by the database
+"""Triggers: the table their migration makes, cooldown and one run in flight held by the database
 across racing processes, and runs really started locally and on (a loopback) Kubeflow Pipelines."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def registry(database_url):
         yield opened
 
 
-def test_migration_6_makes_the_table_the_code_reads(registry):
+def test_the_trigger_migration_makes_the_table_the_code_reads(registry):
+    TriggerStore(registry.engine)  # opening the store migrates its table
     inspector = inspect(registry.engine)
     found = sorted((c["name"], bool(c["nullable"])) for c in inspector.get_columns("drift_triggers"))
     assert found == sorted((c.name, bool(c.nullable)) for c in drift_triggers.columns)

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine
 
+from ingot.db import normalize_url, open_engine
 from ingot.errors import ConfigError
 from ingot.evaluate.drift import input_statistics
 from ingot.monitor.statistics import Window
 from ingot.monitor.window import parse_duration, read_window
-from ingot.registry.store import create_registry_engine, normalize_url
 from tests.monitor.conftest import write_log
 from tests.monitor.simulate import NUM_CLASSES, draw
 
 
 @pytest.fixture
 def engine(database_url):
-    engine = create_registry_engine(normalize_url(database_url))
+    engine = open_engine(normalize_url(database_url))
     yield engine
     engine.dispose()
 

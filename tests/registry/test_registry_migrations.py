@@ -10,11 +10,11 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from ingot.db import migrate, normalize_url, open_engine
 from ingot.errors import ConfigError
 from ingot.registry import SCHEMA_VERSION, Registry, Stage, Status
-from ingot.registry.migrations import MIGRATIONS, migrate
+from ingot.registry.migrations import MIGRATIONS, REGISTRY
 from ingot.registry.schema import Base
-from ingot.registry.store import create_registry_engine, normalize_url
 from tests.registry.helpers import publish
 
 # Version 1 of the schema written out by hand, the way a database created by the first release
@@ -102,8 +102,8 @@ def test_a_fresh_database_gets_every_migration(registry_url: str) -> None:
     Registry.from_url(registry_url).close()
     assert applied_versions(registry_url) == [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
     assert SCHEMA_VERSION >= 3
-    engine = create_registry_engine(normalize_url(registry_url))
-    assert migrate(engine) == []  # nothing left to do on the next open
+    engine = open_engine(normalize_url(registry_url))
+    assert migrate(engine, REGISTRY) == []  # nothing left to do on the next open
     engine.dispose()
 
 
@@ -171,9 +171,9 @@ def test_a_newer_schema_is_refused_untouched(registry_url: str) -> None:
 
 
 def test_opening_a_partly_migrated_database_applies_only_what_is_missing(registry_url: str) -> None:
-    engine = create_registry_engine(normalize_url(registry_url))
-    assert migrate(engine, target=2) == [1, 2]
-    assert migrate(engine) == list(range(3, SCHEMA_VERSION + 1))
+    engine = open_engine(normalize_url(registry_url))
+    assert migrate(engine, REGISTRY, target=2) == [1, 2]
+    assert migrate(engine, REGISTRY) == list(range(3, SCHEMA_VERSION + 1))
     engine.dispose()
 
 

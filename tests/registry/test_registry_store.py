@@ -426,11 +426,22 @@ def test_check_constraints_guard_statuses_and_stages(registry: Registry) -> None
 
 def test_default_registry_is_a_sqlite_file_in_the_data_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "nested" / "data"))
+    monkeypatch.delenv("INGOT_REGISTRY_URL", raising=False)
     with Registry.from_url(None) as registry:
         assert registry.dialect == "sqlite"
         assert registry.url == f"sqlite:///{tmp_path / 'nested' / 'data' / 'registry.db'}"
         register(registry)
     assert (tmp_path / "nested" / "data" / "registry.db").is_file()
+
+
+def test_no_url_means_the_registry_url_variable_like_default_url(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingot.registry import default_url
+
+    monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("INGOT_REGISTRY_URL", f"sqlite:///{tmp_path / 'from-env.db'}")
+    with Registry.from_url(None) as registry:
+        assert registry.url == default_url() == f"sqlite:///{tmp_path / 'from-env.db'}"
+    assert (tmp_path / "from-env.db").is_file() and not (tmp_path / "data" / "registry.db").exists()
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from ingot.db import utc_now
 from ingot.inference_log.schema import OK, feedback_labels, inference_log
-from ingot.registry.schema import utc_now
 
 MODEL = "digits"
 TARGET = {"actuator": "test", "routes_file": "unused", "champion": {"rest": "http://champion"},

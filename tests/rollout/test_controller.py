@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from ingot.db import utc_now
 from ingot.errors import ConfigError
 from ingot.registry import Stage
-from ingot.registry.schema import utc_now
 from ingot.rollout.analysis import Policy
 from ingot.rollout.controller import Controller
 from ingot.rollout.counts import arm_counts
