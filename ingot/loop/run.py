@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingot import settings
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
 from ingot.loop.shifts import Drift, PhotoShift
@@ -90,7 +91,7 @@ class LoopResult:
 
 class Loop:
     def __init__(self, options: LoopOptions, *, out: Callable[[str], None] = print) -> None:
-        from ingot.pipeline_submit import local_registry_url
+        from pipelines.request import local_registry_url
 
         self.o = options
         self.out = out
@@ -111,8 +112,8 @@ class Loop:
         """Run one `ingot` command as a person would, its output indented under the stage (and
         appended to `collect` when given)."""
         self.say(f"  $ ingot {' '.join(args)}")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-               "INGOT_REGISTRY_URL": self.registry_url}
+        env = {**os.environ, settings.TF_LOG_LEVEL_ENV: settings.tf_log_level(),
+               settings.REGISTRY_URL_ENV: self.registry_url}
         process = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", *args], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True)
         assert process.stdout is not None
@@ -264,7 +265,6 @@ class Loop:
         pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
         import numpy as np
 
-        from ingot import settings
 
         with self.registry() as registry:
             config = registry.get_version(self.o.model, self.result.champion_before).config
@@ -429,8 +429,8 @@ class Loop:
         return history[0] if history else None
 
     def _wait_for_triggered_run(self, trigger: Any) -> None:
-        from ingot.monitor.launch import refresh
         from ingot.monitor.triggers import TriggerStore
+        from pipelines.launch import refresh
 
         with self.registry() as registry:
             store = TriggerStore(registry.engine)
