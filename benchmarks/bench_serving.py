@@ -82,8 +82,9 @@ def export_model(name: str, workdir: Path) -> Path:
     """Build, export (ingot.export) and publish (ingot.export.publish) one model; returns its base path."""
     import keras
 
-    from ingot.export import export_saved_model, publish
-    from ingot.models import build_model
+    from ingot.export.publishing import publish
+    from ingot.export.saved_model import export_saved_model
+    from ingot.models.builders import build_model
 
     architecture, size, classes = MODELS[name]
     keras.utils.set_random_seed(0)

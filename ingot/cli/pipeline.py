@@ -160,7 +160,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    from ingot.evaluate import EvaluationReport
+    from ingot.evaluate.metrics import EvaluationReport
 
     entry = report["record"]
     gate = entry.get("gate") or {}

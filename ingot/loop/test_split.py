@@ -12,8 +12,7 @@ import sys
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from ingot.data import open_dataset_artifact
-    from ingot.data.records import decoded_arrays
+    from ingot.data.records import decoded_arrays, open_dataset_artifact
 
     directory, height, width, out = argv[0], int(argv[1]), int(argv[2]), argv[3]
     artifact = open_dataset_artifact(directory, verify=False)

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True, help="the TrainConfig as JSON")
     parser.add_argument("--backup-dir", default="", help="BackupAndRestore base (one folder per worker)")
     args = parser.parse_args(argv)
-    from ingot.train import TrainConfig
+    from ingot.train.config import TrainConfig
 
     values = json.loads(args.config_json)
     if args.backup_dir:

@@ -67,7 +67,7 @@ def test_steps_in_separate_pods_share_only_artifacts(tmp_path):
     shutil.rmtree(train_pod)
 
     out = _run_step("evaluate", tmp_path / "evaluate-pod", f"""
-        from ingot.evaluate import GateThresholds
+        from ingot.evaluate.gate import GateThresholds
         from components.steps import evaluate_step
         result = evaluate_step({str(artifacts / 'dataset')!r}, {str(artifacts / 'model')!r}, config,
                                GateThresholds(min_accuracy=0.0, min_class_f1=0.0, max_regression=1.0),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ingot.errors import ConfigError
-from ingot.evaluate import GateDecision, GateThresholds, bless, evaluate_predictions
+from ingot.evaluate.gate import GateDecision, GateThresholds, bless
+from ingot.evaluate.metrics import evaluate_predictions
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -49,7 +49,7 @@ def train(model, seed=0):
 def model_card_for(model, *, name="colours", seed=1):
     import tensorflow as tf
 
-    from ingot.evaluate import confidence_baseline, evaluate_model
+    from ingot.evaluate.metrics import confidence_baseline, evaluate_model
 
     labels = np.tile(np.arange(len(CLASSES)), 10)
     dataset = tf.data.Dataset.from_tensor_slices((colour_images(labels, seed=seed), labels)).batch(16)
@@ -77,7 +77,7 @@ def trained_model():
 @pytest.fixture(scope="session")
 def exported(trained_model, tmp_path_factory):
     """(export path, the model card passed in) for the trained model."""
-    from ingot.export import export_saved_model
+    from ingot.export.saved_model import export_saved_model
 
     card = model_card_for(trained_model)
     path = export_saved_model(
@@ -93,7 +93,7 @@ def exported(trained_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def other_export(tmp_path_factory):
     """A second, different model (other seed, untrained) for publishing a second version."""
-    from ingot.export import export_saved_model
+    from ingot.export.saved_model import export_saved_model
 
     model = tiny_model(seed=3)
     return export_saved_model(

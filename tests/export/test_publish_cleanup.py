@@ -18,7 +18,7 @@ from ingot.export import publish, publishing
 
 PUBLISH = """
 import sys
-from ingot.export import publish
+from ingot.export.publishing import publish
 publish(sys.argv[1], sys.argv[2], "colours")
 """
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingot.data import AugmentationConfig
+from ingot.data.preprocess import AugmentationConfig
 from ingot.errors import ConfigError
-from ingot.train import TrainConfig, valid_keys
+from ingot.train.config import TrainConfig, valid_keys
 
 REPO = Path(__file__).resolve().parents[2]
 # configs/ also holds the rollout controller's policy; every other YAML file there is a recipe.
