@@ -29,10 +29,10 @@ def open_registry(registry_url: str | None = None, *, required: bool = True) -> 
 def check_destinations(model_repository: str | None, registry_url: str | None) -> dict[str, str]:
     """Resolve and reach the model repository and the registry before any training is spent: the
     repository base is created if missing, the registry opened (and its schema migrated)."""
-    from ingot import repository as repo
+    from ingot import storage
 
     base = settings.required_model_repository(model_repository)
-    repo.makedirs(base)
+    storage.makedirs(base)
     with open_registry(registry_url) as registry:
         url = registry.url
     return {"model_repository": base, "registry": url}

@@ -31,7 +31,7 @@ def _run_step(name: str, private: Path, code: str) -> str:
            if key not in ("DATASET_ROOT", "HOME", "TMPDIR", "INGOT_DATA_DIR", "INGOT_MODEL_REPOSITORY")}
     env.update(DATASET_ROOT=str(private / "datasets"), HOME=str(private / "home"), TMPDIR=str(private / "tmp"),
                INGOT_DATA_DIR=str(private / "home" / ".ingot"), TF_CPP_MIN_LOG_LEVEL="2")
-    header = f"import json\nfrom ingot.train import TrainConfig\nconfig = TrainConfig.from_dict({RECIPE!r})\n"
+    header = f"import json\nfrom ingot.train.config import TrainConfig\nconfig = TrainConfig.from_dict({RECIPE!r})\n"
     done = subprocess.run([sys.executable, "-c", header + textwrap.dedent(code)], cwd=private, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, f"{name} step failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from ingot import repository
-from ingot.export import publish, publishing
+from ingot.export import publishing
+from ingot.export.publishing import publish
 
 PUBLISH = """
 import sys
