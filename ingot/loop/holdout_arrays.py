@@ -1,5 +1,5 @@
 """Write a Dataset artifact's held-out test split as uint8 arrays at the model's input size:
-`python -m ingot.loop.test_split ARTIFACT_DIR HEIGHT WIDTH OUT.npz`.
+`python -m ingot.loop.holdout_arrays ARTIFACT_DIR HEIGHT WIDTH OUT.npz`.
 
 A child process of the loop, so TensorFlow (which decodes the split exactly as training does) and
 its start-up chatter stay out of the loop's own process and output."""
