@@ -2,7 +2,7 @@
 
 The same `cnn` model is trained for the same number of steps from the same images fed four ways:
   naive      a Python generator that opens, decodes and resizes each file with Pillow per epoch
-  tf.data    `ingot.data.make_tf_dataset` over the image folder (parallel decode and resize,
+  tf.data    `ingot.data.pipeline.make_tf_dataset` over the image folder (parallel decode and resize,
              cache, shuffle, prefetch)
   tfrecord   the same pipeline over the Dataset artifact the pipeline's steps pass (TFRecord
              shards read through parallel interleave), what train steps read since the artifact
