@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helm_python import Chart
 
-from tests.charts.chart_support import CHART_DIR, pod_specs, render
+from tests.charts.chart_support import pod_specs
 from tests.charts.kube_checks import K8S_VERSIONS, restricted_violations, validate_core
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
