@@ -48,7 +48,8 @@ SIZE = (16, 16)
 def export_tiny_model(workdir: Path) -> Path:
     import keras
 
-    from ingot.export import export_saved_model, publish
+    from ingot.export.publishing import publish
+    from ingot.export.saved_model import export_saved_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(*SIZE, 3), dtype="float32", name="images")

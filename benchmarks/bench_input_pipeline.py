@@ -2,7 +2,7 @@
 
 The same `cnn` model is trained for the same number of steps from the same images fed four ways:
   naive      a Python generator that opens, decodes and resizes each file with Pillow per epoch
-  tf.data    `ingot.data.make_tf_dataset` over the image folder (parallel decode and resize,
+  tf.data    `ingot.data.pipeline.make_tf_dataset` over the image folder (parallel decode and resize,
              cache, shuffle, prefetch)
   tfrecord   the same pipeline over the Dataset artifact the pipeline's steps pass (TFRecord
              shards read through parallel interleave), what train steps read since the artifact
@@ -80,7 +80,7 @@ def photo_folder(root: str, count: int, classes: int = 10, crop: int = 224, seed
 def fresh_model(num_classes: int, size: int):
     import keras
 
-    from ingot.models import build_model
+    from ingot.models.builders import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("cnn", num_classes=num_classes, image_size=(size, size))
@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from ingot.data import load_dataset, make_tf_dataset, split_dataset, write_dataset_artifact
+    from ingot.data.pipeline import make_tf_dataset
+    from ingot.data.records import write_dataset_artifact
+    from ingot.data.sources import load_dataset
+    from ingot.data.splits import split_dataset
 
     workdir = tempfile.TemporaryDirectory(prefix="ingot-bench-input-")
     uri = args.dataset or photo_folder(workdir.name, args.images)

@@ -79,11 +79,12 @@ PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 def export_model(name: str, workdir: Path) -> Path:
-    """Build, export (ingot.export) and publish (ingot.export.publish) one model; returns its base path."""
+    """Build, export (ingot.export) and publish (ingot.export.publishing.publish) one model; returns its base path."""
     import keras
 
-    from ingot.export import export_saved_model, publish
-    from ingot.models import build_model
+    from ingot.export.publishing import publish
+    from ingot.export.saved_model import export_saved_model
+    from ingot.models.builders import build_model
 
     architecture, size, classes = MODELS[name]
     keras.utils.set_random_seed(0)
@@ -362,7 +363,7 @@ def steady_and_first_latency(server: Server, name: str, base: Path, size: tuple[
         new = versions[-1] + 1
         staging = base / f".tmp-bench-{new}"
         shutil.copytree(base / str(versions[0]), staging)
-        staging.rename(base / str(new))  # atomic, like ingot.export.publish
+        staging.rename(base / str(new))  # atomic, like ingot.export.publishing.publish
         status = get_model_status_pb2.GetModelStatusRequest()
         status.model_spec.name = name
         status.model_spec.version.value = new

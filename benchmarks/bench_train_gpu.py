@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
               "nothing to measure here; run this on a GPU machine")
         return 0
 
-    from ingot.retrain import ingest, resolve_config
-    from ingot.train import train_model
+    from ingot.retrain.config import resolve_config
+    from ingot.retrain.steps import ingest
+    from ingot.train.trainer import train_model
 
     dataset = args.cifar or "bundled:digits"
     cifar = args.cifar is not None

@@ -1,6 +1,7 @@
 """The Kubeflow glue: what each component body calls. Each takes artifact paths and plain JSON
 values and returns plain JSON values, so a component body is a few lines of wiring and all of
-this runs (and is tested) without kfp. The steps themselves are `ingot.retrain`'s functions.
+this runs (and is tested) without kfp. The steps themselves are `ingot.retrain.steps`' and
+`ingot.export`'s functions.
 """
 
 from __future__ import annotations
@@ -8,23 +9,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ingot import settings, storage
+
+if TYPE_CHECKING:
+    from ingot.evaluate.gate import GateThresholds
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.export.publishing import PublishedVersion
+    from ingot.registry.records import ModelVersion
+    from ingot.train.config import TrainConfig
 
 
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    storage.atomic_write(path, text)
 
 
 def ingest_step(
-    dataset_uri: str, config: Any, dataset_dir: str | os.PathLike[str], report_html: str | os.PathLike[str]
+    dataset_uri: str, config: TrainConfig, dataset_dir: str | os.PathLike[str], report_html: str | os.PathLike[str]
 ) -> dict[str, Any]:
     """Ingest into `dataset_dir` (the Dataset artifact) and write the HTML data report; returns
     the artifact's metadata (data hash, split sizes, classes, shards)."""
     from ingot.reports import data_report_html
-    from ingot.retrain import ingest, resolve_dataset
+    from ingot.retrain.config import resolve_dataset
+    from ingot.retrain.steps import ingest
 
     uri = resolve_dataset(dataset_uri, config)
     ingested = ingest(uri, dataset_dir, config)
@@ -62,7 +71,7 @@ class ClusterTraining:
 
 def in_cluster() -> bool:
     """True inside a Kubernetes pod (the service account's API host is in the environment)."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return settings.in_kubernetes()
 
 
 def pod_namespace(default: str = "kubeflow") -> str:
@@ -71,7 +80,7 @@ def pod_namespace(default: str = "kubeflow") -> str:
     return path.read_text().strip() if path.is_file() else default
 
 
-def train_with_tfjob(cluster: ClusterTraining, config: Any, model_dir: str | os.PathLike[str], *, api: Any = None,
+def train_with_tfjob(cluster: ClusterTraining, config: TrainConfig, model_dir: str | os.PathLike[str], *, api: Any = None,
                      poll_s: float = 10.0) -> dict[str, Any]:
     """Run the multi-worker training as a TFJob and copy the chief's model into `model_dir`."""
     from ingot.train.tfjob import (
@@ -103,30 +112,20 @@ def train_with_tfjob(cluster: ClusterTraining, config: Any, model_dir: str | os.
 
 
 def train_step(
-    dataset_dir: str | os.PathLike[str], config: Any, model_dir: str | os.PathLike[str],
+    dataset_dir: str | os.PathLike[str], config: TrainConfig, model_dir: str | os.PathLike[str],
     curves_html: str | os.PathLike[str], *, cluster: ClusterTraining | None = None,
 ) -> dict[str, Any]:
     """Train on the Dataset artifact; writes the Model artifact and the training-curves page and
     returns the Model artifact's metadata. With `config.workers > 1` the training runs as a
     TFJob when `cluster` is given (in a pod), else as local worker processes."""
-    import tempfile
-
-    from ingot.data import open_dataset_artifact
     from ingot.reports import training_curves_html
-    from ingot.retrain import load_trained, train
+    from ingot.retrain.steps import train
 
-    if config.workers > 1 and cluster is not None:
-        train_with_tfjob(cluster, config, model_dir)
-        trained = load_trained(model_dir)
-    elif config.workers > 1:
-        from ingot.train.distributed import run_local_workers
+    def on_cluster(config: TrainConfig, model_dir: str) -> object:
+        assert cluster is not None
+        return train_with_tfjob(cluster, config, model_dir)
 
-        open_dataset_artifact(os.fspath(dataset_dir))  # fail here, naming a bad shard, not in N workers
-        with tempfile.TemporaryDirectory(prefix="ingot-workers-") as work:
-            run_local_workers(dataset_dir, config, model_dir, work_dir=work)
-        trained = load_trained(model_dir)
-    else:
-        trained = train(open_dataset_artifact(os.fspath(dataset_dir)), config, model_dir)
+    trained = train(dataset_dir, config, model_dir, cluster=on_cluster if cluster is not None else None)
     summary = trained.summary
     _write_text(Path(curves_html), training_curves_html(summary["history"], best_epoch=summary["best_epoch"]))
     return {
@@ -144,7 +143,7 @@ def train_step(
 
 
 @dataclass
-class EvaluationStep:
+class EvaluateStepResult:
     """What the evaluate component reports: the gate's verdict and the metrics the Kubeflow UI
     renders (scalars, confusion matrix), and the record it wrote."""
 
@@ -153,14 +152,14 @@ class EvaluationStep:
     scalars: dict[str, float]
     class_names: list[str]
     confusion_matrix: list[list[int]]
-    record: Any  # ingot.evaluate.EvaluationRecord
+    record: EvaluationRecord
 
 
 def evaluate_step(
     dataset_dir: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
-    config: Any,
-    thresholds: Any,
+    config: TrainConfig,
+    thresholds: GateThresholds,
     *,
     model_name: str,
     registry_url: str | None,
@@ -168,27 +167,24 @@ def evaluate_step(
     evaluation_json: str | os.PathLike[str],
     report_html: str | os.PathLike[str],
     serving_model_dir: str | os.PathLike[str],
-) -> EvaluationStep:
+) -> EvaluateStepResult:
     """Evaluate on the held-out test split against the gate and the registry's champion.
 
     Writes the evaluation record (what register/reject store in the registry) and the evaluation
     report; a blessed model is also exported to `serving_model_dir` as the serving SavedModel
     with the record's model card, so publishing (and any retry of it) only copies those bytes.
     """
-    from ingot.data import open_dataset_artifact
+    from ingot.data.records import open_dataset_artifact
+    from ingot.export.saved_model import export_saved_model
     from ingot.reports import evaluation_html
-    from ingot.retrain import (
-        champion_metrics,
-        evaluate,
-        export,
-        load_trained,
-        open_registry,
-    )
+    from ingot.retrain.registry import open_registry
+    from ingot.retrain.steps import evaluate
+    from ingot.train.artifact import load_trained
 
     splits = open_dataset_artifact(os.fspath(dataset_dir))
     trained = load_trained(model_dir)
     with open_registry(registry_url) as registry:
-        champion = champion_metrics(registry, model_name)
+        champion = registry.champion_metrics(model_name)
     evaluation = evaluate(trained.model, splits, config, thresholds, model_name=model_name,
                           training_summary=trained.summary, champion_metrics=champion,
                           pipeline_run_id=pipeline_run_id)
@@ -196,8 +192,9 @@ def evaluate_step(
     record.write(evaluation_json)
     _write_text(Path(report_html), evaluation_html(record))
     if record.blessed:
-        export(trained.model, serving_model_dir, record, image_size=config.image_size)
-    return EvaluationStep(
+        export_saved_model(trained.model, serving_model_dir, class_names=record.class_names,
+                           image_size=config.image_size, model_card=record.model_card())
+    return EvaluateStepResult(
         blessed=record.blessed,
         summary=evaluation.decision.summary(),
         scalars=record.scalars(),
@@ -207,11 +204,10 @@ def evaluate_step(
     )
 
 
-def publish_step(serving_model_dir: str | os.PathLike[str], repository: str, model_name: str) -> Any:
+def publish_step(serving_model_dir: str | os.PathLike[str], repository: str, model_name: str) -> PublishedVersion:
     """Publish the evaluate step's export into the model repository (parameter, else
     $INGOT_MODEL_REPOSITORY); a retry returns the version it already published."""
-    from ingot import settings
-    from ingot.retrain import publish
+    from ingot.export.publishing import publish
 
     return publish(serving_model_dir, settings.required_model_repository(repository), model_name)
 
@@ -225,10 +221,10 @@ def register_step(
     artifact_uri: str,
     model_sha256: str,
     pipeline_run_id: str | None,
-) -> Any:
+) -> ModelVersion:
     """Register a published version with the evaluation record's lineage (see retrain.register)."""
-    from ingot.evaluate import EvaluationRecord
-    from ingot.retrain import open_registry, register
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.retrain.registry import open_registry, register
 
     record = EvaluationRecord.read(evaluation_json)
     record.model_name = model_name or record.model_name
@@ -240,10 +236,10 @@ def register_step(
 def reject_step(
     evaluation_json: str | os.PathLike[str], *, registry_url: str | None, model_name: str,
     pipeline_run_id: str | None,
-) -> Any:
+) -> ModelVersion:
     """Record a model the gate rejected, with its reasons (idempotent per pipeline run)."""
-    from ingot.evaluate import EvaluationRecord
-    from ingot.retrain import open_registry, reject
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.retrain.registry import open_registry, reject
 
     record = EvaluationRecord.read(evaluation_json)
     record.model_name = model_name or record.model_name

@@ -23,6 +23,15 @@ MODEL_NAME_ENV = "INGOT_MODEL_NAME"  # `ingot predict`: the model to ask for
 GATEWAY_ENV = "INGOT_GATEWAY"  # `ingot feedback`: the gateway's REST URL
 FEEDBACK_TOKEN_ENV = "INGOT_FEEDBACK_TOKEN"  # `ingot feedback`: the feedback bearer token itself
 ROLLOUT_TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # `ingot rollout`: the actuator target as JSON (set by the chart)
+# The drift monitor and the retraining it starts.
+MONITOR_DATASET_ENV = "INGOT_MONITOR_DATASET"  # the dataset a triggered run reads
+KFP_HOST_ENV = "INGOT_KFP_HOST"  # a Kubeflow Pipelines endpoint; unset: run locally
+MONITOR_DB_URL_ENV = "INGOT_MONITOR_DB_URL"  # how a local run finds the trigger table (not argv: passwords)
+# Set by the platforms Ingot runs on.
+KFP_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # a projected service-account token for the KFP API
+TF_CONFIG_ENV = "TF_CONFIG"  # a multi-worker cluster and this worker's place in it
+KUBERNETES_SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"  # present in every pod
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ start-up chatter
 
 # Defaults.
 DEFAULT_DATASET = "bundled:digits"
@@ -38,6 +47,7 @@ DEFAULT_IMAGE = "ghcr.io/ingot/ingot:0.1.0"
 DEFAULT_MIN_ACCURACY = 0.9
 DEFAULT_MIN_CLASS_F1 = 0.7
 DEFAULT_MAX_REGRESSION = 0.01
+DEFAULT_TF_LOG_LEVEL = "2"  # what Ingot's child processes get unless the caller set one
 
 
 def _env(name: str) -> str:
@@ -113,3 +123,23 @@ def required_registry_url(value: str | None) -> str:
             f"cluster the pipeline mounts it from the registry_secret Secret's 'url' key)"
         )
     return resolved
+
+
+def in_kubernetes() -> bool:
+    """True inside a Kubernetes pod (the service account's API host is in the environment)."""
+    return bool(_env(KUBERNETES_SERVICE_HOST_ENV))
+
+
+def tf_log_level() -> str:
+    """`TF_CPP_MIN_LOG_LEVEL` for child processes: the caller's, else DEFAULT_TF_LOG_LEVEL."""
+    return os.environ.get(TF_LOG_LEVEL_ENV, DEFAULT_TF_LOG_LEVEL)
+
+
+def monitor_dataset() -> str:
+    """The dataset a triggered retraining reads (`INGOT_MONITOR_DATASET`; "" means the recipe's)."""
+    return _env(MONITOR_DATASET_ENV)
+
+
+def kfp_host() -> str | None:
+    """The Kubeflow Pipelines endpoint the monitor submits to (`INGOT_KFP_HOST`); None: run locally."""
+    return _env(KFP_HOST_ENV) or None

@@ -1,6 +1,12 @@
 """Run a pipeline with kfp's local runner (SubprocessRunner, no containers) and keep its noise out
 of the way: every log line and each step's output go to a log file, while the caller gets one
 progress line per step, the step timings, and on failure the step's own error message.
+
+What kfp hands back as data is read as data: the pipeline's outputs (the returned task), the run's
+directory under the pipeline root and each task's `executor_output.json` in it. kfp 2.17 has no
+structured per-task events, so progress and timings come from the lines its runner logs
+(`Executing task`, `finished with status`, cache hits, retries); tests/pipelines/
+test_pipeline_local_contract.py runs a real pipeline and fails if that wording or layout changes.
 """
 
 import contextlib
@@ -63,7 +69,6 @@ class _StepLog(io.TextIOBase):
         self.steps: dict[str, StepTiming] = {}
         self.cached: list[str] = []
         self.lines: list[str] = []  # de-coloured, for error extraction
-        self.run_dir: Path | None = None
 
     def writable(self) -> bool:
         return True
@@ -97,8 +102,6 @@ class _StepLog(io.TextIOBase):
             self.cached.append(match.group(1))
             if self._progress:
                 self._progress(f"  {match.group(1):<10} cached (outputs of an earlier identical run reused)")
-        elif self.run_dir is None and (found := re.search(r'"outputFile": "([^"]+)/[^/]+/executor_output\.json"', line)):
-            self.run_dir = Path(found.group(1))
 
     def error_of(self, step: str) -> str | None:
         """The last exception line printed while `step` ran."""
@@ -140,6 +143,7 @@ def run_locally(
         raise_on_error=True,
         enable_caching=enable_caching,
     )
+    earlier = run_dirs(pipeline_root)
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as log:
         stream = _StepLog(log, progress)
@@ -170,10 +174,29 @@ def run_locally(
         else:
             message = f"the pipeline did not run: {str(failure).strip().splitlines()[-1] if str(failure).strip() else type(failure).__name__}"
         raise PipelineRunError(f"{message} (full log: {log_path})") from failure
+    new = sorted(set(run_dirs(pipeline_root)) - set(earlier))
     return LocalRun(
         output=_output_of(task), steps=list(stream.steps.values()), seconds=seconds, log_path=log_path,
-        run_dir=stream.run_dir, cached=stream.cached,
+        run_dir=new[-1] if len(new) == 1 else None, cached=stream.cached,
     )
+
+
+EXECUTOR_OUTPUT = "executor_output.json"  # what kfp's runner writes in each task's folder
+
+
+def run_dirs(pipeline_root: Path) -> list[Path]:
+    """The run folders kfp's local runner made under `pipeline_root`
+    (`<pipeline name>-<timestamp>/<task>/executor_output.json`)."""
+    if not pipeline_root.is_dir():
+        return []
+    return [path for path in pipeline_root.iterdir()
+            if path.is_dir() and any(task.is_dir() and (task / EXECUTOR_OUTPUT).is_file() for task in path.iterdir())]
+
+
+def executor_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each finished task's executor output (its parameter values and artifacts), by task name."""
+    return {task.name: json.loads((task / EXECUTOR_OUTPUT).read_text(encoding="utf-8"))
+            for task in sorted(run_dir.iterdir()) if (task / EXECUTOR_OUTPUT).is_file()}
 
 
 def _output_of(task: Any) -> Any:

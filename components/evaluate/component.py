@@ -37,8 +37,8 @@ def evaluate(
     from collections import namedtuple
 
     from components.steps import evaluate_step
-    from ingot.evaluate import GateThresholds
-    from ingot.train import TrainConfig
+    from ingot.evaluate.gate import GateThresholds
+    from ingot.train.config import TrainConfig
 
     result = evaluate_step(
         dataset.path, model.path, TrainConfig.from_dict(config),

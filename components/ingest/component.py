@@ -21,7 +21,8 @@ def ingest(
     split it reproducibly, and write the split (Dataset) and the data report (class counts,
     sizes, skipped files, a 3x3 sample grid). Returns the resolved training config."""
     from components.steps import ingest_step
-    from ingot.retrain import check_destinations, config_parameter, resolve_config
+    from ingot.retrain.config import config_parameter, resolve_config
+    from ingot.retrain.registry import check_destinations
 
     config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs)
     check_destinations(model_repository, registry_url)

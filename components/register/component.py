@@ -21,7 +21,7 @@ def register(
     import json
 
     from components.steps import register_step
-    from ingot.retrain import registry_summary
+    from ingot.retrain.registry import registry_summary
 
     record = register_step(
         evaluation.path, registry_url=registry_url, model_name=model_name, version=version,

@@ -16,7 +16,7 @@ def reject(
     import json
 
     from components.steps import reject_step
-    from ingot.retrain import registry_summary
+    from ingot.retrain.registry import registry_summary
 
     record = reject_step(
         evaluation.path, registry_url=registry_url, model_name=model_name, pipeline_run_id=pipeline_run_id

@@ -23,7 +23,7 @@ def train(
     each with `worker_accelerator_limit` accelerators of `accelerator_type` and the node selector
     and tolerations given (this step then only submits and waits)."""
     from components.steps import ClusterTraining, in_cluster, pod_namespace, train_step
-    from ingot.train import TrainConfig
+    from ingot.train.config import TrainConfig
 
     cluster = None
     if in_cluster():

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ingot.errors import ConfigError
-    from ingot.loop.run import Loop, LoopOptions, format_summary
+    from ingot.loop.run import Loop, LoopOptions
+    from ingot.loop.summary import format_summary
 
     for name in ("max_requests", "drift_requests", "monitor_window", "callers"):
         if getattr(args, name) < 1:

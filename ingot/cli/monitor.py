@@ -17,11 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ingot import settings
 from ingot.errors import ConfigError, IngotError
-from ingot.settings import LOG_URL_ENV, REGISTRY_URL_ENV
+from ingot.settings import KFP_HOST_ENV, LOG_URL_ENV, MONITOR_DATASET_ENV, REGISTRY_URL_ENV
 
-DATASET_ENV = "INGOT_MONITOR_DATASET"
-KFP_HOST_ENV = "INGOT_KFP_HOST"
 DEFAULT_WINDOW = 1000
 EXIT_DRIFT = 3
 
@@ -86,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     trigger.add_argument("--cooldown", type=_duration, default=timedelta(hours=24), metavar="DURATION",
                          help="minimum time between two triggers of a model (default: 24h)")
     trigger.add_argument("--dataset", default=None, metavar="URI",
-                         help=f"dataset the retraining reads; default: ${DATASET_ENV}, else the recipe's")
+                         help=f"dataset the retraining reads; default: ${MONITOR_DATASET_ENV}, else the recipe's")
     trigger.add_argument("--model-repository", default=None, metavar="PATH_OR_URI",
                          help="model repository of a local run (default: $INGOT_MODEL_REPOSITORY)")
     trigger.add_argument("--host", default=None, metavar="URL",
@@ -132,17 +131,21 @@ def settings_from(args: argparse.Namespace) -> Any:
         DEFAULT_MIN_LABELS,
         DEFAULT_MIN_ROWS,
     )
+    from pipelines.launch import launcher_for
 
     rows = args.window if args.window is not None or args.since is not None else DEFAULT_WINDOW
-    return CheckSettings(
+    check = CheckSettings(
         model=args.model, registry_url=args.registry or os.environ.get(REGISTRY_URL_ENV) or None,
         log_url=args.log_url or os.environ.get(LOG_URL_ENV) or None, rows=rows, since=args.since,
         alpha=args.alpha or DEFAULT_ALPHA, min_rows=args.min_rows or DEFAULT_MIN_ROWS,
         min_labels=args.min_labels or DEFAULT_MIN_LABELS, trigger=args.trigger, cooldown=args.cooldown,
-        dataset_uri=args.dataset or os.environ.get(DATASET_ENV, ""), model_repository=args.model_repository,
-        kfp_host=args.host or os.environ.get(KFP_HOST_ENV) or None, kfp_experiment=args.experiment,
+        dataset_uri=args.dataset or settings.monitor_dataset(), model_repository=args.model_repository,
+        kfp_host=args.host or settings.kfp_host(), kfp_experiment=args.experiment,
         kfp_namespace=args.namespace, kfp_service_account=args.service_account, image=args.image,
     )
+    if check.trigger:
+        check.launcher = launcher_for(check)
+    return check
 
 
 def _one_check(args: argparse.Namespace) -> int:
@@ -187,9 +190,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def history_command(args: argparse.Namespace) -> int:
-    from ingot.monitor.launch import refresh
     from ingot.monitor.triggers import TriggerStore
     from ingot.registry import Registry, default_url
+    from pipelines.launch import refresh
 
     with Registry.from_url(args.registry or default_url()) as registry:
         store = TriggerStore(registry.engine)

@@ -10,18 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingot import settings
 from ingot.cli.train import add_gate_arguments, load_config
-from ingot.errors import ConfigError, DataError, IngotError
+from ingot.errors import ConfigError, IngotError
+from ingot.settings import IMAGE_ENV
 
-IMAGE_ENV = "INGOT_IMAGE"  # same as components.IMAGE_ENV, without importing kfp for --help
-LOCAL_RETRY_BACKOFF = "2s"  # a local train retry has no node pool to wait for
+if TYPE_CHECKING:
+    from pipelines.request import PipelineRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -108,58 +105,19 @@ def compile_command(args: argparse.Namespace) -> int:
 # --- run ------------------------------------------------------------------------------------
 
 
-def pipeline_arguments(args: argparse.Namespace, *, local: bool) -> dict[str, Any]:
-    """The pipeline's parameters from the command line, validated here before anything runs."""
-    from ingot.evaluate import GateThresholds
-    from ingot.export import validate_model_name
-    from ingot.pipeline_submit import local_registry_url
-    from ingot.retrain import config_parameter
+def pipeline_request(args: argparse.Namespace) -> PipelineRequest:
+    """The run the command line asks for, validated here before anything runs."""
+    from pipelines.request import PipelineRequest
 
-    config = load_config(args)
-    GateThresholds(min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression)
-    try:
-        validate_model_name(args.model_name)
-    except IngotError as err:
-        raise ConfigError(f"--model-name: {err}") from None
-    arguments: dict[str, Any] = {
-        "dataset_uri": args.dataset or "",
-        "model_name": args.model_name,
-        "recipe": config_parameter(config),
-        "min_accuracy": args.min_accuracy,
-        "min_class_f1": args.min_class_f1,
-        "max_regression": args.max_regression,
+    fields: dict[str, Any] = {
+        "model_name": args.model_name, "dataset_uri": args.dataset or "",
+        "min_accuracy": args.min_accuracy, "min_class_f1": args.min_class_f1, "max_regression": args.max_regression,
+        "model_repository": args.model_repository or None, "registry_url": args.registry or None,
     }
-    if local:
-        arguments["dataset_uri"] = _local_uri(arguments["dataset_uri"])
-        if arguments["dataset_uri"].startswith("/") and not Path(arguments["dataset_uri"]).exists():
-            raise DataError(f"--dataset {arguments['dataset_uri']} does not exist; expected an image folder "
-                            "(one subfolder per class), a CIFAR-10 archive or directory, or bundled:digits")
-        arguments["model_repository"] = _local_uri(args.model_repository or settings.model_repository())
-        arguments["registry_url"] = local_registry_url(args.registry)
-    else:
-        if args.model_repository:
-            arguments["model_repository"] = args.model_repository
-        if args.registry:
-            arguments["registry_url"] = args.registry
-        if args.accelerator_type is not None:
-            arguments["accelerator_type"] = args.accelerator_type
-        if args.accelerator_limit is not None:
-            if args.accelerator_limit < 0:
-                raise ConfigError(f"--accelerator-limit must be 0 or more, got {args.accelerator_limit}")
-            arguments["accelerator_limit"] = args.accelerator_limit
-        if args.worker_accelerator_limit is not None:
-            if args.worker_accelerator_limit < 0:
-                raise ConfigError(f"--worker-accelerator-limit must be 0 or more, got {args.worker_accelerator_limit}")
-            arguments["worker_accelerator_limit"] = args.worker_accelerator_limit
-    return arguments
-
-
-def _local_uri(value: str) -> str:
-    """Absolute paths for local runs (steps are subprocesses; be explicit); URIs and bundled
-    dataset names pass through."""
-    if not value or "://" in value or value.startswith(("bundled:", "keras:")) or value in ("digits",):
-        return value
-    return str(Path(value).expanduser().resolve())
+    if args.host:
+        fields.update(accelerator_type=args.accelerator_type, accelerator_limit=args.accelerator_limit,
+                      worker_accelerator_limit=args.worker_accelerator_limit)
+    return PipelineRequest.from_config(load_config(args), **fields)
 
 
 _REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit",
@@ -181,28 +139,18 @@ def run_pipeline(args: argparse.Namespace) -> int:
     _check_mode(args)
     if args.host:
         return submit(args)
-    from pipelines.local import run_locally
-    from pipelines.retrain import build_pipeline
+    import sys
 
-    arguments = pipeline_arguments(args, local=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the steps inherit it
-    root = (args.pipeline_root or settings.data_dir() / "pipeline-root").expanduser().resolve()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    log_path = root / "logs" / f"ingot-retrain-{stamp}.log"
+    from pipelines.launch import run_request_locally
+
+    request = pipeline_request(args).for_local_run()
     console = sys.stdout  # the run redirects sys.stdout into the log; progress goes here
 
     def say(line: str) -> None:
-        if not args.json:
-            print(line, file=console, flush=True)
+        print(line, file=console, flush=True)
 
-    say(f"running ingot-retrain locally for {args.model_name!r} (step logs: {log_path})")
-    pipeline = build_pipeline(args.image, train_retry_backoff=LOCAL_RETRY_BACKOFF)
-    result = run_locally(pipeline, arguments, pipeline_root=root, log_path=log_path,
-                         progress=say, enable_caching=args.cache)
-    record = result.output if isinstance(result.output, dict) else None
-    if record is None or "id" not in record:
-        raise IngotError(f"the pipeline finished without a registry record (output {result.output!r}); see {log_path}")
-    report = local_report(record, arguments["registry_url"], result)
+    report = run_request_locally(request, pipeline_root=args.pipeline_root, image=args.image, cache=args.cache,
+                                 progress=None if args.json else say)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -211,31 +159,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     return 3 if args.require_blessing and not blessed else 0
 
 
-def local_report(record: dict[str, Any], registry_url: str, result: Any) -> dict[str, Any]:
-    """What `make run` ends with, read back from the registry: the gate's decision, per-class
-    metrics, the published version and the registry entry with its stage history."""
-    from ingot.retrain import open_registry
-
-    with open_registry(registry_url) as registry:
-        entry = registry.get_record(int(record["id"]))
-        events = registry.record_events(entry.id)
-        champion = registry.champion(entry.name)
-    return {
-        "registry_url": _masked(registry_url),
-        "record": entry.to_dict(),
-        "events": [event.to_dict() for event in events],
-        "champion": champion.version if champion is not None else None,
-        "published_created": record.get("published_created"),
-        "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds or 0.0, 2)} for s in result.steps],
-        "cached_steps": result.cached,
-        "seconds": round(result.seconds, 2),
-        "run_dir": str(result.run_dir) if result.run_dir else None,
-        "log": str(result.log_path),
-    }
-
-
 def format_report(report: dict[str, Any]) -> str:
-    from ingot.evaluate import EvaluationReport
+    from ingot.evaluate.metrics import EvaluationReport
 
     entry = report["record"]
     gate = entry.get("gate") or {}
@@ -287,22 +212,17 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _masked(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 # --- submit to Kubeflow Pipelines ---------------------------------------------------------------
 
 
 def submit(args: argparse.Namespace) -> int:
     """Submit ingot-retrain to the KFP API at --host and print the run's URL."""
-    from ingot.pipeline_submit import submit_pipeline
+    from pipelines.submit import submit_pipeline
 
-    arguments = pipeline_arguments(args, local=False)
+    request = pipeline_request(args)
+    arguments = request.arguments()
     submitted = submit_pipeline(
-        args.host, arguments, image=args.image, run_name=args.run_name, experiment=args.experiment,
+        args.host, request, image=args.image, run_name=args.run_name, experiment=args.experiment,
         namespace=args.namespace, service_account=args.service_account,
     )
     print(f"submitted run {submitted.run_id} ({submitted.run_name!r}) to {submitted.host}")

@@ -7,8 +7,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingot import settings
+
+if TYPE_CHECKING:
+    from ingot.train.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,63 +58,59 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="how far below the champion accuracy and macro F1 may fall (default: %(default)s)")
 
 
-def load_config(args: argparse.Namespace):
-    from ingot.train import TrainConfig
+def load_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe (--config), its --set overrides and --workers, through the one config loader."""
+    from ingot.retrain.config import resolve_config
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     overrides = list(args.overrides)
     workers = getattr(args, "workers", None)
     if workers is not None:
         overrides += [f"workers={workers}"] + (["distribution=multi_worker"] if workers > 1 else [])
-    return config.with_overrides(overrides) if overrides else config
+    return resolve_config(args.config, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingot import retrain
-    from ingot.evaluate import GateThresholds
+    from ingot.evaluate.gate import GateThresholds
+    from ingot.export.publishing import publish
+    from ingot.export.saved_model import export_saved_model
     from ingot.reports import per_class_markdown
+    from ingot.retrain.config import resolve_dataset
+    from ingot.retrain.registry import open_registry, register, reject
+    from ingot.retrain.steps import evaluate, ingest, train
 
     config = load_config(args)
     thresholds = GateThresholds(
         min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression
     )
-    dataset = retrain.resolve_dataset(args.dataset, config)
+    dataset = resolve_dataset(args.dataset, config)
     repository = args.model_repository or settings.model_repository()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = args.work_dir or settings.data_dir() / "runs" / stamp
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    def step(name: str):
+    def step(name: str) -> None:
         timings[name] = time.perf_counter()
         print(f"\n== {name}", flush=True)
 
-    with retrain.open_registry(args.registry, required=False) as registry:
+    with open_registry(args.registry, required=False) as registry:
         step("ingest")
-        ingested = retrain.ingest(dataset, work / "dataset", config)
+        ingested = ingest(dataset, work / "dataset", config)
         artifact = ingested.artifact
         print(ingested.report.to_markdown())
         print(f"split: train {len(artifact.train)}, validation {len(artifact.validation)}, "
               f"test {len(artifact.test)}; data hash {artifact.content_hash[:16]}; artifact {work / 'dataset'}")
 
         step("train")
-        if config.workers > 1:
-            from ingot.train.distributed import run_local_workers
-
-            local = run_local_workers(work / "dataset", config, work / "model", work_dir=work)
-            print(f"{config.workers} workers finished in {local.seconds:.1f}s "
-                  f"({len(local.attempts)} attempt(s); logs in {work / 'workers'})")
-            trained = retrain.load_trained(work / "model")
-        else:
-            trained = retrain.train(artifact, config, work / "model")
+        trained = train(artifact, config, work / "model", work_dir=work, say=print)
         summary = trained.summary
         print(f"trained {summary['epochs_run']} epochs in {summary['duration_s']:.1f}s; best epoch "
               f"{summary['best_epoch']} restored")
 
         step("evaluate")
-        champion = retrain.champion_metrics(registry, args.model_name)
-        evaluation = retrain.evaluate(trained.model, artifact, config, thresholds, model_name=args.model_name,
-                                      training_summary=summary, champion_metrics=champion)
+        champion = registry.champion_metrics(args.model_name)
+        evaluation = evaluate(trained.model, artifact, config, thresholds, model_name=args.model_name,
+                              training_summary=summary, champion_metrics=champion)
         record = evaluation.record
         record.write(work / "evaluation.json")
         report = evaluation.report
@@ -122,18 +122,19 @@ def run(args: argparse.Namespace) -> int:
 
         if record.blessed:
             step("publish")
-            export_dir = retrain.export(trained.model, work / "export", record, image_size=config.image_size)
-            published = retrain.publish(export_dir, repository, args.model_name)
+            export_dir = export_saved_model(trained.model, work / "export", class_names=record.class_names,
+                                            image_size=config.image_size, model_card=record.model_card())
+            published = publish(export_dir, repository, args.model_name)
             state = "published" if published.created else "already published"
             print(f"{state}: {args.model_name} version {published.version} at {published.path} "
                   f"(sha256 {published.model_sha256[:16]})")
         if args.register:
             step("register")
             if record.blessed:
-                entry = retrain.register(registry, record, version=published.version, artifact_uri=published.path,
-                                         model_sha256=published.model_sha256)
+                entry = register(registry, record, version=published.version, artifact_uri=published.path,
+                                 model_sha256=published.model_sha256)
             else:
-                entry = retrain.reject(registry, record)
+                entry = reject(registry, record)
             stage = entry.stage.value if entry.stage else "-"
             print(f"registry: {entry.name} record #{entry.id} stage {stage} status {entry.status.value} "
                   f"({registry.url})")

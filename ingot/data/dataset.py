@@ -54,10 +54,6 @@ class LabelledImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def is_files(self) -> bool:
-        return self.paths is not None
-
     def class_counts(self) -> dict[str, int]:
         """Images per class name, every class listed (zero included), in class order."""
         counts = np.bincount(self.labels, minlength=len(self.class_names))

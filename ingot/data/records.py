@@ -19,9 +19,7 @@ storage, small enough for parallel interleaving and per-worker file sharding).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import posixpath
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ingot import storage
 from ingot.data.dataset import LabelledImages
 from ingot.data.splits import (
     SPLIT_NAMES,
@@ -144,7 +143,7 @@ def write_dataset_artifact(
         raise DataError(f"shard_bytes={shard_bytes} is not valid; expected a positive number of bytes")
     directory = str(directory)
     tf.io.gfile.makedirs(directory)
-    manifest_location = _join(directory, MANIFEST_NAME)
+    manifest_location = storage.join(directory, MANIFEST_NAME)
     if tf.io.gfile.exists(manifest_location):  # a re-run: the old artifact stops being complete first
         tf.io.gfile.remove(manifest_location)
     manifest_splits: dict[str, Any] = {}
@@ -168,14 +167,14 @@ def write_dataset_artifact(
         "splits": manifest_splits,
         "report": report or {},
     }
-    _write_bytes_atomic(manifest_location, json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
+    storage.atomic_write(manifest_location, json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
     return open_dataset_artifact(directory, verify=False)
 
 
 def _write_split(part: LabelledImages, directory: str, name: str, shard_bytes: int) -> list[Shard]:
     import tensorflow as tf
 
-    folder = _join(directory, name)
+    folder = storage.join(directory, name)
     if tf.io.gfile.exists(folder):  # a re-run of ingest into the same artifact: start clean
         tf.io.gfile.rmtree(folder)
     tf.io.gfile.makedirs(folder)
@@ -190,7 +189,7 @@ def _write_split(part: LabelledImages, directory: str, name: str, shard_bytes: i
             return
         writer.close()
         writer = None
-        final = _join(folder, current["name"])
+        final = storage.join(folder, current["name"])
         tf.io.gfile.rename(current["tmp"], final, overwrite=True)
         size, sha = _size_and_sha256(final)
         shards.append(Shard(path=f"{name}/{current['name']}", count=current["count"], size=size, sha256=sha))
@@ -200,7 +199,7 @@ def _write_split(part: LabelledImages, directory: str, name: str, shard_bytes: i
         example = make_example(image_bytes, int(part.labels[index]), digests[index])
         if writer is None:
             shard_name = f"{name}-{len(shards):05d}{SHARD_SUFFIX}"
-            current = {"name": shard_name, "tmp": _join(folder, f".{shard_name}.{uuid.uuid4().hex}.tmp"),
+            current = {"name": shard_name, "tmp": storage.join(folder, f".{shard_name}.{uuid.uuid4().hex}.tmp"),
                        "count": 0, "bytes": 0}
             writer = tf.io.TFRecordWriter(current["tmp"])
         writer.write(example)
@@ -222,7 +221,7 @@ def _image_bytes(part: LabelledImages, index: int, digest: str) -> bytes:
                 content = handle.read()
         except (tf.errors.OpError, OSError) as err:
             raise DataError(f"cannot read {path} while writing the dataset artifact: {err}") from err
-        if hashlib.sha256(content).hexdigest() != digest:
+        if storage.sha256_bytes(content) != digest:
             raise DataError(f"{path} changed while the dataset was ingested (its sha256 differs from the scan's); "
                             "re-run ingest once the dataset stops changing")
         return content
@@ -275,7 +274,7 @@ def parse_example_tensors(serialized: Any) -> tuple[Any, Any]:
 def is_dataset_artifact(directory: str) -> bool:
     import tensorflow as tf
 
-    return bool(tf.io.gfile.exists(_join(str(directory), MANIFEST_NAME)))
+    return bool(tf.io.gfile.exists(storage.join(str(directory), MANIFEST_NAME)))
 
 
 def open_dataset_artifact(directory: str, *, verify: bool = True) -> DatasetArtifact:
@@ -287,7 +286,7 @@ def open_dataset_artifact(directory: str, *, verify: bool = True) -> DatasetArti
     import tensorflow as tf
 
     directory = str(directory)
-    location = _join(directory, MANIFEST_NAME)
+    location = storage.join(directory, MANIFEST_NAME)
     if not tf.io.gfile.exists(location):
         raise DataError(f"{directory} has no {MANIFEST_NAME}; expected a Dataset artifact written by the ingest step")
     try:
@@ -304,7 +303,7 @@ def open_dataset_artifact(directory: str, *, verify: bool = True) -> DatasetArti
         entry = manifest["splits"][name]
         shards = [Shard(**shard) for shard in entry["shards"]]
         parts[name] = RecordSplit(
-            name=name, class_names=class_names, files=[_join(directory, shard.path) for shard in shards],
+            name=name, class_names=class_names, files=[storage.join(directory, shard.path) for shard in shards],
             counts={str(k): int(v) for k, v in entry["class_counts"].items()}, shards=shards,
         )
         if sum(shard.count for shard in shards) != int(entry["count"]):
@@ -403,33 +402,10 @@ def decoded_arrays(split: RecordSplit, image_size: Any) -> tuple[np.ndarray, np.
 # ---------------------------------------------------------------------------------------------
 
 
-def _join(directory: str, name: str) -> str:
-    if "://" in directory:
-        return posixpath.join(directory, name)
-    import os
-
-    return os.path.join(directory, *name.split("/"))
-
-
 def _size_and_sha256(location: str) -> tuple[int, str]:
-    import tensorflow as tf
-
-    digest = hashlib.sha256()
-    size = 0
-    with tf.io.gfile.GFile(location, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def _write_bytes_atomic(location: str, content: bytes) -> None:
-    import tensorflow as tf
-
-    tmp = f"{location}.{uuid.uuid4().hex}.tmp"
-    with tf.io.gfile.GFile(tmp, "wb") as handle:
-        handle.write(content)
-    tf.io.gfile.rename(tmp, location, overwrite=True)
+    with storage.open_file(location, "rb") as handle:
+        digest = storage.sha256_stream(handle)
+        return handle.tell(), digest
 
 
 def _tf_message(err: BaseException) -> str:

@@ -8,13 +8,13 @@ model was trained and tested on. Splits are stored as the Dataset artifact (`ing
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ingot import storage
 from ingot.data.dataset import LabelledImages
 from ingot.errors import DataError
 
@@ -60,20 +60,15 @@ def file_digests(data: LabelledImages) -> list[str]:
 def _sha256_file(path: str) -> str:
     import tensorflow as tf
 
-    digest = hashlib.sha256()
     try:
         with tf.io.gfile.GFile(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+            return storage.sha256_stream(handle)
     except (tf.errors.OpError, OSError) as err:
         raise DataError(f"cannot read {path} to hash it: {err}; was the dataset moved or changed?") from err
-    return digest.hexdigest()
 
 
 def _sha256_array(image: np.ndarray) -> str:
-    digest = hashlib.sha256(str(tuple(image.shape)).encode())
-    digest.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-    return digest.hexdigest()
+    return storage.sha256_bytes(str(tuple(image.shape)).encode() + np.ascontiguousarray(image, dtype=np.uint8).tobytes())
 
 
 def compute_content_hash(records: Iterable[tuple[str, str, str]]) -> str:
@@ -81,10 +76,7 @@ def compute_content_hash(records: Iterable[tuple[str, str, str]]) -> str:
 
     Class names (not label indices) go in, so renaming a class changes the hash too.
     """
-    digest = hashlib.sha256()
-    for split, sha, class_name in sorted(records):
-        digest.update(f"{split}\t{sha}\t{class_name}\n".encode())
-    return digest.hexdigest()
+    return storage.sha256_text("".join(f"{split}\t{sha}\t{class_name}\n" for split, sha, class_name in sorted(records)))
 
 
 def _records(splits: dict[str, LabelledImages], class_names: list[str]) -> list[tuple[str, str, str]]:

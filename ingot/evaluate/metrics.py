@@ -185,7 +185,7 @@ def _as_dataset(model: Any, data: Any) -> Any:
     if isinstance(data, tf.data.Dataset):
         return data
     if hasattr(data, "labels") and hasattr(data, "class_names"):
-        from ingot.data import make_tf_dataset
+        from ingot.data.pipeline import make_tf_dataset
 
         image_size = tuple(int(d) for d in model.input_shape[1:3])
         return make_tf_dataset(

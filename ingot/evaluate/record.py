@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ingot import storage
 from ingot.errors import DataError
 
 EVALUATION_FORMAT = "ingot.evaluation/v2"
@@ -62,12 +63,10 @@ class EvaluationRecord:
         return cls(**{key: value for key, value in values.items() if key in names})
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write through a temp file and a rename, so a reader never sees half a record."""
+        """Write atomically, so a reader never sees half a record."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        storage.atomic_write(target, json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> EvaluationRecord:

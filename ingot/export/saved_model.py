@@ -3,7 +3,7 @@
 Two signatures over one Keras model, preprocessing always inside the graph:
 - `serving_default`: `images` uint8 [batch, H, W, 3];
 - `serving_bytes`: `image_bytes` string [batch] (JPEG/PNG/GIF/BMP of any size), decoded and
-  resized by `ingot.data.decode_and_resize`, the very function training uses, so training and
+  resized by `ingot.data.preprocess.decode_and_resize`, the very function training uses, so training and
   serving cannot disagree on how bytes become pixels.
 Both return `probabilities` float32 [batch, C], `class_ids` int64 [batch], `class_names` string
 [batch]. Beside them, `assets.extra/` holds TF Serving's warm-up records (replayed while a
@@ -136,7 +136,7 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
     and only its variables are tracked, so the optimizer's slots stay out of the SavedModel."""
     import tensorflow as tf
 
-    from ingot.data import decode_and_resize
+    from ingot.data.preprocess import decode_and_resize
 
     height, width = image_size
     num_classes = len(class_names)

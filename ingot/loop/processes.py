@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingot import settings
 from ingot.errors import IngotError
 
 
@@ -53,7 +54,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = {**os.environ, settings.TF_LOG_LEVEL_ENV: settings.tf_log_level()}
         process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli.main", *args], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env, start_new_session=True,  # Ctrl-C reaches us, not them

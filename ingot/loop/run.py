@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingot import settings
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
 from ingot.loop.shifts import Drift, PhotoShift
+from ingot.loop.summary import LoopResult, StageTime
 
 TERMINAL = ("promoted", "rolled_back", "inconclusive", "aborted")
 
@@ -63,34 +65,9 @@ class LoopOptions:
     seed: int = 0
 
 
-@dataclass
-class StageTime:
-    name: str
-    seconds: float
-
-
-@dataclass
-class LoopResult:
-    champion_before: int | None = None
-    challenger: int | None = None
-    decision: str | None = None
-    champion_after: int | None = None
-    ab_requests: int = 0
-    ab_rows: int = 0
-    ab_failed: int = 0
-    ab_labelled: int = 0
-    decision_labels: dict[str, int] = field(default_factory=dict)
-    drift_rows_to_trigger: int | None = None
-    trigger_state: str | None = None
-    triggered_version: int | None = None
-    stages: list[StageTime] = field(default_factory=list)
-    reports: dict[str, str] = field(default_factory=dict)
-    stopped: list[str] = field(default_factory=list)
-
-
 class Loop:
     def __init__(self, options: LoopOptions, *, out: Callable[[str], None] = print) -> None:
-        from ingot.pipeline_submit import local_registry_url
+        from pipelines.request import local_registry_url
 
         self.o = options
         self.out = out
@@ -111,8 +88,8 @@ class Loop:
         """Run one `ingot` command as a person would, its output indented under the stage (and
         appended to `collect` when given)."""
         self.say(f"  $ ingot {' '.join(args)}")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-               "INGOT_REGISTRY_URL": self.registry_url}
+        env = {**os.environ, settings.TF_LOG_LEVEL_ENV: settings.tf_log_level(),
+               settings.REGISTRY_URL_ENV: self.registry_url}
         process = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", *args], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True)
         assert process.stdout is not None
@@ -264,7 +241,6 @@ class Loop:
         pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
         import numpy as np
 
-        from ingot import settings
 
         with self.registry() as registry:
             config = registry.get_version(self.o.model, self.result.champion_before).config
@@ -275,7 +251,7 @@ class Loop:
             raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
         out = self.workdir / "test-split.npz"
         with (self.supervisor.log_dir / "test-split.log").open("wb") as log:
-            done = subprocess.run([sys.executable, "-m", "ingot.loop.test_split", str(artifacts[-1]), str(height),
+            done = subprocess.run([sys.executable, "-m", "ingot.loop.holdout_arrays", str(artifacts[-1]), str(height),
                                    str(width), str(out)], stdout=log, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
             raise LoopError(f"could not read the test split of {artifacts[-1]} (log: {self.supervisor.log_dir}/test-split.log)")
@@ -429,8 +405,8 @@ class Loop:
         return history[0] if history else None
 
     def _wait_for_triggered_run(self, trigger: Any) -> None:
-        from ingot.monitor.launch import refresh
         from ingot.monitor.triggers import TriggerStore
+        from pipelines.launch import refresh
 
         with self.registry() as registry:
             store = TriggerStore(registry.engine)
@@ -489,28 +465,3 @@ def _newest_record_id(registry: Any, model: str) -> int:
 
 def _raise_interrupt(*_args: Any) -> None:
     raise KeyboardInterrupt
-
-
-def format_summary(result: LoopResult, *, wall_s: float) -> str:
-    lines = ["", "== 5/5 Summary"]
-    for stage in result.stages:
-        lines.append(f"  {stage.name:<24}{stage.seconds:7.1f} s")
-    lines.append(f"  {'total':<24}{wall_s:7.1f} s")
-    if result.challenger is not None:
-        labels = ", ".join(f"{arm} {n}" for arm, n in result.decision_labels.items())
-        lines += [
-            f"  A/B: champion v{result.champion_before} vs challenger v{result.challenger}: {result.decision}"
-            f" (labelled rows at the decision: {labels or 'n/a'}); champion now v{result.champion_after}",
-            f"  traffic: {result.ab_requests} requests, {result.ab_rows} rows, {result.ab_labelled} labelled, "
-            f"{result.ab_failed} failed",
-        ]
-        if result.drift_rows_to_trigger is not None:
-            lines.append(f"  drift: flagged {result.drift_rows_to_trigger} rows after it began; retraining "
-                         f"{result.trigger_state}" + (f" (new version {result.triggered_version})"
-                                                      if result.triggered_version else ""))
-    if result.reports:
-        lines.append("  reports:")
-        lines += [f"    {name}: {path}" for name, path in result.reports.items()]
-    if result.stopped:
-        lines.append(f"  stopped: {', '.join(result.stopped)}")
-    return "\n".join(lines)

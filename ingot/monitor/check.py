@@ -11,6 +11,7 @@ from typing import Any
 
 from ingot.errors import IngotError, NotFoundError
 from ingot.evaluate.drift import NO_BASELINE_NOTE, DriftBaseline
+from ingot.monitor.launch import Launcher, Recipe
 from ingot.monitor.statistics import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_LABELS,
@@ -20,7 +21,7 @@ from ingot.monitor.statistics import (
     Window,
     check_window,
 )
-from ingot.monitor.triggers import DEFAULT_COOLDOWN, KFP, LOCAL, Refusal, Trigger
+from ingot.monitor.triggers import DEFAULT_COOLDOWN, Refusal, Trigger
 
 
 @dataclass
@@ -44,6 +45,7 @@ class CheckSettings:
     kfp_service_account: str | None = None
     image: str | None = None
     work_dir: Path | None = None           # local runs' logs and outputs
+    launcher: Launcher | None = None       # starts triggered runs (the CLI hands one in from the settings above)
 
 
 @dataclass
@@ -126,12 +128,13 @@ def reason_of(result: CheckResult) -> str:
 
 
 def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str, Any], outcome: CheckOutcome) -> None:
-    from ingot import settings as ingot_settings
-    from ingot.monitor.launch import Recipe, refresh, start_kfp, start_local
-
+    launcher = settings.launcher
+    if launcher is None:
+        outcome.trigger_error = "no launcher was given to start retraining runs with"
+        return
     flying = store.in_flight(settings.model)
     if flying is not None:
-        refresh(store, flying, namespace=settings.kfp_namespace)
+        launcher.refresh(store, flying)
     try:
         recipe = Recipe.from_card(card)
     except IngotError as err:
@@ -140,24 +143,11 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
     statistics = _finite({"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
                           "champion_version": outcome.champion_version})
     claimed = store.claim(settings.model, reason=reason_of(outcome.result), statistics=statistics,
-                          backend=KFP if settings.kfp_host else LOCAL, cooldown=settings.cooldown)
+                          backend=launcher.backend, cooldown=settings.cooldown)
     if isinstance(claimed, Refusal):
         outcome.refusal = claimed.reason
         return
     try:
-        if settings.kfp_host:
-            outcome.trigger = start_kfp(
-                store, claimed, recipe, host=settings.kfp_host, dataset_uri=settings.dataset_uri,
-                model_repository=settings.model_repository, registry_url=None, experiment=settings.kfp_experiment,
-                namespace=settings.kfp_namespace, service_account=settings.kfp_service_account, image=settings.image)
-        else:
-            from ingot.pipeline_submit import local_registry_url
-
-            registry_url = local_registry_url(settings.registry_url)
-            outcome.trigger = start_local(
-                store, claimed, recipe, db_url=registry_url, dataset_uri=settings.dataset_uri,
-                registry_url=registry_url,
-                model_repository=settings.model_repository or ingot_settings.model_repository(),
-                work_dir=settings.work_dir or ingot_settings.data_dir() / "monitor" / settings.model)
+        outcome.trigger = launcher.start(store, claimed, recipe)
     except IngotError as err:
         outcome.trigger_error = str(err)

@@ -1,20 +1,25 @@
 """The registry side of a retraining run, shared by `ingot train --register` and the pipeline's
-steps: the one way to open the registry, the champion to beat, registering a published version
+steps: the one way to open the registry, registering a published version
 and recording a rejection."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingot import settings
 
+if TYPE_CHECKING:
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.registry.records import ModelVersion
+    from ingot.registry.store import Registry
 
-def open_registry(registry_url: str | None = None, *, required: bool = True) -> Any:
+
+def open_registry(registry_url: str | None = None, *, required: bool = True) -> Registry:
     """The registry at `registry_url`, else `$INGOT_REGISTRY_URL`, its schema created or migrated.
 
     `required` (pipeline steps): neither is an error, since a SQLite file inside a pod would
     vanish with it. Otherwise (one machine) the default SQLite file under `$INGOT_DATA_DIR`."""
-    from ingot.registry import Registry, default_url
+    from ingot.registry.store import Registry, default_url
 
     if required:
         return Registry.from_url(settings.required_registry_url(registry_url))
@@ -24,21 +29,17 @@ def open_registry(registry_url: str | None = None, *, required: bool = True) -> 
 def check_destinations(model_repository: str | None, registry_url: str | None) -> dict[str, str]:
     """Resolve and reach the model repository and the registry before any training is spent: the
     repository base is created if missing, the registry opened (and its schema migrated)."""
-    from ingot import repository as repo
+    from ingot import storage
 
     base = settings.required_model_repository(model_repository)
-    repo.makedirs(base)
+    storage.makedirs(base)
     with open_registry(registry_url) as registry:
         url = registry.url
     return {"model_repository": base, "registry": url}
 
 
-def champion_metrics(registry: Any, model_name: str) -> dict[str, Any] | None:
-    """The current champion's metrics for the gate's comparison; None before the first champion."""
-    return registry.champion_metrics(model_name)
-
-
-def register(registry: Any, record: Any, *, version: int, artifact_uri: str, model_sha256: str) -> Any:
+def register(registry: Registry, record: EvaluationRecord, *, version: int, artifact_uri: str,
+             model_sha256: str) -> ModelVersion:
     """Register a published version with the record's lineage and mark it READY once its
     checksums verify. The registry's stage policy makes the first blessed version of a name
     champion and later ones candidates. Idempotent: a retry gets the same record back."""
@@ -51,12 +52,12 @@ def register(registry: Any, record: Any, *, version: int, artifact_uri: str, mod
     return registry.mark_ready(record.model_name, int(version), verify=repository_verifier)
 
 
-def reject(registry: Any, record: Any) -> Any:
+def reject(registry: Registry, record: EvaluationRecord) -> ModelVersion:
     """Record a model the gate rejected, with its reasons (idempotent per pipeline run)."""
     return registry.record_rejection(record.model_name, reasons=record.gate["reasons"], **record.registry_fields())
 
 
-def registry_summary(version: Any, *, published_created: bool | None = None) -> dict[str, Any]:
+def registry_summary(version: ModelVersion, *, published_created: bool | None = None) -> dict[str, Any]:
     """The small JSON a register/reject step outputs: enough to find and describe the record."""
     return {
         "id": version.id,

@@ -1,39 +1,43 @@
-"""The retraining steps (ingest -> train -> evaluate -> export -> publish) as plain functions.
+"""The retraining steps (ingest -> train -> evaluate) as plain functions; export and publish are
+`ingot.export`'s own.
 
 Each step reads and writes directories: the Dataset artifact (TFRecord shards and manifest),
-the Model artifact (best-epoch Keras model and its training summary), the serving SavedModel.
-The pipeline's components run them in separate pods and pass the directories as artifacts;
-`ingot train` chains them in one process through exactly the same functions.
+the Model artifact (`ingot.train.artifact`), the serving SavedModel. The pipeline's components
+run them in separate pods and pass the directories as artifacts; `ingot train` chains them in one
+process through exactly the same functions.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ingot.errors import DataError
+from ingot.train.artifact import TrainOutput, fit_and_save, load_trained
 
-MODEL_FILE = "model.keras"
-TRAINING_JSON = "training.json"
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from ingot.data.records import DatasetArtifact
+    from ingot.data.report import DataReport
+    from ingot.data.splits import DatasetSplits
+    from ingot.evaluate.gate import GateDecision, GateThresholds
+    from ingot.evaluate.metrics import EvaluationReport
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.train.config import TrainConfig
 
 
 @dataclass
 class IngestOutput:
-    splits: Any  # ingot.data.DatasetSplits (in memory, as loaded)
-    report: Any  # ingot.data.DataReport
-    artifact: Any  # ingot.data.DatasetArtifact: what later steps read
-
-
-@dataclass
-class TrainOutput:
-    model: Any  # keras.Model at its best validation epoch
-    summary: dict[str, Any]  # TrainResult.to_dict() plus the config, class names and data hash
-    directory: Path
+    splits: DatasetSplits  # in memory, as loaded
+    report: DataReport
+    artifact: DatasetArtifact  # what later steps read
 
 
 @dataclass
@@ -47,28 +51,23 @@ class ValidationPredictions:
 
 
 @dataclass
-class Evaluation:
+class EvaluationResult:
     """The evaluate step's result: the typed record (what the model card, the registry and the
     report are built from), the test report and gate decision, and the validation predictions."""
 
-    record: Any  # ingot.evaluate.EvaluationRecord
-    report: Any  # ingot.evaluate.EvaluationReport on the test split
-    decision: Any  # ingot.evaluate.GateDecision
+    record: EvaluationRecord
+    report: EvaluationReport  # on the test split
+    decision: GateDecision
     validation: ValidationPredictions
 
 
-def _write_json(path: Path, value: Any) -> None:
-    """Write JSON through a temp file and a rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: Any) -> IngestOutput:
+def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainConfig) -> IngestOutput:
     """Load and validate `dataset_uri`, split it from the config's seed, and write the Dataset
     artifact into `output_dir`: the images themselves as TFRecord shards plus a manifest holding
     the data report, so later steps (other pods) need nothing else."""
-    from ingot.data import load_dataset, split_dataset, write_dataset_artifact
+    from ingot.data.records import write_dataset_artifact
+    from ingot.data.sources import load_dataset
+    from ingot.data.splits import split_dataset
 
     data, report = load_dataset(dataset_uri, min_images_per_class=config.min_images_per_class)
     splits = split_dataset(
@@ -85,56 +84,36 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: Any) ->
 
 
 def train(
-    splits: Any, config: Any, output_dir: str | os.PathLike[str], *, callbacks: Any = (), strategy: Any = None
+    dataset: str | os.PathLike[str] | DatasetArtifact, config: TrainConfig, model_dir: str | os.PathLike[str], *,
+    cluster: Callable[[TrainConfig, str], object] | None = None, work_dir: str | os.PathLike[str] | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> TrainOutput:
-    """Train per the config on `splits` (a DatasetArtifact, or in-memory DatasetSplits) and save
-    the best-epoch Keras model plus its training summary (the Model artifact). `strategy`: a
-    multi-worker worker's, made at process start (see ingot.train.distributed)."""
-    from ingot.train import train_model
+    """Train on the Dataset artifact (opened, or its directory) and write the Model artifact to
+    `model_dir`.
 
-    result = train_model(config, splits, callbacks=callbacks, strategy=strategy)
-    summary = {
-        **result.to_dict(),
-        "config": config.to_dict(),
-        "class_names": list(splits.class_names),
-        "data_hash": splits.content_hash,
-    }
-    location = os.fspath(output_dir)
-    if "://" in location:  # object storage (a TFJob's chief): write locally, then copy through gfile
-        import tempfile
+    With `config.workers > 1`: `cluster(config, model_dir)` runs the workers (a TFJob, in a pod)
+    when given, else local worker processes do (logs under `work_dir`, a temporary folder when
+    None); the chief's Model artifact is then read back."""
+    from ingot.data.records import DatasetArtifact, open_dataset_artifact
 
-        import tensorflow as tf
+    opened = dataset if isinstance(dataset, DatasetArtifact) else None
+    location = opened.directory if opened is not None else os.fspath(dataset)
+    if config.workers <= 1:
+        return fit_and_save(opened or open_dataset_artifact(location), config, model_dir)
+    if cluster is not None:
+        cluster(config, os.fspath(model_dir))
+        return load_trained(model_dir)
+    from ingot.train.distributed import run_local_workers
 
-        with tempfile.TemporaryDirectory(prefix="ingot-model-") as scratch:
-            _save_model_artifact(result.model, summary, Path(scratch))
-            tf.io.gfile.makedirs(location)
-            for name in (MODEL_FILE, TRAINING_JSON):
-                tf.io.gfile.copy(str(Path(scratch) / name), f"{location.rstrip('/')}/{name}", overwrite=True)
-        return TrainOutput(model=result.model, summary=summary, directory=Path(location))
-    directory = Path(location)
-    _save_model_artifact(result.model, summary, directory)
-    return TrainOutput(model=result.model, summary=summary, directory=directory)
+    opened or open_dataset_artifact(location)  # fail here, naming a bad shard, not in N workers
+    with tempfile.TemporaryDirectory(prefix="ingot-workers-") as scratch:
+        local = run_local_workers(location, config, model_dir, work_dir=work_dir or scratch)
+    say(f"{config.workers} workers finished in {local.seconds:.1f}s ({len(local.attempts)} attempt(s); "
+        f"logs in {os.path.join(os.fspath(work_dir or scratch), 'workers')})")
+    return load_trained(model_dir)
 
 
-def _save_model_artifact(model: Any, summary: dict[str, Any], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / MODEL_FILE)
-    _write_json(directory / TRAINING_JSON, summary)
-
-
-def load_trained(directory: str | os.PathLike[str]) -> TrainOutput:
-    """Reload a `train` step's output (in a later pipeline step)."""
-    import keras
-
-    directory = Path(directory)
-    if not (directory / MODEL_FILE).is_file():
-        raise DataError(f"{directory} has no {MODEL_FILE}; expected the Model artifact written by the train step")
-    model = keras.models.load_model(directory / MODEL_FILE)
-    summary = json.loads((directory / TRAINING_JSON).read_text(encoding="utf-8"))
-    return TrainOutput(model=model, summary=summary, directory=directory)
-
-
-def predict_validation(model: Any, dataset: Any) -> ValidationPredictions:
+def predict_validation(model: keras.Model, dataset: tf.data.Dataset) -> ValidationPredictions:
     """Run `model` once over a deterministic (float 0..255 images, labels) dataset, keeping the
     images as uint8 (exact: evaluation pipelines do not augment)."""
     import tensorflow as tf
@@ -154,28 +133,25 @@ def predict_validation(model: Any, dataset: Any) -> ValidationPredictions:
 
 
 def evaluate(
-    model: Any,
-    splits: Any,
-    config: Any,
-    thresholds: Any,
+    model: keras.Model,
+    splits: DatasetArtifact | DatasetSplits,
+    config: TrainConfig,
+    thresholds: GateThresholds,
     *,
     model_name: str,
     training_summary: dict[str, Any],
     champion_metrics: dict[str, Any] | None = None,
     pipeline_run_id: str | None = None,
-) -> Evaluation:
+) -> EvaluationResult:
     """Per-class metrics on the held-out test split, the validation split's drift baseline, and the
     gate's decision (against the champion when its metrics are given), as one typed record. The
     drift baseline (`drift_baseline` in the model card) is what the drift monitor compares live
     traffic with."""
-    from ingot.data import make_tf_dataset
-    from ingot.evaluate import (
-        EvaluationRecord,
-        bless,
-        evaluate_model,
-    )
+    from ingot.data.pipeline import make_tf_dataset
     from ingot.evaluate.drift import DriftBaseline
-    from ingot.evaluate.record import TRAINING_KEYS
+    from ingot.evaluate.gate import bless
+    from ingot.evaluate.metrics import evaluate_model
+    from ingot.evaluate.record import TRAINING_KEYS, EvaluationRecord
 
     if len(splits.test) == 0:
         raise DataError("the test split is empty; raise test_fraction so every model is judged on held-out data")
@@ -197,21 +173,4 @@ def evaluate(
         pipeline_run_id=pipeline_run_id or None,
         extra_sections=drift_baseline.to_card(),
     )
-    return Evaluation(record=record, report=report, decision=decision, validation=validation)
-
-
-def export(model: Any, export_dir: str | os.PathLike[str], record: Any, *, image_size: Any) -> Path:
-    """Write the serving SavedModel (both signatures, warm-up records, the record's model card)."""
-    from ingot.export import export_saved_model
-
-    return export_saved_model(
-        model, export_dir, class_names=record.class_names, image_size=image_size, model_card=record.model_card()
-    )
-
-
-def publish(export_dir: str | os.PathLike[str], repository: str, model_name: str) -> Any:
-    """Atomically publish into `<repository>/<model_name>/<next version>/` (idempotent: a retry
-    finds the same model_sha256 and returns the version it already published)."""
-    from ingot.export import publish as publish_version
-
-    return publish_version(export_dir, repository, model_name)
+    return EvaluationResult(record=record, report=report, decision=decision, validation=validation)

@@ -166,7 +166,7 @@ class TrainConfig:
         return self.weights
 
     def model_options(self) -> dict[str, Any]:
-        """Keyword options for `ingot.models.build_model` (besides num_classes)."""
+        """Keyword options for `ingot.models.builders.build_model` (besides num_classes)."""
         options: dict[str, Any] = {"dropout": self.dropout, "weights": self.resolved_weights}
         if not self.is_transfer:
             options["batch_norm"] = self.batch_norm

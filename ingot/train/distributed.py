@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingot import settings
 from ingot.errors import IngotError
 
 # Exit statuses a restart can cure (killed, interrupted, preempted): the Training Operator's
@@ -43,7 +44,7 @@ def tf_config(addresses: list[str], index: int) -> dict[str, Any]:
 
 def task_index() -> int:
     """This process's worker index from TF_CONFIG (0, the chief, when unset)."""
-    raw = os.environ.get("TF_CONFIG", "").strip()
+    raw = os.environ.get(settings.TF_CONFIG_ENV, "").strip()
     if not raw:
         return 0
     try:
@@ -73,17 +74,17 @@ def run_worker(dataset: str, config: Any, model_dir: str) -> dict[str, Any]:
     from ingot.train.trainer import make_strategy
 
     strategy = make_strategy(config)
-    from ingot.data import open_dataset_artifact
-    from ingot.retrain import train
+    from ingot.data.records import open_dataset_artifact
+    from ingot.train.artifact import fit_and_save
 
     index = task_index()
     artifact = open_dataset_artifact(dataset)
     if index == 0:
-        trained = train(artifact, config, model_dir, strategy=strategy)
+        trained = fit_and_save(artifact, config, model_dir, strategy=strategy)
         return trained.summary
     scratch = tempfile.mkdtemp(prefix=f"ingot-worker-{index}-")
     try:
-        return train(artifact, config, scratch, strategy=strategy).summary
+        return fit_and_save(artifact, config, scratch, strategy=strategy).summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True, help="the TrainConfig as JSON")
     parser.add_argument("--backup-dir", default="", help="BackupAndRestore base (one folder per worker)")
     args = parser.parse_args(argv)
-    from ingot.train import TrainConfig
+    from ingot.train.config import TrainConfig
 
     values = json.loads(args.config_json)
     if args.backup_dir:
@@ -165,8 +166,8 @@ def run_local_workers(
         log_dir.mkdir(parents=True, exist_ok=True)
         processes, logs = [], []
         for index in range(workers):
-            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config(addresses, index)),
-                   "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+            env = {**os.environ, settings.TF_CONFIG_ENV: json.dumps(tf_config(addresses, index)),
+                   settings.TF_LOG_LEVEL_ENV: settings.tf_log_level()}
             log = log_dir / f"worker-{index}.log"
             command = [sys.executable, "-m", "ingot.train.distributed", "--dataset", os.fspath(dataset_dir),
                        "--model-dir", os.fspath(model_dir), "--config-json", json.dumps(values),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingot import settings
 from ingot.errors import IngotError
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "tfjobs", "TFJob"
@@ -78,7 +79,7 @@ def tfjob_manifest(spec: TFJobSpec) -> dict[str, Any]:
                     "--backup-dir", spec.backup_uri, "--config-json", json.dumps(config, sort_keys=True)],
         "ports": [{"name": "tfjob-port", "containerPort": DEFAULT_PORT}],
         "resources": resources,
-        "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
+        "env": [{"name": settings.TF_LOG_LEVEL_ENV, "value": settings.DEFAULT_TF_LOG_LEVEL}],
     }
     pod_spec: dict[str, Any] = {"containers": [container]}
     if spec.node_selector:
@@ -175,7 +176,7 @@ def collect_model(staging_uri: str, local_dir: str) -> None:
     step's own output directory, through tf.io.gfile."""
     import tensorflow as tf
 
-    from ingot.retrain.steps import MODEL_FILE, TRAINING_JSON
+    from ingot.train.artifact import MODEL_FILE, TRAINING_JSON
 
     tf.io.gfile.makedirs(local_dir)
     for name in (MODEL_FILE, TRAINING_JSON):

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 
 from ingot.errors import DataError
-from ingot.models import build_model, unfreeze_top_layers
+from ingot.models.builders import build_model, unfreeze_top_layers
 from ingot.train.config import TrainConfig
 
 LOSS = "sparse_categorical_crossentropy"
@@ -88,7 +88,7 @@ def train_model(
     """
     import tensorflow as tf
 
-    from ingot.data import make_tf_dataset
+    from ingot.data.pipeline import make_tf_dataset
 
     if len(splits.train) == 0 or len(splits.validation) == 0:
         raise DataError(

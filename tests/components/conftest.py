@@ -16,7 +16,7 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    from ingot.retrain import resolve_config
+    from ingot.retrain.config import resolve_config
 
     return resolve_config(RECIPE)
 
@@ -60,7 +60,7 @@ def evaluation_dirs(tmp_path_factory):
 def blessed(ingested, trained, tiny_config, evaluation_dirs, tmp_path_factory):
     """A blessed evaluate_step (empty registry: no champion) and its output paths."""
     from components.steps import evaluate_step
-    from ingot.evaluate import GateThresholds
+    from ingot.evaluate.gate import GateThresholds
     from tests.components.tiny import BLESSING
 
     paths = evaluation_dirs("blessed")

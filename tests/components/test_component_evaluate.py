@@ -77,7 +77,7 @@ def parse_page(path) -> _Page:
 
 
 def test_evaluation_record_and_report(blessed, ingested):
-    from ingot.evaluate import EVALUATION_FORMAT, EvaluationRecord
+    from ingot.evaluate.record import EVALUATION_FORMAT, EvaluationRecord
 
     result, paths = blessed
     record = EvaluationRecord.read(paths["evaluation_json"])
@@ -108,7 +108,7 @@ def test_evaluation_record_and_report(blessed, ingested):
 
 def test_the_model_card_and_the_registry_are_built_from_the_record(blessed):
     from ingot import repository
-    from ingot.evaluate import EvaluationRecord
+    from ingot.evaluate.record import EvaluationRecord
 
     _, paths = blessed
     record = EvaluationRecord.read(paths["evaluation_json"])
@@ -124,7 +124,7 @@ def test_the_model_card_and_the_registry_are_built_from_the_record(blessed):
 
 def test_a_class_below_its_floor_rejects_and_nothing_is_exported(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
     from components.steps import evaluate_step
-    from ingot.evaluate import GateThresholds
+    from ingot.evaluate.gate import GateThresholds
 
     paths = evaluation_dirs("rejected")
     result = evaluate_step(
@@ -144,18 +144,17 @@ def test_a_class_below_its_floor_rejects_and_nothing_is_exported(ingested, train
 
 def test_the_champion_comes_from_the_registry(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
     from components.steps import evaluate_step
-    from ingot.evaluate import GateThresholds
+    from ingot.evaluate.gate import GateThresholds
     from ingot.registry import Registry
-    from ingot.retrain import champion_metrics
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     perfect = {"accuracy": 1.0, "macro_f1": 1.0}
     with Registry.from_url(url) as registry:
-        assert champion_metrics(registry, "tiny") is None  # never registered: nothing to beat
+        assert registry.champion_metrics("tiny") is None  # never registered: nothing to beat
         registry.register_version("tiny", version=1, artifact_uri=str(tmp_path), model_sha256="ab" * 32,
                                   metrics=perfect, gate={"blessed": True, "reasons": []})
         registry.mark_ready("tiny", 1, verify=lambda uri, sha: True)
-        assert champion_metrics(registry, "tiny") == perfect
+        assert registry.champion_metrics("tiny") == perfect
 
     paths = evaluation_dirs("champion")
     result = evaluate_step(
@@ -173,7 +172,7 @@ def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained,
     from kfp import dsl
 
     from components.evaluate.component import evaluate
-    from ingot.retrain import config_parameter
+    from ingot.retrain.config import config_parameter
 
     def artifact(kind, name):
         return kind(name=name, uri=str(tmp_path / name))

@@ -73,7 +73,7 @@ def test_data_report_plots_draw_every_class():
 
 
 def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_folder):
-    from ingot.data import open_dataset_artifact
+    from ingot.data.records import open_dataset_artifact
 
     dataset_dir, _, metadata = ingested
     splits = open_dataset_artifact(str(dataset_dir))
@@ -89,7 +89,7 @@ def test_ingest_writes_a_verified_split_and_returns_its_lineage(ingested, tiny_f
 
 
 def test_data_report_has_class_counts_and_a_3x3_grid_of_training_samples(ingested):
-    from ingot.data import open_dataset_artifact
+    from ingot.data.records import open_dataset_artifact
 
     dataset_dir, report_path, _ = ingested
     page = _Report()
@@ -120,7 +120,7 @@ def test_data_report_has_class_counts_and_a_3x3_grid_of_training_samples(ingeste
 
 
 def test_resolve_config_applies_recipe_overrides_then_pipeline_parameters():
-    from ingot.retrain import resolve_config
+    from ingot.retrain.config import resolve_config
 
     config = resolve_config(RECIPE, ["batch_size=4", "augmentation.zoom=0.2"], architecture="cnn", epochs=9)
     assert (config.epochs, config.batch_size, config.augmentation.zoom) == (9, 4, 0.2)
@@ -138,9 +138,9 @@ def test_resolve_config_applies_recipe_overrides_then_pipeline_parameters():
 
 
 def test_dataset_resolution_and_config_parameter_round_trip():
-    from ingot.retrain import config_parameter, resolve_config, resolve_dataset
+    from ingot.retrain.config import config_parameter, resolve_config, resolve_dataset
     from ingot.settings import DEFAULT_DATASET
-    from ingot.train import TrainConfig
+    from ingot.train.config import TrainConfig
 
     config = resolve_config(RECIPE)
     assert resolve_dataset("  /data/flowers ", config) == "/data/flowers"
@@ -166,8 +166,8 @@ def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_fol
     from kfp import dsl
 
     from components.ingest.component import ingest
-    from ingot.retrain import resolve_config
-    from ingot.train import TrainConfig
+    from ingot.retrain.config import resolve_config
+    from ingot.train.config import TrainConfig
 
     dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"))
     report = dsl.HTML(name="data_report", uri=str(tmp_path / "data_report"))
@@ -184,7 +184,7 @@ def test_component_body_resolves_the_config_and_fills_artifact_metadata(tiny_fol
 
 
 def test_destinations_are_resolved_and_reached_before_training(tmp_path, monkeypatch):
-    from ingot.retrain import check_destinations
+    from ingot.retrain.registry import check_destinations
 
     monkeypatch.delenv("INGOT_MODEL_REPOSITORY", raising=False)
     monkeypatch.delenv("INGOT_REGISTRY_URL", raising=False)

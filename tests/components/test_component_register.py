@@ -63,8 +63,8 @@ def test_a_later_blessed_version_becomes_a_candidate_judged_against_the_champion
     import numpy as np
 
     from components.steps import evaluate_step, publish_step, register_step
-    from ingot.evaluate import GateThresholds
-    from ingot.retrain import MODEL_FILE, TRAINING_JSON
+    from ingot.evaluate.gate import GateThresholds
+    from ingot.train.artifact import MODEL_FILE, TRAINING_JSON
 
     _register(blessed, published, registry_url)
     # A second model: the first one's weights nudged, so its SavedModel (and sha256) differ.
@@ -117,7 +117,7 @@ def test_register_step_verifier_checks_the_registered_digest(published):
 
 def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, tiny_config, evaluation_dirs, registry_url):
     from components.steps import evaluate_step, reject_step
-    from ingot.evaluate import GateThresholds
+    from ingot.evaluate.gate import GateThresholds
     from tests.components.tiny import REJECTING
 
     paths = evaluation_dirs("to-reject")
@@ -139,8 +139,8 @@ def test_rejection_is_recorded_with_its_reasons_once_per_run(ingested, trained, 
 
 def test_steps_refuse_foreign_files_and_unknown_registries(tmp_path, registry_url):
     from components.steps import reject_step
-    from ingot.evaluate import EvaluationRecord
-    from ingot.retrain import open_registry
+    from ingot.evaluate.record import EvaluationRecord
+    from ingot.retrain.registry import open_registry
 
     stray = tmp_path / "stray.json"
     stray.write_text(json.dumps({"hello": "world"}))
@@ -167,7 +167,7 @@ def test_component_bodies_return_the_registry_record_as_json(blessed, published,
 
 
 def test_one_machine_registry_defaults_to_the_environment_then_the_data_dir(tmp_path, monkeypatch):
-    from ingot.retrain import open_registry
+    from ingot.retrain.registry import open_registry
 
     monkeypatch.setenv("INGOT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("INGOT_REGISTRY_URL", f"sqlite:///{tmp_path / 'env.db'}")

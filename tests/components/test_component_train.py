@@ -19,7 +19,7 @@ pytestmark = pytest.mark.xdist_group("tiny-steps")
 
 
 def test_train_step_writes_a_reloadable_model_and_its_summary(trained, ingested):
-    from ingot.retrain import MODEL_FILE, TRAINING_JSON, load_trained
+    from ingot.train.artifact import MODEL_FILE, TRAINING_JSON, load_trained
 
     model_dir, _, metadata = trained
     assert (model_dir / MODEL_FILE).is_file()
@@ -72,7 +72,7 @@ def test_train_step_with_two_workers_runs_them_locally_off_a_cluster(ingested, t
     """workers > 1 and no cluster (kfp's local runner): the step starts local worker processes
     and writes the chief's model as its Model artifact, with the same metadata as one process."""
     from components.steps import train_step
-    from ingot.retrain import MODEL_FILE, load_trained
+    from ingot.train.artifact import MODEL_FILE, load_trained
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     config = tiny_config.with_overrides(["distribution=multi_worker", "workers=2", "epochs=2"])

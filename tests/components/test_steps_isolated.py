@@ -31,7 +31,7 @@ def _run_step(name: str, private: Path, code: str) -> str:
            if key not in ("DATASET_ROOT", "HOME", "TMPDIR", "INGOT_DATA_DIR", "INGOT_MODEL_REPOSITORY")}
     env.update(DATASET_ROOT=str(private / "datasets"), HOME=str(private / "home"), TMPDIR=str(private / "tmp"),
                INGOT_DATA_DIR=str(private / "home" / ".ingot"), TF_CPP_MIN_LOG_LEVEL="2")
-    header = f"import json\nfrom ingot.train import TrainConfig\nconfig = TrainConfig.from_dict({RECIPE!r})\n"
+    header = f"import json\nfrom ingot.train.config import TrainConfig\nconfig = TrainConfig.from_dict({RECIPE!r})\n"
     done = subprocess.run([sys.executable, "-c", header + textwrap.dedent(code)], cwd=private, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, f"{name} step failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -67,7 +67,7 @@ def test_steps_in_separate_pods_share_only_artifacts(tmp_path):
     shutil.rmtree(train_pod)
 
     out = _run_step("evaluate", tmp_path / "evaluate-pod", f"""
-        from ingot.evaluate import GateThresholds
+        from ingot.evaluate.gate import GateThresholds
         from components.steps import evaluate_step
         result = evaluate_step({str(artifacts / 'dataset')!r}, {str(artifacts / 'model')!r}, config,
                                GateThresholds(min_accuracy=0.0, min_class_f1=0.0, max_regression=1.0),

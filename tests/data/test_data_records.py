@@ -138,7 +138,7 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
 
 
 def test_record_pipeline_feeds_the_same_pixels_as_the_file_pipeline(folder_splits, tmp_path):
-    from ingot.data import make_tf_dataset
+    from ingot.data.pipeline import make_tf_dataset
 
     common = {"image_size": (12, 12), "batch_size": 4, "training": False}
     from_files = np.concatenate([x.numpy() for x, _ in make_tf_dataset(folder_splits.test, **common)])

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from ingot.data import sources
+from ingot.data.cifar10 import load_cifar10, load_keras_cifar10
 from ingot.data.sources import (
     ensure_digits_folder,
-    load_cifar10,
     load_dataset,
     load_image_folder,
-    load_keras_cifar10,
 )
 from ingot.errors import DataError
 

@@ -43,7 +43,8 @@ def test_trains_blesses_and_publishes_above_090(first_run):
 def test_published_model_answers_same_from_pixels_and_png(first_run):
     import tensorflow as tf
 
-    from ingot.data import decode_and_resize, open_dataset_artifact
+    from ingot.data.preprocess import decode_and_resize
+    from ingot.data.records import open_dataset_artifact
 
     _code, root, repository = first_run
     artifact = open_dataset_artifact(str(root / "run1" / "dataset"))

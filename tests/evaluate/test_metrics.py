@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingot.errors import ConfigError, DataError, ModelError
-from ingot.evaluate import (
+from ingot.evaluate.metrics import (
     EvaluationReport,
     evaluate_model,
     evaluate_predictions,
@@ -220,7 +220,7 @@ def test_drift_baseline_of_a_model():
 
 
 def test_evaluate_model_on_labelled_images_and_arrays():
-    from ingot.data import LabelledImages
+    from ingot.data.dataset import LabelledImages
 
     labels = np.array([0, 1, 2, 1], dtype=np.int64)
     images = colour_images(labels)

@@ -49,9 +49,8 @@ def train(model, seed=0):
 def model_card_for(model, *, name="colours", seed=1):
     import tensorflow as tf
 
-    from ingot.evaluate import evaluate_model
     from ingot.evaluate.drift import DriftBaseline
-    from ingot.evaluate.metrics import predict_labelled
+    from ingot.evaluate.metrics import evaluate_model, predict_labelled
 
     labels = np.tile(np.arange(len(CLASSES)), 10)
     dataset = tf.data.Dataset.from_tensor_slices((colour_images(labels, seed=seed), labels)).batch(16)
@@ -80,7 +79,7 @@ def trained_model():
 @pytest.fixture(scope="session")
 def exported(trained_model, tmp_path_factory):
     """(export path, the model card passed in) for the trained model."""
-    from ingot.export import export_saved_model
+    from ingot.export.saved_model import export_saved_model
 
     card = model_card_for(trained_model)
     path = export_saved_model(
@@ -96,7 +95,7 @@ def exported(trained_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def other_export(tmp_path_factory):
     """A second, different model (other seed, untrained) for publishing a second version."""
-    from ingot.export import export_saved_model
+    from ingot.export.saved_model import export_saved_model
 
     model = tiny_model(seed=3)
     return export_saved_model(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingot.errors import ModelError
-from ingot.export import export_saved_model
+from ingot.export.saved_model import export_saved_model
 
 from .conftest import CLASSES, SIZE, model_card_for
 

@@ -11,7 +11,8 @@ import pytest
 
 from ingot import repository, storage
 from ingot.errors import PublishError
-from ingot.export import publish, publishing
+from ingot.export import publishing
+from ingot.export.publishing import publish
 
 
 @pytest.fixture

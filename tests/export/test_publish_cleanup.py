@@ -14,11 +14,12 @@ import time
 import pytest
 
 from ingot import repository
-from ingot.export import publish, publishing
+from ingot.export import publishing
+from ingot.export.publishing import publish
 
 PUBLISH = """
 import sys
-from ingot.export import publish
+from ingot.export.publishing import publish
 publish(sys.argv[1], sys.argv[2], "colours")
 """
 

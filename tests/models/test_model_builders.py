@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from ingot.errors import ConfigError, ModelError
-from ingot.models import (
-    ARCHITECTURES,
-    TRANSFER_ARCHITECTURES,
-    backbone_of,
-    build_model,
-    minimum_image_size,
-    unfreeze_top_layers,
-)
+from ingot.models.builders import backbone_of, build_model, unfreeze_top_layers
+from ingot.models.catalog import ARCHITECTURES, TRANSFER_ARCHITECTURES, minimum_image_size
 
 pytestmark = [
     # Keras 3.15 warns about weight-free containers of nested functional models on every load.

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect
 
-from ingot.monitor.launch import Recipe, refresh, start_kfp
+from ingot.monitor.launch import Recipe
 from ingot.monitor.triggers import (
     FAILED,
     KFP,
@@ -25,6 +25,7 @@ from ingot.monitor.triggers import (
     drift_triggers,
 )
 from ingot.registry import Registry
+from pipelines.launch import refresh, start_kfp
 from tests.components.tiny import RECIPE
 from tests.pipelines.kfp_api import fake_kfp_api
 
@@ -126,7 +127,7 @@ def test_the_cluster_trigger_submits_the_champions_recipe_and_follows_the_run(re
 @pytest.mark.slow
 @pytest.mark.xdist_group("pipeline-local-runs")
 def test_the_local_trigger_really_runs_the_pipeline_in_the_background_and_records_it(tmp_path):
-    from ingot.monitor.launch import start_local
+    from pipelines.launch import start_local
     from tests.components.tiny import BLESSING, write_image_folder
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"

@@ -56,14 +56,14 @@ def model_card(name: str = MODEL) -> dict:
 
 
 def export(model, directory: Path, *, warmup_batch_sizes=(1, 2, 4)) -> Path:
-    from ingot.export import export_saved_model
+    from ingot.export.saved_model import export_saved_model
 
     return export_saved_model(model, directory, class_names=CLASSES, image_size=SIZE,
                               model_card=model_card(), warmup_batch_sizes=warmup_batch_sizes)
 
 
 def publish(export_dir: Path, base: Path, name: str = MODEL) -> int:
-    from ingot.export import publish as publish_version
+    from ingot.export.publishing import publish as publish_version
 
     return publish_version(export_dir, base, name).version
 

@@ -43,7 +43,8 @@ def test_two_local_workers_train_one_model_above_090(tmp_path, capsys):
 
 
 def test_a_killed_worker_restarts_the_group_from_its_backup(tmp_path):
-    from ingot.retrain import ingest, resolve_config
+    from ingot.retrain.config import resolve_config
+    from ingot.retrain.steps import ingest
     from ingot.train.distributed import run_local_workers
 
     config = resolve_config({"architecture": "cnn", "image_size": [20, 20], "epochs": 4, "batch_size": 64,
@@ -82,7 +83,7 @@ def test_a_killed_worker_restarts_the_group_from_its_backup(tmp_path):
 
 
 def test_a_worker_that_fails_for_good_is_named_with_its_log(tmp_path):
-    from ingot.retrain import resolve_config
+    from ingot.retrain.config import resolve_config
     from ingot.train.distributed import WorkerError, run_local_workers
 
     config = resolve_config({"distribution": "multi_worker", "workers": 2})

@@ -202,7 +202,7 @@ def test_a_job_that_never_finishes_times_out(kube):
 def test_the_train_step_collects_the_chiefs_model(kube, tmp_path):
     """train_with_tfjob: submits, waits, then copies what the chief wrote to the staging URI."""
     from components.steps import ClusterTraining, train_with_tfjob
-    from ingot.train import TrainConfig
+    from ingot.train.config import TrainConfig
 
     cluster = ClusterTraining(dataset_uri=str(tmp_path / "dataset"), model_uri=str(tmp_path / "model"),
                               image="img:1", namespace="team-b", run_id="run-9", gpus_per_worker=1)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingot.data import AugmentationConfig
+from ingot.data.preprocess import AugmentationConfig
 from ingot.errors import ConfigError
-from ingot.train import TrainConfig, valid_keys
+from ingot.train.config import TrainConfig, valid_keys
 
 REPO = Path(__file__).resolve().parents[2]
 # configs/ also holds the rollout controller's policy; every other YAML file there is a recipe.
@@ -173,6 +173,7 @@ def test_missing_recipe_file(tmp_path):
 
 
 def test_config_import_does_not_import_tensorflow():
-    code = "import sys, ingot.train, ingot.models; ingot.train.TrainConfig(); print('tensorflow' in sys.modules)"
+    code = ("import sys, ingot.train, ingot.models, ingot.train.config, ingot.models.catalog; "
+            "ingot.train.config.TrainConfig(); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

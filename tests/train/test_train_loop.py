@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingot.data import LabelledImages
+from ingot.data.dataset import LabelledImages
 from ingot.data.splits import split_dataset
 from ingot.errors import DataError
-from ingot.train import TrainConfig, train_model
+from ingot.train.config import TrainConfig
+from ingot.train.trainer import train_model
 
 # Keras's TF backend converts tensors with np.array(x, copy=False) fallbacks (NumPy 2 notice).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -48,7 +49,7 @@ def _config(**overrides) -> TrainConfig:
 
 
 def _validation(splits, config):
-    from ingot.data import make_tf_dataset
+    from ingot.data.pipeline import make_tf_dataset
 
     return make_tf_dataset(
         splits.validation, image_size=config.image_size, batch_size=config.batch_size, training=False, seed=0
@@ -144,7 +145,7 @@ def test_early_stopping_returns_the_best_epoch_not_the_last(splits, tmp_path):
 def test_transfer_recipe_runs_the_fine_tune_stage_at_a_tenth_of_the_learning_rate(small_splits, capsys):
     import keras
 
-    from ingot.models import backbone_of
+    from ingot.models.builders import backbone_of
 
     config = TrainConfig.from_yaml(REPO / "configs" / "flowers-mobilenet.yaml").with_overrides(
         ["weights=none", f"image_size={SIZE + 8}", "epochs=1", "fine_tune_epochs=1", "fine_tune_layers=12",

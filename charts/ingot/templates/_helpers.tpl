@@ -58,7 +58,7 @@ ingot.dev/variant: {{ .variant }}
 {{- printf "%s-%s" (include "ingot.fullname" .root) .variant | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The model config ConfigMap of one variant (the retraining pipeline patches it by this name). */}}
+{{/* The model config ConfigMap of one variant (the rollout controller patches it by this name). */}}
 {{- define "ingot.modelConfigName" -}}
 {{- printf "%s-%s-model-config" (include "ingot.fullname" .root) .variant | trunc 63 | trimSuffix "-" }}
 {{- end }}

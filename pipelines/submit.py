@@ -1,7 +1,7 @@
-"""Submit ingot-retrain to a Kubeflow Pipelines API endpoint, and ask it how a run is doing;
-and the registry URL a local run's steps get.
+"""Submit ingot-retrain to a Kubeflow Pipelines API endpoint, and ask it how a run is doing.
 
-The one implementation behind `ingot pipeline run [--host]` and the drift monitor's triggers. kfp is imported inside the functions, so importing this module costs nothing.
+The one implementation behind `ingot pipeline run --host` and the drift monitor's cluster
+triggers. kfp is imported inside the functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ingot import settings
 from ingot.errors import ConfigError, IngotError
+from pipelines.request import PipelineRequest
 
-TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 # KFP v2beta1 run states that mean the run will not change any more.
 FINISHED_STATES = {"SUCCEEDED": "succeeded", "SKIPPED": "succeeded", "FAILED": "failed", "CANCELED": "failed",
                    "CANCELING": "failed"}
@@ -52,7 +53,7 @@ def client(host: str, namespace: str | None = None) -> Any:
 
 def submit_pipeline(
     host: str,
-    arguments: dict[str, Any],
+    request: PipelineRequest,
     *,
     image: str | None = None,
     run_name: str | None = None,
@@ -60,21 +61,20 @@ def submit_pipeline(
     namespace: str | None = None,
     service_account: str | None = None,
 ) -> SubmittedRun:
-    """Compile ingot-retrain and start one run of it with `arguments` (the pipeline's parameters).
+    """Compile ingot-retrain and start one run of it with the request's parameters.
 
     Network, HTTP and API errors become one IngotError line naming the host.
     """
     from pipelines.retrain import build_pipeline
 
     host = check_host(host)
-    model_name = arguments.get("model_name", "")
-    run_name = run_name or f"ingot-retrain {model_name} {datetime.now().strftime('%Y-%m-%d %H-%M-%S')}"
+    run_name = run_name or f"ingot-retrain {request.model_name} {datetime.now().strftime('%Y-%m-%d %H-%M-%S')}"
     noise = io.StringIO()  # kfp prints its own "Experiment details"/"Run details" lines
     try:
         kfp_client = client(host, namespace)
         with contextlib.redirect_stdout(noise), _quiet_warnings():
             result = kfp_client.create_run_from_pipeline_func(
-                build_pipeline(image), arguments=arguments, run_name=run_name,
+                build_pipeline(image), arguments=request.arguments(), run_name=run_name,
                 experiment_name=experiment, namespace=namespace, service_account=service_account,
             )
     except IngotError:
@@ -95,22 +95,10 @@ def run_state(host: str, run_id: str, namespace: str | None = None) -> str:
     return str(getattr(run, "state", None) or "UNKNOWN")
 
 
-def local_registry_url(url: str | None) -> str:
-    """The registry URL local steps (subprocesses) get: given, else the default, with a relative
-    SQLite path made absolute."""
-    from ingot.registry import default_url, normalize_url
-
-    parsed = normalize_url(url or default_url())
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
-            and not parsed.database.startswith("file:"):
-        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
-    return parsed.render_as_string(hide_password=False)
-
-
 def _token_credentials() -> Any:
     """The projected service-account token at $KF_PIPELINES_SA_TOKEN_PATH, when one is mounted (a
     pod submitting runs, e.g. the retrain CronJob); kfp.Client skips it whenever a host is given."""
-    path = os.environ.get(TOKEN_PATH_ENV, "")
+    path = os.environ.get(settings.KFP_TOKEN_PATH_ENV, "")
     if not path or not Path(path).is_file():
         return None
     from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
