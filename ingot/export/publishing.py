@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,13 +33,13 @@ from typing import Any
 
 from ingot import repository, storage
 from ingot.errors import IngotError, PublishError
+from ingot.protocol.names import check_model_name
 
 LOCK_FILE = ".publish.lock"
 STAGING_PREFIX = ".tmp-"
 OWNER_SUFFIX = ".owner"
 OWNERLESS_STALE_S = 24 * 3600  # a staging directory without an owner file (an older Ingot)
 ORPHAN_OWNER_STALE_S = 60  # an owner file whose publisher died before creating its directory
-_MODEL_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,7 @@ class PublishedVersion:
 
 def validate_model_name(name: str) -> str:
     """Model names become directory names, URL path segments and Kubernetes label values."""
-    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
-        raise PublishError(
-            f"model name {name!r} is not valid; use 1-63 lowercase letters, digits, '-' or '_', "
-            "starting and ending with a letter or digit (no slashes or dots)"
-        )
-    return name
+    return check_model_name(name, error=PublishError)
 
 
 @contextlib.contextmanager

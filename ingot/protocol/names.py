@@ -2,8 +2,9 @@
 
 Two rules, each defined once:
 - `MODEL_NAME`: a model Ingot creates (published, registered, routed, rolled out). It becomes a
-  directory name, a URL path segment and a Kubernetes label value, so it follows the label-value
-  rule: 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.
+  directory name, a URL path segment and part of Kubernetes resource and label names, so it is
+  1-63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the
+  rule publishing has always enforced, so every published model already follows it).
 - `WIRE_NAME`: what a request may carry as a model name or version label before anything is
   looked up or allocated for it (bounded, so a caller cannot grow memory with long names).
 
@@ -17,9 +18,9 @@ import re
 
 from ingot.errors import ConfigError
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+MODEL_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 MODEL_NAME_RULE = (
-    "1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (no slashes)"
+    "1-63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (no slashes or dots)"
 )
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WIRE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

@@ -9,7 +9,6 @@ never shows a state the row did not have.
 from __future__ import annotations
 
 import itertools
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ingot.db import migrate, utc_now
 from ingot.errors import ConfigError, IngotError, NotFoundError
+from ingot.protocol.names import EXPERIMENT_NAME
 from ingot.rollout.migrations import HISTORY
 from ingot.rollout.schema import RolloutLeaseRow, RolloutRow, RolloutTransitionRow
 
@@ -39,7 +39,6 @@ NEXT_STATES: dict[str, frozenset[str]] = {
     "promoting": frozenset({"promoted"}),
     "rolling_back": frozenset({"rolled_back", "inconclusive", "aborted"}),
 }
-_EXPERIMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class TransitionConflict(IngotError):
@@ -143,7 +142,7 @@ class RolloutStore:
         """A new rollout in `pending`; refused while another of the same model is unfinished."""
         steps = check_steps(steps)
         experiment = experiment or experiment_id(model, challenger, champion)
-        if not _EXPERIMENT_PATTERN.match(experiment):
+        if not EXPERIMENT_NAME.fullmatch(experiment):
             raise ConfigError(f"experiment id {experiment!r} is invalid; expected letters, digits, '.', '_', '-'")
         if champion == challenger:
             raise ConfigError(f"challenger version {challenger} is already the champion of {model}")
