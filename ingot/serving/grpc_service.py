@@ -206,7 +206,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         response = model_management_pb2.ReloadConfigResponse()
         try:
-            await self.backend.reload_config(request.config)
+            await self.backend.reload_config(request.config, peer=context.peer())
         except ServingError as err:
             response.status.error_code = int(err.code)
             response.status.error_message = err.message
