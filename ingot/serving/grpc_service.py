@@ -48,7 +48,7 @@ def _fail(context: grpc.aio.ServicerContext, err: ServingError) -> None:
 def _model_spec(spec: Any) -> ModelSpec:
     version = spec.version.value if spec.HasField("version") else None
     label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
-    return ModelSpec(spec.name, version, label)
+    return ModelSpec(spec.name, version, label).check_wire()
 
 
 def _context(front: FrontEnd, context: grpc.aio.ServicerContext) -> RequestContext:

@@ -52,6 +52,7 @@ class ModelServer:
         self.options = options
         self.metrics = ServingMetrics()
         self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state, metrics=self.metrics)
+        self.metrics.model_known = self.manager.is_configured
         roots = options.model_roots if options.model_roots is not None else model_roots(options.model_config)
         self.backend = LocalBackend(self.manager, allow_reload=options.allow_model_config_reload, model_roots=roots)
         self.front = FrontEnd(self.backend, self.metrics, options.limits)
