@@ -10,7 +10,13 @@
    503/504 and 501, non-JSON 4xx, gRPC UNKNOWN/INTERNAL, peak RSS (VmHWM), and how many log
    lines the flood produced.
 
-    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000]
+4. Issue 16's attacks: 30 gRPC requests with 4 MiB model names and 30 with 4 MiB version labels
+   against `ingot serve` and against an `ingot gateway` process in front of it (RSS growth, metrics
+   page size; target < 32 MiB), a model config reload, an empty feedback token file, a feedback
+   body in two TCP segments, and the rollout judge endpoint (`Content-Length: -1`, an idle
+   connection).
+
+    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16]
 """
 
 from __future__ import annotations
@@ -460,11 +466,165 @@ def run_fuzz(server: Server, rest_cases: int, grpc_cases: int, seed: int) -> dic
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- issue 16
+
+HUGE = 4 << 20
+
+
+def huge_name_payloads(kind: str) -> list[tuple[str, bytes]]:
+    """30 (method, serialized request) with a 4 MiB model name (`kind` "name") or version label."""
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+
+    out = []
+    for index in range(30):
+        filler = (b"%02d" % index).decode() * (HUGE // 2)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = filler if kind == "name" else MODEL
+        if kind == "label":
+            request.model_spec.version_label = filler
+        if kind == "name" and index % 2 == 0:
+            status = get_model_status_pb2.GetModelStatusRequest(model_spec=request.model_spec)
+            out.append(("/tensorflow.serving.ModelService/GetModelStatus", status.SerializeToString()))
+        else:
+            out.append((PREDICT, request.SerializeToString()))
+    return out
+
+
+def process_rss(pid: int, key: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def name_attacks(label: str, pid: int, grpc_port: int, rest_port: int) -> None:
+    """RSS growth of 30 × 4 MiB names and 30 × 4 MiB labels (and after the first 4, the allocator's
+    high-water mark), the codes, and the metrics page before and after."""
+    page_before = len(http_request("GET", "/monitoring/prometheus/metrics", port=rest_port)[2])
+    for kind in ("name", "label"):
+        payloads = huge_name_payloads(kind)
+        start = process_rss(pid)
+        codes: Counter = Counter()
+        warm = start
+        for index, (method, payload) in enumerate(payloads):
+            code, _ = grpc_call(grpc_port, method, payload)
+            codes[code] += 1
+            if index == 3:
+                warm = process_rss(pid)
+        end = process_rss(pid)
+        print(f"  {label:14s} 30 x 4 MiB model {kind + 's':6s} {dict(codes)} | RSS {(end - start) / 2**20:+6.1f} MiB "
+              f"(after the first 4: {(end - warm) / 2**20:+6.1f} MiB)")
+    page_after = len(http_request("GET", "/monitoring/prometheus/metrics", port=rest_port)[2])
+    print(f"  {label:14s} metrics page {page_before} -> {page_after} bytes")
+
+
+def issue16(server: Server, workdir: Path) -> None:
+    import yaml
+
+    print("\n4. issue 16 attacks")
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    reload = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(f'model_config_list {{ config {{ name: "evil" base_path: "{workdir}" '
+                      'model_platform: "tensorflow" } }', reload.config)
+    code, details = grpc_call(server.grpc_port, "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+                              reload.SerializeToString())
+    print(f"  ingot serve    HandleReloadConfigRequest: {code} ({details[:90]})")
+    name_attacks("ingot serve", server.process.pid, server.grpc_port, server.rest_port)
+
+    routes = workdir / "routes.yaml"
+    upstream = {"rest": f"http://127.0.0.1:{server.rest_port}", "grpc": f"127.0.0.1:{server.grpc_port}", "version": 1}
+    table = {"model": MODEL, "experiment": "bench", "weights": {"challenger": 0}, "mirror": 0,
+             "upstreams": {"champion": upstream}, "feedback_token_file": ""}
+    routes.write_text(yaml.safe_dump(table))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    token = workdir / "empty-token"
+    token.write_text("")
+    bad_routes = workdir / "routes-empty-token.yaml"
+    bad_routes.write_text(yaml.safe_dump({**table, "feedback_token_file": str(token)}))
+    refused = subprocess.run([sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(bad_routes),
+                              "--port", str(free_port()), "--rest_api_port", str(free_port())],
+                             capture_output=True, text=True, timeout=120, env=env)
+    print(f"  ingot gateway  empty token file: exit {refused.returncode}, {len(refused.stderr.splitlines())} line: "
+          f"{refused.stderr.strip()[:110]}")
+
+    rest, grpc_port = free_port(), free_port()
+    log = open(workdir / "gateway.log", "w+")
+    gateway = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(routes),
+                                "--port", str(grpc_port), "--rest_api_port", str(rest),
+                                "--log-url", f"sqlite:///{workdir / 'log.db'}", "--log_level", "WARNING"],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http_request("GET", "/readyz", port=rest)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or gateway.poll() is not None:
+                raise RuntimeError("ingot gateway did not become ready")
+            time.sleep(0.2)
+        name_attacks("ingot gateway", gateway.pid, grpc_port, rest)
+        image = [[[[0, 0, 0]] * SIZE[1]] * SIZE[0]]
+        _, headers, _ = http_request("POST", f"/v1/models/{MODEL}:predict", json.dumps({"instances": image}).encode(),
+                                     {"Content-Type": "application/json"}, port=rest)
+        request_id = headers["x-ingot-request-id"]
+        body = json.dumps({"request_id": request_id, "row": 0, "label": 0}).encode()
+        head = (f"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        status = 404
+        for _ in range(50):  # the row is written a moment after the answer
+            with socket.create_connection(("127.0.0.1", rest), timeout=30) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(head + body[:30])
+                time.sleep(0.3)
+                sock.sendall(body[30:])
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            status = int(answer.split(b" ", 2)[1])
+            if status != 404:
+                break
+        print(f"  ingot gateway  {len(body)}-byte feedback body in two TCP segments 0.3 s apart: {status}")
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+        log.close()
+
+    port = free_port()
+    judge = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", "rollout", "run", "--port", str(port),
+                              "--interval", "5"], env={**env, "INGOT_REGISTRY_URL": f"sqlite:///{workdir / 'reg.db'}"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http_request("GET", "/healthz", port=port)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the judge endpoint did not come up")
+            time.sleep(0.1)
+        status, _, _, seconds = raw_exchange(port, b"POST /v1/rollouts/x/gate/promote HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Content-Length: -1\r\n\r\n", timeout=60)
+        print(f"  rollout judge  Content-Length: -1: {status} after {seconds:.2f} s")
+        _, _, _, seconds = raw_exchange(port, b"", timeout=60)
+        print(f"  rollout judge  idle connection closed by the server after {seconds:.1f} s (default --judge-timeout 10)")
+    finally:
+        judge.terminate()
+        judge.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rest-cases", type=int, default=10_000)
     parser.add_argument("--grpc-cases", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--only-issue16", action="store_true", help="run only section 4 (issue 16's attacks)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -480,6 +640,9 @@ def main() -> None:
                 idle.append(time.perf_counter() - t)
             idle_p50, idle_max = float(np.median(idle)) * 1000, max(idle) * 1000
             print(f"baseline: idle /healthz p50 {idle_p50:.1f} ms, max {idle_max:.1f} ms; server RSS {server.rss >> 20} MiB")
+            if args.only_issue16:
+                issue16(server, workdir)
+                return
 
             print("\n1. hostile shapes (defect number, shape): answer | RSS growth | worst /healthz during | ratio to idle max")
             for label, size, attack in hostile_shapes(server):
@@ -520,6 +683,7 @@ def main() -> None:
                   f"peak RSS (VmHWM) {server.status('VmHWM') >> 20} MiB")
             print(f"  log during the fuzz run: {len(flood.splitlines())} lines, {len(flood)} bytes, "
                   f"{flood.count('Traceback')} tracebacks")
+            issue16(server, workdir)
         finally:
             server.stop()
 

@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     token = settings.feedback_token()
     if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from None
+        from ingot.storage import read_token_file
+
+        token = read_token_file(args.token_file, what="--token-file")
     if args.row < 0:
         raise ConfigError(f"--row must be a non-negative integer, got {args.row}")
     url = args.gateway or settings.gateway()

@@ -39,20 +39,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--routes-poll-seconds", type=float, default=2.0, help="how often to check the routing table (default 2)")
     add("--upstream-timeout-seconds", type=float, default=30.0,
         help="deadline of a forwarded request when the caller sets none (default 30)")
+    add("--mirror-max-bytes", type=int, default=64 << 20,
+        help="bytes all mirrored copies in flight may hold together (request and decoded inputs); "
+        "copies beyond it are dropped and counted (default 64 MiB)")
     add_limit_flags(add)
     parser.set_defaults(handler=run)
 
 
 def gateway_options(args: argparse.Namespace) -> Any:
     """Flags → GatewayOptions, checking the routing table and every number before binding anything."""
-    from ingot.gateway.routing import load_routing_table
+    from ingot.gateway.routing import check_token_files, load_routing_table
     from ingot.gateway.server import GatewayOptions
 
-    load_routing_table(args.routes)  # a broken table stops here with its error
+    check_token_files(load_routing_table(args.routes))  # a broken table or token file stops here
     check_listen(args)
     limits = request_limits(args)
     if args.log_queue_size < 1:
         raise ConfigError("--log-queue-size must be positive")
+    if args.mirror_max_bytes < 0:
+        raise ConfigError("--mirror-max-bytes must be 0 or more")
     if args.routes_poll_seconds <= 0 or args.upstream_timeout_seconds <= 0:
         raise ConfigError("--routes-poll-seconds and --upstream-timeout-seconds must be positive")
     if args.log_enabled and args.log_url:
@@ -65,7 +70,7 @@ def gateway_options(args: argparse.Namespace) -> Any:
         log_enabled=args.log_enabled, log_url=args.log_url, log_jsonl=args.log_jsonl,
         log_queue_size=args.log_queue_size, model_repository=args.model_repository,
         routes_poll_s=args.routes_poll_seconds, upstream_timeout_s=args.upstream_timeout_seconds,
-        limits=limits,
+        limits=limits, max_mirror_bytes=args.mirror_max_bytes,
         rest_timeout_s=timeout_s, shutdown_grace_s=args.shutdown_grace_seconds,
     )
 

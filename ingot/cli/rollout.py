@@ -75,7 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--once", action="store_true", help="one pass, then exit (for a CronJob)")
     run.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--port", type=int, default=None, help="serve the judge endpoint and metrics on this port")
-    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="address the judge endpoint binds (default 127.0.0.1; in a pod, its own address)")
+    run.add_argument("--judge-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="close a judge connection that sends nothing for this long (default 10)")
     run.add_argument("--lease-ttl", type=float, default=60.0, metavar="SECONDS",
                      help="how long this controller's lease on a model lasts without renewal")
     run.set_defaults(handler=run_loop)
@@ -263,7 +266,8 @@ def run_loop(args: argparse.Namespace) -> int:
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server = JudgeServer(controller, metrics, args.host, args.port).start() if args.port is not None else None
+    server = (JudgeServer(controller, metrics, args.host, args.port, timeout_s=args.judge_timeout).start()
+              if args.port is not None else None)
     try:
         while not stop.is_set():
             try:

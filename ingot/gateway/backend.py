@@ -57,6 +57,7 @@ class GatewayBackend(Backend):
         classes: ClassCatalog,
         default_timeout_s: float = 30.0,
         max_mirrors_in_flight: int = 32,
+        max_mirror_bytes: int = 64 << 20,
         rng: random.Random | None = None,
     ) -> None:
         self._table = table
@@ -66,7 +67,8 @@ class GatewayBackend(Backend):
         self._rng = rng or random.Random()
         self.chooser = Chooser(pool, metrics, self._rng)
         self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes)
-        self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight)
+        self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight,
+                             max_bytes_in_flight=max_mirror_bytes)
         self.reads = Reads(self.chooser, default_timeout_s)
 
     def _state(self, ctx: RequestContext) -> RequestState:

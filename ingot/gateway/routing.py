@@ -254,6 +254,20 @@ def dump(table: RoutingTable | Mapping[str, Any]) -> str:
     return yaml.safe_dump(checked.as_dict(), sort_keys=False)
 
 
+def check_token_files(table: RoutingTable) -> RoutingTable:
+    """The table when every token file it names holds a usable token (at least 32 bytes);
+    otherwise RoutingError naming the file. Only the gateway calls this (the files are its own)."""
+    from ingot.errors import ConfigError
+    from ingot.storage import read_token_file
+
+    if table.feedback_token_file:
+        try:
+            read_token_file(table.feedback_token_file, what="routing table feedback_token_file")
+        except ConfigError as err:
+            raise RoutingError(str(err)) from None
+    return table
+
+
 class RoutingTableWatcher:
     """Re-reads the routing file when its content changes; keeps the last good table on a broken edit.
 
@@ -263,7 +277,7 @@ class RoutingTableWatcher:
 
     def __init__(self, path: str | Path, *, on_change: Callable[[RoutingTable], None] | None = None) -> None:
         self.path = Path(path)
-        self.table = load_routing_table(self.path)
+        self.table = check_token_files(load_routing_table(self.path))
         self._on_change = on_change
         self._seen = self.table.digest
         self.reloads = 0
@@ -285,7 +299,7 @@ class RoutingTableWatcher:
             return False
         self._seen = digest
         try:
-            table = parse(text)
+            table = check_token_files(parse(text))
         except RoutingError as err:
             self.rejections += 1
             log.error("routing table %s edit refused, keeping the last good table: %s", self.path, err)

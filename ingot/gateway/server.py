@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ingot.gateway.backend import GatewayBackend
@@ -50,6 +49,7 @@ class GatewayOptions:
     upstream_timeout_s: float = 30.0
     upstream_connections: int = 256
     max_mirrors_in_flight: int = 32
+    max_mirror_bytes: int = 64 << 20  # bytes all mirrored copies in flight may hold together
     shutdown_grace_s: float = 30.0
     grpc_max_message_bytes: int = 64 << 20
 
@@ -104,10 +104,11 @@ class Gateway:
         self.backend = GatewayBackend(
             lambda: self.watcher.table, self.pool, sink=_FanOut(self.sinks) if self.sinks else None,
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
-            max_mirrors_in_flight=options.max_mirrors_in_flight,
+            max_mirrors_in_flight=options.max_mirrors_in_flight, max_mirror_bytes=options.max_mirror_bytes,
         )
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
+        self.serving_metrics.model_known = lambda name: name == self.watcher.table.model
         self.front = FrontEnd(self.backend, self.serving_metrics, options.limits)
         self.front.on_predict_error(self.backend.record_refused)
         self.listeners = Listeners(
@@ -186,12 +187,18 @@ class Gateway:
         path = self.watcher.table.feedback_token_file
         if not path:
             return None
+        from ingot.errors import ConfigError
+        from ingot.storage import read_token_file
+
         try:
             mtime = os.stat(path).st_mtime
             if self._token_cache is None or self._token_cache[:2] != (path, mtime):
-                self._token_cache = (path, mtime, Path(path).read_text().strip())
+                self._token_cache = (path, mtime, read_token_file(path, what="the feedback token file"))
         except OSError as err:
             raise PermissionError(f"the feedback token file {path} cannot be read: {err.strerror}") from None
+        except ConfigError as err:  # emptied or shortened while running: refuse, never accept
+            self._token_cache = None
+            raise PermissionError(str(err)) from None
         return self._token_cache[2]
 
     async def feedback(self, request: Any) -> Any:
@@ -216,7 +223,9 @@ class Gateway:
         if token is not None:
             sent = request.headers.get("Authorization", "")
             scheme, _, given = sent.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            given = given.strip()
+            if (scheme.lower() != "bearer" or not given or not token
+                    or not hmac.compare_digest(given.encode(), token.encode())):
                 return answer(401, "feedback needs 'Authorization: Bearer <token>' with the gateway's feedback token",
                               **{"WWW-Authenticate": 'Bearer realm="ingot-feedback"'})
         if self.log_store is None:
@@ -224,9 +233,12 @@ class Gateway:
         if request.content_length is not None and request.content_length > MAX_FEEDBACK_BYTES:
             return answer(413, f"feedback body exceeds the limit of {MAX_FEEDBACK_BYTES} bytes")
         try:
-            body = await request.content.read(MAX_FEEDBACK_BYTES + 1)
-            if len(body) > MAX_FEEDBACK_BYTES:
-                return answer(413, f"feedback body exceeds the limit of {MAX_FEEDBACK_BYTES} bytes")
+            body = await self._feedback_body(request)
+        except _BodyRefused as err:
+            if err.status == 408:
+                request.protocol.force_close()
+            return answer(err.status, str(err))
+        try:
             import orjson
 
             try:
@@ -234,13 +246,17 @@ class Gateway:
             except orjson.JSONDecodeError as err:
                 raise InvalidFeedback(f"feedback body is not JSON: {err}") from None
             items = parse_feedback(document)
-            stored = await asyncio.to_thread(self._record_feedback, items)
+            _no_repeated_rows(items, InvalidFeedback)
+            classes = self.classes if not all(_is_class_id(item.label) for item in items) else self.classes.by_id
+            stored = await asyncio.to_thread(self._record_feedback, items, classes)
         except InvalidFeedback as err:
             return answer(400, str(err))
         except NotFoundError as err:
             return answer(404, str(err))
         except LabelConflict as err:
-            return answer(409, str(err))
+            # Never the stored label: it is someone else's answer.
+            return answer(409, f"{_conflicting_row(str(err))} is already labelled with a different label; "
+                               "labels are never overwritten")
         except _LogUnavailable as err:
             return answer(503, f"the inference log is unavailable, try again later: {err}")
         for label in stored:
@@ -249,20 +265,84 @@ class Gateway:
                                            "correct" if label.correct else "incorrect").inc()
         return _json(200, {"labels": [label.as_json() for label in stored]})
 
-    def _record_feedback(self, items: Any) -> Any:
+    async def _feedback_body(self, request: Any) -> bytes:
+        """The whole body, however many TCP segments it arrives in, within the size limit and the
+        front end's body timeout."""
+        from aiohttp import web
+
+        limit = MAX_FEEDBACK_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        timeout_s = self.options.limits.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    chunk = await request.content.read(1 << 16)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyRefused(413, f"feedback body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _BodyRefused(408, f"the feedback body did not arrive within {timeout_s:g} s") from None
+        except (web.RequestPayloadError, ConnectionError) as err:
+            raise _BodyRefused(400, f"the feedback body is malformed: {str(err)[:200]}") from None
+        return b"".join(chunks)
+
+    def _record_feedback(self, items: Any, classes: Any) -> Any:
         from sqlalchemy.exc import OperationalError
 
         from ingot.errors import ConfigError
 
         assert self.log_store is not None
         try:
-            return self.log_store.get().record_feedback(items, self.classes)
+            return self.log_store.get().record_feedback(items, classes)
         except (OperationalError, ConfigError) as err:
             raise _LogUnavailable(str(getattr(err, "orig", None) or err).strip().splitlines()[0]) from None
 
 
 class _LogUnavailable(Exception):
     pass
+
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+MAX_REPEATS_SHOWN = 5
+
+
+def _no_repeated_rows(items: Any, error: type[Exception]) -> None:
+    """`error` naming the (request_id, row) pairs a feedback body gives more than once."""
+    seen: set[tuple[str, int]] = set()
+    repeated: list[tuple[str, int]] = []
+    for item in items:
+        key = (item.request_id, item.row)
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    if repeated:
+        shown = ", ".join(f"request {rid!r} row {row}" for rid, row in repeated[:MAX_REPEATS_SHOWN])
+        more = f" and {len(repeated) - MAX_REPEATS_SHOWN} more" if len(repeated) > MAX_REPEATS_SHOWN else ""
+        raise error(f"feedback body labels the same row more than once: {shown}{more}; "
+                    "give each (request_id, row) once")
+
+
+def _is_class_id(label: Any) -> bool:
+    return (isinstance(label, int) and not isinstance(label, bool)) or (
+        isinstance(label, str) and label.isascii() and label.isdigit())
+
+
+def _conflicting_row(message: str) -> str:
+    """`request '<id>' row <n>` from the log's conflict message (the rest of it names the stored
+    label, which is not the caller's to see)."""
+    import re
+
+    found = re.match(r"(request (?:'[^']*'|\"[^\"]*\") row \d+)", message)
+    return found.group(1) if found else "the row"
 
 
 class _FanOut:

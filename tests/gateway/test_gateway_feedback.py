@@ -77,10 +77,10 @@ def test_bad_feedback_gets_404_or_400_naming_what_is_wrong(start, upstream, item
 
 def test_a_feedback_token_is_required_when_the_table_names_one(start, upstream, tmp_path):
     token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
+    token_file.write_text("s3cret-" + "0" * 32 + "\n")  # tokens are 32+ bytes (issue 16)
     gateway = start(routes_document(upstream, token_file=str(token_file)))
     request_id, predicted = served(gateway, [1])
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-" + "0" * 32}):
         import json
         import urllib.request
 
@@ -89,7 +89,7 @@ def test_a_feedback_token_is_required_when_the_table_names_one(start, upstream, 
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=10)
         assert err.value.code == 401 and "Bearer" in err.value.headers["WWW-Authenticate"]
-    [stored] = send_feedback(gateway.rest_url, request_id, predicted[0], token="s3cret")
+    [stored] = send_feedback(gateway.rest_url, request_id, predicted[0], token="s3cret-" + "0" * 32)
     assert stored["correct"] is True
     assert predict(gateway)[0] == 200  # predictions never need the token
 

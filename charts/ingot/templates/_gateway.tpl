@@ -53,7 +53,7 @@ per-variant Services, each named with the version it serves. The rollout control
 {{- $_ := set $upstreams $variant (dict "rest" (printf "http://%s:%v" $host $.Values.server.restPort) "grpc" (printf "%s:%v" $host $.Values.server.grpcPort) "version" (int64 (index $.Values $variant).version)) }}
 {{- end }}
 {{- $_ := set $routes "upstreams" $upstreams }}
-{{- if .Values.gateway.feedbackToken.existingSecret }}
+{{- if include "ingot.feedbackTokenSecret" . }}
 {{- $_ := set $routes "feedback_token_file" (printf "%s/%s" (include "ingot.gatewayTokenDir" .) .Values.gateway.feedbackToken.key) }}
 {{- else }}
 {{- $_ := set $routes "feedback_token_file" "" }}
