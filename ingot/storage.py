@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
+MIN_TOKEN_BYTES = 32  # a bearer token shorter than this (or empty) is a configuration error
 
 PathLike = str | os.PathLike[str]
 
@@ -181,3 +182,26 @@ def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks (local path or URL)."""
     with open_file(path, "rb") as handle:
         return sha256_stream(handle)
+
+
+def read_token_file(path: PathLike, *, what: str = "token file") -> str:
+    """The bearer token a file holds (surrounding whitespace removed). A file that cannot be read,
+    or holds an empty or short (< MIN_TOKEN_BYTES) token, is a ConfigError naming the file: a
+    token check must never fail open."""
+    from ingot.errors import ConfigError
+
+    try:
+        with open_file(path, "rb") as handle:
+            data = handle.read(1 << 16)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)}: {err.strerror or err}") from None
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {os.fspath(path)} is not UTF-8 text") from None
+    size = len(token.encode("utf-8"))
+    if size < MIN_TOKEN_BYTES:
+        held = "is empty" if size == 0 else f"holds a {size}-byte token"
+        raise ConfigError(f"{what} {os.fspath(path)} {held}; a token needs at least {MIN_TOKEN_BYTES} bytes "
+                          "(e.g. `openssl rand -hex 32 > FILE`)")
+    return token

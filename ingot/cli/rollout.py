@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         start.add_argument(f"--{arm}-model-config", metavar="FILE",
                            help=f"local: the {arm} server's --model_config_file (the controller rewrites it)")
     start.add_argument("--base-path", metavar="DIR", help="local: the model's directory in the model repository")
+    start.add_argument("--feedback-token-file", metavar="FILE",
+                       help="local: the gateway's feedback token file (routing table feedback_token_file); labels "
+                       "are evidence, so only its holders should give them")
+    start.add_argument("--pin-token-file", metavar="FILE",
+                       help="local: the token file pins need (routing table pin_token_file)")
+    start.add_argument("--trusted-caller-header", metavar="HEADER",
+                       help="local: the caller header when the edge in front of the gateway sets it (sticky rows "
+                       "then count as evidence; routing table trusted_caller_header)")
     start.add_argument("--actor", default=None, help="who starts it (default: the user name)")
     start.set_defaults(handler=run_start)
 
@@ -153,6 +161,11 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
                 raise ConfigError(f"--{arm}-model-config needs --base-path (the model's directory)")
             spec.update(model_config_file=str(Path(config).resolve()), base_path=str(Path(args.base_path).resolve()))
         target[arm] = spec
+    for key in ("feedback_token_file", "pin_token_file"):
+        if getattr(args, key, None):
+            target[key] = str(Path(getattr(args, key)).resolve())
+    if getattr(args, "trusted_caller_header", None):
+        target["trusted_caller_header"] = args.trusted_caller_header
     return target
 
 
