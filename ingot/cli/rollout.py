@@ -1,4 +1,4 @@
-"""`ingot rollout start|status|promote|rollback|run|report`: A/B rollouts decided by a sequential
+"""`ingot rollout start|status|promote|rollback|readmit|run|report`: A/B rollouts decided by a sequential
 test on labelled accuracy, acting through local files or the Kubernetes API.
 
 Heavy imports (SQLAlchemy, scipy, the kubernetes client, matplotlib) happen inside handlers.
@@ -76,6 +76,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         override.add_argument("--reason", required=True, help="why (recorded)")
         override.add_argument("--actor", default=None, help="who (default: the user name)")
         override.set_defaults(handler=run_override, decision=name)
+
+    readmit = actions.add_parser(
+        "readmit", parents=[common], help="put a rejected version back to candidate (testable again)",
+        description="A rolled-back challenger is rejected; this makes a READY rejected VERSION a candidate again "
+        "(e.g. after a rollback caused by a server's trouble, or by evidence someone forged), recorded in the "
+        "registry's stage history with the actor and the reason. `ingot rollout start` can then test it again.")
+    readmit.add_argument("model", metavar="MODEL")
+    readmit.add_argument("version", type=int, metavar="VERSION")
+    readmit.add_argument("--reason", required=True, help="why (recorded)")
+    readmit.add_argument("--actor", default=None, help="who (default: the user name)")
+    readmit.set_defaults(handler=run_readmit)
 
     run = actions.add_parser("run", parents=[common], help="the controller loop (or one pass with --once)",
                              description="Reconcile every unfinished rollout every --interval seconds; with "
@@ -186,6 +197,25 @@ def run_start(args: argparse.Namespace) -> int:
         controller.registry.close()
     print(f"rollout #{rollout.id} {rollout.experiment}: {args.model}:{rollout.challenger_version} against champion "
           f"{args.model}:{rollout.champion_version}, steps {rollout.steps}; `ingot rollout run` carries it out")
+    return 0
+
+
+def run_readmit(args: argparse.Namespace) -> int:
+    from ingot.registry import Registry, Stage
+
+    if not args.reason.strip():
+        raise ConfigError("--reason must say why the version is re-admitted")
+    with Registry.from_url(args.registry or os.environ.get(REGISTRY_URL_ENV) or None) as registry:
+        current = registry.get_version(args.model, args.version)
+        if current.stage is not Stage.REJECTED:
+            stage = current.stage.value if current.stage is not None else "no stage"
+            raise ConfigError(f"{args.model}:{args.version} is {stage}, not rejected; only a rejected version is "
+                              "re-admitted")
+        actor = _actor(args.actor)
+        registry.transition(args.model, args.version, Stage.CANDIDATE, actor=actor,
+                            reason=f"re-admitted by {actor}: {args.reason.strip()}")
+    print(f"{args.model}:{args.version} is a candidate again (was rejected); `ingot rollout start {args.model} "
+          f"--challenger {args.version}` tests it")
     return 0
 
 
