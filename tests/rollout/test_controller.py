@@ -309,3 +309,27 @@ def test_only_a_candidate_can_be_tested_and_nothing_is_written_otherwise(staged,
     with pytest.raises(ConfigError, match="digits:2 is rejected"):
         controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
     assert len(controller.store.list(MODEL)) == 1
+
+
+def test_a_guardrail_rollback_leaves_the_challenger_testable_again(staged, actuator):
+    """Upstream failures roll back, but they say as much about a server as about the model: the
+    challenger goes back to candidate, with the guardrail recorded."""
+    controller, rollout = started(staged, actuator, policy=Policy(min_labels=200, margin=0.02, min_error_requests=50))
+    log_rows(staged.engine, rollout.experiment, "champion", requests=200)
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=200, errors=40, error_status="INTERNAL")
+    rollout = controller.reconcile(rollout.id)
+    assert rollout.state == "rolled_back" and actuator.weight == 0
+    deciding = next(t for t in controller.store.get(rollout.id).transitions if t.to_state == "rolling_back")
+    assert deciding.evidence["guardrail"] is True and "error rate" in deciding.reason
+    assert staged.get_version(MODEL, 2).stage is Stage.CANDIDATE
+    assert "rolled back" in staged.events(MODEL, 2)[-1].reason
+
+
+def test_caller_errors_are_neither_evidence_nor_guardrail_errors(staged, actuator):
+    """100 malformed requests on the challenger (INVALID_ARGUMENT, even if assigned at random)
+    leave its error rate alone; upstream failures count."""
+    experiment = "digits-v2-vs-v1-fed000"
+    log_rows(staged.engine, experiment, "challenger", requests=150, errors=100, error_status="INVALID_ARGUMENT")
+    log_rows(staged.engine, experiment, "challenger", requests=10, errors=2, error_status="DEADLINE_EXCEEDED")
+    counts = arm_counts(staged.engine, MODEL, experiment)["challenger"]
+    assert (counts.requests, counts.errors, counts.assigned) == (60, 2, 160)  # SRM: every random assignment
