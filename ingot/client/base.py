@@ -150,25 +150,24 @@ class Client:
         response headers / gRPC initial metadata; empty fields elsewhere)."""
         return self.transport.last_served
 
-    def feedback(self, answer: str | Prediction, label: str | int, *, row: int = 0, token: str | None = None,
+    def feedback(self, request_id: str | Prediction, label: str | int, *, row: int = 0, token: str | None = None,
                  feedback_key: str | None = None, gateway_url: str | None = None) -> dict:
         """Send the true label of a gateway-logged prediction (POST /v1/feedback, over REST:
         `gateway_url` defaults to this client's URL when it speaks REST).
 
-        `answer` is the Prediction (its request id, row and feedback key are used) or a request id
-        with `row` and the answer's `feedback_key` (x-ingot-feedback-key). A holder of the
+        `request_id` is the Prediction itself (its request id, row and feedback key are used) or
+        its request id, with `row` and the answer's `feedback_key` (x-ingot-feedback-key). A holder of the
         gateway's feedback `token` may leave the key out."""
         from ingot.client.feedback import send_feedback
 
         url = gateway_url or getattr(self.transport, "url", None)
         if not url:
             raise ConfigError("feedback goes over the gateway's REST port: pass gateway_url='http://host:8501'")
-        if isinstance(answer, Prediction):
+        if isinstance(request_id, Prediction):
+            answer = request_id
             if not answer.request_id:
                 raise ConfigError("this prediction did not come through an Ingot gateway (no request id to label)")
             request_id, row, feedback_key = answer.request_id, answer.row, feedback_key or answer.feedback_key
-        else:
-            request_id = answer
         return send_feedback(url, request_id, label, row=row, token=token, feedback_key=feedback_key,
                              timeout_s=self.timeout_s)[0]
 
