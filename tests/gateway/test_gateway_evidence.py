@@ -322,3 +322,26 @@ def test_a_trusted_caller_header_must_be_the_caller_header():
     assert validate({**doc, "trusted_caller_header": "X-User"}).trusted_caller_header == "x-user"
     with pytest.raises(RoutingError, match="pin_token_file: expected a file path"):
         validate({**doc, "trusted_caller_header": "", "pin_token_file": 7})
+
+
+@pytest.mark.parametrize(("table", "extra", "message"), [
+    ({}, ["--require-feedback-token"], "--require-feedback-token: the routing table names no feedback_token_file"),
+    ({}, ["--feedback-secret-file", "{tmp}/missing"], "cannot read the feedback-key secret file"),
+    ({}, ["--feedback-secret-file", "{tmp}/short"], "holds a 3-byte token; a token needs at least 32 bytes"),
+    ({"pin_token_file": "{tmp}/missing"}, [], "cannot read routing table pin_token_file"),
+    ({"pin_token_file": "{tmp}/short"}, [], "routing table pin_token_file"),
+    ({}, ["--feedback-concurrency", "0"], "--feedback-concurrency must be at least 1"),
+])
+def test_feedback_and_pin_settings_are_checked_before_anything_binds(tmp_path, capsys, table, extra, message):
+    import yaml
+
+    from ingot.cli.main import main as cli
+
+    (tmp_path / "short").write_text("abc")
+    doc = {"model": "m", "upstreams": {"champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1", "version": 1}},
+           **{key: value.format(tmp=tmp_path) for key, value in table.items()}}
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert cli(["gateway", "--routes", str(path), *(arg.format(tmp=tmp_path) for arg in extra)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ingot: error: ") and message in err and "\n" not in err
