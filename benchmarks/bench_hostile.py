@@ -16,7 +16,14 @@
    body in two TCP segments, and the rollout judge endpoint (`Content-Length: -1`, an idle
    connection).
 
-    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16]
+5. Evidence and feedback (`ingot gateway` processes over the same server): a routing reload (a
+   rollback to weight 0) while the log's database hangs (a TCP listener that never answers) and
+   8 feedback requests wait on it, against the same reload with a healthy log in the same run
+   (target < 2 s), what those feedback requests got and how fast; and feedback throughput with
+   feedback keys (each label's key checked) against labels with the feedback token (no key
+   checked, the path every label took before keys), target >= 0.9x.
+
+    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16] [--only-evidence]
 """
 
 from __future__ import annotations
@@ -51,13 +58,13 @@ SIZE = (16, 16)
 # --------------------------------------------------------------------------- server
 
 
-def export_tiny_model(workdir: Path) -> Path:
+def export_tiny_model(workdir: Path, seed: int = 0) -> Path:
     import keras
 
     from ingot.export.publishing import publish
     from ingot.export.saved_model import export_saved_model
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(*SIZE, 3), dtype="float32", name="images")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
@@ -67,7 +74,8 @@ def export_tiny_model(workdir: Path) -> Path:
     card = {"name": MODEL, "architecture": "tiny", "training_config": {"benchmark": True},
             "data_hash": "sha256:" + "00" * 32, "metrics": {"accuracy": 0.0, "per_class": {c: {} for c in classes}},
             "drift_baseline": {}}
-    artifact = export_saved_model(model, workdir / "export", class_names=classes, image_size=SIZE, model_card=card)
+    artifact = export_saved_model(model, workdir / f"export-{seed}", class_names=classes, image_size=SIZE,
+                                  model_card=card)
     return Path(publish(artifact, workdir / "repo", MODEL).path).parent
 
 
@@ -78,13 +86,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, workdir: Path) -> None:
+    def __init__(self, base: Path, workdir: Path, *, model_config: Path | None = None, name: str = "serve") -> None:
         self.rest_port, self.grpc_port = free_port(), free_port()
-        self.log_path = workdir / "serve.log"
+        self.log_path = workdir / f"{name}.log"
         self.log = open(self.log_path, "w+")
+        models = ([f"--model_config_file={model_config}"] if model_config is not None
+                  else [f"--model_name={MODEL}", f"--model_base_path={base}"])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={self.grpc_port}",
-             f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}"],
+             f"--rest_api_port={self.rest_port}", *models],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
         deadline = time.monotonic() + 120
@@ -463,6 +473,197 @@ def run_fuzz(server: Server, rest_cases: int, grpc_cases: int, seed: int) -> dic
     return stats
 
 
+# --------------------------------------------------------------------------- evidence and feedback
+
+
+class GatewayProcess:
+    """`ingot gateway` over the benchmark's server, with its own routing file."""
+
+    def __init__(self, server: Server, workdir: Path, name: str, log_url: str, *, weight: int = 0,
+                 token_file: str = "", extra: tuple[str, ...] = ()) -> None:
+
+        self.upstream = {"rest": f"http://127.0.0.1:{server.rest_port}", "grpc": f"127.0.0.1:{server.grpc_port}"}
+        self.routes = workdir / f"{name}-routes.yaml"
+        self.token_file = token_file
+        self.set_weight(weight)
+        self.rest_port = free_port()
+        self.log = open(workdir / f"{name}.log", "w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(self.routes), "--port", str(free_port()),
+             "--rest_api_port", str(self.rest_port), "--log-url", log_url, "--routes-poll-seconds", "0.2",
+             "--model_repository", str(workdir / "repo"), "--log_level", "ERROR", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http_request("GET", "/readyz", port=self.rest_port)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"ingot gateway {name} did not become ready")
+            time.sleep(0.2)
+
+    def set_weight(self, weight: int) -> None:
+        """Both arms on the one server (versions 1 and 2 of the tiny model would differ; the
+        benchmark only needs the variant the gateway reports)."""
+        import yaml
+
+        table = {"model": MODEL, "experiment": "bench", "weights": {"challenger": weight}, "mirror": 0,
+                 "upstreams": {"champion": {**self.upstream, "version": 1},
+                               "challenger": {**self.upstream, "version": 2}},
+                 "feedback_token_file": self.token_file}
+        tmp = self.routes.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(table))
+        tmp.replace(self.routes)
+
+    def predict(self, rows: int = 1) -> tuple[int, dict]:
+        image = [[[[0, 0, 0]] * SIZE[1]] * SIZE[0]] * rows
+        status, headers, _ = http_request("POST", f"/v1/models/{MODEL}:predict",
+                                          json.dumps({"instances": image}).encode(),
+                                          {"Content-Type": "application/json"}, port=self.rest_port)
+        return status, headers
+
+    def feedback(self, item: dict, headers: dict | None = None) -> int:
+        return http_request("POST", "/v1/feedback", json.dumps(item).encode(),
+                            {"Content-Type": "application/json", **(headers or {})}, port=self.rest_port)[0]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reload_seconds(gateway: GatewayProcess) -> float:
+    """Seconds from writing a rollback (challenger weight 100 -> 0) until the gateway answers from
+    the champion."""
+    gateway.set_weight(100)
+    deadline = time.monotonic() + 30
+    while gateway.predict()[1].get("x-ingot-variant") != "challenger":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway never took weight 100")
+        time.sleep(0.05)
+    gateway.set_weight(0)
+    started = time.monotonic()
+    while gateway.predict()[1].get("x-ingot-variant") != "champion":
+        if time.monotonic() - started > 60:
+            return float("inf")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def evidence_and_feedback(workdir: Path) -> None:
+    """Section 5 (see the module docstring): a server with versions 1 and 2 of the tiny model (the
+    gateway's champion and challenger) and gateway processes in front of it."""
+    export_tiny_model(workdir, seed=1)  # version 2: another tiny model
+    config = workdir / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{workdir / "repo" / MODEL}" '
+                      'model_platform: "tensorflow" model_version_policy { all {} } } }')
+    server = Server(workdir / "repo" / MODEL, workdir, model_config=config, name="serve-two-versions")
+    try:
+        _evidence_and_feedback(server, workdir)
+    finally:
+        server.stop()
+
+
+def _evidence_and_feedback(server: Server, workdir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    print("\n5. evidence and feedback (ingot gateway processes)")
+    healthy = GatewayProcess(server, workdir, "healthy", f"sqlite:///{workdir / 'evidence-log.db'}")
+    try:
+        baseline = float(np.median([reload_seconds(healthy) for _ in range(3)]))
+    finally:
+        healthy.stop()
+
+    hung = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(hung.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    gateway = GatewayProcess(server, workdir, "hung", f"postgresql://ingot@127.0.0.1:{hung.getsockname()[1]}/log",
+                             weight=100)
+    try:
+        _, headers = gateway.predict()
+        item = {"request_id": headers["x-ingot-request-id"], "label": 0, "feedback_key": headers["x-ingot-feedback-key"]}
+
+        def timed(_: int) -> tuple[int, float]:
+            started = time.monotonic()
+            return gateway.feedback(item), time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            waiting = [pool.submit(timed, i) for i in range(8)]
+            time.sleep(0.2)
+            under_hang = reload_seconds(gateway)
+            answers = [w.result() for w in waiting]
+        codes = Counter(code for code, _ in answers)
+        times = sorted(seconds for _, seconds in answers)
+        print(f"  routing reload (rollback to 0), healthy log: {baseline:.2f} s (median of 3)")
+        print(f"  routing reload with the log's database hung and 8 feedback requests on it: {under_hang:.2f} s "
+              f"({under_hang / baseline:.1f}x; target < 2 s: {'met' if under_hang < 2 else 'NOT met'})")
+        print(f"  those feedback requests: {dict(codes)}, answered in {times[0]:.2f}..{times[-1]:.2f} s "
+              f"(median {times[len(times) // 2]:.2f} s)")
+    finally:
+        gateway.stop()
+        hung.close()
+        for conn in held:
+            conn.close()
+
+    token = workdir / "feedback-token"
+    token.write_text("bench-" + "t" * 40)
+    log_url = f"sqlite:///{workdir / 'feedback-log.db'}"
+    by_key = GatewayProcess(server, workdir, "keys", log_url)
+    by_token = GatewayProcess(server, workdir, "token", log_url, token_file=str(token))
+    rows_per_request, requests, rounds = 8, 40, 6
+    try:
+        arms = (("keys", by_key, None), ("token", by_token, {"Authorization": f"Bearer {token.read_text()}"}))
+        rates: dict[str, list[float]] = {"keys": [], "token": []}
+        codes: dict[str, Counter] = {"keys": Counter(), "token": Counter()}
+        cpu_per_label: dict[str, list[float]] = {"keys": [], "token": []}
+        for round_index in range(rounds):  # alternating order: neither arm always gets the quieter machine
+            for name, gateway, headers in (arms if round_index % 2 == 0 else arms[::-1]):
+                items = []
+                for _ in range(requests):
+                    _, answer = gateway.predict(rows_per_request)
+                    items += [{"request_id": answer["x-ingot-request-id"], "row": row, "label": 0,
+                               **({"feedback_key": answer["x-ingot-feedback-key"]} if headers is None else {})}
+                              for row in range(rows_per_request)]
+                time.sleep(1.0)  # every row written before the clock starts
+                cpu = cpu_seconds(gateway.process.pid)
+                started = time.perf_counter()
+                with ThreadPoolExecutor(4) as pool:
+                    codes[name].update(pool.map(lambda i, gw=gateway, h=headers: gw.feedback(i, h), items))
+                rates[name].append(len(items) / (time.perf_counter() - started))
+                cpu_per_label[name].append((cpu_seconds(gateway.process.pid) - cpu) / len(items))
+        for name, _, _ in arms:
+            print(f"  feedback, one label a request, 4 clients, {rounds} x {requests * rows_per_request} labels with the "
+                  f"{name}: median {np.median(rates[name]):.0f} labels/s (rounds {', '.join(f'{r:.0f}' for r in rates[name])}), "
+                  f"gateway CPU {np.median(cpu_per_label[name]) * 1e6:.0f} us a label {dict(codes[name])}")
+        ratio = float(np.median(rates["keys"]) / np.median(rates["token"]))
+        cpu_ratio = float(np.median(cpu_per_label["token"]) / np.median(cpu_per_label["keys"]))
+        print(f"  feedback with keys / with the token (as before keys): throughput {ratio:.2f}x, labels per gateway "
+              f"CPU second {cpu_ratio:.2f}x (target >= 0.9x; throughput is the noisier figure on a shared machine)")
+        from ingot.gateway.keys import FeedbackKeys
+
+        keys = FeedbackKeys.from_file(None)
+        started = time.perf_counter()
+        for i in range(100_000):
+            keys.key(f"{i:032x}")
+        print(f"  one feedback key (HMAC-SHA256 of a request id) per answer: "
+              f"{(time.perf_counter() - started) * 10:.2f} us")
+    finally:
+        by_key.stop()
+        by_token.stop()
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -572,7 +773,8 @@ def issue16(server: Server, workdir: Path) -> None:
         _, headers, _ = http_request("POST", f"/v1/models/{MODEL}:predict", json.dumps({"instances": image}).encode(),
                                      {"Content-Type": "application/json"}, port=rest)
         request_id = headers["x-ingot-request-id"]
-        body = json.dumps({"request_id": request_id, "row": 0, "label": 0}).encode()
+        body = json.dumps({"request_id": request_id, "row": 0, "label": 0,
+                           "feedback_key": headers["x-ingot-feedback-key"]}).encode()
         head = (f"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
         status = 404
@@ -625,12 +827,16 @@ def main() -> None:
     parser.add_argument("--grpc-cases", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--only-issue16", action="store_true", help="run only section 4 (issue 16's attacks)")
+    parser.add_argument("--only-evidence", action="store_true", help="only section 5 (evidence and feedback)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         workdir = Path(tmp)
         base = export_tiny_model(workdir)
+        if args.only_evidence:
+            evidence_and_feedback(workdir)
+            return
         server = Server(base, workdir)
         try:
             idle = []
@@ -684,6 +890,7 @@ def main() -> None:
             print(f"  log during the fuzz run: {len(flood.splitlines())} lines, {len(flood)} bytes, "
                   f"{flood.count('Traceback')} tracebacks")
             issue16(server, workdir)
+            evidence_and_feedback(workdir)
         finally:
             server.stop()
 

@@ -22,6 +22,7 @@ SERVER_ENV = "INGOT_SERVER"  # `ingot predict`: the model server to ask
 MODEL_NAME_ENV = "INGOT_MODEL_NAME"  # `ingot predict`: the model to ask for
 GATEWAY_ENV = "INGOT_GATEWAY"  # `ingot feedback`: the gateway's REST URL
 FEEDBACK_TOKEN_ENV = "INGOT_FEEDBACK_TOKEN"  # `ingot feedback`: the feedback bearer token itself
+FEEDBACK_SECRET_FILE_ENV = "INGOT_FEEDBACK_SECRET_FILE"  # `ingot gateway`: the feedback-key secret (32+ bytes)
 ROLLOUT_TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # `ingot rollout`: the actuator target as JSON (set by the chart)
 # The drift monitor and the retraining it starts.
 MONITOR_DATASET_ENV = "INGOT_MONITOR_DATASET"  # the dataset a triggered run reads

@@ -8,8 +8,9 @@ from typing import Any
 
 from ingot.cli.frontend_flags import add_limit_flags, add_listen_flags, check_listen, request_limits, rest_timeout_s
 from ingot.errors import ConfigError
-from ingot.protocol.headers import VARIANT
+from ingot.protocol.headers import FEEDBACK_KEY, VARIANT
 from ingot.protocol.routes import FEEDBACK_PATH
+from ingot.settings import FEEDBACK_SECRET_FILE_ENV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--mirror-max-bytes", type=int, default=64 << 20,
         help="bytes all mirrored copies in flight may hold together (request and decoded inputs); "
         "copies beyond it are dropped and counted (default 64 MiB)")
+    feedback = parser.add_argument_group("feedback and the log's database")
+    feedback.add_argument(
+        "--feedback-secret-file", default=None, metavar="FILE",
+        help=f"secret (32+ bytes) the {FEEDBACK_KEY} of each answer is an HMAC under (default "
+        f"${FEEDBACK_SECRET_FILE_ENV}; neither: a random one per process, so give every replica one shared file)")
+    feedback.add_argument(
+        "--require-feedback-token", action="store_true",
+        help="refuse to start (and answer feedback 503) while the routing table names no feedback_token_file: for "
+        "a gateway whose log a rollout or the drift monitor reads, where labels must come from trusted labellers")
+    feedback.add_argument("--feedback-concurrency", type=int, default=16, metavar="N",
+                          help="feedback requests waiting on the log at once; beyond it 503 at once (default 16)")
+    feedback.add_argument("--label-wait-seconds", type=float, default=2.0, metavar="SECONDS",
+                          help="how long a label for a row not yet written waits for it before 404 (default 2)")
+    feedback.add_argument("--log-statement-timeout-ms", type=int, default=5000, metavar="MS",
+                          help="PostgreSQL statement_timeout of the log's sessions (default 5000; 0: none)")
+    feedback.add_argument("--log-lock-timeout-ms", type=int, default=2000, metavar="MS",
+                          help="PostgreSQL lock_timeout of the log's sessions (default 2000; 0: none)")
     add_limit_flags(add)
     parser.set_defaults(handler=run)
 
@@ -51,7 +69,9 @@ def gateway_options(args: argparse.Namespace) -> Any:
     from ingot.gateway.routing import check_token_files, load_routing_table
     from ingot.gateway.server import GatewayOptions
 
-    check_token_files(load_routing_table(args.routes))  # a broken table or token file stops here
+    table = load_routing_table(args.routes)  # a broken table or token file stops here with its error
+    check_token_files(table)
+    check_feedback_settings(args, table)
     check_listen(args)
     limits = request_limits(args)
     if args.log_queue_size < 1:
@@ -72,7 +92,33 @@ def gateway_options(args: argparse.Namespace) -> Any:
         routes_poll_s=args.routes_poll_seconds, upstream_timeout_s=args.upstream_timeout_seconds,
         limits=limits, max_mirror_bytes=args.mirror_max_bytes,
         rest_timeout_s=timeout_s, shutdown_grace_s=args.shutdown_grace_seconds,
+        feedback_secret_file=args.feedback_secret_file, require_feedback_token=args.require_feedback_token,
+        feedback_max_in_flight=args.feedback_concurrency, label_wait_s=args.label_wait_seconds,
+        log_statement_timeout_ms=args.log_statement_timeout_ms or None,
+        log_lock_timeout_ms=args.log_lock_timeout_ms or None,
     )
+
+
+def check_feedback_settings(args: argparse.Namespace, table: Any) -> None:
+    """The feedback-key secret and the pin token file must be usable, and a required feedback token
+    configured, before the gateway binds anything."""
+    import os
+
+    from ingot.gateway.keys import FeedbackKeys
+    from ingot.storage import read_token_file
+
+    FeedbackKeys.from_file(args.feedback_secret_file or os.environ.get(FEEDBACK_SECRET_FILE_ENV))
+    if table.pin_token_file:
+        read_token_file(table.pin_token_file, what="routing table pin_token_file")
+    if args.require_feedback_token and not table.feedback_token_file:
+        raise ConfigError("--require-feedback-token: the routing table names no feedback_token_file; a gateway whose "
+                          "log a rollout or the drift monitor reads takes labels only from holders of the token")
+    if args.feedback_concurrency < 1:
+        raise ConfigError("--feedback-concurrency must be at least 1")
+    if not 0 <= args.label_wait_seconds <= 30:
+        raise ConfigError("--label-wait-seconds must be between 0 and 30")
+    if args.log_statement_timeout_ms < 0 or args.log_lock_timeout_ms < 0:
+        raise ConfigError("--log-statement-timeout-ms and --log-lock-timeout-ms must be 0 or more")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,8 @@ class RequestState:
 
     protocol: str
     started: float = field(default_factory=time.perf_counter)
-    request_id: str = ""
+    request_id: str = ""  # the server's own: the log key
+    client_request_id: str | None = None  # the caller's id, kept beside it (never a key)
     variant: str | None = None
     how: str | None = None
     version: int | None = None
@@ -45,8 +46,9 @@ class RequestRecorder:
 
     def record(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
                outputs: Mapping[str, np.ndarray] | None, status: str, *, variant: str, how: str,
-               version: int | None, protocol: str, count: bool = True) -> None:
-        """Metrics and inference-log rows for one answered (or failed) request."""
+               version: int | None, protocol: str, count: bool = True, evidence: bool = False) -> None:
+        """Metrics and inference-log rows for one answered (or failed) request; `evidence`: the
+        rows count for rollouts and drift (ingot.gateway.evidence)."""
         if variant != SHADOW:
             state.logged = True
         latency = time.perf_counter() - state.started
@@ -77,6 +79,7 @@ class RequestRecorder:
                 predicted_class_name=pred.class_name if pred else None,
                 confidence=pred.confidence if pred else None,
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
-                latency_ms=latency * 1000.0, status=status,
+                latency_ms=latency * 1000.0, status=status, client_request_id=state.client_request_id,
+                evidence=evidence,
             ))
         self.sink.submit(records)

@@ -15,6 +15,8 @@ line and the last good table keeps serving. Shape (docs/gateway.md):
       champion:   {rest: "http://127.0.0.1:8501", grpc: "127.0.0.1:8500", version: 1}
       challenger: {rest: "http://127.0.0.1:8511", grpc: "127.0.0.1:8510", version: 2}
     feedback_token_file: ""             # when set, POST /v1/feedback needs this bearer token
+    pin_token_file: ""                  # when set, a pin (x-ingot-variant, versions/N, labels/L) needs this token
+    trusted_caller_header: ""           # = caller_header when the edge sets it: sticky rows are then evidence
 
 Every upstream request names the variant's `version` explicitly, so the version the gateway
 reports and logs is the one that answered. The challenger may be left out (then its weight and
@@ -44,7 +46,7 @@ CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file")
+             "feedback_token_file", "pin_token_file", "trusted_caller_header")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
@@ -73,6 +75,8 @@ class RoutingTable:
     challenger_weight: float = 0.0
     mirror: float = 0.0
     feedback_token_file: str = ""
+    pin_token_file: str = ""  # when set, pinned predicts need x-ingot-pin-token (docs/gateway.md)
+    trusted_caller_header: str = ""  # the caller_header, when a trusted edge sets it (sticky rows are evidence)
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -105,6 +109,10 @@ class RoutingTable:
             for variant, up in self.upstreams.items()
         }
         doc["feedback_token_file"] = self.feedback_token_file
+        if self.pin_token_file:
+            doc["pin_token_file"] = self.pin_token_file
+        if self.trusted_caller_header:
+            doc["trusted_caller_header"] = self.trusted_caller_header
         return doc
 
 
@@ -157,11 +165,28 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     token_file = doc.get("feedback_token_file") or ""
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
+    pin_token_file = doc.get("pin_token_file") or ""
+    if not isinstance(pin_token_file, str):
+        raise RoutingError(f"routing table pin_token_file: expected a file path or \"\", got {pin_token_file!r}")
+    trusted = _trusted_caller_header(doc.get("trusted_caller_header"), caller_header)
     return RoutingTable(
         model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
-        feedback_token_file=token_file, digest=digest,
+        feedback_token_file=token_file, pin_token_file=pin_token_file, trusted_caller_header=trusted,
+        digest=digest,
     )
+
+
+def _trusted_caller_header(value: Any, caller_header: str) -> str:
+    """The caller header, when the table says a trusted edge sets it (sticky rows are then
+    evidence); "" when omitted. Any other header is refused: trust belongs to the key used."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or value.lower() != caller_header:
+        raise RoutingError(f"routing table trusted_caller_header: expected the caller_header {caller_header!r} "
+                           "(when the edge in front of the gateway sets it, replacing what callers send) or "
+                           f"nothing, got {value!r}")
+    return caller_header
 
 
 def _no_unknown_keys(doc: Mapping[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:

@@ -13,18 +13,22 @@ import hmac
 import logging
 import os
 import signal
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from ingot.gateway.backend import GatewayBackend
 from ingot.gateway.classes import ClassCatalog
+from ingot.gateway.feedback_guard import FeedbackBusy, FeedbackForbidden, FeedbackRunner, check_labeller
+from ingot.gateway.keys import FeedbackKeys
+from ingot.gateway.logstore import LazyLogStore
 from ingot.gateway.metrics import GatewayMetrics
+from ingot.gateway.polling import RoutingPoller
 from ingot.gateway.routing import RoutingTableWatcher
 from ingot.gateway.upstream import UpstreamPool
 from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.rest import RestApi
+from ingot.settings import FEEDBACK_SECRET_FILE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +56,16 @@ class GatewayOptions:
     max_mirror_bytes: int = 64 << 20  # bytes all mirrored copies in flight may hold together
     shutdown_grace_s: float = 30.0
     grpc_max_message_bytes: int = 64 << 20
-
-
-class LazyLogStore:
-    """The log's database, opened (and migrated) on first use, so a gateway starts and serves while
-    the database is still down; a failed open is retried by the next write."""
-
-    def __init__(self, url: str | None) -> None:
-        self._url = url
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._store is None:
-                from ingot.inference_log.store import InferenceLogStore
-
-                self._store = InferenceLogStore.from_url(self._url)
-            return self._store
-
-    def write(self, records: Any) -> int:
-        return int(self.get().write(records))
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+    # Feedback: keys, who may label, and how long the log's database may keep it waiting.
+    feedback_secret_file: str | None = None  # None: $INGOT_FEEDBACK_SECRET_FILE, else a per-process secret
+    require_feedback_token: bool = False  # a rollout or monitor reads the log: the table must name a token
+    feedback_workers: int = 4
+    feedback_max_in_flight: int = 16  # beyond it feedback answers 503 at once
+    label_wait_s: float = 2.0  # a label for a row not written yet waits this long before 404
+    log_connect_timeout_s: float = 5.0
+    log_statement_timeout_ms: int | None = 5_000  # PostgreSQL statement_timeout of the log's sessions
+    log_lock_timeout_ms: int | None = 2_000  # PostgreSQL lock_timeout
+    feedback_busy_timeout_ms: int = 2_000  # SQLite: a feedback transaction's wait for the write lock
 
 
 class Gateway:
@@ -85,6 +74,10 @@ class Gateway:
 
         self.options = options
         self.watcher = RoutingTableWatcher(options.routes)
+        self.keys = FeedbackKeys.from_file(options.feedback_secret_file or os.environ.get(FEEDBACK_SECRET_FILE_ENV))
+        self.feedback_runner = FeedbackRunner(workers=options.feedback_workers,
+                                              max_in_flight=options.feedback_max_in_flight,
+                                              label_wait_s=options.label_wait_s)
         self.metrics = GatewayMetrics()
         self.pool = UpstreamPool(connections=options.upstream_connections,
                                  max_message_bytes=options.grpc_max_message_bytes)
@@ -92,9 +85,13 @@ class Gateway:
         self.log_store: LazyLogStore | None = None
         self.sinks: list[Any] = []
         if options.log_enabled:
+            from ingot.db import Timeouts
             from ingot.inference_log.sink import QueueSink
 
-            self.log_store = LazyLogStore(options.log_url)
+            timeouts = Timeouts(connect_s=options.log_connect_timeout_s, statement_ms=options.log_statement_timeout_ms,
+                                lock_ms=options.log_lock_timeout_ms)
+            self.log_store = LazyLogStore(options.log_url, timeouts=timeouts,
+                                          feedback_busy_ms=options.feedback_busy_timeout_ms)
             self.sinks.append(QueueSink(self.log_store, max_queue=options.log_queue_size))
         if options.log_jsonl:
             from ingot.inference_log.sink import JsonlWriter, QueueSink
@@ -105,6 +102,7 @@ class Gateway:
             lambda: self.watcher.table, self.pool, sink=_FanOut(self.sinks) if self.sinks else None,
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
             max_mirrors_in_flight=options.max_mirrors_in_flight, max_mirror_bytes=options.max_mirror_bytes,
+            keys=self.keys,
         )
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
@@ -119,7 +117,7 @@ class Gateway:
                           shutdown_grace_s=options.shutdown_grace_s),
             rest_api=lambda front, **kw: GatewayRestApi(front, gateway=self, **kw),
         )
-        self._watch_task: asyncio.Task[None] | None = None
+        self._poller: RoutingPoller | None = None
         self._stopped = asyncio.Event()
         self._token_cache: tuple[str, float, str] | None = None
 
@@ -145,32 +143,25 @@ class Gateway:
     async def start(self) -> None:
         await self.pool.start()
         await self.listeners.start()
-        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        self._poller = RoutingPoller(self.watcher, self.options.routes_poll_s, lambda table: loop.call_soon_threadsafe(
+            self.pool.keep_only, list(table.upstreams.values())))
+        self._poller.start()
         table = self.watcher.table
         log.info("gateway for model %s (experiment %s): REST port %s, gRPC port %s", table.model,
                  table.experiment, self.rest_port, self.grpc_port)
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.routes_poll_s)
-            try:
-                if await asyncio.to_thread(self.watcher.check):
-                    self.pool.keep_only(list(self.watcher.table.upstreams.values()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("routing table check failed")
-
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.options.shutdown_grace_s if grace_s is None else grace_s
         self.front.draining = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.stop)
         await self.listeners.stop(grace)
         await self.backend.drain_mirrors(grace)
         await self.pool.close()
         for sink in self.sinks:
             await asyncio.to_thread(sink.close, min(grace, 10.0))
+        self.feedback_runner.close()
         if self.log_store is not None:
             self.log_store.close()
         if self.options.log_jsonl:
@@ -216,11 +207,15 @@ class Gateway:
 
         if request.method != "POST":
             return answer(405, f"{request.method} {FEEDBACK_PATH} is not allowed; POST a label", Allow="POST")
+        if self.options.require_feedback_token and not self.watcher.table.feedback_token_file:
+            return answer(503, "this gateway requires a feedback token (--require-feedback-token) and its routing "
+                               "table names no feedback_token_file")
         try:
             token = self.feedback_token()
         except PermissionError as err:
             return answer(503, str(err))
-        if token is not None:
+        token_given = "Authorization" in request.headers  # checked below: 401 unless it is the token
+        if token is not None and token_given:
             sent = request.headers.get("Authorization", "")
             scheme, _, given = sent.partition(" ")
             given = given.strip()
@@ -248,7 +243,12 @@ class Gateway:
             items = parse_feedback(document)
             _no_repeated_rows(items, InvalidFeedback)
             classes = self.classes if not all(_is_class_id(item.label) for item in items) else self.classes.by_id
-            stored = await asyncio.to_thread(self._record_feedback, items, classes)
+            check_labeller(items, self.keys, token_required=token is not None, token_ok=token is not None and token_given)
+            stored = await self.feedback_runner.run(lambda: self._record_feedback(items, classes), unavailable=(_LogUnavailable,))
+        except FeedbackForbidden as err:
+            return answer(403, str(err))
+        except FeedbackBusy as err:
+            return answer(503, str(err), **{"Retry-After": str(max(1, round(err.retry_after_s)))})
         except InvalidFeedback as err:
             return answer(400, str(err))
         except NotFoundError as err:

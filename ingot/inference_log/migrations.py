@@ -75,8 +75,29 @@ def _v1_initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+# The error codes of upstream failures (the model server's, not the caller's), as logged in `status`.
+_UPSTREAM_FAILURES = "('UNAVAILABLE', 'DEADLINE_EXCEEDED', 'INTERNAL', 'RESOURCE_EXHAUSTED')"
+
+
+def _v2_client_request_id_evidence(conn: Connection) -> None:
+    """inference_log.client_request_id (the caller's own id, never a key) and evidence (the row's
+    variant was assigned at random and the assigned model answered). Rows logged before: those
+    assigned by weight that the model answered (OK or an upstream failure) were random draws, so
+    they stay evidence; sticky rows are not (no source was trusted then), nor pins, mirrors or
+    fallbacks."""
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    true = "true" if conn.dialect.name == "postgresql" else "1"
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN client_request_id VARCHAR(64)")
+    conn.exec_driver_sql(f"ALTER TABLE inference_log ADD COLUMN evidence BOOLEAN DEFAULT {false} NOT NULL")
+    conn.exec_driver_sql(
+        f"UPDATE inference_log SET evidence = {true} WHERE assignment = 'weight' "
+        f"AND variant IN ('champion', 'challenger') AND (status = 'OK' OR status IN {_UPSTREAM_FAILURES})"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
+    Migration(2, "inference_log: client_request_id, evidence", _v2_client_request_id_evidence),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

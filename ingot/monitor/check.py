@@ -32,6 +32,7 @@ class CheckSettings:
     rows: int | None = None
     since: timedelta | None = None
     variant: str = "champion"
+    evidence_only: bool = True             # only rows a randomised assignment produced (not pins, not untrusted keys)
     alpha: float = DEFAULT_ALPHA
     min_rows: int = DEFAULT_MIN_ROWS
     min_labels: int = DEFAULT_MIN_LABELS
@@ -97,7 +98,8 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
         # The log lives in the registry's database unless told otherwise (--log-url, $INGOT_LOG_URL).
         with InferenceLogStore.from_url(settings.log_url or settings.registry_url) as log:
             window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
-                                 variant=settings.variant, model_version=version)
+                                 variant=settings.variant, model_version=version,
+                                 evidence_only=settings.evidence_only)
         floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
                               min_labels=settings.min_labels, accuracy_floor=floor, notes=notes)

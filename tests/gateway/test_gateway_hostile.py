@@ -64,7 +64,16 @@ def predicted(gateway, labels=(0,)) -> tuple[str, list[int]]:
     status, answer, headers = http("POST", f"{gateway['url']}/v1/models/{MODEL}:predict",
                                    {"instances": colour_images(list(labels), seed=4).tolist()})
     assert status == 200
+    KEYS[headers["x-ingot-request-id"]] = headers["x-ingot-feedback-key"]
     return headers["x-ingot-request-id"], [p["class_ids"] for p in answer["predictions"]]
+
+
+KEYS: dict[str, str] = {}  # request id -> the x-ingot-feedback-key of its answer
+
+
+def item(request_id: str, row: int, label) -> dict:
+    """A feedback item as the answer's recipient sends it: with the answer's feedback key."""
+    return {"request_id": request_id, "row": row, "label": label, "feedback_key": KEYS[request_id]}
 
 
 def feedback(gateway, body, **headers):
@@ -94,7 +103,7 @@ def http_raw(port: int, segments: list[bytes], headers: dict[str, str] | None = 
 def labelled(gateway, request_id: str, label, *, row: int = 0):
     """Feedback once the row is logged (the log is written a moment after the answer)."""
     def sent():
-        status, answer = feedback(gateway, {"request_id": request_id, "row": row, "label": label})
+        status, answer = feedback(gateway, item(request_id, row, label))
         return None if status == 404 else (status, answer)
 
     return wait_for(sent, timeout_s=20, what="the row to be logged")
@@ -121,7 +130,7 @@ def test_huge_model_names_and_labels_leave_the_gateways_memory_and_metrics_flat(
 def test_a_body_in_two_tcp_segments_is_read_whole(gateway):
     request_id, classes = predicted(gateway)
     labelled(gateway, request_id, classes[0])  # logged and labelled once
-    body = json.dumps({"request_id": request_id, "row": 0, "label": classes[0]}).encode()
+    body = json.dumps(item(request_id, 0, classes[0])).encode()
     status, answer = http_raw(gateway["rest_port"], [body[:30], body[30:]], pause_s=0.3)
     assert status == 200, answer
     assert answer["labels"][0]["created"] is False
@@ -130,7 +139,7 @@ def test_a_body_in_two_tcp_segments_is_read_whole(gateway):
 def test_a_large_body_within_the_limit_is_not_cut(gateway):
     request_id, classes = predicted(gateway)
     labelled(gateway, request_id, classes[0])
-    body = json.dumps([{"request_id": request_id, "row": 0, "label": classes[0]}]).encode()
+    body = json.dumps([item(request_id, 0, classes[0])]).encode()
     padded = body[:-1] + b" " * (600 << 10) + b"]"  # 600 KiB: over the old ~128 KiB cut
     status, answer = http_raw(gateway["rest_port"], [padded[: 300 << 10], padded[300 << 10:]], pause_s=0.1)
     assert status == 200, answer
@@ -139,8 +148,7 @@ def test_a_large_body_within_the_limit_is_not_cut(gateway):
 def test_repeated_rows_in_one_body_are_refused_naming_them(gateway):
     request_id, classes = predicted(gateway, (0, 1))
     labelled(gateway, request_id, classes[1], row=1)
-    items = [{"request_id": request_id, "row": 0, "label": 0}] * 3 + [{"request_id": request_id, "row": 1,
-                                                                        "label": classes[1]}]
+    items = [item(request_id, 0, 0)] * 3 + [item(request_id, 1, classes[1])]
     status, answer = feedback(gateway, items)
     assert status == 400 and f"request {request_id!r} row 0" in answer["error"]
     assert "more than once" in answer["error"] and "row 1" not in answer["error"]
@@ -151,7 +159,7 @@ def test_a_class_id_is_taken_without_class_names_and_a_conflict_hides_the_stored
     status, answer = labelled(gateway, request_id, classes[0])  # an int: a class id
     assert status == 200 and answer["labels"][0]["label_id"] == classes[0]
     other = (classes[0] + 1) % 3
-    status, answer = feedback(gateway, {"request_id": request_id, "row": 0, "label": other})
+    status, answer = feedback(gateway, item(request_id, 0, other))
     assert (status, answer) == (409, {"error": f"request {request_id!r} row 0 is already labelled with a "
                                                "different label; labels are never overwritten"})
 

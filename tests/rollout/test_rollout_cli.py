@@ -306,3 +306,22 @@ def test_the_judge_binds_loopback_by_default():
 
     args = build_parser().parse_args(["rollout", "run"])
     assert args.host == "127.0.0.1"
+
+
+def test_readmit_puts_a_rejected_version_back_to_candidate(setup, capsys):
+    start(setup)
+    assert main(["rollout", "readmit", MODEL, "2", "--reason", "x"]) == 1
+    assert "is challenger, not rejected" in capsys.readouterr().err
+    assert main(["rollout", "rollback", MODEL, "--reason", "forged labels suspected", "--actor", "dana"]) == 0
+    with Registry.from_url(setup.url) as registry:
+        assert registry.get_version(MODEL, 2).stage is Stage.REJECTED
+    capsys.readouterr()
+    assert main(["rollout", "readmit", MODEL, "2", "--reason", "the labels were forged", "--actor", "erin"]) == 0
+    assert "digits:2 is a candidate again" in capsys.readouterr().out
+    with Registry.from_url(setup.url) as registry:
+        assert registry.get_version(MODEL, 2).stage is Stage.CANDIDATE
+        event = registry.events(MODEL, 2)[-1]
+        assert (event.from_stage, event.to_stage, event.actor) == (Stage.REJECTED, Stage.CANDIDATE, "erin")
+        assert event.reason == "re-admitted by erin: the labels were forged"
+    start(setup)  # testable again
+    assert "rollout #2" in capsys.readouterr().out
