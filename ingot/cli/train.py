@@ -108,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
               f"{summary['best_epoch']} restored")
 
         step("evaluate")
-        champion = registry.champion_metrics(args.model_name)
+        from ingot.retrain.champion import find_champion
+
+        found = find_champion(registry, args.model_name)
+        champion = found.metrics if found is not None else None
         evaluation = evaluate(trained.model, artifact, config, thresholds, model_name=args.model_name,
-                              training_summary=summary, champion_metrics=champion)
+                              training_summary=summary, champion=found)
         record = evaluation.record
         record.write(work / "evaluation.json")
         report = evaluation.report
