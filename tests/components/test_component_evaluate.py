@@ -175,7 +175,10 @@ def test_the_champion_is_rescored_on_the_same_rows_not_taken_from_its_card(
     assert comparisons["accuracy"]["difference"] == 0.0 and comparisons["accuracy"]["regressed"] is False
     assert result.record.model_card()["gate"]["comparisons"] == comparisons
     assert result.record.registry_fields()["gate"]["comparisons"] == comparisons
-    assert "Champion: accuracy 1.0000" in paths["report_html"].read_text()
+    page = paths["report_html"].read_text()
+    assert "Champion: accuracy 1.0000" in page
+    paired = {row[0]: row for row in parse_page(paths["report_html"]).tables["paired"] if row}
+    assert paired["accuracy"][3] == "+0.0000" and paired["accuracy"][-1] == "ok"
 
 
 def test_a_champion_missing_from_the_repository_is_a_clear_error(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
