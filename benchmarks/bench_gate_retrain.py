@@ -5,6 +5,10 @@ the paired gate (champion re-scored on the same test rows, floors by their bound
 Prints each candidate's accuracy and both verdicts, then the rejection counts.
 
     .venv/bin/python benchmarks/bench_gate_retrain.py [--seeds 5]
+
+Measured here (3 seeds, about 5 minutes on 2 shared cores; 270 test rows): champion (seed 42)
+0.9704; candidates 0.9778, 0.9778, 0.9704; rejected: old rule 0 of 3, paired gate 0 of 3. With
+this champion every candidate scored at least as well, so it does not separate the two rules.
 """
 
 from __future__ import annotations
