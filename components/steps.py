@@ -183,10 +183,13 @@ def evaluate_step(
 
     splits = open_dataset_artifact(os.fspath(dataset_dir))
     trained = load_trained(model_dir)
+    from ingot.retrain.champion import find_champion
+
     with open_registry(registry_url) as registry:
-        champion = registry.champion_metrics(model_name)
+        # Its SavedModel is read from the model repository (artifact_uri), re-scored on our test rows.
+        champion = find_champion(registry, model_name)
     evaluation = evaluate(trained.model, splits, config, thresholds, model_name=model_name,
-                          training_summary=trained.summary, champion_metrics=champion,
+                          training_summary=trained.summary, champion=champion,
                           pipeline_run_id=pipeline_run_id)
     record = evaluation.record
     record.write(evaluation_json)
