@@ -14,11 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ingot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ingot.client import Client
 
 DEFAULT_PERMUTATIONS = 1000
 DEFAULT_MAX_ROWS = 1000     # each side is subsampled (seeded) to at most this many rows
@@ -131,3 +134,35 @@ def embedding_window(reference: np.ndarray | None, inputs: CapturedInputs | None
     if not images:
         return "embedding_mmd: no captured inputs in the window, embedding drift not tested"
     return EmbeddingWindow(np.asarray(reference), np.asarray(embed(images)))
+
+
+def decode_images(images: Sequence[bytes], image_size: tuple[int, int]) -> np.ndarray:
+    """Encoded images to uint8 [rows, H, W, 3] at the model's input size (Pillow, bilinear), so the
+    monitor feeds `serving_embedding` without TensorFlow."""
+    import io
+
+    from PIL import Image
+
+    height, width = image_size
+    decoded = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for row, payload in enumerate(images):
+        with Image.open(io.BytesIO(payload)) as image:
+            decoded[row] = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
+    return decoded
+
+
+def server_embedder(client: Client, model: str, image_size: tuple[int, int], *, version: int | None = None,
+                    batch: int = 64) -> Embedder:
+    """An Embedder calling the model server's `serving_embedding` signature through an
+    `ingot.client.Client` (REST or gRPC), `batch` images a request."""
+    from ingot.protocol.signatures import EMBEDDING, SERVING_EMBEDDING
+
+    def embed(images: Sequence[bytes]) -> np.ndarray:
+        pixels = decode_images(images, image_size)
+        parts = [np.asarray(client.predict(pixels[start:start + batch], model=model,
+                                           version=version, signature_name=SERVING_EMBEDDING)[EMBEDDING],
+                            dtype=np.float32)
+                 for start in range(0, len(pixels), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    return embed

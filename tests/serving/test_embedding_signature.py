@@ -48,3 +48,21 @@ def test_embedding_over_rest_and_grpc_agree_and_metadata_lists_it(conformance_se
 
     status, body, _ = http("GET", f"{url}/v1/models/{MODEL}/versions/1/metadata")
     assert status == 200 and "serving_embedding" in body["metadata"]["signature_def"]["signature_def"]
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_the_monitor_embeds_captured_images_through_the_client(conformance_server, transport):
+    """The monitor's embedder (no TensorFlow: Pillow decode, ingot.client) gives the server's embedding."""
+    from ingot.client import Client
+    from ingot.monitor.embedding import server_embedder
+    from tests.serving.support import SIZE, png
+
+    images = colour_images([0, 1, 2, 1], seed=22)
+    target = (conformance_server.rest_url if transport == "rest"
+              else f"grpc://{conformance_server.grpc_target}")
+    with Client.connect(target) as client:
+        embedded = server_embedder(client, MODEL, SIZE, version=1, batch=3)([png(image) for image in images])
+    _, direct, _ = http("POST", f"{conformance_server.rest_url}/v1/models/{MODEL}/versions/1:predict",
+                        {"signature_name": "serving_embedding", "instances": images.tolist()})
+    assert embedded.shape[0] == 4
+    np.testing.assert_allclose(embedded, np.asarray(direct["predictions"]), rtol=1e-5, atol=1e-5)
