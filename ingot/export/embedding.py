@@ -68,9 +68,35 @@ def embedding_warmup_requests(model_name: str, image_size: tuple[int, int], batc
     return records
 
 
-def reference_sample(embeddings: np.ndarray, rows: int = REFERENCE_ROWS, seed: int = REFERENCE_SEED) -> np.ndarray:
-    """At most `rows` embeddings chosen with a fixed seed (kept in their original order)."""
-    values = np.asarray(embeddings, dtype=np.float32)
+def reference_sample(values: np.ndarray, rows: int = REFERENCE_ROWS, seed: int = REFERENCE_SEED) -> np.ndarray:
+    """At most `rows` rows chosen with a fixed seed (kept in their original order)."""
     if values.shape[0] <= rows:
         return values
     return values[np.sort(np.random.default_rng(seed).choice(values.shape[0], size=rows, replace=False))]
+
+
+CARD_KEY = "embedding_reference"
+
+
+def write_reference(model: Any, images: np.ndarray, assets_dir: Any, *, rows: int = REFERENCE_ROWS,
+                    seed: int = REFERENCE_SEED, batch_size: int = 256) -> dict[str, Any]:
+    """Embed a seeded sample of at most `rows` validation images (uint8 [N, H, W, 3]) with the
+    model's penultimate layer, write it as `embedding_reference.npy` in `assets_dir`, and return
+    the model card's `embedding_reference` entry (file, rows, dimension, seed)."""
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    from ingot.protocol.signatures import EMBEDDING_REFERENCE_FILE
+
+    pixels = reference_sample(np.asarray(images), rows, seed)
+    if pixels.ndim != 4 or pixels.shape[0] == 0:
+        raise ModelError(f"reference images must be a non-empty uint8 [N, H, W, 3] array, got {pixels.shape}")
+    encoder = embedding_model(model)
+    parts = [np.asarray(encoder(tf.cast(pixels[start:start + batch_size], tf.float32), training=False),
+                        dtype=np.float32).reshape(len(pixels[start:start + batch_size]), -1)
+             for start in range(0, len(pixels), batch_size)]
+    embeddings = np.concatenate(parts)
+    np.save(Path(assets_dir) / EMBEDDING_REFERENCE_FILE, embeddings, allow_pickle=False)
+    return {"file": EMBEDDING_REFERENCE_FILE, "rows": int(embeddings.shape[0]),
+            "dimension": int(embeddings.shape[1]), "seed": seed, "max_rows": rows, "split": "validation"}

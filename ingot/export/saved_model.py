@@ -259,11 +259,14 @@ def export_saved_model(
     image_size: Sequence[int],
     model_card: dict[str, Any],
     warmup_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    reference_images: np.ndarray | None = None,
 ) -> Path:
     """Write the serving SavedModel, warm-up records and model card to `export_dir`.
 
     `export_dir` must not exist or be empty. Everything is written to a sibling temp directory
     first and renamed at the end, so on any error nothing is left at `export_dir`.
+    `reference_images` (the validation split, uint8) give the embedding reference sample the drift
+    monitor compares captured inputs with (`ingot.export.embedding.write_reference`).
     """
     import tensorflow as tf
 
@@ -290,6 +293,10 @@ def export_saved_model(
         with tf.io.TFRecordWriter(str(staging / WARMUP_PATH)) as writer:
             for record in records:
                 writer.write(record.SerializeToString())
+        if reference_images is not None:
+            from ingot.export.embedding import CARD_KEY, write_reference
+
+            card[CARD_KEY] = write_reference(model, reference_images, staging / ASSETS_EXTRA)
         (staging / MODEL_CARD_PATH).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         if target.exists():
             target.rmdir()  # empty, checked above (e.g. a pre-created pipeline output directory)

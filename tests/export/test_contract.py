@@ -205,3 +205,28 @@ def test_model_card_carries_the_metrics_and_lineage(exported):
     created = datetime.fromisoformat(card["created_at"])
     assert created.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - created).total_seconds()) < 3600
+
+
+def test_the_embedding_reference_sample_is_written_with_its_card_entry(trained_model, tmp_path):
+    """Validation images given at export: a seeded sample of at most 1,000 embeddings in
+    assets.extra/, equal to what serving_embedding answers for those images, described in the card."""
+    import tensorflow as tf
+
+    from ingot.export.embedding import REFERENCE_ROWS, reference_sample
+    from ingot.export.saved_model import export_saved_model
+
+    from .conftest import model_card_for
+
+    images = colour_images([i % 3 for i in range(REFERENCE_ROWS + 30)], seed=5)
+    path = export_saved_model(trained_model, tmp_path / "with-reference", class_names=CLASSES, image_size=SIZE,
+                              model_card=model_card_for(trained_model), warmup_batch_sizes=(1,),
+                              reference_images=images)
+    card = json.loads((path / "assets.extra" / "model_card.json").read_text())
+    entry = card["embedding_reference"]
+    reference = np.load(path / "assets.extra" / entry["file"])
+    assert entry["file"] == "embedding_reference.npy"
+    assert reference.shape == (REFERENCE_ROWS, entry["dimension"]) and entry["rows"] == REFERENCE_ROWS
+    chosen = reference_sample(images)
+    assert chosen.shape[0] == REFERENCE_ROWS and np.array_equal(chosen, reference_sample(images))  # seeded
+    served = tf.saved_model.load(str(path)).signatures["serving_embedding"](images=tf.constant(chosen[:20]))
+    np.testing.assert_allclose(reference[:20], served["embedding"].numpy(), rtol=1e-4, atol=1e-5)
