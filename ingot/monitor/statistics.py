@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from ingot.errors import ConfigError
-from ingot.monitor.embedding import EmbeddingWindow
 from ingot.evaluate.drift import (
     CONFIDENCE_RANGE,
     INPUT_MEAN_RANGE,
@@ -47,6 +46,7 @@ from ingot.evaluate.drift import (
     bucket_counts,
     bucket_midpoints,
 )
+from ingot.monitor.embedding import EmbeddingWindow
 
 DRIFT = "drift"
 NO_DRIFT = "no drift"

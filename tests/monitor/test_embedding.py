@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def _capture(root, model: str, payload: bytes, suffix: str = ".png", mtime: floa
 
 
 def test_local_captured_inputs_read_the_content_addressed_layout(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     old = _capture(tmp_path, "digits", b"old", mtime=1_000_000)
     _capture(tmp_path, "digits", b"new", mtime=2_000_000)
@@ -79,7 +80,7 @@ def test_local_captured_inputs_read_the_content_addressed_layout(tmp_path):
     _capture(tmp_path, "other", b"elsewhere")
     (old.parent / "stray.png").write_bytes(b"x")           # not content-addressed: ignored
     store = LocalCapturedInputs(tmp_path)
-    since = datetime.fromtimestamp(1_500_000, tz=timezone.utc)
+    since = datetime.fromtimestamp(1_500_000, tz=UTC)
     assert store.sample("digits", since, None, 10) == [b"new"]
     assert sorted(store.sample("digits", None, None, 10)) == [b"new", b"old"]
     assert store.sample("digits", None, None, 1) == [b"new"]
