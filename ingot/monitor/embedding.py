@@ -110,6 +110,8 @@ class LocalCapturedInputs:
 Embedder = Callable[[Sequence[bytes]], np.ndarray]
 """Images (encoded bytes) to embeddings [rows, d]; the CLI hands in one that decodes the images
 and calls the model server's `serving_embedding` signature through `ingot.client`."""
+EmbedderFor = Callable[[int], Embedder]
+"""The Embedder for a model version (the champion's, whose card holds the reference sample)."""
 
 
 @dataclass(frozen=True)
@@ -164,5 +166,40 @@ def server_embedder(client: Client, model: str, image_size: tuple[int, int], *, 
                             dtype=np.float32)
                  for start in range(0, len(pixels), batch)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    return embed
+
+
+def load_reference(artifact_uri: str, card: dict) -> np.ndarray | None:
+    """The champion's reference embeddings (`embedding_reference` in its card), or None for a
+    model exported before the embedding signature."""
+    import io
+
+    from ingot.repository import ASSETS_EXTRA
+    from ingot.storage import exists, join, open_file
+
+    entry = card.get("embedding_reference")
+    if not isinstance(entry, dict) or not entry.get("file"):
+        return None
+    path = join(artifact_uri, ASSETS_EXTRA, str(entry["file"]))
+    if not exists(path):
+        return None
+    with open_file(path, "rb") as handle:
+        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+
+
+def lazy_server_embedder(connect: Callable[[], Client], model: str, version: int | None = None) -> Embedder:
+    """A server embedder for `version` (the champion's: its reference sample is in its card) that
+    connects, and reads the input size from the signature's metadata, only when there are captured
+    images to embed."""
+
+    def embed(images: Sequence[bytes]) -> np.ndarray:
+        from ingot.protocol.signatures import IMAGES_INPUT, SERVING_EMBEDDING
+
+        with connect() as client:
+            signature = client.metadata(model, version=version)["metadata"]["signature_def"]["signature_def"][SERVING_EMBEDDING]
+            dims = signature["inputs"][IMAGES_INPUT]["tensor_shape"]["dim"]
+            size = (int(dims[1]["size"]), int(dims[2]["size"]))
+            return server_embedder(client, model, size, version=version)(images)
 
     return embed

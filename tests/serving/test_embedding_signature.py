@@ -65,4 +65,8 @@ def test_the_monitor_embeds_captured_images_through_the_client(conformance_serve
     _, direct, _ = http("POST", f"{conformance_server.rest_url}/v1/models/{MODEL}/versions/1:predict",
                         {"signature_name": "serving_embedding", "instances": images.tolist()})
     assert embedded.shape[0] == 4
+    from ingot.monitor.embedding import lazy_server_embedder
+
+    lazy = lazy_server_embedder(lambda: Client.connect(target), MODEL, 1)  # input size from the metadata
+    np.testing.assert_allclose(lazy([png(image) for image in images]), embedded[:, :], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(embedded, np.asarray(direct["predictions"]), rtol=1e-5, atol=1e-5)
