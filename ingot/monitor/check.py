@@ -11,7 +11,7 @@ from typing import Any
 
 from ingot.errors import IngotError, NotFoundError
 from ingot.evaluate.drift import NO_BASELINE_NOTE, DriftBaseline
-from ingot.monitor.embedding import CapturedInputs, EmbedderFor
+from ingot.monitor.embedding import CapturedInputs, EmbedderFor, EmbeddingWindow
 from ingot.monitor.launch import Launcher, Recipe
 from ingot.monitor.statistics import (
     DEFAULT_ALPHA,
@@ -62,6 +62,7 @@ class CheckOutcome:
     refusal: str | None = None
     trigger_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    embeddings: EmbeddingWindow | None = None  # the embedding test's two samples, for the report's plot
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +107,8 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
                               min_labels=settings.min_labels, accuracy_floor=floor, notes=notes,
                               embeddings=embeddings)
-        outcome = CheckOutcome(settings.model, version, result, window, baseline)
+        outcome = CheckOutcome(settings.model, version, result, window, baseline,
+                               embeddings=embeddings if isinstance(embeddings, EmbeddingWindow) else None)
         if settings.trigger and result.status == DRIFT:
             _trigger(settings, registry, TriggerStore(registry.engine), card, outcome)
         return outcome

@@ -203,3 +203,15 @@ def lazy_server_embedder(connect: Callable[[], Client], model: str, version: int
             return server_embedder(client, model, size, version=version)(images)
 
     return embed
+
+
+def project_2d(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples on the first two principal axes of the pooled, centred sample (numpy SVD)."""
+    x, y = np.asarray(reference, dtype=np.float64), np.asarray(window, dtype=np.float64)
+    pooled = np.vstack([x, y])
+    centre = pooled.mean(axis=0)
+    _, _, axes = np.linalg.svd(pooled - centre, full_matrices=False)
+    basis = axes[:2].T
+    if basis.shape[1] < 2:
+        basis = np.hstack([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))])
+    return (x - centre) @ basis, (y - centre) @ basis

@@ -111,3 +111,20 @@ def test_embedding_drift_joins_the_bonferroni_family():
     assert all(t.threshold == pytest.approx(0.01 / len(pvalue_tests)) for t in pvalue_tests)
     assert "embedding_mmd" not in stable.drifted
     assert shifted.status == DRIFT and "embedding_mmd" in shifted.drifted
+
+
+def test_the_report_plots_both_samples_in_two_dimensions(tmp_path):
+    from ingot.monitor.check import CheckOutcome
+    from ingot.monitor.embedding import project_2d
+    from ingot.monitor.report import write_report
+
+    rng = np.random.default_rng(6)
+    samples = EmbeddingWindow(rng.normal(size=(200, 8)), rng.normal(2.0, size=(200, 8)))
+    reference, window = project_2d(samples.reference, samples.window)
+    assert reference.shape == (200, 2) and window.shape == (200, 2)
+    assert abs(reference[:, 0].mean() - window[:, 0].mean()) > 3  # the shift lies along the first axis
+    live = draw(500, np.random.default_rng(7)).window()
+    result = check_window(BASELINE, live, embeddings=samples)
+    path = write_report(CheckOutcome("digits", 1, result, live, BASELINE, embeddings=samples), tmp_path / "r.html")
+    html = path.read_text()
+    assert "Embeddings (PCA of the pooled samples)" in html and "embedding_mmd" in html
