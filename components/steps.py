@@ -196,7 +196,8 @@ def evaluate_step(
     _write_text(Path(report_html), evaluation_html(record))
     if record.blessed:
         export_saved_model(trained.model, serving_model_dir, class_names=record.class_names,
-                           image_size=config.image_size, model_card=record.model_card())
+                           image_size=config.image_size, model_card=record.model_card(),
+                           reference_images=evaluation.validation.images)
     return EvaluateStepResult(
         blessed=record.blessed,
         summary=evaluation.decision.summary(),

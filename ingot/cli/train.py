@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         if record.blessed:
             step("publish")
             export_dir = export_saved_model(trained.model, work / "export", class_names=record.class_names,
-                                            image_size=config.image_size, model_card=record.model_card())
+                                            image_size=config.image_size, model_card=record.model_card(),
+                                            reference_images=evaluation.validation.images)
             published = publish(export_dir, repository, args.model_name)
             state = "published" if published.created else "already published"
             print(f"{state}: {args.model_name} version {published.version} at {published.path} "

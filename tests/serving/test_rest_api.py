@@ -59,7 +59,7 @@ def test_metadata_returns_the_signature_defs(url):
     assert status == 200
     assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": "2"}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "serving_bytes"}
+    assert set(signatures) == {"serving_default", "serving_bytes", "serving_embedding"}
     images = signatures["serving_default"]["inputs"]["images"]
     assert images["dtype"] == "DT_UINT8"
     assert [d["size"] for d in images["tensor_shape"]["dim"]] == ["-1", "16", "16", "3"]
