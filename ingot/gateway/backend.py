@@ -58,6 +58,7 @@ class GatewayBackend(Backend):
         default_timeout_s: float = 30.0,
         max_mirrors_in_flight: int = 32,
         rng: random.Random | None = None,
+        capture: Any | None = None,
     ) -> None:
         self._table = table
         self.pool = pool
@@ -65,7 +66,7 @@ class GatewayBackend(Backend):
         self.default_timeout_s = default_timeout_s
         self._rng = rng or random.Random()
         self.chooser = Chooser(pool, metrics, self._rng)
-        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes)
+        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes, capture=capture)
         self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight)
         self.reads = Reads(self.chooser, default_timeout_s)
 
@@ -77,6 +78,7 @@ class GatewayBackend(Backend):
         if not state.request_id:
             caller = ctx.headers.get(wire.REQUEST_ID)
             state.request_id = caller if caller is not None and valid_request_id(caller) else new_request_id()
+            state.capture_off = (ctx.headers.get(wire.CAPTURE) or "").strip().lower() == "off"
         return state
 
     # ------------------------------------------------------------ predicting

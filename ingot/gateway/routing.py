@@ -15,6 +15,7 @@ line and the last good table keeps serving. Shape (docs/gateway.md):
       champion:   {rest: "http://127.0.0.1:8501", grpc: "127.0.0.1:8500", version: 1}
       challenger: {rest: "http://127.0.0.1:8511", grpc: "127.0.0.1:8510", version: 2}
     feedback_token_file: ""             # when set, POST /v1/feedback needs this bearer token
+    capture: {sample: 0.2, max_bytes: 10GiB, retention_days: 30}   # inputs kept (ingot.capture)
 
 Every upstream request names the variant's `version` explicitly, so the version the gateway
 reports and logs is the one that answered. The challenger may be left out (then its weight and
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ingot.capture.policy import CapturePolicy, parse_policy
 from ingot.errors import ConfigError
 from ingot.protocol import headers
 from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
@@ -44,7 +46,7 @@ CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file")
+             "feedback_token_file", "capture")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
@@ -73,6 +75,7 @@ class RoutingTable:
     challenger_weight: float = 0.0
     mirror: float = 0.0
     feedback_token_file: str = ""
+    capture: CapturePolicy | None = None  # None: no input is stored
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -105,6 +108,8 @@ class RoutingTable:
             for variant, up in self.upstreams.items()
         }
         doc["feedback_token_file"] = self.feedback_token_file
+        if self.capture is not None:
+            doc["capture"] = self.capture.as_dict()
         return doc
 
 
@@ -157,10 +162,16 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     token_file = doc.get("feedback_token_file") or ""
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
+    capture = None
+    if doc.get("capture") is not None:
+        try:
+            capture = parse_policy(doc["capture"])
+        except ConfigError as err:
+            raise RoutingError(str(err)) from None
     return RoutingTable(
         model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
-        feedback_token_file=token_file, digest=digest,
+        feedback_token_file=token_file, capture=capture, digest=digest,
     )
 
 

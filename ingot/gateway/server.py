@@ -52,6 +52,8 @@ class GatewayOptions:
     max_mirrors_in_flight: int = 32
     shutdown_grace_s: float = 30.0
     grpc_max_message_bytes: int = 64 << 20
+    capture_url: str | None = None  # None: $INGOT_CAPTURE_URL, else ./.ingot/capture
+    capture_queue_bytes: int = 64 << 20  # inputs waiting to be stored; more are dropped and counted
 
 
 class LazyLogStore:
@@ -101,10 +103,11 @@ class Gateway:
 
             self._jsonl = JsonlWriter(options.log_jsonl)
             self.sinks.append(QueueSink(self._jsonl, name="inference-log-jsonl", max_queue=options.log_queue_size))
+        self.capture = _capture_writer(options, self.metrics)
         self.backend = GatewayBackend(
             lambda: self.watcher.table, self.pool, sink=_FanOut(self.sinks) if self.sinks else None,
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
-            max_mirrors_in_flight=options.max_mirrors_in_flight,
+            max_mirrors_in_flight=options.max_mirrors_in_flight, capture=self.capture,
         )
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
@@ -170,6 +173,7 @@ class Gateway:
         await self.pool.close()
         for sink in self.sinks:
             await asyncio.to_thread(sink.close, min(grace, 10.0))
+        await asyncio.to_thread(self.capture.close, min(grace, 10.0))
         if self.log_store is not None:
             self.log_store.close()
         if self.options.log_jsonl:
@@ -259,6 +263,17 @@ class Gateway:
             return self.log_store.get().record_feedback(items, self.classes)
         except (OperationalError, ConfigError) as err:
             raise _LogUnavailable(str(getattr(err, "orig", None) or err).strip().splitlines()[0]) from None
+
+
+def _capture_writer(options: GatewayOptions, metrics: GatewayMetrics) -> Any:
+    """The capture writer (idle until the routing table sets `capture.sample`), its metrics registered."""
+    from ingot import settings
+    from ingot.capture.metrics import CaptureCollector
+    from ingot.capture.writer import CaptureWriter
+
+    writer = CaptureWriter(settings.capture_url(options.capture_url), max_queue_bytes=options.capture_queue_bytes)
+    metrics.registry.register(CaptureCollector(writer))
+    return writer
 
 
 class _LogUnavailable(Exception):

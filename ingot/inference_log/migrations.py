@@ -75,8 +75,14 @@ def _v1_initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v_captured(conn: Connection) -> None:
+    """inference_log.captured: the row's input is in the capture store (ingot.capture)."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN captured BOOLEAN NOT NULL DEFAULT FALSE")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
+    Migration(2, "inference_log.captured", _v_captured),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

@@ -44,6 +44,7 @@ class LogRecord:
     input_std: float | None
     latency_ms: float
     status: str
+    captured: bool = False  # the input is (being) stored in the capture store under input_sha256
 
     def as_row(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ingot import db
@@ -64,6 +64,7 @@ class InferenceLogRow(Base):
     input_std: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32))                   # "OK" or the error code name
+    captured: Mapped[bool] = mapped_column(Boolean, server_default=false())  # input in the capture store
 
 
 class FeedbackLabelRow(Base):
