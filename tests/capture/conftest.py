@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.conftest import start_gateway  # noqa: F401 - the gateway suite's fixture
+from tests.serving.conftest import conformance_server, exports  # noqa: F401 - shared session fixtures
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
