@@ -78,3 +78,15 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     server.stop()
     s3fs.S3FileSystem.clear_instance_cache()
     os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+# ------------------------------------------------------------------ dataset build worlds
+
+from tests.support.databases import backends, database_factory  # noqa: E402
+
+
+@pytest.fixture(params=backends("capture-postgres"))
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One fresh database on the test's backend (SQLite, or the throwaway PostgreSQL server)."""
+    with database_factory(request, tmp_path, "capture") as make:
+        yield make()
