@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--model_repository", "--model-repository", dest="model_repository", default=None,
         help="model repository whose model cards name each version's classes (checks feedback labels); "
         "without it class names are learned from the answers")
+    add("--capture-url", "--capture_url", dest="capture_url", default=None,
+        help="where sampled inputs are stored when the routing table sets capture.sample: a directory, s3:// or "
+        "gs:// (default $INGOT_CAPTURE_URL, else ./.ingot/capture; docs/capture.md)")
     add("--routes-poll-seconds", type=float, default=2.0, help="how often to check the routing table (default 2)")
     add("--upstream-timeout-seconds", type=float, default=30.0,
         help="deadline of a forwarded request when the caller sets none (default 30)")
@@ -90,7 +93,7 @@ def gateway_options(args: argparse.Namespace) -> Any:
         log_enabled=args.log_enabled, log_url=args.log_url, log_jsonl=args.log_jsonl,
         log_queue_size=args.log_queue_size, model_repository=args.model_repository,
         routes_poll_s=args.routes_poll_seconds, upstream_timeout_s=args.upstream_timeout_seconds,
-        limits=limits, max_mirror_bytes=args.mirror_max_bytes,
+        limits=limits, max_mirror_bytes=args.mirror_max_bytes, capture_url=args.capture_url,
         rest_timeout_s=timeout_s, shutdown_grace_s=args.shutdown_grace_seconds,
         feedback_secret_file=args.feedback_secret_file, require_feedback_token=args.require_feedback_token,
         feedback_max_in_flight=args.feedback_concurrency, label_wait_s=args.label_wait_seconds,

@@ -70,6 +70,7 @@ class GatewayBackend(Backend):
         max_mirror_bytes: int = 64 << 20,
         rng: random.Random | None = None,
         keys: FeedbackKeys | None = None,
+        capture: Any | None = None,
     ) -> None:
         self._table = table
         self.keys = keys or FeedbackKeys.from_file(None)
@@ -79,7 +80,7 @@ class GatewayBackend(Backend):
         self.default_timeout_s = default_timeout_s
         self._rng = rng or random.Random()
         self.chooser = Chooser(pool, metrics, self._rng)
-        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes)
+        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes, capture=capture)
         self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight,
                              max_bytes_in_flight=max_mirror_bytes)
         self.reads = Reads(self.chooser, default_timeout_s)
@@ -94,6 +95,7 @@ class GatewayBackend(Backend):
             caller = ctx.headers.get(wire.CLIENT_REQUEST_ID) or ctx.headers.get(wire.REQUEST_ID)
             if caller is not None and valid_request_id(caller):
                 state.client_request_id = caller
+            state.capture_off = (ctx.headers.get(wire.CAPTURE) or "").strip().lower() == "off"
         return state
 
     # ------------------------------------------------------------ predicting

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ingot.capture.hook import offer_captures
 from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.observe import batch_size, input_facts, predictions
@@ -36,13 +37,16 @@ class RequestState:
     signature: str = SERVING_DEFAULT
     logged: bool = False
     predict: bool = False
+    capture_off: bool = False  # the caller sent `x-ingot-capture: off`
 
 
 class RequestRecorder:
-    def __init__(self, *, sink: Any | None, metrics: GatewayMetrics, classes: ClassCatalog) -> None:
+    def __init__(self, *, sink: Any | None, metrics: GatewayMetrics, classes: ClassCatalog,
+                 capture: Any | None = None) -> None:
         self.sink = sink
         self.metrics = metrics
         self.classes = classes
+        self.capture = capture  # an ingot.capture.writer.CaptureWriter, or None
 
     def record(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
                outputs: Mapping[str, np.ndarray] | None, status: str, *, variant: str, how: str,
@@ -63,9 +67,14 @@ class RequestRecorder:
             if count:
                 for p in predicted:
                     self.metrics.record_prediction(table.model, variant, version_label, p.class_name, p.confidence)
-        if self.sink is None:
+        captured = self._capture(table, state, inputs, rows, status, variant)
+        if self.sink is None and not captured:
             return
         facts = input_facts(inputs) if rows and inputs is not None else []
+        if captured:
+            captured = offer_captures(self.capture, table, inputs, facts, captured)
+        if self.sink is None:
+            return
         now = datetime.now(UTC)
         records = []
         for row in range(max(rows, 1)):
@@ -80,6 +89,15 @@ class RequestRecorder:
                 confidence=pred.confidence if pred else None,
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
                 latency_ms=latency * 1000.0, status=status, client_request_id=state.client_request_id,
-                evidence=evidence,
+                evidence=evidence, captured=row in captured,
             ))
         self.sink.submit(records)
+
+    def _capture(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
+                 rows: int, status: str, variant: str) -> set[int]:
+        """The rows whose inputs this request offers to the capture store (sampled per row)."""
+        policy = table.capture
+        if (self.capture is None or policy is None or not policy.enabled or status != "OK" or variant == SHADOW
+                or state.capture_off or not rows or inputs is None):
+            return set()
+        return {row for row in range(rows) if self.capture.sampled(policy)}

@@ -17,6 +17,7 @@ line and the last good table keeps serving. Shape (docs/gateway.md):
     feedback_token_file: ""             # when set, POST /v1/feedback needs this bearer token
     pin_token_file: ""                  # when set, a pin (x-ingot-variant, versions/N, labels/L) needs this token
     trusted_caller_header: ""           # = caller_header when the edge sets it: sticky rows are then evidence
+    capture: {sample: 0.2, max_bytes: 10GiB, retention_days: 30}   # inputs kept (ingot.capture)
 
 Every upstream request names the variant's `version` explicitly, so the version the gateway
 reports and logs is the one that answered. The challenger may be left out (then its weight and
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ingot.capture.policy import CapturePolicy, parse_policy
 from ingot.errors import ConfigError
 from ingot.protocol import headers
 from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
@@ -46,7 +48,7 @@ CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file", "pin_token_file", "trusted_caller_header")
+             "feedback_token_file", "pin_token_file", "trusted_caller_header", "capture")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
@@ -77,6 +79,7 @@ class RoutingTable:
     feedback_token_file: str = ""
     pin_token_file: str = ""  # when set, pinned predicts need x-ingot-pin-token (docs/gateway.md)
     trusted_caller_header: str = ""  # the caller_header, when a trusted edge sets it (sticky rows are evidence)
+    capture: CapturePolicy | None = None  # None: no input is stored
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -113,6 +116,8 @@ class RoutingTable:
             doc["pin_token_file"] = self.pin_token_file
         if self.trusted_caller_header:
             doc["trusted_caller_header"] = self.trusted_caller_header
+        if self.capture is not None:
+            doc["capture"] = self.capture.as_dict()
         return doc
 
 
@@ -165,6 +170,12 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     token_file = doc.get("feedback_token_file") or ""
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
+    capture = None
+    if doc.get("capture") is not None:
+        try:
+            capture = parse_policy(doc["capture"])
+        except ConfigError as err:
+            raise RoutingError(str(err)) from None
     pin_token_file = doc.get("pin_token_file") or ""
     if not isinstance(pin_token_file, str):
         raise RoutingError(f"routing table pin_token_file: expected a file path or \"\", got {pin_token_file!r}")
@@ -173,7 +184,7 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, pin_token_file=pin_token_file, trusted_caller_header=trusted,
-        digest=digest,
+        capture=capture, digest=digest,
     )
 
 

@@ -66,6 +66,8 @@ class GatewayOptions:
     log_statement_timeout_ms: int | None = 5_000  # PostgreSQL statement_timeout of the log's sessions
     log_lock_timeout_ms: int | None = 2_000  # PostgreSQL lock_timeout
     feedback_busy_timeout_ms: int = 2_000  # SQLite: a feedback transaction's wait for the write lock
+    capture_url: str | None = None  # None: $INGOT_CAPTURE_URL, else ./.ingot/capture
+    capture_queue_bytes: int = 64 << 20  # inputs waiting to be stored; more are dropped and counted
 
 
 class Gateway:
@@ -98,11 +100,12 @@ class Gateway:
 
             self._jsonl = JsonlWriter(options.log_jsonl)
             self.sinks.append(QueueSink(self._jsonl, name="inference-log-jsonl", max_queue=options.log_queue_size))
+        self.capture = _capture_writer(options, self.metrics)
         self.backend = GatewayBackend(
             lambda: self.watcher.table, self.pool, sink=_FanOut(self.sinks) if self.sinks else None,
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
             max_mirrors_in_flight=options.max_mirrors_in_flight, max_mirror_bytes=options.max_mirror_bytes,
-            keys=self.keys,
+            keys=self.keys, capture=self.capture,
         )
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
@@ -162,6 +165,7 @@ class Gateway:
         for sink in self.sinks:
             await asyncio.to_thread(sink.close, min(grace, 10.0))
         self.feedback_runner.close()
+        await asyncio.to_thread(self.capture.close, min(grace, 10.0))
         if self.log_store is not None:
             self.log_store.close()
         if self.options.log_jsonl:
@@ -300,6 +304,17 @@ class Gateway:
             return self.log_store.get().record_feedback(items, classes)
         except (OperationalError, ConfigError) as err:
             raise _LogUnavailable(str(getattr(err, "orig", None) or err).strip().splitlines()[0]) from None
+
+
+def _capture_writer(options: GatewayOptions, metrics: GatewayMetrics) -> Any:
+    """The capture writer (idle until the routing table sets `capture.sample`), its metrics registered."""
+    from ingot import settings
+    from ingot.capture.metrics import CaptureCollector
+    from ingot.capture.writer import CaptureWriter
+
+    writer = CaptureWriter(settings.capture_url(options.capture_url), max_queue_bytes=options.capture_queue_bytes)
+    metrics.registry.register(CaptureCollector(writer))
+    return writer
 
 
 class _LogUnavailable(Exception):

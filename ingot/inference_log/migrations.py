@@ -95,9 +95,15 @@ def _v2_client_request_id_evidence(conn: Connection) -> None:
     )
 
 
+def _v3_captured(conn: Connection) -> None:
+    """inference_log.captured: the row's input is in the capture store (ingot.capture)."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN captured BOOLEAN NOT NULL DEFAULT FALSE")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
     Migration(2, "inference_log: client_request_id, evidence", _v2_client_request_id_evidence),
+    Migration(3, "inference_log.captured", _v3_captured),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

@@ -46,6 +46,7 @@ class LogRecord:
     status: str
     client_request_id: str | None = None  # the caller's own id (x-ingot-client-request-id), never a key
     evidence: bool = False  # randomised assignment, answered by the assigned model
+    captured: bool = False  # the input is (being) stored in the capture store under input_sha256
 
     def as_row(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.

@@ -83,6 +83,7 @@ class InferenceLogRow(Base):
     # Assigned at random (weight, or sticky by a trusted caller key) and answered by the assigned
     # model: the only rows rollouts and drift windows count (docs/architecture.md, inference log).
     evidence: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    captured: Mapped[bool] = mapped_column(Boolean, server_default=false())  # input in the capture store
 
 
 class FeedbackLabelRow(Base):

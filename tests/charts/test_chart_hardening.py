@@ -138,12 +138,18 @@ def test_with_a_rollout_the_feedback_token_is_generated_and_required(render_valu
     [volume] = [v for v in spec["volumes"] if v["name"] == "feedback-token"]
     assert volume["secret"]["secretName"] == "ingot-feedback-token"
     validate_any(secret, "1.32")
-    # A given Secret wins, and none is generated.
+    assert "--require-feedback-token" in spec["containers"][0]["args"]
+    # A given Secret wins, and no token is generated (the feedback-key Secret is another one).
     given = render_values({**ROLLOUT, "gateway": {**ROLLOUT["gateway"], "feedbackToken": {"existingSecret": "mine"}}})
-    assert not given.of_kind("Secret")
-    # Without a rollout, no token unless one is given (as before).
+    assert [s["metadata"]["name"] for s in given.of_kind("Secret")] == ["ingot-feedback-secret"]
+    given_spec = given.get("Deployment", "ingot-gateway")["spec"]["template"]["spec"]
+    [volume] = [v for v in given_spec["volumes"] if v["name"] == "feedback-token"]
+    assert volume["secret"]["secretName"] == "mine"
+    # Without a rollout, no token unless one is given (as before), and feedback keys are enough.
     plain = render_values({"traffic": {"mode": "ingot"}})
-    assert not plain.of_kind("Secret")
+    assert [s["metadata"]["name"] for s in plain.of_kind("Secret")] == ["ingot-feedback-secret"]
+    plain_args = plain.get("Deployment", "ingot-gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--require-feedback-token" not in plain_args
 
 
 def test_the_judge_binds_the_pod_address_with_a_socket_timeout(render_values):
