@@ -47,15 +47,17 @@ def test_every_history_has_its_own_version_table_and_lock_key() -> None:
 
 
 def test_the_registry_keeps_its_version_numbers_with_5_and_6_as_recorded_no_ops() -> None:
-    assert [m.version for m in registry_migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6]
-    assert all("no-op" in m.description for m in registry_migrations.MIGRATIONS[4:])
+    assert [m.version for m in registry_migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7]
+    assert all("no-op" in m.description for m in registry_migrations.MIGRATIONS[4:6])
+    assert "dataset_versions" in registry_migrations.MIGRATIONS[6].description  # the next real one
 
 
 def test_opening_a_store_creates_only_its_own_tables(database_url: str) -> None:
     with Registry.from_url(database_url) as registry:
-        assert tables(database_url) == {"schema_version", "models", "model_versions", "stage_events"}
+        registry_tables = {"schema_version", "models", "model_versions", "stage_events", "dataset_versions"}
+        assert tables(database_url) == registry_tables
         RolloutStore(registry)
-        assert tables(database_url) - {"schema_version", "models", "model_versions", "stage_events"} == {
+        assert tables(database_url) - registry_tables == {
             "rollout_schema_version", "rollouts", "rollout_transitions", "rollout_leases"}
         triggers.TriggerStore(registry.engine)
         assert {"drift_trigger_schema_version", "drift_triggers"} <= tables(database_url)
