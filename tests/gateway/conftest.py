@@ -90,7 +90,12 @@ def flushed_rows(gateway: Any, request_id: str | None = None, *, at_least: int =
     store = gateway.gateway.log_store
 
     def rows() -> list[dict[str, Any]] | None:
-        found = store.get().rows(request_id)
+        from ingot.gateway.logstore import LogUnavailable
+
+        try:
+            found = store.get().rows(request_id)
+        except LogUnavailable:  # the writer is opening the database right now: ask again
+            return None
         return found if len(found) >= at_least else None
 
     return wait_for(rows, timeout_s=20, what=f"{at_least} log rows for {request_id}")
