@@ -13,7 +13,7 @@ import numpy as np
 
 from ingot.capture.hook import offer_captures
 from ingot.gateway.classes import ClassCatalog
-from ingot.gateway.metrics import GatewayMetrics
+from ingot.gateway.metrics import PATH_FULL, GatewayMetrics
 from ingot.gateway.observe import batch_size, input_facts, predictions
 from ingot.gateway.routing import RoutingTable
 from ingot.inference_log.records import LogRecord
@@ -60,6 +60,7 @@ class RequestRecorder:
         if count:
             self.metrics.requests.labels(table.model, variant, version_label, protocol, status).inc()
             self.metrics.latency.labels(table.model, variant, version_label, protocol).observe(latency)
+            self.metrics.observe_path(table.model, variant, PATH_FULL, latency)
         rows = batch_size(inputs) if inputs else 0
         predicted = predictions(outputs, rows) if status == "OK" else []
         if status == "OK":
