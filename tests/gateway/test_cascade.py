@@ -38,6 +38,17 @@ def test_a_cascade_is_read_per_arm_and_dumped_back():
     assert validate(_table(None)).cascades == {}
 
 
+def test_the_rollout_controller_keeps_an_arms_cascade_when_it_writes_the_table():
+    from ingot.rollout.routing import routing_table, routing_yaml
+
+    cascade = {"small": {"rest": "http://small:8501", "grpc": "small:8500", "version": 4}, "threshold": 0.9}
+    target = {"champion": {"rest": "http://a:1", "grpc": "a:2", "cascade": cascade},
+              "challenger": {"rest": "http://b:1", "grpc": "b:2"}}
+    table = parse(routing_yaml(routing_table(target, model="digits", experiment="e", weight=10,
+                                             champion_version=1, challenger_version=2)))
+    assert table.cascades == {"champion": Cascade(Upstream("http://small:8501", "small:8500", 4), 0.9)}
+
+
 @pytest.mark.parametrize(("cascade", "message"), [
     ({"threshold": 0.9}, "upstreams.champion.cascade.small: missing"),
     ({"small": {"rest": "http://s:1", "grpc": "s:2", "version": 1}, "threshold": 1.5},
