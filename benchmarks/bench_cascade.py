@@ -95,8 +95,10 @@ def exported(model, directory: Path, class_names):
 
     from ingot.export.saved_model import export_saved_model
 
-    export_saved_model(model, directory, class_names=class_names, image_size=SIZE,
-                       model_card={"name": "digits", "architecture": model.name}, warmup_batch_sizes=(1,))
+    card = {"name": "digits", "architecture": model.name, "training_config": {}, "data_hash": "sha256:" + "0" * 64,
+            "metrics": {}, "drift_baseline": {}}
+    export_saved_model(model, directory, class_names=class_names, image_size=SIZE, model_card=card,
+                       warmup_batch_sizes=(1,))
     return tf.saved_model.load(str(directory)).signatures["serving_default"]
 
 

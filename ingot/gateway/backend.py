@@ -7,7 +7,10 @@ forwards the caller's raw REST body or PredictRequest, pinned to the variant's v
 (ingot.gateway.forward), and decodes the answer only to log it (ingot.gateway.records). A
 challenger that cannot be reached hands its request to the champion (assignment `fallback`); a
 champion that cannot be reached is a 503. Mirroring (ingot.gateway.mirror) copies champion
-requests to the challenger. Metadata and status are proxied (ingot.gateway.reads).
+requests to the challenger. Metadata and status are proxied (ingot.gateway.reads). An arm with
+a `cascade` asks its small model first and keeps that answer when it is sure enough
+(ingot.gateway.cascade; `x-ingot-answered-by`, the log's `answered_by`); the full model gets the
+rest of the caller's deadline.
 
 A predict the front end refuses after the variant was chosen (bad input, limits) is logged too:
 the gateway registers `record_refused` as the front end's predict-error hook.
@@ -23,6 +26,7 @@ pin needs the table's pin token when it names one (403 / PERMISSION_DENIED other
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -146,7 +150,9 @@ class GatewayBackend(Backend):
         timeout = ctx.timeout_s or self.default_timeout_s
         cascade = table.cascades.get(target.variant) if state.cascadable else None
         if cascade is not None:
+            asked = time.perf_counter()
             small = await self.cascade.try_small(table, cascade, target, call, timeout, state.request_id)
+            timeout = max(timeout - (time.perf_counter() - asked), 0.001)  # the full model gets what is left
             self.cascade.count(table.model, target.variant, SMALL if small is not None else FULL)
             ctx.response_headers[wire.ANSWERED_BY] = state.answered_by = SMALL if small is not None else FULL
             if small is not None:
