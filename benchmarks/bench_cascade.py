@@ -14,7 +14,7 @@ the small model on every request and the full model on the rows it does not answ
 in-process wall time of each exported SavedModel's `serving_default` (the graph `ingot serve`
 runs) at batch 1 (p50 of --calls calls) and per image at batch 64.
 
-    .venv/bin/python benchmarks/bench_cascade.py [--seed 42] [--max-loss 0.5] [--calls 400]
+    .venv/bin/python benchmarks/bench_cascade.py [--seed 42] [--max-loss 0.5] [--calls 400] [--models-dir DIR]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def exported(model, directory: Path, class_names):
     from ingot.export.saved_model import export_saved_model
 
     card = {"name": "digits", "architecture": model.name, "training_config": {}, "data_hash": "sha256:" + "0" * 64,
-            "metrics": {}, "drift_baseline": {}}
+            "metrics": {"accuracy": None, "per_class": {name: {} for name in class_names}}, "drift_baseline": {}}
     export_saved_model(model, directory, class_names=class_names, image_size=SIZE, model_card=card,
                        warmup_batch_sizes=(1,))
     return tf.saved_model.load(str(directory)).signatures["serving_default"]
@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--max-loss", type=float, default=0.5, help="accuracy loss allowed, points")
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--models-dir", default=None,
+                        help="keep the trained Keras models here and reuse them on the next run")
     args = parser.parse_args()
 
     import keras
@@ -149,8 +151,17 @@ def main() -> None:
     splits = digits_splits(args.seed)
     names = splits.train.class_names
     started = time.perf_counter()
-    full = train(build_model("cnn", num_classes=10, image_size=SIZE), splits, epochs=args.epochs, learning_rate=1e-3)
-    small = train(small_model(), splits, epochs=args.epochs * 2, learning_rate=3e-3)
+    kept = Path(args.models_dir) if args.models_dir else None
+    if kept is not None and (kept / "full.keras").exists() and (kept / "small.keras").exists():
+        full, small = keras.models.load_model(kept / "full.keras"), keras.models.load_model(kept / "small.keras")
+    else:
+        full = train(build_model("cnn", num_classes=10, image_size=SIZE), splits, epochs=args.epochs,
+                     learning_rate=1e-3)
+        small = train(small_model(), splits, epochs=args.epochs * 2, learning_rate=3e-3)
+        if kept is not None:
+            kept.mkdir(parents=True, exist_ok=True)
+            full.save(kept / "full.keras")
+            small.save(kept / "small.keras")
     trained_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         full_serve = exported(full, Path(tmp) / "full", names)

@@ -97,7 +97,7 @@ def test_a_version_1_log_gains_client_ids_and_evidence_with_old_weight_rows_kept
                 "signature, latency_ms, status) VALUES (:id, 0, CURRENT_TIMESTAMP, 'digits', 'e', :variant, "
                 ":assignment, 1, 'serving_default', 1.0, :status)"),
                 {"id": f"old-{i}", "variant": variant, "assignment": assignment, "status": status})
-    assert migrate(engine, HISTORY) == [2]
+    assert migrate(engine, HISTORY, target=2) == [2]  # this test is about migration 2's backfill
     with engine.connect() as conn:
         found = {row.request_id: (bool(row.evidence), row.client_request_id) for row in conn.execute(
             text("SELECT request_id, evidence, client_request_id FROM inference_log"))}
