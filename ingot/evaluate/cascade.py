@@ -4,8 +4,11 @@ The small model answers a row when its top-1 probability is at least the thresho
 otherwise. Every distinct top-1 value of the small model is a possible threshold (nothing between
 two of them changes which rows the small model answers), so the curve is exact, not sampled:
 for each, the coverage (share of rows the small model answers) and the cascade's accuracy. The
-threshold chosen is the lowest one whose accuracy is at most `max_loss_points` percentage points
-below the full model's alone: the most rows answered cheaply within the stated loss.
+threshold chosen is the lowest one whose accuracy, and that of every higher threshold, is at most
+`max_loss_points` percentage points below the full model's alone: the most rows answered cheaply
+within the stated loss. Lowering the threshold past a breach of the bound is not allowed even
+when the curve dips back under it further down: on a validation split of a few hundred rows
+such a dip is one or two lucky rows, not a property of the models.
 
 `calibrate` is pure (numpy arrays in, a Calibration out); `calibrate_models` loads the two
 SavedModels and the dataset's validation split for `ingot cascade calibrate`.
@@ -71,8 +74,8 @@ def replace_threshold(point: CurvePoint, threshold: float) -> CurvePoint:
 
 def calibrate(small_probabilities: Any, full_probabilities: Any, labels: Any, *,
               max_loss_points: float = DEFAULT_MAX_LOSS_POINTS) -> Calibration:
-    """The coverage/accuracy curve over every possible threshold and the lowest threshold whose
-    accuracy loss against the full model alone is at most `max_loss_points`."""
+    """The coverage/accuracy curve over every possible threshold and the lowest threshold down to
+    which the accuracy loss against the full model alone stays at most `max_loss_points`."""
     small = np.asarray(small_probabilities, dtype=np.float64)
     full = np.asarray(full_probabilities, dtype=np.float64)
     truth = np.asarray(labels).astype(np.int64).reshape(-1)
@@ -101,8 +104,11 @@ def calibrate(small_probabilities: Any, full_probabilities: Any, labels: Any, *,
         curve.append(CurvePoint(threshold=float(sorted_top1[k - 1]), coverage=float(k / n), accuracy=accuracy,
                                 loss_points=(full_accuracy - accuracy) * 100.0,
                                 small_accuracy_answered=float(small_hits[k - 1] / k)))
-    within = [p for p in curve if p.loss_points <= max_loss_points + 1e-9]
-    chosen = min(within, key=lambda p: p.threshold) if within else None
+    chosen = None
+    for point in curve:  # thresholds descending: stop at the first breach of the bound
+        if point.loss_points > max_loss_points + 1e-9:
+            break
+        chosen = point
     return Calibration(rows=n, full_accuracy=full_accuracy, small_accuracy=float(small_correct.mean()),
                        max_loss_points=float(max_loss_points), chosen=chosen, curve=tuple(curve))
 

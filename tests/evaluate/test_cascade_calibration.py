@@ -41,6 +41,15 @@ def test_the_curve_is_exact_with_ties_and_the_lowest_threshold_within_the_loss_i
     assert loose.point_at(0.99).accuracy == pytest.approx(0.8)
 
 
+def test_a_dip_back_under_the_bound_after_a_breach_is_not_taken():
+    # Full right on rows 0-1, wrong on row 2; the small model right on rows 0 and 2, wrong on row 1.
+    small = _probabilities([0.9, 0.8, 0.7], [0, 1, 0])
+    full = _probabilities([0.6, 0.6, 0.6], [0, 0, 1])
+    result = calibrate(small, full, [0, 0, 0], max_loss_points=0.5)
+    assert [round(p.loss_points, 4) for p in result.curve] == [0.0, 33.3333, 0.0]
+    assert result.chosen is not None and result.chosen.threshold == 0.9  # not 0.7, past the breach at 0.8
+
+
 def test_no_threshold_within_the_loss_chooses_none():
     bad_small = _probabilities([0.99, 0.99, 0.99, 0.99, 0.99], [2, 2, 2, 2, 0])
     result = calibrate(bad_small, FULL, LABELS)
