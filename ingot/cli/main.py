@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "ingot.cli.serve",
     "ingot.cli.predict",
     "ingot.cli.gateway",
+    "ingot.cli.cascade",
     "ingot.cli.feedback",
     "ingot.cli.rollout",
     "ingot.cli.ab",

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     status = actions.add_parser("status", parents=[common], help="state, per-arm figures, interval, decision",
                                 description="The rollout's state; per arm: requests, labelled rows, accuracy, "
-                                "error rate, p99; the difference with its always-valid interval; SRM p; the "
+                                "error rate, p50 and p99 latency; the difference with its always-valid interval; SRM p; the "
                                 "decision and its reasons.")
     status.add_argument("model", nargs="?", metavar="MODEL", help="only this model (default: every model's latest)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -258,13 +258,16 @@ def format_status(doc: dict[str, Any]) -> str:
     lines = [header]
     counts = doc.get("counts") or {}
     if counts:
-        lines.append(f"  {'arm':<11}{'requests':>9}{'labelled':>9}{'accuracy':>10}{'errors':>9}{'p99 ms':>9}")
+        lines.append(f"  {'arm':<11}{'requests':>9}{'labelled':>9}{'accuracy':>10}{'errors':>9}{'p50 ms':>9}"
+                     f"{'p99 ms':>9}")
         for arm in ("champion", "challenger"):
             c = counts.get(arm) or {}
             accuracy = f"{c['accuracy']:.2%}" if c.get("accuracy") is not None else "n/a"
             errors = f"{c['error_rate']:.2%}" if c.get("error_rate") is not None else "n/a"
-            p99 = f"{c['p99_latency_ms']:.1f}" if c.get("p99_latency_ms") is not None else "n/a"
-            lines.append(f"  {arm:<11}{c.get('requests', 0):>9}{c.get('labelled', 0):>9}{accuracy:>10}{errors:>9}{p99:>9}")
+            p50, p99 = (f"{c[key]:.1f}" if c.get(key) is not None else "n/a"
+                        for key in ("p50_latency_ms", "p99_latency_ms"))
+            lines.append(f"  {arm:<11}{c.get('requests', 0):>9}{c.get('labelled', 0):>9}{accuracy:>10}{errors:>9}"
+                         f"{p50:>9}{p99:>9}")
     if doc.get("interval"):
         low, high = doc["interval"]
         lines.append(f"  difference {doc['difference']:+.4f}, always-valid interval [{low:+.4f}, {high:+.4f}], "

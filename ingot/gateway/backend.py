@@ -7,7 +7,10 @@ forwards the caller's raw REST body or PredictRequest, pinned to the variant's v
 (ingot.gateway.forward), and decodes the answer only to log it (ingot.gateway.records). A
 challenger that cannot be reached hands its request to the champion (assignment `fallback`); a
 champion that cannot be reached is a 503. Mirroring (ingot.gateway.mirror) copies champion
-requests to the challenger. Metadata and status are proxied (ingot.gateway.reads).
+requests to the challenger. Metadata and status are proxied (ingot.gateway.reads). An arm with
+a `cascade` asks its small model first and keeps that answer when it is sure enough
+(ingot.gateway.cascade; `x-ingot-answered-by`, the log's `answered_by`); the full model gets the
+rest of the caller's deadline.
 
 A predict the front end refuses after the variant was chosen (bad input, limits) is logged too:
 the gateway registers `record_refused` as the front end's predict-error hook.
@@ -23,10 +26,12 @@ pin needs the table's pin token when it names one (403 / PERMISSION_DENIED other
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ingot.gateway.assignment import FALLBACK, HEADER, Assignment, should_mirror
+from ingot.gateway.cascade import FULL, SMALL, CascadeRunner
 from ingot.gateway.choose import Chooser, GatewayTarget, check_model
 from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.evidence import is_evidence
@@ -84,6 +89,7 @@ class GatewayBackend(Backend):
         self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight,
                              max_bytes_in_flight=max_mirror_bytes)
         self.reads = Reads(self.chooser, default_timeout_s)
+        self.cascade = CascadeRunner(pool, metrics)
 
     def _state(self, ctx: RequestContext) -> RequestState:
         """This request's state, kept on its context from the first call on."""
@@ -104,6 +110,7 @@ class GatewayBackend(Backend):
         table = self._table()
         state = self._state(ctx)
         state.predict = True
+        state.cascadable = spec.version is None and spec.label is None  # a named version or label is never cascaded
         check_model(table, spec)
         chosen = await self.chooser.choose(table, ctx, spec)
         if chosen is None:  # TF Serving's own answers for what no variant serves
@@ -141,6 +148,16 @@ class GatewayBackend(Backend):
         state = self._state(ctx)
         state.signature = call.signature_name or SERVING_DEFAULT
         timeout = ctx.timeout_s or self.default_timeout_s
+        cascade = table.cascades.get(target.variant) if state.cascadable else None
+        if cascade is not None:
+            asked = time.perf_counter()
+            small = await self.cascade.try_small(table, cascade, target, call, timeout, state.request_id)
+            timeout = max(timeout - (time.perf_counter() - asked), 0.001)  # the full model gets what is left
+            self.cascade.count(table.model, target.variant, SMALL if small is not None else FULL)
+            ctx.response_headers[wire.ANSWERED_BY] = state.answered_by = SMALL if small is not None else FULL
+            if small is not None:
+                return self._answered(ctx, table, state, small.target, call, timeout, small.forwarded,
+                                      small.outputs, small.status)
         try:
             outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
         except UpstreamDown as err:
@@ -157,9 +174,18 @@ class GatewayBackend(Backend):
         except ServingError as err:
             raise self._failed(table, state, call, err) from None
         forwarded, outputs, status = outcome
+        return self._answered(ctx, table, state, target, call, timeout, forwarded, outputs, status)
+
+    def _answered(self, ctx: RequestContext, table: RoutingTable, state: RequestState, target: Any,
+                  call: PredictCall, timeout: float, forwarded: Any, outputs: Any, status: str) -> PredictResult:
+        """Log an upstream's answer, mirror it when due, and hand it back unchanged."""
+        if target.version is not None:
+            ctx.response_headers[wire.MODEL_VERSION] = str(target.version)
+            if ctx.protocol != GRPC:
+                ctx.response_headers[wire.REST_MODEL_VERSION] = str(target.version)
         self.recorder.record(table, state, call.inputs, outputs, status, variant=target.variant, how=target.how,
                              version=target.version, protocol=ctx.protocol,
-                             evidence=is_evidence(table, target.how, status))
+                             evidence=is_evidence(table, target.how, status), answered_by=state.answered_by)
         if (status == "OK" and target.variant == CHAMPION and target.how != FALLBACK
                 and should_mirror(table, Assignment(CHAMPION, target.how), self._rng)):
             self.mirror.send(table, call, timeout, ctx.protocol, state.request_id)
@@ -169,7 +195,7 @@ class GatewayBackend(Backend):
         how = state.how or FALLBACK
         self.recorder.record(table, state, call.inputs, None, err.code.name, variant=state.variant or CHAMPION,
                              how=how, version=state.version, protocol=state.protocol,
-                             evidence=is_evidence(table, how, err.code.name))
+                             evidence=is_evidence(table, how, err.code.name), answered_by=state.answered_by)
         return err
 
     def record_refused(self, ctx: RequestContext, status: str) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ingot.capture.hook import offer_captures
 from ingot.gateway.classes import ClassCatalog
-from ingot.gateway.metrics import GatewayMetrics
+from ingot.gateway.metrics import PATH_FULL, PATH_SMALL, GatewayMetrics
 from ingot.gateway.observe import batch_size, input_facts, predictions
 from ingot.gateway.routing import RoutingTable
 from ingot.inference_log.records import LogRecord
@@ -38,6 +38,8 @@ class RequestState:
     logged: bool = False
     predict: bool = False
     capture_off: bool = False  # the caller sent `x-ingot-capture: off`
+    cascadable: bool = False  # assigned to an arm (no version or label named): its cascade may answer
+    answered_by: str | None = None  # `small` or `full` once a cascade decided (ingot.gateway.cascade)
 
 
 class RequestRecorder:
@@ -50,9 +52,11 @@ class RequestRecorder:
 
     def record(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
                outputs: Mapping[str, np.ndarray] | None, status: str, *, variant: str, how: str,
-               version: int | None, protocol: str, count: bool = True, evidence: bool = False) -> None:
+               version: int | None, protocol: str, count: bool = True, evidence: bool = False,
+               answered_by: str | None = None) -> None:
         """Metrics and inference-log rows for one answered (or failed) request; `evidence`: the
-        rows count for rollouts and drift (ingot.gateway.evidence)."""
+        rows count for rollouts and drift (ingot.gateway.evidence); `answered_by`: `small` or
+        `full` when the arm is a cascade (ingot.gateway.cascade), also its latency path."""
         if variant != SHADOW:
             state.logged = True
         latency = time.perf_counter() - state.started
@@ -60,6 +64,8 @@ class RequestRecorder:
         if count:
             self.metrics.requests.labels(table.model, variant, version_label, protocol, status).inc()
             self.metrics.latency.labels(table.model, variant, version_label, protocol).observe(latency)
+            self.metrics.observe_path(table.model, variant, PATH_SMALL if answered_by == PATH_SMALL else PATH_FULL,
+                                      latency)
         rows = batch_size(inputs) if inputs else 0
         predicted = predictions(outputs, rows) if status == "OK" else []
         if status == "OK":
@@ -89,7 +95,7 @@ class RequestRecorder:
                 confidence=pred.confidence if pred else None,
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
                 latency_ms=latency * 1000.0, status=status, client_request_id=state.client_request_id,
-                evidence=evidence, captured=row in captured,
+                evidence=evidence, captured=row in captured, answered_by=answered_by,
             ))
         self.sink.submit(records)
 

@@ -19,6 +19,9 @@ line and the last good table keeps serving. Shape (docs/gateway.md):
     trusted_caller_header: ""           # = caller_header when the edge sets it: sticky rows are then evidence
     capture: {sample: 0.2, max_bytes: 10GiB, retention_days: 30}   # inputs kept (ingot.capture)
 
+An arm's upstream entry may add `cascade: {small: {rest, grpc, version}, threshold: 0.93}`: its
+small model answers when sure, the arm's own model otherwise (ingot.gateway.cascade).
+
 Every upstream request names the variant's `version` explicitly, so the version the gateway
 reports and logs is the one that answered. The challenger may be left out (then its weight and
 the mirror must be 0).
@@ -32,7 +35,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ingot.capture.policy import CapturePolicy, parse_policy
@@ -40,6 +43,9 @@ from ingot.errors import ConfigError
 from ingot.protocol import headers
 from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
 from ingot.storage import sha256_text
+
+if TYPE_CHECKING:
+    from ingot.gateway.cascade import Cascade
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
              "feedback_token_file", "pin_token_file", "trusted_caller_header", "capture")
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
+_ARM_KEYS = (*_UPSTREAM_KEYS, "cascade")  # an arm's entry may carry a cascade (ingot.gateway.cascade)
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
 
@@ -80,6 +87,7 @@ class RoutingTable:
     pin_token_file: str = ""  # when set, pinned predicts need x-ingot-pin-token (docs/gateway.md)
     trusted_caller_header: str = ""  # the caller_header, when a trusted edge sets it (sticky rows are evidence)
     capture: CapturePolicy | None = None  # None: no input is stored
+    cascades: Mapping[str, Cascade] = field(default_factory=dict)  # arm -> its cascade (ingot.gateway.cascade)
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -98,6 +106,10 @@ class RoutingTable:
                 return variant
         return None
 
+    def all_upstreams(self) -> list[Upstream]:
+        """Every model server the table names: the arms' and their cascades' small ones."""
+        return [*self.upstreams.values(), *(c.small for c in self.cascades.values())]
+
     def as_dict(self) -> dict[str, Any]:
         """The YAML document's shape (what `dump` writes and `validate` reads)."""
         doc: dict[str, Any] = {"model": self.model}
@@ -111,6 +123,8 @@ class RoutingTable:
             variant: {"rest": up.rest, "grpc": up.grpc, "version": up.version}
             for variant, up in self.upstreams.items()
         }
+        for variant, cascade in self.cascades.items():
+            doc["upstreams"][variant]["cascade"] = cascade.as_dict()
         doc["feedback_token_file"] = self.feedback_token_file
         if self.pin_token_file:
             doc["pin_token_file"] = self.pin_token_file
@@ -159,8 +173,9 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     _no_unknown_keys(upstreams_doc, VARIANTS, "upstreams.")
     if CHAMPION not in upstreams_doc:
         raise RoutingError("routing table upstreams.champion: missing; expected {rest, grpc, version}")
-    upstreams = {variant: _upstream(upstreams_doc[variant], f"upstreams.{variant}")
+    upstreams = {variant: _upstream(upstreams_doc[variant], f"upstreams.{variant}", _ARM_KEYS)
                  for variant in VARIANTS if variant in upstreams_doc}
+    cascades = _cascades(upstreams_doc)
     if CHALLENGER not in upstreams and (challenger_weight or mirror):
         raise RoutingError("routing table weights.challenger and mirror must be 0 when upstreams.challenger "
                            "is not set")
@@ -184,8 +199,16 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, pin_token_file=pin_token_file, trusted_caller_header=trusted,
-        capture=capture, digest=digest,
+        capture=capture, cascades=cascades, digest=digest,
     )
+
+
+def _cascades(upstreams_doc: Mapping[str, Any]) -> dict[str, Cascade]:
+    from ingot.gateway.cascade import parse_cascade
+
+    return {variant: parse_cascade(upstreams_doc[variant]["cascade"], f"upstreams.{variant}.cascade")
+            for variant in VARIANTS
+            if variant in upstreams_doc and upstreams_doc[variant].get("cascade") is not None}
 
 
 def _trusted_caller_header(value: Any, caller_header: str) -> str:
@@ -232,10 +255,10 @@ def _percent(value: Any, key: str) -> float:
     return float(value)
 
 
-def _upstream(doc: Any, key: str) -> Upstream:
+def _upstream(doc: Any, key: str, keys: tuple[str, ...] = _UPSTREAM_KEYS) -> Upstream:
     if not isinstance(doc, Mapping):
         raise RoutingError(f"routing table {key}: expected a mapping {{rest, grpc, version}}, got {doc!r}")
-    _no_unknown_keys(doc, _UPSTREAM_KEYS, f"{key}.")
+    _no_unknown_keys(doc, keys, f"{key}.")
     rest = doc.get("rest")
     parts = urlsplit(rest) if isinstance(rest, str) else None
     if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query

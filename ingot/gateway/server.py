@@ -148,7 +148,7 @@ class Gateway:
         await self.listeners.start()
         loop = asyncio.get_running_loop()
         self._poller = RoutingPoller(self.watcher, self.options.routes_poll_s, lambda table: loop.call_soon_threadsafe(
-            self.pool.keep_only, list(table.upstreams.values())))
+            self.pool.keep_only, table.all_upstreams()))
         self._poller.start()
         table = self.watcher.table
         log.info("gateway for model %s (experiment %s): REST port %s, gRPC port %s", table.model,

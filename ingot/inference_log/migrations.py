@@ -100,10 +100,17 @@ def _v3_captured(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN captured BOOLEAN NOT NULL DEFAULT FALSE")
 
 
+def _v4_answered_by(conn: Connection) -> None:
+    """inference_log.answered_by: `small` or `full` when the row's arm is a confidence cascade
+    (ingot.gateway.cascade); NULL for rows logged before and for arms without one."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN answered_by VARCHAR(8)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
     Migration(2, "inference_log: client_request_id, evidence", _v2_client_request_id_evidence),
     Migration(3, "inference_log.captured", _v3_captured),
+    Migration(4, "inference_log.answered_by", _v4_answered_by),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

@@ -47,6 +47,7 @@ class LogRecord:
     client_request_id: str | None = None  # the caller's own id (x-ingot-client-request-id), never a key
     evidence: bool = False  # randomised assignment, answered by the assigned model
     captured: bool = False  # the input is (being) stored in the capture store under input_sha256
+    answered_by: str | None = None  # `small` or `full` when the arm is a confidence cascade, else None
 
     def as_row(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.

@@ -38,6 +38,7 @@ REQUEST_ID_LENGTH = 64
 
 VARIANTS = ("champion", "challenger", "shadow")
 ASSIGNMENTS = ("weight", "sticky", "header", "mirror", "fallback")
+ANSWERED_BY = ("small", "full")  # which model of a cascaded arm answered (ingot.gateway.cascade)
 OK = "OK"
 # Failures of the model server behind the gateway (never the caller's own, e.g. INVALID_ARGUMENT):
 # the only errors the rollout's error guardrail counts.
@@ -84,6 +85,7 @@ class InferenceLogRow(Base):
     # model: the only rows rollouts and drift windows count (docs/architecture.md, inference log).
     evidence: Mapped[bool] = mapped_column(Boolean, server_default=false())
     captured: Mapped[bool] = mapped_column(Boolean, server_default=false())  # input in the capture store
+    answered_by: Mapped[str | None] = mapped_column(String(8))        # "small" | "full" (cascade), NULL without one
 
 
 class FeedbackLabelRow(Base):

@@ -50,7 +50,8 @@ class ArmCounts:
     `assigned` counts the step's requests split at random per request, the units the sample-ratio
     check may treat as independent; sticky requests are left out of it, because a caller's
     requests all go one way and the randomised unit there is the caller, not the request.
-    `p99_latency_ms` is over this arm's OK rows.
+    `p99_latency_ms` and `p50_latency_ms` are over this arm's OK evidence rows (shown per arm;
+    the latency guardrail reads p99).
     """
 
     total: int
@@ -60,6 +61,7 @@ class ArmCounts:
     assigned: int | None = None
     p99_latency_ms: float | None = None
     step_requests: int | None = None
+    p50_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("total", "correct", "requests", "errors"):

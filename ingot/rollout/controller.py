@@ -61,7 +61,7 @@ def _counts_dict(counts: ArmCounts) -> dict[str, Any]:
     return {"labelled": counts.total, "correct": counts.correct, "accuracy": counts.accuracy,
             "requests": counts.requests, "errors": counts.errors, "error_rate": counts.error_rate,
             "assigned": counts.assigned, "step_requests": counts.step_requests,
-            "p99_latency_ms": counts.p99_latency_ms}
+            "p50_latency_ms": counts.p50_latency_ms, "p99_latency_ms": counts.p99_latency_ms}
 
 
 class Controller:

@@ -8,10 +8,12 @@ never a caller's INVALID_ARGUMENT. The sample-ratio check counts what randomisat
 every `weight` row of the step, whatever its outcome.
 
 Nothing here loads rows into Python: requests, errors, step-window assignments, labelled rows
-and correct ones are COUNT/SUM aggregates grouped by variant. The p99 latency is PostgreSQL's
-`percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)`; SQLite has no percentile
+and correct ones are COUNT/SUM aggregates grouped by variant. The p50 and p99 latencies are
+PostgreSQL's `percentile_cont(q) WITHIN GROUP (ORDER BY latency_ms)`; SQLite has no percentile
 aggregate, so there the database sorts and returns the two rows around the rank
-(ORDER BY ... LIMIT 2 OFFSET k), interpolated the same way: two values per arm come back.
+(ORDER BY ... LIMIT 2 OFFSET k), interpolated the same way: two values per arm and quantile
+come back. A cascaded arm's rows (ingot.gateway.cascade) are the arm's, whichever model answered:
+its percentiles are the whole cascade's.
 """
 
 from __future__ import annotations
@@ -76,19 +78,20 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                 errors=int(s.errors or 0) if s is not None else 0,
                 assigned=int(s.assigned or 0) if s is not None else 0,
                 step_requests=int(s.step_requests or 0) if s is not None else 0,
-                p99_latency_ms=_p99(conn, model, experiment, arm, ok) if ok else None,
+                p99_latency_ms=_percentile(conn, model, experiment, arm, ok, 0.99) if ok else None,
+                p50_latency_ms=_percentile(conn, model, experiment, arm, ok, 0.5) if ok else None,
             )
     return result
 
 
-def _p99(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int) -> float | None:
+def _percentile(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int, q: float) -> float | None:
     log = inference_log
     where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.status == OK,
              log.c.evidence.is_(True))
     if conn.dialect.name == "postgresql":
-        value = conn.scalar(select(func.percentile_cont(0.99).within_group(log.c.latency_ms)).where(*where))
+        value = conn.scalar(select(func.percentile_cont(q).within_group(log.c.latency_ms)).where(*where))
     else:  # the same linear interpolation as percentile_cont, from the two rows around the rank
-        position = 0.99 * (ok_rows - 1)
+        position = q * (ok_rows - 1)
         lower = math.floor(position)
         pair = list(conn.scalars(select(log.c.latency_ms).where(*where).order_by(log.c.latency_ms)
                                  .limit(2).offset(lower)))

@@ -102,8 +102,14 @@ def plots(rollout: Rollout, points: list[dict[str, Any]], final: dict[str, ArmCo
     left.axhline(policy.max_error_rate, color="tab:red", linestyle="--", linewidth=0.8, label="cap")
     left.set_title("error rate")
     left.legend(fontsize=8)
-    right.bar(list(ARMS), [final[a].p99_latency_ms or 0.0 for a in ARMS], color=["tab:blue", "tab:orange"])
-    right.set_title("p99 latency (ms)")
+    positions = list(range(len(ARMS)))
+    right.bar([x - 0.2 for x in positions], [final[a].p50_latency_ms or 0.0 for a in ARMS], 0.4, color="tab:gray",
+              label="p50")
+    right.bar([x + 0.2 for x in positions], [final[a].p99_latency_ms or 0.0 for a in ARMS], 0.4,
+              color="tab:purple", label="p99")
+    right.set_xticks(positions, list(ARMS))
+    right.set_title("latency (ms)")
+    right.legend(fontsize=8)
     out["guardrails"] = figure_data_uri(figure, tight=True)
     return out
 
@@ -119,7 +125,8 @@ def render(controller: Controller, rollout: Rollout) -> str:
     srm = (verdict.get("checks") or {}).get("srm") or {}
     rows = "".join(
         f"<tr><td>{e(arm)}</td><td>{c.requests}</td><td>{c.total}</td><td>{_pct(c.accuracy)}</td>"
-        f"<td>{_pct(c.error_rate)}</td><td>{_num(c.p99_latency_ms)}</td></tr>" for arm, c in final.items())
+        f"<td>{_pct(c.error_rate)}</td><td>{_num(c.p50_latency_ms)}</td><td>{_num(c.p99_latency_ms)}</td></tr>"
+        for arm, c in final.items())
     history = "".join(
         f"<tr><td>{e(t.at.isoformat(timespec='seconds'))}</td><td>{e(t.from_state or '')}</td><td>{e(t.to_state)}</td>"
         f"<td>{t.weight if t.weight is not None else ''}</td><td>{e(t.actor)}</td><td>{e(t.reason)}</td></tr>"
@@ -137,7 +144,7 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}img{{max-width:1
 <h1>Rollout #{rollout.id}: {e(rollout.model)} v{rollout.challenger_version} vs v{rollout.champion_version}</h1>
 <p>Experiment <code>{e(rollout.experiment)}</code>, state <b>{e(rollout.state)}</b>, steps {e(str(rollout.steps))}.</p>
 <h2>Decision</h2><p><b>{e(str(verdict.get('decision', rollout.state)))}</b>: {e(summary)}</p><ul>{reasons}</ul>
-<h2>Per arm</h2><table><tr><th>arm</th><th>requests</th><th>labelled</th><th>accuracy</th><th>error rate</th><th>p99 ms</th></tr>{rows}</table>
+<h2>Per arm</h2><table><tr><th>arm</th><th>requests</th><th>labelled</th><th>accuracy</th><th>error rate</th><th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>
 <p>Sample-ratio check: {e(srm_text)}.</p>
 <h2>Accuracy as labels accumulate</h2><img alt="accuracy per arm" src="{images['accuracy']}">
 <h2>Difference and always-valid interval</h2><img alt="interval" src="{images['interval']}">

@@ -36,6 +36,8 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
             if not spec.get(key):
                 raise ConfigError(f"rollout target has no {arm}.{key} ({flag}); pass --{arm}-{key}")
         upstreams[arm] = {"rest": spec["rest"], "grpc": spec["grpc"], "version": int(version)}
+        if spec.get("cascade"):  # the arm is a whole cascade (small model first): the A/B test compares cascades
+            upstreams[arm]["cascade"] = spec["cascade"]
     return {
         "model": model,
         "experiment": experiment,

@@ -112,10 +112,11 @@ def test_an_old_database_upgrades_in_place_with_every_row_intact(new_database: C
     assert after["dataset_versions"] == []
     # The log's migration 2 adds client_request_id (NULL for old rows) and evidence: the old weight
     # rows a model answered stay evidence, the shadow row does not; migration 3 adds captured (false:
-    # nothing was captured before). Every old value is kept.
-    assert after["inference_log"] == [(*old, None, old[7] == "weight" and old[6] != "shadow", False)
+    # nothing was captured before); migration 4 adds answered_by (NULL: no cascade answered them).
+    # Every old value is kept.
+    assert after["inference_log"] == [(*old, None, old[7] == "weight" and old[6] != "shadow", False, None)
                                       for old in before["inference_log"]]
-    assert [row[0] for row in after["inference_log_schema_version"]] == [1, 2, 3]
+    assert [row[0] for row in after["inference_log_schema_version"]] == [1, 2, 3, 4]
     assert after["inference_log_schema_version"][0] == before["inference_log_schema_version"][0]
 
     open_every_store(url)  # reopening is a no-op

@@ -20,7 +20,7 @@ def test_a_fresh_database_gets_the_log_tables_and_its_own_version_table(log_url:
     assert {"inference_log", "feedback_labels", VERSION_TABLE} <= set(inspector.get_table_names())
     assert "schema_version" not in inspector.get_table_names()  # the registry's is not touched
     with engine.connect() as conn:
-        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 3
+        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 4
     engine.dispose()
     engine = open_engine(normalize_url(log_url))
     assert migrate(engine, HISTORY) == []  # nothing left on the next open
@@ -38,7 +38,7 @@ def test_log_and_registry_share_one_database_each_with_its_own_history(log_url: 
         registry_versions = [r[0] for r in conn.execute(text("SELECT version FROM schema_version"))]
         log_versions = [r[0] for r in conn.execute(text(f"SELECT version FROM {VERSION_TABLE}"))]
     engine.dispose()
-    assert log_versions == [1, 2, 3] and registry_versions[0] == 1 and len(registry_versions) >= 4
+    assert log_versions == [1, 2, 3, 4] and registry_versions[0] == 1 and len(registry_versions) >= 4
 
 
 def test_the_migrated_tables_match_schema_py(log_url: str) -> None:
@@ -97,7 +97,7 @@ def test_a_version_1_log_gains_client_ids_and_evidence_with_old_weight_rows_kept
                 "signature, latency_ms, status) VALUES (:id, 0, CURRENT_TIMESTAMP, 'digits', 'e', :variant, "
                 ":assignment, 1, 'serving_default', 1.0, :status)"),
                 {"id": f"old-{i}", "variant": variant, "assignment": assignment, "status": status})
-    assert migrate(engine, HISTORY, target=2) == [2]
+    assert migrate(engine, HISTORY, target=2) == [2]  # this test is about migration 2's backfill
     with engine.connect() as conn:
         found = {row.request_id: (bool(row.evidence), row.client_request_id) for row in conn.execute(
             text("SELECT request_id, evidence, client_request_id FROM inference_log"))}

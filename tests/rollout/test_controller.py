@@ -203,6 +203,7 @@ def test_counts_are_sql_aggregates_per_arm(staged):
     assert challenger.assigned == 0  # header pins never count, and the weight rows predate the step
     # OK rows have latencies 6..100: percentile_cont (and its SQLite equivalent) interpolates 99.06
     assert champion.p99_latency_ms == pytest.approx(99.06)
+    assert champion.p50_latency_ms == pytest.approx(53.0)  # the median of 6..100
 
 
 def test_the_sample_ratio_counts_random_requests_and_the_step_counts_trusted_sticky_ones_too(staged):

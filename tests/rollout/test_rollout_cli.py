@@ -84,6 +84,31 @@ def test_start_run_status_rollback_and_report(setup, capsys):
     assert "67.00%" in page and "72.00%" in page
 
 
+def test_status_and_report_show_p50_and_p99_per_arm(setup, capsys):
+    start(setup)
+    assert main(["rollout", "run", "--once"]) == 0
+    capsys.readouterr()
+    with Registry.from_url(setup.url) as registry:
+        # 100 OK evidence rows each: latencies 1..100 ms (champion) and 11..110 ms (challenger).
+        log_rows(registry.engine, experiment(setup), "champion", requests=100,
+                 latency_ms=[float(i) for i in range(1, 101)])
+        log_rows(registry.engine, experiment(setup), "challenger", requests=100,
+                 latency_ms=[float(i) for i in range(11, 111)])
+    assert main(["rollout", "status", MODEL]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"arm\s+requests\s+labelled\s+accuracy\s+errors\s+p50 ms\s+p99 ms", out)
+    assert re.search(r"champion\s+100\s+0\s+n/a\s+0.00%\s+50.5\s+99.0", out)
+    assert re.search(r"challenger\s+100\s+0\s+n/a\s+0.00%\s+60.5\s+109.0", out)
+    assert main(["rollout", "status", MODEL, "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert (counts["champion"]["p50_latency_ms"], counts["challenger"]["p50_latency_ms"]) == (50.5, 60.5)
+    assert counts["challenger"]["p99_latency_ms"] == pytest.approx(109.01)
+    report = setup.tmp / "report.html"
+    assert main(["rollout", "report", MODEL, "-o", str(report)]) == 0
+    page = report.read_text()
+    assert "<th>p50 ms</th><th>p99 ms</th>" in page and "<td>60.5</td><td>109.0</td>" in page
+
+
 def test_manual_overrides_and_errors_are_one_line(setup, capsys):
     assert main(["rollout", "promote", MODEL, "--reason", "x"]) == 1
     assert "has no unfinished rollout" in capsys.readouterr().err
