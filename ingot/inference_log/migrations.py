@@ -75,8 +75,16 @@ def _v1_initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v_cache_degraded(conn: Connection) -> None:
+    """cache_hit (the answer came from the gateway's prediction cache) and degraded (why the answer
+    is not the assigned model's own, NULL when it is); existing rows are neither."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN cache_hit BOOLEAN NOT NULL DEFAULT FALSE")
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN degraded VARCHAR(32)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
+    Migration(2, "inference_log: cache_hit, degraded", _v_cache_degraded),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

@@ -44,6 +44,8 @@ class LogRecord:
     input_std: float | None
     latency_ms: float
     status: str
+    cache_hit: bool = False  # answered from the gateway's prediction cache
+    degraded: str | None = None  # why the answer is not the assigned model's own (None: it is)
 
     def as_row(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.

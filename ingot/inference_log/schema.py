@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ingot import db
@@ -64,6 +64,8 @@ class InferenceLogRow(Base):
     input_std: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32))                   # "OK" or the error code name
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # from the prediction cache
+    degraded: Mapped[str | None] = mapped_column(String(32))          # why not the assigned model's answer; NULL: it was
 
 
 class FeedbackLabelRow(Base):

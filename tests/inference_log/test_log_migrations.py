@@ -20,7 +20,7 @@ def test_a_fresh_database_gets_the_log_tables_and_its_own_version_table(log_url:
     assert {"inference_log", "feedback_labels", VERSION_TABLE} <= set(inspector.get_table_names())
     assert "schema_version" not in inspector.get_table_names()  # the registry's is not touched
     with engine.connect() as conn:
-        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 1
+        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 2  # 2: cache_hit, degraded
     engine.dispose()
     engine = open_engine(normalize_url(log_url))
     assert migrate(engine, HISTORY) == []  # nothing left on the next open
@@ -38,7 +38,7 @@ def test_log_and_registry_share_one_database_each_with_its_own_history(log_url: 
         registry_versions = [r[0] for r in conn.execute(text("SELECT version FROM schema_version"))]
         log_versions = [r[0] for r in conn.execute(text(f"SELECT version FROM {VERSION_TABLE}"))]
     engine.dispose()
-    assert log_versions == [1] and registry_versions[0] == 1 and len(registry_versions) >= 4
+    assert log_versions == [1, 2] and registry_versions[0] == 1 and len(registry_versions) >= 4
 
 
 def test_the_migrated_tables_match_schema_py(log_url: str) -> None:
@@ -78,3 +78,17 @@ def test_the_default_log_url_is_the_log_env_then_the_registry(monkeypatch: pytes
 def test_an_unusable_log_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="inference log URL scheme 'mysql' is not supported"):
         InferenceLogStore.from_url("mysql://u@h/db")
+
+
+def test_migration_2_adds_cache_hit_and_degraded_and_old_rows_are_neither(log_url: str) -> None:
+    engine = open_engine(normalize_url(log_url))
+    assert migrate(engine, HISTORY, target=1) == [1]
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO inference_log (request_id, row, ts, model, variant, assignment, signature, latency_ms, status)"
+            " VALUES ('r1', 0, CURRENT_TIMESTAMP, 'digits', 'champion', 'random', 'serving_default', 1.0, 'OK')"))
+    assert migrate(engine, HISTORY) == [2]
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT cache_hit, degraded FROM inference_log WHERE request_id = 'r1'")).one()
+    assert (bool(row[0]), row[1]) == (False, None)
+    engine.dispose()
