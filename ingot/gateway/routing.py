@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ingot.errors import ConfigError
+from ingot.gateway.fallback import RESILIENCE_KEYS, PolicyError, Resilience, parse_resilience
 from ingot.protocol import headers
 from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
 from ingot.storage import sha256_text
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
+PREVIOUS_CHAMPION = "previous_champion"  # an upstream only the fallback chain uses
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file")
+             "feedback_token_file", *RESILIENCE_KEYS)
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
@@ -73,6 +75,8 @@ class RoutingTable:
     challenger_weight: float = 0.0
     mirror: float = 0.0
     feedback_token_file: str = ""
+    resilience: Resilience = field(default_factory=Resilience)  # cache, fallback chain, deadline
+    previous_champion: Upstream | None = None  # only the fallback chain sends here, never A/B traffic
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -105,6 +109,10 @@ class RoutingTable:
             for variant, up in self.upstreams.items()
         }
         doc["feedback_token_file"] = self.feedback_token_file
+        if self.previous_champion is not None:
+            up = self.previous_champion
+            doc["upstreams"][PREVIOUS_CHAMPION] = {"rest": up.rest, "grpc": up.grpc, "version": up.version}
+        doc.update(self.resilience.as_dict())
         return doc
 
 
@@ -143,11 +151,13 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     if not isinstance(upstreams_doc, Mapping):
         raise RoutingError("routing table upstreams: expected a mapping with champion (and optionally "
                            f"challenger), each {{rest, grpc, version}}; got {upstreams_doc!r}")
-    _no_unknown_keys(upstreams_doc, VARIANTS, "upstreams.")
+    _no_unknown_keys(upstreams_doc, (*VARIANTS, PREVIOUS_CHAMPION), "upstreams.")
     if CHAMPION not in upstreams_doc:
         raise RoutingError("routing table upstreams.champion: missing; expected {rest, grpc, version}")
     upstreams = {variant: _upstream(upstreams_doc[variant], f"upstreams.{variant}")
                  for variant in VARIANTS if variant in upstreams_doc}
+    previous = (_upstream(upstreams_doc[PREVIOUS_CHAMPION], f"upstreams.{PREVIOUS_CHAMPION}")
+                if PREVIOUS_CHAMPION in upstreams_doc else None)
     if CHALLENGER not in upstreams and (challenger_weight or mirror):
         raise RoutingError("routing table weights.challenger and mirror must be 0 when upstreams.challenger "
                            "is not set")
@@ -157,8 +167,12 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     token_file = doc.get("feedback_token_file") or ""
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
+    try:
+        resilience = parse_resilience(doc, has_previous_champion=previous is not None)
+    except PolicyError as err:
+        raise RoutingError(str(err)) from None
     return RoutingTable(
-        model=model, experiment=experiment, salt=salt, caller_header=caller_header,
+        resilience=resilience, previous_champion=previous, model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, digest=digest,
     )
