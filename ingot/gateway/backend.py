@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ingot.gateway.assignment import FALLBACK, HEADER, Assignment, should_mirror
+from ingot.gateway.cache import PredictionCache, cached_answer, request_key
 from ingot.gateway.choose import Chooser, GatewayTarget, check_model
 from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.forward import down, forward
@@ -68,6 +69,7 @@ class GatewayBackend(Backend):
         self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes)
         self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight)
         self.reads = Reads(self.chooser, default_timeout_s)
+        self.cache: PredictionCache | None = None  # set by the server when --cache-url is given
 
     def _state(self, ctx: RequestContext) -> RequestState:
         """This request's state, kept on its context from the first call on."""
@@ -109,6 +111,18 @@ class GatewayBackend(Backend):
         state = self._state(ctx)
         state.signature = call.signature_name or SERVING_DEFAULT
         timeout = ctx.timeout_s or self.default_timeout_s
+        policy = table.resilience.cache
+        key = None
+        if self.cache is not None and policy is not None and target.version is not None:
+            key = request_key(table.model, target.version, call, ctx.protocol)
+            hit = await self.cache.get(key)
+            ctx.response_headers[wire.CACHE] = "hit" if hit is not None else "miss"
+            if hit is not None:
+                state.cache_hit = True
+                forwarded_hit, hit_outputs = cached_answer(hit, call)
+                self.recorder.record(table, state, call.inputs, hit_outputs, "OK", variant=target.variant,
+                                     how=target.how, version=target.version, protocol=ctx.protocol)
+                return PredictResult(hit_outputs, table.model, target.version, state.signature, forwarded=forwarded_hit)
         try:
             outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
         except UpstreamDown as err:
@@ -125,6 +139,9 @@ class GatewayBackend(Backend):
         except ServingError as err:
             raise self._failed(table, state, call, err) from None
         forwarded, outputs, status = outcome
+        if key is not None and policy is not None and self.cache is not None and status == "OK" \
+                and target.how != FALLBACK:
+            self.cache.store_later(key, forwarded, policy)
         self.recorder.record(table, state, call.inputs, outputs, status, variant=target.variant, how=target.how,
                              version=target.version, protocol=ctx.protocol)
         if (status == "OK" and target.variant == CHAMPION and target.how != FALLBACK

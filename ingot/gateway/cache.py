@@ -59,6 +59,7 @@ class PredictionCache:
     breaker: Breaker = field(default_factory=lambda: Breaker(failures=3, open_s=1.0))
     stats: CacheStats = field(default_factory=CacheStats)
     _client: Any = None
+    _pending: set[Any] = field(default_factory=set)
 
     def client(self) -> Any:
         if self._client is None:
@@ -111,7 +112,49 @@ class PredictionCache:
         self.breaker.success()
         return result
 
+    def store_later(self, key: str, forwarded: Any, policy: CachePolicy) -> None:
+        """Store an upstream's answer without holding up the caller's (REST body or gRPC message)."""
+        import asyncio
+
+        value = forwarded.body if forwarded.message is None else forwarded.message.SerializeToString()
+        if value is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.put(key, bytes(value), policy))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def request_key(model: str, version: int, call: Any, protocol: str) -> str:
+    """The cache key of one predict call: its rows' `input_sha256` (the log's hash of the decoded
+    input) under the served version, signature and output filter. The answer's wire form (gRPC,
+    REST row or columnar) is part of the key, since the bytes differ."""
+    from ingot.gateway.observe import input_facts
+    from ingot.protocol.signatures import SERVING_DEFAULT
+
+    rows = hashlib.sha256()
+    for fact in input_facts(call.inputs):
+        rows.update((fact.input_sha256 or "").encode())
+    wire_form = protocol if call.grpc_request is not None else ("rest-row" if call.row_format else "rest-columnar")
+    signature = f"{call.signature_name or SERVING_DEFAULT}@{wire_form}"
+    return cache_key(model, version, signature, list(call.output_filter), rows.hexdigest())
+
+
+def cached_answer(value: bytes, call: Any) -> tuple[Any, Any]:
+    """A stored answer as the front end returns it (REST bytes, or a PredictResponse), with its
+    outputs decoded for the log."""
+    from ingot.gateway.forward import LOGGED_OUTPUTS, rest_outputs
+    from ingot.serving.backend import Forwarded
+
+    if call.grpc_request is None:
+        return Forwarded(status=200, body=value), rest_outputs(value)
+    from tensorflow_serving.apis import predict_pb2
+
+    from ingot.protocol.tensors import outputs_from_proto
+
+    response = predict_pb2.PredictResponse.FromString(value)
+    return Forwarded(message=response), outputs_from_proto(response.outputs, names=LOGGED_OUTPUTS, max_elements=1 << 26)

@@ -35,6 +35,8 @@ class RequestState:
     signature: str = SERVING_DEFAULT
     logged: bool = False
     predict: bool = False
+    cache_hit: bool = False  # answered from the prediction cache
+    degraded: str | None = None  # why the answer is not the assigned model's own
 
 
 class RequestRecorder:
@@ -78,5 +80,6 @@ class RequestRecorder:
                 confidence=pred.confidence if pred else None,
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
                 latency_ms=latency * 1000.0, status=status,
+                cache_hit=state.cache_hit and variant != SHADOW, degraded=state.degraded if variant != SHADOW else None,
             ))
         self.sink.submit(records)

@@ -42,6 +42,7 @@ class GatewayOptions:
     log_enabled: bool = True
     log_url: str | None = None  # None: $INGOT_LOG_URL, else the registry's database
     log_jsonl: str | None = None
+    cache_url: str | None = None  # the prediction cache's Redis; None: no cache
     log_queue_size: int = 20_000
     model_repository: str | None = None  # model cards, for the class names feedback labels use
     routes_poll_s: float = 2.0
@@ -106,6 +107,10 @@ class Gateway:
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
             max_mirrors_in_flight=options.max_mirrors_in_flight,
         )
+        if options.cache_url:
+            from ingot.gateway.cache import PredictionCache
+
+            self.backend.cache = PredictionCache(options.cache_url)
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
         self.front = FrontEnd(self.backend, self.serving_metrics, options.limits)
