@@ -23,9 +23,11 @@ from ingot.gateway.assignment import FALLBACK, HEADER, Assignment, should_mirror
 from ingot.gateway.cache import PredictionCache, cached_answer, request_key
 from ingot.gateway.choose import Chooser, GatewayTarget, check_model
 from ingot.gateway.classes import ClassCatalog
+from ingot.gateway.fallback import CACHED, DEFAULT, OTHER_ARM, default_answer
 from ingot.gateway.forward import down, forward
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.mirror import Mirror
+from ingot.gateway.observe import batch_size
 from ingot.gateway.reads import Reads
 from ingot.gateway.records import RequestRecorder, RequestState
 from ingot.gateway.routing import CHALLENGER, CHAMPION, RoutingTable
@@ -34,7 +36,7 @@ from ingot.inference_log.records import new_request_id, valid_request_id
 from ingot.protocol import headers as wire
 from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.signatures import SERVING_DEFAULT
-from ingot.protocol.status import ServingError, invalid_argument, not_found
+from ingot.protocol.status import Code, ServingError, invalid_argument, not_found
 from ingot.serving.backend import (
     GRPC,
     Backend,
@@ -45,6 +47,17 @@ from ingot.serving.backend import (
     StatusResult,
     Target,
 )
+
+# Failures of the model server itself (not of the request): these go on down the fallback chain.
+UPSTREAM_FAILURES = frozenset({Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL, Code.RESOURCE_EXHAUSTED})
+
+
+class _Degrade(Exception):
+    """The model servers failed and the table's fallback chain goes on past them."""
+
+    def __init__(self, error: ServingError) -> None:
+        super().__init__(error.message if hasattr(error, "message") else str(error))
+        self.error = error
 
 
 class GatewayBackend(Backend):
@@ -70,6 +83,7 @@ class GatewayBackend(Backend):
         self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight)
         self.reads = Reads(self.chooser, default_timeout_s)
         self.cache: PredictionCache | None = None  # set by the server when --cache-url is given
+        self._known: dict[tuple[str, int | None], Any] = {}  # signatures last seen per version
 
     def _state(self, ctx: RequestContext) -> RequestState:
         """This request's state, kept on its context from the first call on."""
@@ -93,7 +107,11 @@ class GatewayBackend(Backend):
             if spec.version is not None:
                 raise not_found(f"Servable not found for request: Specific({spec.name}, {spec.version})")
             raise invalid_argument(f"Unrecognized servable version label: {spec.label}")
-        target = await self.chooser.target(table, *chosen)
+        try:
+            target = await self.chooser.target(table, *chosen)
+        except ServingError as err:
+            target = self._last_known(table, chosen, err)
+        self._known[(table.model, target.version)] = target.signatures
         self._announce(ctx, state, target)
         return target  # type: ignore[return-value]  # a read-only Target
 
@@ -111,6 +129,8 @@ class GatewayBackend(Backend):
         state = self._state(ctx)
         state.signature = call.signature_name or SERVING_DEFAULT
         timeout = ctx.timeout_s or self.default_timeout_s
+        if table.resilience.deadline_ms is not None:  # bounds the whole chain
+            timeout = min(timeout, table.resilience.deadline_ms / 1000.0)
         policy = table.resilience.cache
         key = None
         if self.cache is not None and policy is not None and target.version is not None:
@@ -124,21 +144,28 @@ class GatewayBackend(Backend):
                                      how=target.how, version=target.version, protocol=ctx.protocol)
                 return PredictResult(hit_outputs, table.model, target.version, state.signature, forwarded=forwarded_hit)
         try:
-            outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
-        except UpstreamDown as err:
-            if target.variant == CHALLENGER and target.how != HEADER:
-                fallback = await self.chooser.fallback(table, target.spec)
-                self._announce(ctx, state, fallback)
-                target = fallback
-                try:
-                    outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
-                except UpstreamDown as again:
-                    raise self._failed(table, state, call, down(CHAMPION, again)) from None
-            else:
-                raise self._failed(table, state, call, down(target.variant, err)) from None
-        except ServingError as err:
-            raise self._failed(table, state, call, err) from None
+            try:
+                outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
+            except UpstreamDown as err:
+                if target.variant == CHALLENGER and target.how != HEADER:
+                    fallback = await self.chooser.fallback(table, target.spec)
+                    self._announce(ctx, state, fallback)
+                    target = fallback
+                    try:
+                        outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
+                    except UpstreamDown as again:
+                        raise self._chain_or_fail(table, state, call, down(CHAMPION, again)) from None
+                else:
+                    raise self._chain_or_fail(table, state, call, down(target.variant, err)) from None
+            except ServingError as err:
+                if err.code in UPSTREAM_FAILURES:
+                    raise self._chain_or_fail(table, state, call, err) from None
+                raise self._failed(table, state, call, err) from None
+        except _Degrade as chain:
+            return await self._degraded(ctx, table, state, target, call, key, chain.error)
         forwarded, outputs, status = outcome
+        if target.how == FALLBACK:  # the other arm answered: not the assigned model's own
+            state.degraded = ctx.response_headers[wire.DEGRADED] = OTHER_ARM
         if key is not None and policy is not None and self.cache is not None and status == "OK" \
                 and target.how != FALLBACK:
             self.cache.store_later(key, forwarded, policy)
@@ -148,6 +175,51 @@ class GatewayBackend(Backend):
                 and should_mirror(table, Assignment(CHAMPION, target.how), self._rng)):
             self.mirror.send(table, call, timeout, ctx.protocol, state.request_id)
         return PredictResult(outputs, table.model, target.version, state.signature, forwarded=forwarded)
+
+    def _last_known(self, table: RoutingTable, chosen: Any, err: ServingError) -> GatewayTarget:
+        """A model server down at resolve time: with `cached` or `default` in the fallback chain, the
+        request goes on with the signatures last seen for that version (its forward then fails and
+        the chain answers); otherwise, or with none seen, the error stands."""
+        variant, how, spec = chosen
+        signatures = self._known.get((table.model, spec.version))
+        if err.code not in UPSTREAM_FAILURES or signatures is None or not {CACHED, DEFAULT} & set(
+                table.resilience.fallback):
+            raise err
+        upstream = table.upstreams[variant]
+        return GatewayTarget(table.model, upstream.version, signatures, variant, how, self.pool.client(upstream),
+                             ModelSpec(table.model, upstream.version))
+
+    def _chain_or_fail(self, table: RoutingTable, state: RequestState, call: PredictCall,
+                       err: ServingError) -> Exception:
+        """With `cached` or `default` in the table's fallback chain, hand on to the chain; else log and fail."""
+        if {CACHED, DEFAULT} & set(table.resilience.fallback):
+            return _Degrade(err)
+        return self._failed(table, state, call, err)
+
+    async def _degraded(self, ctx: RequestContext, table: RoutingTable, state: RequestState, target: Any,
+                        call: PredictCall, key: str | None, err: ServingError) -> PredictResult:
+        """The fallback chain past the model servers: the stale cached answer, then the default.
+        Each answer says why in x-ingot-degraded and is logged with that reason."""
+        policy = table.resilience
+        for step in policy.fallback:
+            answer = None
+            if step == CACHED and self.cache is not None and key is not None:
+                stale = await self.cache.get_stale(key)
+                if stale is not None:
+                    answer = cached_answer(stale, call)
+            elif step == DEFAULT and policy.default_class_id is not None:
+                answer = default_answer(policy.default_class_id, batch_size(call.inputs), call)
+            if answer is None:
+                continue
+            forwarded, outputs = answer
+            state.degraded = step
+            ctx.response_headers[wire.DEGRADED] = step
+            self.recorder.record(table, state, call.inputs, outputs, "OK", variant=state.variant or CHAMPION,
+                                 how=state.how or FALLBACK, version=target.version if step == CACHED else None,
+                                 protocol=ctx.protocol)
+            return PredictResult(outputs, table.model, target.version if step == CACHED else None, state.signature,
+                                 forwarded=forwarded)
+        raise self._failed(table, state, call, err)
 
     def _failed(self, table: RoutingTable, state: RequestState, call: PredictCall, err: ServingError) -> ServingError:
         self.recorder.record(table, state, call.inputs, None, err.code.name, variant=state.variant or CHAMPION,

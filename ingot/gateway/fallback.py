@@ -102,3 +102,29 @@ def parse_resilience(doc: Mapping[str, Any], *, has_previous_champion: bool) -> 
     deadline = doc.get("deadline_ms")
     deadline_ms = None if deadline is None else _count(deadline, "deadline_ms", minimum=1)
     return Resilience(cache=cache, fallback=tuple(steps), default_class_id=default_class_id, deadline_ms=deadline_ms)
+
+
+def default_answer(class_id: int, rows: int, call: Any) -> tuple[Any, dict[str, Any]]:
+    """The configured default as the caller's wire form expects it: `class_ids` only (the one
+    output every Ingot classifier has), one per row; and the outputs for the log."""
+    import numpy as np
+
+    from ingot.protocol.signatures import CLASS_IDS
+    from ingot.serving.backend import Forwarded
+
+    ids = np.full((rows,), class_id, dtype=np.int64)
+    if call.grpc_request is not None:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = call.spec.name
+        response.outputs[CLASS_IDS].CopyFrom(tf.make_tensor_proto(ids))
+        return Forwarded(message=response), {CLASS_IDS: ids}
+    import orjson
+
+    if call.row_format:
+        body = orjson.dumps({"predictions": [{CLASS_IDS: class_id} for _ in range(rows)]})
+    else:
+        body = orjson.dumps({"outputs": {CLASS_IDS: [class_id] * rows}})
+    return Forwarded(status=200, body=body), {CLASS_IDS: ids}
