@@ -76,7 +76,10 @@ def test_grpc_hit_returns_the_same_response(start_gateway, upstream, redis):
             response, again = prediction.Predict.with_call(request, timeout=30)
             return response if dict(again.initial_metadata())["x-ingot-cache"] == "hit" else None
 
-        assert wait_for(hit, timeout_s=10, what="a gRPC cache hit").SerializeToString() == first.SerializeToString()
+        again = wait_for(hit, timeout_s=10, what="a gRPC cache hit")
+        assert again.model_spec.version.value == first.model_spec.version.value == 2
+        assert {k: v.SerializeToString() for k, v in again.outputs.items()} == {
+            k: v.SerializeToString() for k, v in first.outputs.items()}
     finally:
         channel.close()
 
