@@ -13,7 +13,7 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, false, func, select
 
 from ingot.inference_log.schema import OK, feedback_labels, inference_log
 from ingot.rollout.analysis import ArmCounts
@@ -27,6 +27,10 @@ ARMS = ("champion", "challenger")
 # draws, so only they enter the sample-ratio check.
 SPLIT_ASSIGNMENTS = ("weight", "sticky")
 RANDOM_ASSIGNMENT = "weight"
+# Latency evidence: the arm's own OK answers, not cache hits (Redis's speed, not the model's) and not
+# degraded answers (another model's, a stale copy or the default).
+_LATENCY_EVIDENCE = (inference_log.c.status == OK, inference_log.c.cache_hit.is_(false()),
+                     inference_log.c.degraded.is_(None))
 
 
 def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datetime | None = None) -> dict[str, ArmCounts]:
@@ -44,7 +48,8 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                func.sum(case((log.c.status != OK, 1), else_=0)).label("errors"),
                step_requests(log.c.assignment == RANDOM_ASSIGNMENT).label("assigned"),
                step_requests(log.c.assignment.in_(SPLIT_ASSIGNMENTS)).label("step_requests"),
-               func.sum(case((log.c.status == OK, 1), else_=0)).label("ok"))
+               func.sum(case((log.c.status == OK, 1), else_=0)).label("ok"),
+               func.sum(case((and_(*_LATENCY_EVIDENCE), 1), else_=0)).label("timed"))
         .where(log.c.model == model, log.c.experiment == experiment, log.c.variant.in_(ARMS))
         .group_by(log.c.variant)
     )
@@ -61,7 +66,7 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
         result: dict[str, ArmCounts] = {}
         for arm in ARMS:
             s, lab = served.get(arm), labelled.get(arm)
-            ok = int(s.ok or 0) if s is not None else 0
+            timed = int(s.timed or 0) if s is not None else 0
             result[arm] = ArmCounts(
                 total=int(lab.total) if lab is not None else 0,
                 correct=int(lab.correct or 0) if lab is not None else 0,
@@ -69,14 +74,14 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                 errors=int(s.errors or 0) if s is not None else 0,
                 assigned=int(s.assigned or 0) if s is not None else 0,
                 step_requests=int(s.step_requests or 0) if s is not None else 0,
-                p99_latency_ms=_p99(conn, model, experiment, arm, ok) if ok else None,
+                p99_latency_ms=_p99(conn, model, experiment, arm, timed) if timed else None,
             )
     return result
 
 
 def _p99(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int) -> float | None:
     log = inference_log
-    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.status == OK)
+    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, *_LATENCY_EVIDENCE)
     if conn.dialect.name == "postgresql":
         value = conn.scalar(select(func.percentile_cont(0.99).within_group(log.c.latency_ms)).where(*where))
     else:  # the same linear interpolation as percentile_cont, from the two rows around the rank
