@@ -10,7 +10,20 @@
    503/504 and 501, non-JSON 4xx, gRPC UNKNOWN/INTERNAL, peak RSS (VmHWM), and how many log
    lines the flood produced.
 
-    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000]
+4. Issue 16's attacks: 30 gRPC requests with 4 MiB model names and 30 with 4 MiB version labels
+   against `ingot serve` and against an `ingot gateway` process in front of it (RSS growth, metrics
+   page size; target < 32 MiB), a model config reload, an empty feedback token file, a feedback
+   body in two TCP segments, and the rollout judge endpoint (`Content-Length: -1`, an idle
+   connection).
+
+5. Evidence and feedback (`ingot gateway` processes over the same server): a routing reload (a
+   rollback to weight 0) while the log's database hangs (a TCP listener that never answers) and
+   8 feedback requests wait on it, against the same reload with a healthy log in the same run
+   (target < 2 s), what those feedback requests got and how fast; and feedback throughput with
+   feedback keys (each label's key checked) against labels with the feedback token (no key
+   checked, the path every label took before keys), target >= 0.9x.
+
+    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16] [--only-evidence]
 """
 
 from __future__ import annotations
@@ -45,13 +58,13 @@ SIZE = (16, 16)
 # --------------------------------------------------------------------------- server
 
 
-def export_tiny_model(workdir: Path) -> Path:
+def export_tiny_model(workdir: Path, seed: int = 0) -> Path:
     import keras
 
     from ingot.export.publishing import publish
     from ingot.export.saved_model import export_saved_model
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(*SIZE, 3), dtype="float32", name="images")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
@@ -61,7 +74,8 @@ def export_tiny_model(workdir: Path) -> Path:
     card = {"name": MODEL, "architecture": "tiny", "training_config": {"benchmark": True},
             "data_hash": "sha256:" + "00" * 32, "metrics": {"accuracy": 0.0, "per_class": {c: {} for c in classes}},
             "drift_baseline": {}}
-    artifact = export_saved_model(model, workdir / "export", class_names=classes, image_size=SIZE, model_card=card)
+    artifact = export_saved_model(model, workdir / f"export-{seed}", class_names=classes, image_size=SIZE,
+                                  model_card=card)
     return Path(publish(artifact, workdir / "repo", MODEL).path).parent
 
 
@@ -72,13 +86,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, workdir: Path) -> None:
+    def __init__(self, base: Path, workdir: Path, *, model_config: Path | None = None, name: str = "serve") -> None:
         self.rest_port, self.grpc_port = free_port(), free_port()
-        self.log_path = workdir / "serve.log"
+        self.log_path = workdir / f"{name}.log"
         self.log = open(self.log_path, "w+")
+        models = ([f"--model_config_file={model_config}"] if model_config is not None
+                  else [f"--model_name={MODEL}", f"--model_base_path={base}"])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={self.grpc_port}",
-             f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}"],
+             f"--rest_api_port={self.rest_port}", *models],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
         deadline = time.monotonic() + 120
@@ -457,7 +473,352 @@ def run_fuzz(server: Server, rest_cases: int, grpc_cases: int, seed: int) -> dic
     return stats
 
 
+# --------------------------------------------------------------------------- evidence and feedback
+
+
+class GatewayProcess:
+    """`ingot gateway` over the benchmark's server, with its own routing file."""
+
+    def __init__(self, server: Server, workdir: Path, name: str, log_url: str, *, weight: int = 0,
+                 token_file: str = "", extra: tuple[str, ...] = ()) -> None:
+
+        self.upstream = {"rest": f"http://127.0.0.1:{server.rest_port}", "grpc": f"127.0.0.1:{server.grpc_port}"}
+        self.routes = workdir / f"{name}-routes.yaml"
+        self.token_file = token_file
+        self.set_weight(weight)
+        self.rest_port = free_port()
+        self.log = open(workdir / f"{name}.log", "w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(self.routes), "--port", str(free_port()),
+             "--rest_api_port", str(self.rest_port), "--log-url", log_url, "--routes-poll-seconds", "0.2",
+             "--model_repository", str(workdir / "repo"), "--log_level", "ERROR", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http_request("GET", "/readyz", port=self.rest_port)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"ingot gateway {name} did not become ready")
+            time.sleep(0.2)
+
+    def set_weight(self, weight: int) -> None:
+        """Both arms on the one server (versions 1 and 2 of the tiny model would differ; the
+        benchmark only needs the variant the gateway reports)."""
+        import yaml
+
+        table = {"model": MODEL, "experiment": "bench", "weights": {"challenger": weight}, "mirror": 0,
+                 "upstreams": {"champion": {**self.upstream, "version": 1},
+                               "challenger": {**self.upstream, "version": 2}},
+                 "feedback_token_file": self.token_file}
+        tmp = self.routes.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(table))
+        tmp.replace(self.routes)
+
+    def predict(self, rows: int = 1) -> tuple[int, dict]:
+        image = [[[[0, 0, 0]] * SIZE[1]] * SIZE[0]] * rows
+        status, headers, _ = http_request("POST", f"/v1/models/{MODEL}:predict",
+                                          json.dumps({"instances": image}).encode(),
+                                          {"Content-Type": "application/json"}, port=self.rest_port)
+        return status, headers
+
+    def feedback(self, item: dict, headers: dict | None = None) -> int:
+        return http_request("POST", "/v1/feedback", json.dumps(item).encode(),
+                            {"Content-Type": "application/json", **(headers or {})}, port=self.rest_port)[0]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reload_seconds(gateway: GatewayProcess) -> float:
+    """Seconds from writing a rollback (challenger weight 100 -> 0) until the gateway answers from
+    the champion."""
+    gateway.set_weight(100)
+    deadline = time.monotonic() + 30
+    while gateway.predict()[1].get("x-ingot-variant") != "challenger":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway never took weight 100")
+        time.sleep(0.05)
+    gateway.set_weight(0)
+    started = time.monotonic()
+    while gateway.predict()[1].get("x-ingot-variant") != "champion":
+        if time.monotonic() - started > 60:
+            return float("inf")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def evidence_and_feedback(workdir: Path) -> None:
+    """Section 5 (see the module docstring): a server with versions 1 and 2 of the tiny model (the
+    gateway's champion and challenger) and gateway processes in front of it."""
+    export_tiny_model(workdir, seed=1)  # version 2: another tiny model
+    config = workdir / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{workdir / "repo" / MODEL}" '
+                      'model_platform: "tensorflow" model_version_policy { all {} } } }')
+    server = Server(workdir / "repo" / MODEL, workdir, model_config=config, name="serve-two-versions")
+    try:
+        _evidence_and_feedback(server, workdir)
+    finally:
+        server.stop()
+
+
+def _evidence_and_feedback(server: Server, workdir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    print("\n5. evidence and feedback (ingot gateway processes)")
+    healthy = GatewayProcess(server, workdir, "healthy", f"sqlite:///{workdir / 'evidence-log.db'}")
+    try:
+        baseline = float(np.median([reload_seconds(healthy) for _ in range(3)]))
+    finally:
+        healthy.stop()
+
+    hung = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(hung.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    gateway = GatewayProcess(server, workdir, "hung", f"postgresql://ingot@127.0.0.1:{hung.getsockname()[1]}/log",
+                             weight=100)
+    try:
+        _, headers = gateway.predict()
+        item = {"request_id": headers["x-ingot-request-id"], "label": 0, "feedback_key": headers["x-ingot-feedback-key"]}
+
+        def timed(_: int) -> tuple[int, float]:
+            started = time.monotonic()
+            return gateway.feedback(item), time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            waiting = [pool.submit(timed, i) for i in range(8)]
+            time.sleep(0.2)
+            under_hang = reload_seconds(gateway)
+            answers = [w.result() for w in waiting]
+        codes = Counter(code for code, _ in answers)
+        times = sorted(seconds for _, seconds in answers)
+        print(f"  routing reload (rollback to 0), healthy log: {baseline:.2f} s (median of 3)")
+        print(f"  routing reload with the log's database hung and 8 feedback requests on it: {under_hang:.2f} s "
+              f"({under_hang / baseline:.1f}x; target < 2 s: {'met' if under_hang < 2 else 'NOT met'})")
+        print(f"  those feedback requests: {dict(codes)}, answered in {times[0]:.2f}..{times[-1]:.2f} s "
+              f"(median {times[len(times) // 2]:.2f} s)")
+    finally:
+        gateway.stop()
+        hung.close()
+        for conn in held:
+            conn.close()
+
+    token = workdir / "feedback-token"
+    token.write_text("bench-" + "t" * 40)
+    log_url = f"sqlite:///{workdir / 'feedback-log.db'}"
+    by_key = GatewayProcess(server, workdir, "keys", log_url)
+    by_token = GatewayProcess(server, workdir, "token", log_url, token_file=str(token))
+    rows_per_request, requests, rounds = 8, 40, 6
+    try:
+        arms = (("keys", by_key, None), ("token", by_token, {"Authorization": f"Bearer {token.read_text()}"}))
+        rates: dict[str, list[float]] = {"keys": [], "token": []}
+        codes: dict[str, Counter] = {"keys": Counter(), "token": Counter()}
+        cpu_per_label: dict[str, list[float]] = {"keys": [], "token": []}
+        for round_index in range(rounds):  # alternating order: neither arm always gets the quieter machine
+            for name, gateway, headers in (arms if round_index % 2 == 0 else arms[::-1]):
+                items = []
+                for _ in range(requests):
+                    _, answer = gateway.predict(rows_per_request)
+                    items += [{"request_id": answer["x-ingot-request-id"], "row": row, "label": 0,
+                               **({"feedback_key": answer["x-ingot-feedback-key"]} if headers is None else {})}
+                              for row in range(rows_per_request)]
+                time.sleep(1.0)  # every row written before the clock starts
+                cpu = cpu_seconds(gateway.process.pid)
+                started = time.perf_counter()
+                with ThreadPoolExecutor(4) as pool:
+                    codes[name].update(pool.map(lambda i, gw=gateway, h=headers: gw.feedback(i, h), items))
+                rates[name].append(len(items) / (time.perf_counter() - started))
+                cpu_per_label[name].append((cpu_seconds(gateway.process.pid) - cpu) / len(items))
+        for name, _, _ in arms:
+            print(f"  feedback, one label a request, 4 clients, {rounds} x {requests * rows_per_request} labels with the "
+                  f"{name}: median {np.median(rates[name]):.0f} labels/s (rounds {', '.join(f'{r:.0f}' for r in rates[name])}), "
+                  f"gateway CPU {np.median(cpu_per_label[name]) * 1e6:.0f} us a label {dict(codes[name])}")
+        ratio = float(np.median(rates["keys"]) / np.median(rates["token"]))
+        cpu_ratio = float(np.median(cpu_per_label["token"]) / np.median(cpu_per_label["keys"]))
+        print(f"  feedback with keys / with the token (as before keys): throughput {ratio:.2f}x, labels per gateway "
+              f"CPU second {cpu_ratio:.2f}x (target >= 0.9x; throughput is the noisier figure on a shared machine)")
+        from ingot.gateway.keys import FeedbackKeys
+
+        keys = FeedbackKeys.from_file(None)
+        started = time.perf_counter()
+        for i in range(100_000):
+            keys.key(f"{i:032x}")
+        print(f"  one feedback key (HMAC-SHA256 of a request id) per answer: "
+              f"{(time.perf_counter() - started) * 10:.2f} us")
+    finally:
+        by_key.stop()
+        by_token.stop()
+
+
 # --------------------------------------------------------------------------- main
+
+
+# --------------------------------------------------------------------------- issue 16
+
+HUGE = 4 << 20
+
+
+def huge_name_payloads(kind: str) -> list[tuple[str, bytes]]:
+    """30 (method, serialized request) with a 4 MiB model name (`kind` "name") or version label."""
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+
+    out = []
+    for index in range(30):
+        filler = (b"%02d" % index).decode() * (HUGE // 2)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = filler if kind == "name" else MODEL
+        if kind == "label":
+            request.model_spec.version_label = filler
+        if kind == "name" and index % 2 == 0:
+            status = get_model_status_pb2.GetModelStatusRequest(model_spec=request.model_spec)
+            out.append(("/tensorflow.serving.ModelService/GetModelStatus", status.SerializeToString()))
+        else:
+            out.append((PREDICT, request.SerializeToString()))
+    return out
+
+
+def process_rss(pid: int, key: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def name_attacks(label: str, pid: int, grpc_port: int, rest_port: int) -> None:
+    """RSS growth of 30 × 4 MiB names and 30 × 4 MiB labels (and after the first 4, the allocator's
+    high-water mark), the codes, and the metrics page before and after."""
+    page_before = len(http_request("GET", "/monitoring/prometheus/metrics", port=rest_port)[2])
+    for kind in ("name", "label"):
+        payloads = huge_name_payloads(kind)
+        start = process_rss(pid)
+        codes: Counter = Counter()
+        warm = start
+        for index, (method, payload) in enumerate(payloads):
+            code, _ = grpc_call(grpc_port, method, payload)
+            codes[code] += 1
+            if index == 3:
+                warm = process_rss(pid)
+        end = process_rss(pid)
+        print(f"  {label:14s} 30 x 4 MiB model {kind + 's':6s} {dict(codes)} | RSS {(end - start) / 2**20:+6.1f} MiB "
+              f"(after the first 4: {(end - warm) / 2**20:+6.1f} MiB)")
+    page_after = len(http_request("GET", "/monitoring/prometheus/metrics", port=rest_port)[2])
+    print(f"  {label:14s} metrics page {page_before} -> {page_after} bytes")
+
+
+def issue16(server: Server, workdir: Path) -> None:
+    import yaml
+
+    print("\n4. issue 16 attacks")
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    reload = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(f'model_config_list {{ config {{ name: "evil" base_path: "{workdir}" '
+                      'model_platform: "tensorflow" } }', reload.config)
+    code, details = grpc_call(server.grpc_port, "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+                              reload.SerializeToString())
+    print(f"  ingot serve    HandleReloadConfigRequest: {code} ({details[:90]})")
+    name_attacks("ingot serve", server.process.pid, server.grpc_port, server.rest_port)
+
+    routes = workdir / "routes.yaml"
+    upstream = {"rest": f"http://127.0.0.1:{server.rest_port}", "grpc": f"127.0.0.1:{server.grpc_port}", "version": 1}
+    table = {"model": MODEL, "experiment": "bench", "weights": {"challenger": 0}, "mirror": 0,
+             "upstreams": {"champion": upstream}, "feedback_token_file": ""}
+    routes.write_text(yaml.safe_dump(table))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    token = workdir / "empty-token"
+    token.write_text("")
+    bad_routes = workdir / "routes-empty-token.yaml"
+    bad_routes.write_text(yaml.safe_dump({**table, "feedback_token_file": str(token)}))
+    refused = subprocess.run([sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(bad_routes),
+                              "--port", str(free_port()), "--rest_api_port", str(free_port())],
+                             capture_output=True, text=True, timeout=120, env=env)
+    print(f"  ingot gateway  empty token file: exit {refused.returncode}, {len(refused.stderr.splitlines())} line: "
+          f"{refused.stderr.strip()[:110]}")
+
+    rest, grpc_port = free_port(), free_port()
+    log = open(workdir / "gateway.log", "w+")
+    gateway = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(routes),
+                                "--port", str(grpc_port), "--rest_api_port", str(rest),
+                                "--log-url", f"sqlite:///{workdir / 'log.db'}", "--log_level", "WARNING"],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http_request("GET", "/readyz", port=rest)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or gateway.poll() is not None:
+                raise RuntimeError("ingot gateway did not become ready")
+            time.sleep(0.2)
+        name_attacks("ingot gateway", gateway.pid, grpc_port, rest)
+        image = [[[[0, 0, 0]] * SIZE[1]] * SIZE[0]]
+        _, headers, _ = http_request("POST", f"/v1/models/{MODEL}:predict", json.dumps({"instances": image}).encode(),
+                                     {"Content-Type": "application/json"}, port=rest)
+        request_id = headers["x-ingot-request-id"]
+        body = json.dumps({"request_id": request_id, "row": 0, "label": 0,
+                           "feedback_key": headers["x-ingot-feedback-key"]}).encode()
+        head = (f"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        status = 404
+        for _ in range(50):  # the row is written a moment after the answer
+            with socket.create_connection(("127.0.0.1", rest), timeout=30) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(head + body[:30])
+                time.sleep(0.3)
+                sock.sendall(body[30:])
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            status = int(answer.split(b" ", 2)[1])
+            if status != 404:
+                break
+        print(f"  ingot gateway  {len(body)}-byte feedback body in two TCP segments 0.3 s apart: {status}")
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+        log.close()
+
+    port = free_port()
+    judge = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", "rollout", "run", "--port", str(port),
+                              "--interval", "5"], env={**env, "INGOT_REGISTRY_URL": f"sqlite:///{workdir / 'reg.db'}"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http_request("GET", "/healthz", port=port)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the judge endpoint did not come up")
+            time.sleep(0.1)
+        status, _, _, seconds = raw_exchange(port, b"POST /v1/rollouts/x/gate/promote HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Content-Length: -1\r\n\r\n", timeout=60)
+        print(f"  rollout judge  Content-Length: -1: {status} after {seconds:.2f} s")
+        _, _, _, seconds = raw_exchange(port, b"", timeout=60)
+        print(f"  rollout judge  idle connection closed by the server after {seconds:.1f} s (default --judge-timeout 10)")
+    finally:
+        judge.terminate()
+        judge.wait(30)
 
 
 def main() -> None:
@@ -465,12 +826,17 @@ def main() -> None:
     parser.add_argument("--rest-cases", type=int, default=10_000)
     parser.add_argument("--grpc-cases", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--only-issue16", action="store_true", help="run only section 4 (issue 16's attacks)")
+    parser.add_argument("--only-evidence", action="store_true", help="only section 5 (evidence and feedback)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         workdir = Path(tmp)
         base = export_tiny_model(workdir)
+        if args.only_evidence:
+            evidence_and_feedback(workdir)
+            return
         server = Server(base, workdir)
         try:
             idle = []
@@ -480,6 +846,9 @@ def main() -> None:
                 idle.append(time.perf_counter() - t)
             idle_p50, idle_max = float(np.median(idle)) * 1000, max(idle) * 1000
             print(f"baseline: idle /healthz p50 {idle_p50:.1f} ms, max {idle_max:.1f} ms; server RSS {server.rss >> 20} MiB")
+            if args.only_issue16:
+                issue16(server, workdir)
+                return
 
             print("\n1. hostile shapes (defect number, shape): answer | RSS growth | worst /healthz during | ratio to idle max")
             for label, size, attack in hostile_shapes(server):
@@ -520,6 +889,8 @@ def main() -> None:
                   f"peak RSS (VmHWM) {server.status('VmHWM') >> 20} MiB")
             print(f"  log during the fuzz run: {len(flood.splitlines())} lines, {len(flood)} bytes, "
                   f"{flood.count('Traceback')} tracebacks")
+            issue16(server, workdir)
+            evidence_and_feedback(workdir)
         finally:
             server.stop()
 

@@ -10,6 +10,7 @@ shift (inputs unchanged, a third of the labels now disagree with the model: only
 can see it). False alarms: the share of disjoint stable windows called `drift`.
 
     .venv/bin/python benchmarks/bench_monitor.py [--rows 100000] [--window 1000] [--every 50] [--seeds 10] [--cost-only]
+    .venv/bin/python benchmarks/bench_monitor.py --embedding-cost   # seconds per MMD² embedding check
 """
 
 from __future__ import annotations
@@ -188,6 +189,40 @@ def check_cost(rows: int) -> None:
                 engine.dispose()
 
 
+def _mmd_one_permutation_at_a_time(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> float:
+    """Baseline: the same MMD² permutation test with one kernel-quadratic-form per permutation."""
+    z = np.vstack([x, y])
+    squared = (z * z).sum(axis=1)
+    distances = np.maximum(squared[:, None] + squared[None, :] - 2.0 * z @ z.T, 0.0)
+    kernel = np.exp(-distances / np.median(distances[np.triu_indices(len(z), 1)]))
+    n, rng = len(x), np.random.default_rng(seed)
+
+    def statistic(order: np.ndarray) -> float:
+        a, b = order[:n], order[n:]
+        return float(kernel[np.ix_(a, a)].mean() + kernel[np.ix_(b, b)].mean() - 2 * kernel[np.ix_(a, b)].mean())
+
+    observed = statistic(np.arange(len(z)))
+    hits = sum(statistic(rng.permutation(len(z))) >= observed for _ in range(permutations))
+    return (1 + hits) / (1 + permutations)
+
+
+def embedding_cost() -> None:
+    """Seconds per embedding check (1,000 permutations) by rows and dimension, against the baseline."""
+    from ingot.monitor.embedding import mmd_test
+
+    rng = np.random.default_rng(0)
+    print("rows_each  dim  vectorised_s  one_at_a_time_s  speedup")
+    for rows, dim in ((500, 64), (1000, 64), (1000, 1280)):
+        x, y = rng.normal(size=(rows, dim)), rng.normal(size=(rows, dim))
+        started = time.perf_counter()
+        mmd_test(x, y, permutations=1000)
+        fast = time.perf_counter() - started
+        started = time.perf_counter()
+        _mmd_one_permutation_at_a_time(x, y, 1000)
+        slow = time.perf_counter() - started
+        print(f"{rows:9d} {dim:4d} {fast:13.2f} {slow:16.2f} {slow / fast:8.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -197,7 +232,12 @@ def main() -> None:
     parser.add_argument("--label-rate", type=float, default=0.2)
     parser.add_argument("--stable-windows", type=int, default=400)
     parser.add_argument("--cost-only", action="store_true", help="only time one check over --rows rows")
+    parser.add_argument("--embedding-cost", action="store_true",
+                        help="only time the embedding MMD² test (vectorised vs one permutation at a time)")
     args = parser.parse_args()
+    if args.embedding_cost:
+        embedding_cost()
+        return
     if args.cost_only:
         check_cost(args.rows)
         return

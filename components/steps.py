@@ -183,17 +183,21 @@ def evaluate_step(
 
     splits = open_dataset_artifact(os.fspath(dataset_dir))
     trained = load_trained(model_dir)
+    from ingot.retrain.champion import find_champion
+
     with open_registry(registry_url) as registry:
-        champion = registry.champion_metrics(model_name)
+        # Its SavedModel is read from the model repository (artifact_uri), re-scored on our test rows.
+        champion = find_champion(registry, model_name)
     evaluation = evaluate(trained.model, splits, config, thresholds, model_name=model_name,
-                          training_summary=trained.summary, champion_metrics=champion,
+                          training_summary=trained.summary, champion=champion,
                           pipeline_run_id=pipeline_run_id)
     record = evaluation.record
     record.write(evaluation_json)
     _write_text(Path(report_html), evaluation_html(record))
     if record.blessed:
         export_saved_model(trained.model, serving_model_dir, class_names=record.class_names,
-                           image_size=config.image_size, model_card=record.model_card())
+                           image_size=config.image_size, model_card=record.model_card(),
+                           reference_images=evaluation.validation.images)
     return EvaluateStepResult(
         blessed=record.blessed,
         summary=evaluation.decision.summary(),

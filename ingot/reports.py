@@ -313,6 +313,16 @@ def evaluation_html(record: Any) -> str:
         for name in names
     )
     reasons = "".join(f"<li>{escape(reason)}</li>" for reason in decision.get("reasons", []))
+    # The paired comparisons against the champion, re-scored on these rows, each with its interval.
+    paired = "".join(
+        f"<tr><td>{escape(str(metric))}</td><td>{float(c['candidate']):.4f}</td><td>{float(c['champion']):.4f}</td>"
+        f"<td>{float(c['difference']):+.4f}</td><td>[{float(c['interval'][0]):+.4f}, {float(c['interval'][1]):+.4f}]</td>"
+        f"<td>{int(c['n'])}</td><td>{'regressed' if c['regressed'] else 'ok'}</td></tr>"
+        for metric, c in (decision.get("comparisons") or {}).items()
+    )
+    paired_html = ("<h3>Against the champion (same test rows)</h3><table class=\"paired\"><tr><th>metric</th>"
+                   "<th>candidate</th><th>champion</th><th>difference</th><th>interval</th><th>rows</th>"
+                   f"<th>verdict</th></tr>{paired}</table>") if paired else ""
     verdict = "BLESSED" if decision.get("blessed") else "REJECTED"
     plots = (plot_html(confusion_matrix_figure(matrix, names), name="confusion-matrix",
                        caption="confusion matrix: rows true class, columns predicted class")
@@ -331,6 +341,7 @@ macro F1 <b>{metrics['macro_f1']:.4f}</b>, ECE {metrics['ece']:.4f}. {comparison
 <h3>Per class</h3>
 <table class="per-class"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>
 <th>F1 floor {'' if floor is None else f'{floor:.2f}'}</th></tr>{class_rows}</table>
+{paired_html}
 {f"<h3>Reasons</h3><ul>{reasons}</ul>" if reasons else f"<p>All {len(decision.get('checks', []))} gate checks passed.</p>"}
 {extra}
 </body></html>

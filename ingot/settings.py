@@ -23,10 +23,13 @@ SERVER_ENV = "INGOT_SERVER"  # `ingot predict`: the model server to ask
 MODEL_NAME_ENV = "INGOT_MODEL_NAME"  # `ingot predict`: the model to ask for
 GATEWAY_ENV = "INGOT_GATEWAY"  # `ingot feedback`: the gateway's REST URL
 FEEDBACK_TOKEN_ENV = "INGOT_FEEDBACK_TOKEN"  # `ingot feedback`: the feedback bearer token itself
+FEEDBACK_SECRET_FILE_ENV = "INGOT_FEEDBACK_SECRET_FILE"  # `ingot gateway`: the feedback-key secret (32+ bytes)
 ROLLOUT_TARGET_ENV = "INGOT_ROLLOUT_TARGET"  # `ingot rollout`: the actuator target as JSON (set by the chart)
 # The drift monitor and the retraining it starts.
 MONITOR_DATASET_ENV = "INGOT_MONITOR_DATASET"  # the dataset a triggered run reads
 KFP_HOST_ENV = "INGOT_KFP_HOST"  # a Kubeflow Pipelines endpoint; unset: run locally
+CAPTURE_URL_ENV = "INGOT_CAPTURE_URL"  # the gateway's capture store (a directory, s3:// or gs://)
+DEFAULT_CAPTURE_URL = "./.ingot/capture"
 MONITOR_DB_URL_ENV = "INGOT_MONITOR_DB_URL"  # how a local run finds the trigger table (not argv: passwords)
 # Set by the platforms Ingot runs on.
 KFP_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # a projected service-account token for the KFP API
@@ -98,6 +101,11 @@ def gateway() -> str:
 def feedback_token() -> str | None:
     """The feedback bearer token (`INGOT_FEEDBACK_TOKEN`), or None."""
     return _env(FEEDBACK_TOKEN_ENV) or None
+
+
+def capture_url(value: str | None = None) -> str:
+    """Where captured inputs are stored: `value`, else `INGOT_CAPTURE_URL`, else ./.ingot/capture."""
+    return value or _env(CAPTURE_URL_ENV) or DEFAULT_CAPTURE_URL
 
 
 def rollout_target() -> str:

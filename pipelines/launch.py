@@ -10,11 +10,12 @@ launchers the CLI hands the monitor (`ingot.monitor.launch.Launcher`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,13 +50,32 @@ def run_request_locally(
     if progress:
         progress(f"running ingot-retrain locally for {request.model_name!r} (step logs: {log_path})")
     pipeline = build_pipeline(image, train_retry_backoff=LOCAL_RETRY_BACKOFF)
-    result = run_locally(pipeline, request.arguments(), pipeline_root=root, log_path=log_path,
-                         progress=progress, enable_caching=cache)
+    # The registry URL (a password) reaches the steps through their environment, never their
+    # arguments: kfp's local runner puts the parameters on each step's command line.
+    parameters, environment = request.without_secrets()
+    with _environment(environment):
+        result = run_locally(pipeline, parameters.arguments(), pipeline_root=root, log_path=log_path,
+                             progress=progress, enable_caching=cache)
     record = result.output if isinstance(result.output, dict) else None
     if record is None or "id" not in record:
         raise IngotError(f"the pipeline finished without a registry record (output {result.output!r}); see {log_path}")
     assert request.registry_url is not None  # for_local_run resolved it
     return local_report(record, request.registry_url, result)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the steps this process starts, restoring them after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def local_report(record: dict[str, Any], registry_url: str, result: Any) -> dict[str, Any]:
@@ -92,14 +112,16 @@ def start_local(
     run_id = f"local-{trigger.id}-{stamp}"
     run_dir = Path(work_dir).expanduser().resolve() / run_id
     try:
+        # The database URLs (passwords) go to the runner in its environment, never in its arguments
+        # or the request file: the runner's steps read $INGOT_REGISTRY_URL.
         request = PipelineRequest.from_recipe(recipe.training_config, recipe.gate, model_name=trigger.model,
-                                              dataset_uri=dataset_uri, registry_url=registry_url,
-                                              model_repository=model_repository)
+                                              dataset_uri=dataset_uri, model_repository=model_repository)
         run_dir.mkdir(parents=True, exist_ok=True)
         request_path = run_dir / "request.json"
         storage.atomic_write(request_path, request.to_json())
         log_path = run_dir / "run.log"
         environment = dict(os.environ, **{settings.MONITOR_DB_URL_ENV: db_url,
+                                          settings.REGISTRY_URL_ENV: local_registry_url(registry_url),
                                           settings.TF_LOG_LEVEL_ENV: settings.DEFAULT_TF_LOG_LEVEL})
         with log_path.open("ab") as log:
             process = subprocess.Popen(

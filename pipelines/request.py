@@ -4,12 +4,15 @@ launcher and the learning loop ask for, turned into the pipeline's parameters in
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ingot import settings
 from ingot.errors import ConfigError, DataError, IngotError
+
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class PipelineRequest:
     min_class_f1: float = settings.DEFAULT_MIN_CLASS_F1
     max_regression: float = settings.DEFAULT_MAX_REGRESSION
     model_repository: str | None = None
-    registry_url: str | None = None
+    registry_url: str | None = None  # local runs only (passed to the steps in their environment)
+    registry_secret: str | None = None  # KFP runs: the Secret (key `url`) holding the registry URL
     accelerator_type: str | None = None
     accelerator_limit: int | None = None
     worker_accelerator_limit: int | None = None
@@ -40,6 +44,9 @@ class PipelineRequest:
             validate_model_name(self.model_name)
         except IngotError as err:
             raise ConfigError(f"--model-name: {err}") from None
+        if self.registry_secret is not None and not _SECRET_NAME.fullmatch(self.registry_secret):
+            raise ConfigError(f"--registry-secret {self.registry_secret!r} is not a Kubernetes Secret name "
+                              "(lowercase letters, digits, '-' and '.', at most 253)")
         for name in ("accelerator_limit", "worker_accelerator_limit"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -74,6 +81,13 @@ class PipelineRequest:
     def arguments(self) -> dict[str, Any]:
         """The pipeline's parameters (unset ones left to the pipeline's defaults)."""
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+    def without_secrets(self) -> tuple[PipelineRequest, dict[str, str]]:
+        """(the request without the registry URL, the environment the steps read it from): a URL
+        holds a password, and parameters end up in process arguments and run records."""
+        if not self.registry_url:
+            return self, {}
+        return replace(self, registry_url=None), {settings.REGISTRY_URL_ENV: self.registry_url}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -6,7 +6,7 @@ import argparse
 
 from ingot import settings
 from ingot.errors import ConfigError
-from ingot.protocol.headers import REQUEST_ID
+from ingot.protocol.headers import FEEDBACK_KEY, REQUEST_ID
 from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.settings import DEFAULT_SERVER, FEEDBACK_TOKEN_ENV, GATEWAY_ENV
 
@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("request_id", metavar="REQUEST_ID", help=f"the {REQUEST_ID} of the prediction")
     parser.add_argument("label", metavar="LABEL", help="the true class: its name or its id")
     parser.add_argument("--row", type=int, default=0, help="row of the request (default 0)")
+    parser.add_argument("--key", default=None, metavar="FEEDBACK_KEY",
+                        help=f"the answer's {FEEDBACK_KEY} (what `ingot predict` prints); not needed with the token")
     parser.add_argument("--gateway", default=None,
                         help=f"gateway REST URL (default ${GATEWAY_ENV}, else {DEFAULT_SERVER})")
     parser.add_argument("--token-file", default=None,
@@ -34,15 +36,17 @@ def run(args: argparse.Namespace) -> int:
 
     token = settings.feedback_token()
     if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read --token-file {args.token_file}: {err.strerror}") from None
+        from ingot.storage import read_token_file
+
+        token = read_token_file(args.token_file, what="--token-file")
     if args.row < 0:
         raise ConfigError(f"--row must be a non-negative integer, got {args.row}")
     url = args.gateway or settings.gateway()
-    [stored] = send_feedback(url, args.request_id, args.label, row=args.row, token=token, timeout_s=args.timeout)
+    if not token and not args.key:
+        raise ConfigError(f"give the answer's {FEEDBACK_KEY} with --key, or the feedback token with --token-file "
+                          f"(or ${FEEDBACK_TOKEN_ENV})")
+    [stored] = send_feedback(url, args.request_id, args.label, row=args.row, token=token, feedback_key=args.key,
+                             timeout_s=args.timeout)
     verdict = "correct" if stored["correct"] else "incorrect"
     again = "" if stored["created"] else " (already recorded)"
     print(f"{stored['request_id']} row {stored['row']}: label {stored['label_name']!r} ({verdict}) for "

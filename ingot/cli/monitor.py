@@ -75,6 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="fewer predictions than this is 'insufficient data' (default: 200)")
     check.add_argument("--min-labels", type=_positive, default=None,
                        help="feedback labels needed to test labelled accuracy (default: 50)")
+    check.add_argument("--all-rows", action="store_true",
+                       help="count every served row of the variant, not only evidence rows (pinned requests and "
+                       "untrusted sticky keys, which a caller chooses, are left out by default)")
+    check.add_argument("--capture-url", default=None, metavar="PATH",
+                       help="the gateway's input capture (<PATH>/<model>/<sha256[:2]>/<sha256>.<ext>): enables the "
+                            "embedding drift test (default: skipped)")
+    check.add_argument("--embedding-server", default=None, metavar="URL",
+                       help="model server answering serving_embedding for the captured inputs "
+                            "(http://host:8501 or grpc://host:8500; default http://127.0.0.1:8501)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.add_argument("--report", type=Path, default=None, metavar="FILE.html",
                        help="also write an HTML report with baseline-vs-live plots")
@@ -142,9 +151,17 @@ def settings_from(args: argparse.Namespace) -> Any:
         dataset_uri=args.dataset or settings.monitor_dataset(), model_repository=args.model_repository,
         kfp_host=args.host or settings.kfp_host(), kfp_experiment=args.experiment,
         kfp_namespace=args.namespace, kfp_service_account=args.service_account, image=args.image,
+        evidence_only=not args.all_rows,
     )
     if check.trigger:
         check.launcher = launcher_for(check)
+    if getattr(args, "capture_url", None):
+        from ingot.client import Client
+        from ingot.monitor.embedding import LocalCapturedInputs, lazy_server_embedder
+
+        check.captured = LocalCapturedInputs(args.capture_url)
+        server = args.embedding_server or "http://127.0.0.1:8501"
+        check.embedder = lambda version: lazy_server_embedder(lambda: Client.connect(server), args.model, version)
     return check
 
 

@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="model repository base (local default: $INGOT_MODEL_REPOSITORY or ./model-repository; "
                      "with --host: the steps' $INGOT_MODEL_REPOSITORY unless given)")
     run.add_argument("--registry", default=None, metavar="URL",
-                     help="registry database URL (local default: $INGOT_REGISTRY_URL, else SQLite in "
-                     "$INGOT_DATA_DIR; with --host: the steps' $INGOT_REGISTRY_URL unless given)")
+                     help="registry database URL, local runs only (default: $INGOT_REGISTRY_URL, else SQLite in "
+                     "$INGOT_DATA_DIR); the steps get it in their environment, never as an argument; with --host "
+                     "use --registry-secret")
     run.add_argument("--image", default=None,
                      help=f"container image of the steps (default: ${IMAGE_ENV}, else the built-in ingot image name)")
     local = run.add_argument_group("local runs")
@@ -64,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     remote = run.add_argument_group("Kubeflow Pipelines (--host)")
     remote.add_argument("--host", default=None, metavar="URL",
                         help="submit to this Kubeflow Pipelines API endpoint instead of running locally")
+    remote.add_argument("--registry-secret", default=None, metavar="NAME",
+                        help="Kubernetes Secret (key `url`) holding the registry database URL the run's registry "
+                        "steps read (default: the pipeline's, ingot-registry); the URL itself never becomes a run "
+                        "parameter")
     remote.add_argument("--experiment", default=None, help="experiment name (default: KFP's 'Default')")
     remote.add_argument("--run-name", default=None, help="run display name (default: ingot-retrain <model> <time>)")
     remote.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user KFP)")
@@ -115,13 +120,17 @@ def pipeline_request(args: argparse.Namespace) -> PipelineRequest:
         "model_repository": args.model_repository or None, "registry_url": args.registry or None,
     }
     if args.host:
+        if args.registry:
+            raise ConfigError("--registry: with --host the registry URL (and its password) would be a KFP run "
+                              "parameter anyone who can see the run reads; store it in a Secret under the key `url` "
+                              "and pass --registry-secret NAME")
         fields.update(accelerator_type=args.accelerator_type, accelerator_limit=args.accelerator_limit,
-                      worker_accelerator_limit=args.worker_accelerator_limit)
+                      worker_accelerator_limit=args.worker_accelerator_limit, registry_secret=args.registry_secret)
     return PipelineRequest.from_config(load_config(args), **fields)
 
 
 _REMOTE_ONLY = ("experiment", "run_name", "namespace", "service_account", "accelerator_type", "accelerator_limit",
-                "worker_accelerator_limit")
+                "worker_accelerator_limit", "registry_secret")
 _LOCAL_ONLY = ("pipeline_root", "cache", "json", "require_blessing")
 
 
@@ -227,9 +236,7 @@ def submit(args: argparse.Namespace) -> int:
     )
     print(f"submitted run {submitted.run_id} ({submitted.run_name!r}) to {submitted.host}")
     print(f"run URL: {submitted.url}")
-    unset = [flag for flag, key in (("--model-repository", "model_repository"), ("--registry", "registry_url"))
-             if key not in arguments]
-    if unset:
-        print(f"note: without {' and '.join(unset)} the steps read $INGOT_MODEL_REPOSITORY/$INGOT_REGISTRY_URL "
-              "from their environment (e.g. a PodDefault); the first step fails if they are missing")
+    if "model_repository" not in arguments:
+        print("note: without --model-repository the steps read $INGOT_MODEL_REPOSITORY from their environment "
+              "(e.g. a PodDefault); the first step fails if it is missing")
     return 0

@@ -60,6 +60,8 @@ def format_line(path: str, prediction: Any) -> str:
     if prediction.request_id:
         line += (f"\trequest {prediction.request_id} row {prediction.row} "
                  f"({prediction.variant} v{prediction.model_version})")
+        if prediction.feedback_key:
+            line += f" key {prediction.feedback_key}"
     return line
 
 
@@ -104,7 +106,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 }
                 if prediction.request_id:
                     document.update(request_id=prediction.request_id, row=prediction.row,
-                                    variant=prediction.variant, model_version=prediction.model_version)
+                                    variant=prediction.variant, model_version=prediction.model_version,
+                                    feedback_key=prediction.feedback_key)
                 print(json.dumps(document))
             else:
                 print(format_line(path, prediction))

@@ -1,4 +1,4 @@
-"""`ingot rollout start|status|promote|rollback|run|report`: A/B rollouts decided by a sequential
+"""`ingot rollout start|status|promote|rollback|readmit|run|report`: A/B rollouts decided by a sequential
 test on labelled accuracy, acting through local files or the Kubernetes API.
 
 Heavy imports (SQLAlchemy, scipy, the kubernetes client, matplotlib) happen inside handlers.
@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         start.add_argument(f"--{arm}-model-config", metavar="FILE",
                            help=f"local: the {arm} server's --model_config_file (the controller rewrites it)")
     start.add_argument("--base-path", metavar="DIR", help="local: the model's directory in the model repository")
+    start.add_argument("--feedback-token-file", metavar="FILE",
+                       help="local: the gateway's feedback token file (routing table feedback_token_file); labels "
+                       "are evidence, so only its holders should give them")
+    start.add_argument("--pin-token-file", metavar="FILE",
+                       help="local: the token file pins need (routing table pin_token_file)")
+    start.add_argument("--trusted-caller-header", metavar="HEADER",
+                       help="local: the caller header when the edge in front of the gateway sets it (sticky rows "
+                       "then count as evidence; routing table trusted_caller_header)")
     start.add_argument("--actor", default=None, help="who starts it (default: the user name)")
     start.set_defaults(handler=run_start)
 
@@ -69,13 +77,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         override.add_argument("--actor", default=None, help="who (default: the user name)")
         override.set_defaults(handler=run_override, decision=name)
 
+    readmit = actions.add_parser(
+        "readmit", parents=[common], help="put a rejected version back to candidate (testable again)",
+        description="A rolled-back challenger is rejected; this makes a READY rejected VERSION a candidate again "
+        "(e.g. after a rollback caused by a server's trouble, or by evidence someone forged), recorded in the "
+        "registry's stage history with the actor and the reason. `ingot rollout start` can then test it again.")
+    readmit.add_argument("model", metavar="MODEL")
+    readmit.add_argument("version", type=int, metavar="VERSION")
+    readmit.add_argument("--reason", required=True, help="why (recorded)")
+    readmit.add_argument("--actor", default=None, help="who (default: the user name)")
+    readmit.set_defaults(handler=run_readmit)
+
     run = actions.add_parser("run", parents=[common], help="the controller loop (or one pass with --once)",
                              description="Reconcile every unfinished rollout every --interval seconds; with "
                              "--port, also serve the judge endpoint GET /v1/rollouts/MODEL/verdict and /metrics.")
     run.add_argument("--once", action="store_true", help="one pass, then exit (for a CronJob)")
     run.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--port", type=int, default=None, help="serve the judge endpoint and metrics on this port")
-    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="address the judge endpoint binds (default 127.0.0.1; in a pod, its own address)")
+    run.add_argument("--judge-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="close a judge connection that sends nothing for this long (default 10)")
     run.add_argument("--lease-ttl", type=float, default=60.0, metavar="SECONDS",
                      help="how long this controller's lease on a model lasts without renewal")
     run.set_defaults(handler=run_loop)
@@ -153,6 +175,11 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
                 raise ConfigError(f"--{arm}-model-config needs --base-path (the model's directory)")
             spec.update(model_config_file=str(Path(config).resolve()), base_path=str(Path(args.base_path).resolve()))
         target[arm] = spec
+    for key in ("feedback_token_file", "pin_token_file"):
+        if getattr(args, key, None):
+            target[key] = str(Path(getattr(args, key)).resolve())
+    if getattr(args, "trusted_caller_header", None):
+        target["trusted_caller_header"] = args.trusted_caller_header
     return target
 
 
@@ -173,6 +200,25 @@ def run_start(args: argparse.Namespace) -> int:
         controller.registry.close()
     print(f"rollout #{rollout.id} {rollout.experiment}: {args.model}:{rollout.challenger_version} against champion "
           f"{args.model}:{rollout.champion_version}, steps {rollout.steps}; `ingot rollout run` carries it out")
+    return 0
+
+
+def run_readmit(args: argparse.Namespace) -> int:
+    from ingot.registry import Registry, Stage
+
+    if not args.reason.strip():
+        raise ConfigError("--reason must say why the version is re-admitted")
+    with Registry.from_url(args.registry or os.environ.get(REGISTRY_URL_ENV) or None) as registry:
+        current = registry.get_version(args.model, args.version)
+        if current.stage is not Stage.REJECTED:
+            stage = current.stage.value if current.stage is not None else "no stage"
+            raise ConfigError(f"{args.model}:{args.version} is {stage}, not rejected; only a rejected version is "
+                              "re-admitted")
+        actor = _actor(args.actor)
+        registry.transition(args.model, args.version, Stage.CANDIDATE, actor=actor,
+                            reason=f"re-admitted by {actor}: {args.reason.strip()}")
+    print(f"{args.model}:{args.version} is a candidate again (was rejected); `ingot rollout start {args.model} "
+          f"--challenger {args.version}` tests it")
     return 0
 
 
@@ -263,7 +309,8 @@ def run_loop(args: argparse.Namespace) -> int:
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server = JudgeServer(controller, metrics, args.host, args.port).start() if args.port is not None else None
+    server = (JudgeServer(controller, metrics, args.host, args.port, timeout_s=args.judge_timeout).start()
+              if args.port is not None else None)
     try:
         while not stop.is_set():
             try:

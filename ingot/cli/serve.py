@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--grpc_max_threads", type=int, default=None, help="accepted for compatibility; I/O is asynchronous")
     add("--verify_manifests", type=_bool, nargs="?", const=True, default=True,
         help="Ingot: refuse a version whose files do not match its MANIFEST.sha256 (default true)")
+    add("--allow_model_config_reload", type=_bool, nargs="?", const=True, default=False,
+        help="Ingot: take ModelService/HandleReloadConfigRequest (default false: PERMISSION_DENIED); even "
+        "then only from loopback callers and only for base paths under --model_repository or the "
+        "configured models' base paths")
     add_limit_flags(add)
     parser.set_defaults(handler=run_serve)
 
@@ -72,6 +76,7 @@ def server_options(args: argparse.Namespace) -> Any:
         load_batching_parameters,
         load_model_server_config,
         load_monitoring_config,
+        model_roots,
         repository_config,
         single_model_config,
     )
@@ -80,12 +85,15 @@ def server_options(args: argparse.Namespace) -> Any:
 
     if args.model_config_file and args.model_base_path:
         raise ConfigError("give either --model_config_file or --model_base_path, not both")
+    repository = args.model_repository
     if args.model_config_file:
         config = load_model_server_config(args.model_config_file)
     elif args.model_base_path:
         config = single_model_config(args.model_name, args.model_base_path)
     else:
-        config = repository_config(args.model_repository or settings.model_repository())
+        repository = args.model_repository or settings.model_repository()
+        config = repository_config(repository)
+    roots = model_roots(config, repository)
     batching = None
     if args.batching_parameters_file and not args.enable_batching:
         raise ConfigError("--batching_parameters_file is set without --enable_batching=true")
@@ -119,6 +127,8 @@ def server_options(args: argparse.Namespace) -> Any:
         model_config_file=args.model_config_file,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         shutdown_grace_s=args.shutdown_grace_seconds,
+        allow_model_config_reload=args.allow_model_config_reload,
+        model_roots=roots,
     )
 
 

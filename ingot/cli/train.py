@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingot import settings
+from ingot.evaluate.gate import DEFAULT_ALPHA
 
 if TYPE_CHECKING:
     from ingot.train.config import TrainConfig
@@ -56,6 +57,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="per-class F1 floor (default: %(default)s)")
     gate.add_argument("--max-regression", type=float, default=settings.DEFAULT_MAX_REGRESSION,
                       help="how far below the champion accuracy and macro F1 may fall (default: %(default)s)")
+    gate.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                      help="risk of a wrong rejection per confidence interval the gate judges by "
+                           "(default: %(default)s)")
 
 
 def load_config(args: argparse.Namespace) -> TrainConfig:
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     thresholds = GateThresholds(
-        min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression
+        min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression,
+        alpha=args.alpha,
     )
     dataset = resolve_dataset(args.dataset, config)
     repository = args.model_repository or settings.model_repository()
@@ -108,9 +113,12 @@ def run(args: argparse.Namespace) -> int:
               f"{summary['best_epoch']} restored")
 
         step("evaluate")
-        champion = registry.champion_metrics(args.model_name)
+        from ingot.retrain.champion import find_champion
+
+        found = find_champion(registry, args.model_name)
+        champion = found.metrics if found is not None else None
         evaluation = evaluate(trained.model, artifact, config, thresholds, model_name=args.model_name,
-                              training_summary=summary, champion_metrics=champion)
+                              training_summary=summary, champion=found)
         record = evaluation.record
         record.write(work / "evaluation.json")
         report = evaluation.report
@@ -123,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         if record.blessed:
             step("publish")
             export_dir = export_saved_model(trained.model, work / "export", class_names=record.class_names,
-                                            image_size=config.image_size, model_card=record.model_card())
+                                            image_size=config.image_size, model_card=record.model_card(),
+                                            reference_images=evaluation.validation.images)
             published = publish(export_dir, repository, args.model_name)
             state = "published" if published.created else "already published"
             print(f"{state}: {args.model_name} version {published.version} at {published.path} "

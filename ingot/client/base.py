@@ -44,11 +44,13 @@ class Prediction:
     class_name: str
     confidence: float
     probabilities: np.ndarray
-    # Through an Ingot gateway: the request (for feedback), the variant and version that answered.
+    # Through an Ingot gateway: the request and its feedback key (for feedback), the variant and
+    # version that answered.
     request_id: str | None = None
     row: int = 0
     variant: str | None = None
     model_version: int | None = None
+    feedback_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,16 +150,26 @@ class Client:
         response headers / gRPC initial metadata; empty fields elsewhere)."""
         return self.transport.last_served
 
-    def feedback(self, request_id: str, label: str | int, *, row: int = 0, token: str | None = None,
-                 gateway_url: str | None = None) -> dict:
-        """Send the true label of row `row` of a gateway-logged prediction (POST /v1/feedback, over
-        REST: `gateway_url` defaults to this client's URL when it speaks REST)."""
+    def feedback(self, request_id: str | Prediction, label: str | int, *, row: int = 0, token: str | None = None,
+                 feedback_key: str | None = None, gateway_url: str | None = None) -> dict:
+        """Send the true label of a gateway-logged prediction (POST /v1/feedback, over REST:
+        `gateway_url` defaults to this client's URL when it speaks REST).
+
+        `request_id` is the Prediction itself (its request id, row and feedback key are used) or
+        its request id, with `row` and the answer's `feedback_key` (x-ingot-feedback-key). A holder of the
+        gateway's feedback `token` may leave the key out."""
         from ingot.client.feedback import send_feedback
 
         url = gateway_url or getattr(self.transport, "url", None)
         if not url:
             raise ConfigError("feedback goes over the gateway's REST port: pass gateway_url='http://host:8501'")
-        return send_feedback(url, request_id, label, row=row, token=token, timeout_s=self.timeout_s)[0]
+        if isinstance(request_id, Prediction):
+            answer = request_id
+            if not answer.request_id:
+                raise ConfigError("this prediction did not come through an Ingot gateway (no request id to label)")
+            request_id, row, feedback_key = answer.request_id, answer.row, feedback_key or answer.feedback_key
+        return send_feedback(url, request_id, label, row=row, token=token, feedback_key=feedback_key,
+                             timeout_s=self.timeout_s)[0]
 
     def classify(
         self,
@@ -257,4 +269,4 @@ def _prediction(outputs: Mapping[str, np.ndarray], row: int, served: ServedBy | 
     served = served or ServedBy()
     return Prediction(class_id, class_name, float(probabilities[class_id]), probabilities,
                       request_id=served.request_id, row=row, variant=served.variant,
-                      model_version=served.model_version)
+                      model_version=served.model_version, feedback_key=served.feedback_key)

@@ -13,7 +13,7 @@ from ingot.protocol.routes import FEEDBACK_PATH
 
 
 class FeedbackRejected(IngotError):
-    """The gateway refused the label; `status` is its HTTP status (400, 401, 404, 409, 503)."""
+    """The gateway refused the label; `status` is its HTTP status (400, 401, 403, 404, 409, 503)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -21,15 +21,20 @@ class FeedbackRejected(IngotError):
 
 
 def send_feedback(gateway_url: str, request_id: str, label: str | int, *, row: int = 0,
-                  token: str | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """Label one row of a logged prediction; returns the stored label(s) as the gateway reports them."""
-    return send_labels(gateway_url, [{"request_id": request_id, "row": row, "label": label}],
-                       token=token, timeout_s=timeout_s)
+                  token: str | None = None, feedback_key: str | None = None,
+                  timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Label one row of a logged prediction, with the answer's `feedback_key` (x-ingot-feedback-key)
+    or the gateway's feedback `token`; returns the stored label(s) as the gateway reports them."""
+    item: dict[str, Any] = {"request_id": request_id, "row": row, "label": label}
+    if feedback_key:
+        item["feedback_key"] = feedback_key
+    return send_labels(gateway_url, [item], token=token, timeout_s=timeout_s)
 
 
 def send_labels(gateway_url: str, labels: Sequence[dict[str, Any]], *, token: str | None = None,
                 timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """Label many rows in one request (all or nothing)."""
+    """Label many rows in one request (all or nothing); each item is {request_id, row, label,
+    feedback_key}, where a holder of the feedback `token` may leave out feedback_key."""
     body = json.dumps(list(labels)).encode()
     request = urllib.request.Request(gateway_url.rstrip("/") + FEEDBACK_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})

@@ -27,18 +27,22 @@ class VersionStatus:
 @dataclass(frozen=True)
 class ServedBy:
     """Who answered, as an Ingot gateway reports it (x-ingot-request-id, x-ingot-variant,
-    x-ingot-model-version); fields are None when the server does not say (plain TF Serving)."""
+    x-ingot-model-version, x-ingot-feedback-key: what feedback gives back, x-ingot-client-request-id:
+    the caller's own id echoed); fields are None when the server does not say (plain TF Serving)."""
 
     request_id: str | None = None
     variant: str | None = None
     model_version: int | None = None
+    feedback_key: str | None = None
+    client_request_id: str | None = None
 
     @staticmethod
     def from_headers(headers: Any) -> ServedBy:
         found = {str(k).lower(): v for k, v in headers}
         version = found.get(wire.MODEL_VERSION) or found.get(wire.REST_MODEL_VERSION.lower())
         return ServedBy(found.get(wire.REQUEST_ID), found.get(wire.VARIANT),
-                        int(version) if version and str(version).isdigit() else None)
+                        int(version) if version and str(version).isdigit() else None,
+                        found.get(wire.FEEDBACK_KEY), found.get(wire.CLIENT_REQUEST_ID))
 
 
 class Transport(abc.ABC):

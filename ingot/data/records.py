@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,9 +102,15 @@ class DatasetArtifact:
     seed: int | None = None
     report: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Splits beyond train/validation/test (a dataset version's `production_holdout`): in the content
+    # hash and verified like the others, never read by training.
+    extra: dict[str, RecordSplit] = field(default_factory=dict)
 
     def items(self) -> list[tuple[str, RecordSplit]]:
         return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+
+    def all_items(self) -> list[tuple[str, RecordSplit]]:
+        return self.items() + sorted(self.extra.items())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -172,13 +178,22 @@ def write_dataset_artifact(
 
 
 def _write_split(part: LabelledImages, directory: str, name: str, shard_bytes: int) -> list[Shard]:
+    digests = file_digests(part)
+    examples = ((_image_bytes(part, index, digests[index]), int(part.labels[index]), digests[index])
+                for index in range(len(part)))
+    return write_examples(examples, directory, name, shard_bytes)
+
+
+def write_examples(examples: Iterable[tuple[bytes, int, str]], directory: str, name: str,
+                   shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Shard]:
+    """Write (encoded image bytes, label, sha256) records as split `name`'s shards under
+    `directory` (each shard written to a temp name, then renamed); returns the shards written."""
     import tensorflow as tf
 
     folder = storage.join(directory, name)
     if tf.io.gfile.exists(folder):  # a re-run of ingest into the same artifact: start clean
         tf.io.gfile.rmtree(folder)
     tf.io.gfile.makedirs(folder)
-    digests = file_digests(part)
     shards: list[Shard] = []
     writer: Any = None
     current: dict[str, Any] = {}
@@ -194,9 +209,8 @@ def _write_split(part: LabelledImages, directory: str, name: str, shard_bytes: i
         size, sha = _size_and_sha256(final)
         shards.append(Shard(path=f"{name}/{current['name']}", count=current["count"], size=size, sha256=sha))
 
-    for index in range(len(part)):
-        image_bytes = _image_bytes(part, index, digests[index])
-        example = make_example(image_bytes, int(part.labels[index]), digests[index])
+    for image_bytes, label, digest in examples:
+        example = make_example(image_bytes, int(label), digest)
         if writer is None:
             shard_name = f"{name}-{len(shards):05d}{SHARD_SUFFIX}"
             current = {"name": shard_name, "tmp": storage.join(folder, f".{shard_name}.{uuid.uuid4().hex}.tmp"),
@@ -299,7 +313,7 @@ def open_dataset_artifact(directory: str, *, verify: bool = True) -> DatasetArti
         raise DataError(f"{location} has format {found!r}; expected {ARTIFACT_FORMAT!r}")
     class_names = [str(name) for name in manifest["class_names"]]
     parts: dict[str, RecordSplit] = {}
-    for name in SPLIT_NAMES:
+    for name in [*SPLIT_NAMES, *sorted(set(manifest["splits"]) - set(SPLIT_NAMES))]:
         entry = manifest["splits"][name]
         shards = [Shard(**shard) for shard in entry["shards"]]
         parts[name] = RecordSplit(
@@ -312,7 +326,8 @@ def open_dataset_artifact(directory: str, *, verify: bool = True) -> DatasetArti
     artifact = DatasetArtifact(
         directory=directory, class_names=class_names, content_hash=str(manifest["content_hash"]),
         source=str(manifest.get("source", "")), seed=manifest.get("seed"), report=dict(manifest.get("report") or {}),
-        manifest=manifest, **parts,
+        manifest=manifest, extra={name: part for name, part in parts.items() if name not in SPLIT_NAMES},
+        **{name: parts[name] for name in SPLIT_NAMES},
     )
     if verify:
         verify_shards(artifact)
@@ -324,7 +339,7 @@ def verify_shards(artifact: DatasetArtifact) -> None:
     content hash against the records' own labels and digests (an edited manifest)."""
     import tensorflow as tf
 
-    for _, part in artifact.items():  # noqa: PERF102 - items() is the split order, not a dict
+    for _, part in artifact.all_items():  # noqa: PERF102 - the split order, not a dict
         for shard, location in zip(part.shards, part.files):
             if not tf.io.gfile.exists(location):
                 raise DataError(f"shard {location} is missing from the Dataset artifact; re-run ingest")
@@ -348,7 +363,7 @@ def _records_content_hash(artifact: DatasetArtifact) -> str:
 
     spec = {FEATURE_LABEL: tf.io.FixedLenFeature([], tf.int64), FEATURE_SHA256: tf.io.FixedLenFeature([], tf.string)}
     rows: list[tuple[str, str, str]] = []
-    for name, part in artifact.items():
+    for name, part in artifact.all_items():
         if not part.files:
             continue
         batches = tf.data.TFRecordDataset(part.files).batch(1024).map(lambda raw: tf.io.parse_example(raw, spec))

@@ -8,6 +8,8 @@ without knowing about the others.
 """
 
 from ingot.db.engine import (
+    BUSY_TIMEOUT_OPTION,
+    Timeouts,
     default_url,
     first_line,
     is_transient,
@@ -20,9 +22,11 @@ from ingot.db.migrations import Migration, SchemaHistory, migrate, schema_versio
 from ingot.db.types import Base, UTCDateTime, json_type, utc_now
 
 __all__ = [
+    "BUSY_TIMEOUT_OPTION",
     "Base",
     "Migration",
     "SchemaHistory",
+    "Timeouts",
     "UTCDateTime",
     "default_url",
     "first_line",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,37 +61,79 @@ def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or str(url.database).startswith("file::memory:")
 
 
-def open_engine(url: URL) -> Engine:
+DEFAULT_BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for the lock (unless told otherwise)
+BUSY_TIMEOUT_OPTION = "ingot_busy_timeout_ms"  # execution option: this transaction's SQLite lock wait
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a database may keep a caller waiting. PostgreSQL: `connect_s` (the connect
+    timeout), `statement_ms` and `lock_ms` (the session's `statement_timeout` and `lock_timeout`;
+    None leaves the server's setting). SQLite: `busy_ms`, the wait for the write lock, also set
+    per transaction with the execution option BUSY_TIMEOUT_OPTION."""
+
+    connect_s: float = 10.0
+    statement_ms: int | None = None
+    lock_ms: int | None = None
+    busy_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+
+    def __post_init__(self) -> None:
+        for name in ("connect_s", "statement_ms", "lock_ms", "busy_ms"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise ConfigError(f"database timeout {name} must be 0 or more, got {value!r}")
+
+    def postgresql_connect_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"connect_timeout": max(1, round(self.connect_s))}
+        options = [f"-c {setting}={int(value)}" for setting, value in
+                   (("statement_timeout", self.statement_ms), ("lock_timeout", self.lock_ms)) if value is not None]
+        if options:
+            args["options"] = " ".join(options)
+        return args
+
+
+def open_engine(url: URL, timeouts: Timeouts | None = None) -> Engine:
     """An engine set up for the stores' transactions on either backend.
 
     `engine.execution_options(ingot_write=True)` gives a writer's engine: on SQLite its
-    transactions start with BEGIN IMMEDIATE.
+    transactions start with BEGIN IMMEDIATE. `timeouts` bound how long the database may keep a
+    caller waiting (default: a 10 s connect timeout, a 30 s SQLite lock wait, the server's
+    statement and lock timeouts).
     """
+    timeouts = timeouts or Timeouts()
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        return create_engine(url, pool_pre_ping=True, connect_args=timeouts.postgresql_connect_args())
     if _is_memory(url):
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": timeouts.busy_ms / 1000, "check_same_thread": False})
     file_backed = not _is_memory(url)
+    default_busy_ms = int(timeouts.busy_ms)
 
     # pysqlite would otherwise skip BEGIN before DDL and SELECT (legacy transaction control);
     # emitting it ourselves makes migrations transactional and lets writers take the lock up front
     # (BEGIN IMMEDIATE), so two writers queue on busy_timeout instead of failing on lock upgrade.
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute(f"PRAGMA busy_timeout = {default_busy_ms}")
+        record.info[BUSY_TIMEOUT_OPTION] = default_busy_ms
         if file_backed:
             _enter_wal(cursor)  # readers never block the writer
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ingot_write") else "BEGIN")
+        options = conn.get_execution_options()
+        busy_ms = int(options.get(BUSY_TIMEOUT_OPTION, default_busy_ms))
+        info = conn.connection.info  # per DBAPI connection: set the PRAGMA only when it changes
+        if info.get(BUSY_TIMEOUT_OPTION) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            info[BUSY_TIMEOUT_OPTION] = busy_ms
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("ingot_write") else "BEGIN")
 
     return engine
 

@@ -43,6 +43,9 @@ class GateThresholds:
     min_accuracy: float | None = None
     min_class_f1: float | None = DEFAULT_MIN_CLASS_F1
     max_regression: float = DEFAULT_MAX_REGRESSION
+    # The risk of a wrong rejection per interval: floors and champion comparisons are judged by
+    # two-sided (1 - alpha) confidence intervals.
+    alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self) -> None:
         _check_fraction("min_accuracy", self.min_accuracy)
@@ -50,6 +53,8 @@ class GateThresholds:
         if self.max_regression is None:
             raise ConfigError("max_regression must be a number between 0 and 1, not None")
         _check_fraction("max_regression", self.max_regression)
+        if self.alpha is None or not 0.0 < float(self.alpha) < 1.0:
+            raise ConfigError(f"alpha={self.alpha!r} is out of range; expected a number strictly between 0 and 1")
 
     @property
     def configured(self) -> bool:
@@ -60,7 +65,7 @@ class GateThresholds:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> GateThresholds:
-        valid = {"min_accuracy", "min_class_f1", "max_regression"}
+        valid = {"min_accuracy", "min_class_f1", "max_regression", "alpha"}
         unknown = sorted(set(values) - valid)
         if unknown:
             raise ConfigError(

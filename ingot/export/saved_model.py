@@ -6,7 +6,8 @@ Two signatures over one Keras model, preprocessing always inside the graph:
   resized by `ingot.data.preprocess.decode_and_resize`, the very function training uses, so training and
   serving cannot disagree on how bytes become pixels.
 Both return `probabilities` float32 [batch, C], `class_ids` int64 [batch], `class_names` string
-[batch]. Beside them, `assets.extra/` holds TF Serving's warm-up records (replayed while a
+[batch]. A third, `serving_embedding` (`ingot.export.embedding`), returns the penultimate layer's
+`embedding` float32 [batch, d] for the drift monitor. Beside them, `assets.extra/` holds TF Serving's warm-up records (replayed while a
 server loads the version, so the first real request is not the slow one) and the model card.
 
 The export is written to a sibling temp directory and renamed into place, so a failed export
@@ -37,6 +38,7 @@ from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-export
     PROBABILITIES,
     SERVING_BYTES,
     SERVING_DEFAULT,
+    SERVING_EMBEDDING,
 )
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
 
@@ -119,7 +121,7 @@ def build_model_card(
         version=None,
         class_names=list(class_names),
         input_size=list(image_size),
-        signatures=[SERVING_DEFAULT, SERVING_BYTES],
+        signatures=[SERVING_DEFAULT, SERVING_BYTES, SERVING_EMBEDDING],
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tensorflow_version=tf.__version__,
         keras_version=keras.__version__,
@@ -200,6 +202,9 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
     module.serve_bytes = tf.function(
         serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
     )
+    from ingot.export.embedding import embedding_function
+
+    module.serve_embedding = embedding_function(model, image_size)
     return module
 
 
@@ -221,9 +226,9 @@ def warmup_requests(
     sizes = list(batch_sizes)
     if not sizes or any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in sizes):
         raise ModelError(f"warmup_batch_sizes={sizes!r} must be positive integers")
-    if 2 * len(sizes) > MAX_WARMUP_RECORDS:
+    if 3 * len(sizes) > MAX_WARMUP_RECORDS:
         raise ModelError(
-            f"{2 * len(sizes)} warm-up records requested; TF Serving reads at most {MAX_WARMUP_RECORDS}"
+            f"{3 * len(sizes)} warm-up records requested; TF Serving reads at most {MAX_WARMUP_RECORDS}"
         )
     png = _noise_png(image_size)
     records = []
@@ -241,7 +246,9 @@ def warmup_requests(
             records.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             )
-    return records
+    from ingot.export.embedding import embedding_warmup_requests
+
+    return records + embedding_warmup_requests(model_name, image_size, sizes)
 
 
 def export_saved_model(
@@ -252,11 +259,14 @@ def export_saved_model(
     image_size: Sequence[int],
     model_card: dict[str, Any],
     warmup_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    reference_images: np.ndarray | None = None,
 ) -> Path:
     """Write the serving SavedModel, warm-up records and model card to `export_dir`.
 
     `export_dir` must not exist or be empty. Everything is written to a sibling temp directory
     first and renamed at the end, so on any error nothing is left at `export_dir`.
+    `reference_images` (the validation split, uint8) give the embedding reference sample the drift
+    monitor compares captured inputs with (`ingot.export.embedding.write_reference`).
     """
     import tensorflow as tf
 
@@ -276,12 +286,17 @@ def export_saved_model(
         tf.saved_model.save(
             module,
             str(staging),
-            signatures={SERVING_DEFAULT: module.serve_images, SERVING_BYTES: module.serve_bytes},
+            signatures={SERVING_DEFAULT: module.serve_images, SERVING_BYTES: module.serve_bytes,
+                        SERVING_EMBEDDING: module.serve_embedding},
         )
         (staging / ASSETS_EXTRA).mkdir(exist_ok=True)
         with tf.io.TFRecordWriter(str(staging / WARMUP_PATH)) as writer:
             for record in records:
                 writer.write(record.SerializeToString())
+        if reference_images is not None:
+            from ingot.export.embedding import CARD_KEY, write_reference
+
+            card[CARD_KEY] = write_reference(model, reference_images, staging / ASSETS_EXTRA)
         (staging / MODEL_CARD_PATH).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         if target.exists():
             target.rmdir()  # empty, checked above (e.g. a pre-created pipeline output directory)

@@ -11,6 +11,13 @@ requests to the challenger. Metadata and status are proxied (ingot.gateway.reads
 
 A predict the front end refuses after the variant was chosen (bad input, limits) is logged too:
 the gateway registers `record_refused` as the front end's predict-error hook.
+
+The log key is always the server's own request id (`x-ingot-request-id` on the answer); a
+caller's id (`x-ingot-client-request-id`, or an `x-ingot-request-id` it sent) is kept beside it
+as `client_request_id` and echoed. Each predict answer carries `x-ingot-feedback-key`, the HMAC
+of the request id (ingot.gateway.keys) that feedback gives back. Rows are marked `evidence` only
+when a randomised assignment chose the arm and its model answered (ingot.gateway.evidence); a
+pin needs the table's pin token when it names one (403 / PERMISSION_DENIED otherwise).
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ from ingot.gateway.assignment import FALLBACK, HEADER, Assignment, should_mirror
 from ingot.gateway.cache import PredictionCache, cached_answer, request_key
 from ingot.gateway.choose import Chooser, GatewayTarget, check_model
 from ingot.gateway.classes import ClassCatalog
+from ingot.gateway.evidence import is_evidence
 from ingot.gateway.fallback import CACHED, DEFAULT, OTHER_ARM, default_answer
 from ingot.gateway.forward import down, forward
+from ingot.gateway.keys import FeedbackKeys
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.mirror import Mirror
 from ingot.gateway.observe import batch_size
 from ingot.gateway.reads import Reads
 from ingot.gateway.records import RequestRecorder, RequestState
 from ingot.gateway.routing import CHALLENGER, CHAMPION, RoutingTable
+from ingot.gateway.tokens import TokenFile
 from ingot.gateway.upstream import UpstreamDown, UpstreamPool
 from ingot.inference_log.records import new_request_id, valid_request_id
 from ingot.protocol import headers as wire
@@ -71,16 +81,22 @@ class GatewayBackend(Backend):
         classes: ClassCatalog,
         default_timeout_s: float = 30.0,
         max_mirrors_in_flight: int = 32,
+        max_mirror_bytes: int = 64 << 20,
         rng: random.Random | None = None,
+        keys: FeedbackKeys | None = None,
+        capture: Any | None = None,
     ) -> None:
         self._table = table
+        self.keys = keys or FeedbackKeys.from_file(None)
+        self.pin_tokens = TokenFile("the routing table's pin_token_file")
         self.pool = pool
         self.metrics = metrics
         self.default_timeout_s = default_timeout_s
         self._rng = rng or random.Random()
         self.chooser = Chooser(pool, metrics, self._rng)
-        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes)
-        self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight)
+        self.recorder = RequestRecorder(sink=sink, metrics=metrics, classes=classes, capture=capture)
+        self.mirror = Mirror(pool, metrics, self.recorder, max_in_flight=max_mirrors_in_flight,
+                             max_bytes_in_flight=max_mirror_bytes)
         self.reads = Reads(self.chooser, default_timeout_s)
         self.cache: PredictionCache | None = None  # set by the server when --cache-url is given
         self._known: dict[tuple[str, int | None], Any] = {}  # signatures last seen per version
@@ -91,8 +107,11 @@ class GatewayBackend(Backend):
         if not isinstance(state, RequestState):
             state = ctx.state = RequestState(ctx.protocol, started=ctx.started)
         if not state.request_id:
-            caller = ctx.headers.get(wire.REQUEST_ID)
-            state.request_id = caller if caller is not None and valid_request_id(caller) else new_request_id()
+            state.request_id = new_request_id()  # the log key is always the server's own
+            caller = ctx.headers.get(wire.CLIENT_REQUEST_ID) or ctx.headers.get(wire.REQUEST_ID)
+            if caller is not None and valid_request_id(caller):
+                state.client_request_id = caller
+            state.capture_off = (ctx.headers.get(wire.CAPTURE) or "").strip().lower() == "off"
         return state
 
     # ------------------------------------------------------------ predicting
@@ -107,6 +126,8 @@ class GatewayBackend(Backend):
             if spec.version is not None:
                 raise not_found(f"Servable not found for request: Specific({spec.name}, {spec.version})")
             raise invalid_argument(f"Unrecognized servable version label: {spec.label}")
+        if chosen[1] == HEADER:
+            self._check_pin(table, ctx)
         try:
             target = await self.chooser.target(table, *chosen)
         except ServingError as err:
@@ -115,9 +136,20 @@ class GatewayBackend(Backend):
         self._announce(ctx, state, target)
         return target  # type: ignore[return-value]  # a read-only Target
 
+    def _check_pin(self, table: RoutingTable, ctx: RequestContext) -> None:
+        """A caller-chosen arm (pin header, version or label) needs the pin token when the table
+        names one; without a token file pins are honoured (local use)."""
+        if table.pin_token_file and not self.pin_tokens.accepts(table.pin_token_file, ctx.headers.get(wire.PIN_TOKEN)):
+            raise ServingError(Code.PERMISSION_DENIED,
+                               f"choosing the variant ({wire.VARIANT}, a version or a version label) needs the "
+                               f"pin token in {wire.PIN_TOKEN}; requests without a pin are assigned by the gateway")
+
     def _announce(self, ctx: RequestContext, state: RequestState, target: GatewayTarget) -> None:
         state.variant, state.how, state.version = target.variant, target.how, target.version
         ctx.response_headers[wire.REQUEST_ID] = state.request_id
+        ctx.response_headers[wire.FEEDBACK_KEY] = self.keys.key(state.request_id)
+        if state.client_request_id is not None:
+            ctx.response_headers[wire.CLIENT_REQUEST_ID] = state.client_request_id
         ctx.response_headers[wire.VARIANT] = target.variant
         if target.version is not None:
             ctx.response_headers[wire.MODEL_VERSION] = str(target.version)
@@ -140,8 +172,10 @@ class GatewayBackend(Backend):
             if hit is not None:
                 state.cache_hit = True
                 forwarded_hit, hit_outputs = cached_answer(hit, call)
+                # The arm's own answer (accuracy evidence as any other); the recorder keeps it out of latency.
                 self.recorder.record(table, state, call.inputs, hit_outputs, "OK", variant=target.variant,
-                                     how=target.how, version=target.version, protocol=ctx.protocol)
+                                     how=target.how, version=target.version, protocol=ctx.protocol,
+                                     evidence=is_evidence(table, target.how, "OK"))
                 return PredictResult(hit_outputs, table.model, target.version, state.signature, forwarded=forwarded_hit)
         try:
             try:
@@ -170,7 +204,8 @@ class GatewayBackend(Backend):
                 and target.how != FALLBACK:
             self.cache.store_later(key, forwarded, policy)
         self.recorder.record(table, state, call.inputs, outputs, status, variant=target.variant, how=target.how,
-                             version=target.version, protocol=ctx.protocol)
+                             version=target.version, protocol=ctx.protocol,
+                             evidence=is_evidence(table, target.how, status))
         if (status == "OK" and target.variant == CHAMPION and target.how != FALLBACK
                 and should_mirror(table, Assignment(CHAMPION, target.how), self._rng)):
             self.mirror.send(table, call, timeout, ctx.protocol, state.request_id)
@@ -222,8 +257,10 @@ class GatewayBackend(Backend):
         raise self._failed(table, state, call, err)
 
     def _failed(self, table: RoutingTable, state: RequestState, call: PredictCall, err: ServingError) -> ServingError:
+        how = state.how or FALLBACK
         self.recorder.record(table, state, call.inputs, None, err.code.name, variant=state.variant or CHAMPION,
-                             how=state.how or FALLBACK, version=state.version, protocol=state.protocol)
+                             how=how, version=state.version, protocol=state.protocol,
+                             evidence=is_evidence(table, how, err.code.name))
         return err
 
     def record_refused(self, ctx: RequestContext, status: str) -> None:

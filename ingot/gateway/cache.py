@@ -64,6 +64,7 @@ class PredictionCache:
     def client(self) -> Any:
         if self._client is None:
             import redis.asyncio as redis
+            from redis.driver_info import DriverInfo
 
             self._client = redis.Redis.from_url(
                 self.url,
@@ -72,6 +73,7 @@ class PredictionCache:
                 retry_on_timeout=False,
                 retry=None,
                 health_check_interval=0,
+                driver_info=DriverInfo(name=None, lib_version=None),  # no CLIENT SETINFO round trips on connect
             )
         return self._client
 

@@ -42,6 +42,20 @@ class ClassCatalog:
             return [learned[i] for i in range(count)]
         return None
 
+    def by_id(self, model: str, version: int | None) -> Sequence[str] | None:
+        """The class names where known; otherwise, for labels given as class ids, one entry per
+        class (the names learned so far, the id as text for the rest), so a label by id needs only
+        the class count (the width of `probabilities` in any forwarded answer)."""
+        names = self(model, version)
+        if names or version is None:
+            return names
+        key = (model, version)
+        count = self._counts.get(key)
+        if not count:
+            return None
+        learned = self._learned.get(key, {})
+        return [learned.get(i, str(i)) for i in range(count)]
+
     def observe(self, model: str, version: int | None, outputs: Mapping[str, np.ndarray] | None) -> None:
         """Learn (id, name) pairs and the class count from one forwarded answer."""
         if version is None or not outputs:

@@ -16,6 +16,15 @@ from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Per-path latency: 1 ms steps to 50 ms (where a serving SLA sits), then coarser, so p99 is
+# read from the histogram to the millisecond where it matters.
+PATH_LATENCY_BUCKETS_S = (
+    *(ms / 1000 for ms in range(1, 51)), 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# The `path` label: which way an answer came. `full` is the arm's own model; `small` (a cascade's
+# small model), `cache` (an answer cache hit) and `degraded` (a fallback answer) are reserved for
+# the paths that produce them.
+PATH_FULL, PATH_SMALL, PATH_CACHE, PATH_DEGRADED = "full", "small", "cache", "degraded"
+PATHS = (PATH_FULL, PATH_SMALL, PATH_CACHE, PATH_DEGRADED)
 MAX_CLASS_SERIES = 1000  # class names come from upstream answers: bound the label values
 
 
@@ -30,6 +39,10 @@ class GatewayMetrics:
         self.latency = Histogram(
             "ingot_gateway_request_latency_seconds", "Wall time of a request through the gateway.",
             [*variant_labels, "protocol"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.path_latency = Histogram(
+            "ingot_gateway_path_latency_seconds", "Wall time of a request through the gateway, by model, "
+            "arm (variant) and path (full, small, cache, degraded); buckets 1 ms apart up to 50 ms.",
+            ["model", "arm", "path"], buckets=PATH_LATENCY_BUCKETS_S, registry=r)
         self.predictions = Counter(
             "ingot_gateway_predictions", "Predicted rows by top-1 class.", [*variant_labels, "class_name"],
             registry=r)
@@ -58,6 +71,11 @@ class GatewayMetrics:
             self.predictions.labels(*key).inc()
         if confidence is not None:
             self.confidence.labels(model, variant, version).observe(confidence)
+
+    def observe_path(self, model: str, arm: str, path: str, seconds: float) -> None:
+        if path not in PATHS:
+            raise ValueError(f"unknown latency path {path!r}: one of {', '.join(PATHS)}")
+        self.path_latency.labels(model, arm, path).observe(seconds)
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose counters kept elsewhere: `read()` returns {name: value} at scrape time."""

@@ -1,6 +1,7 @@
 """Mirroring: copies of champion requests sent to the challenger in background tasks that never
 delay the caller; its answers are logged as variant `shadow` and never returned. Copies are
-dropped (counted) when too many are in flight."""
+dropped (counted) when too many are in flight, or when they would hold more than a byte budget
+(the request as received plus its decoded inputs, which a copy keeps until it is answered)."""
 
 from __future__ import annotations
 
@@ -24,20 +25,29 @@ log = logging.getLogger(__name__)
 
 class Mirror:
     def __init__(self, pool: UpstreamPool, metrics: GatewayMetrics, recorder: RequestRecorder, *,
-                 max_in_flight: int) -> None:
+                 max_in_flight: int, max_bytes_in_flight: int = 64 << 20) -> None:
         self.pool = pool
         self.metrics = metrics
         self.recorder = recorder
         self._slots = max_in_flight
+        self.max_bytes = max_bytes_in_flight
+        self.bytes_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def send(self, table: RoutingTable, call: PredictCall, timeout: float, protocol: str, request_id: str) -> None:
-        if len(self._tasks) >= self._slots:
+        size = call_bytes(call)
+        if len(self._tasks) >= self._slots or self.bytes_in_flight + size > self.max_bytes:
             self.metrics.mirrors.labels(table.model, "dropped").inc()
             return
         task = asyncio.get_running_loop().create_task(self._shadow(table, call, timeout, protocol, request_id))
+        self.bytes_in_flight += size
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self.bytes_in_flight -= size
+
+        task.add_done_callback(done)
 
     async def _shadow(self, table: RoutingTable, call: PredictCall, timeout: float, protocol: str,
                       request_id: str) -> None:
@@ -66,3 +76,11 @@ class Mirror:
     async def drain(self, timeout_s: float) -> None:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
+
+def call_bytes(call: PredictCall) -> int:
+    """What a mirrored copy keeps alive: the request as received and its decoded inputs."""
+    size = len(call.body) if call.body is not None else 0
+    if call.grpc_request is not None:
+        size += call.grpc_request.ByteSize()
+    return size + sum(int(getattr(value, "nbytes", 0)) for value in (call.inputs or {}).values())

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ingot.capture.hook import offer_captures
 from ingot.gateway.classes import ClassCatalog
-from ingot.gateway.metrics import GatewayMetrics
+from ingot.gateway.metrics import PATH_CACHE, PATH_DEGRADED, PATH_FULL, GatewayMetrics
 from ingot.gateway.observe import batch_size, input_facts, predictions
 from ingot.gateway.routing import RoutingTable
 from ingot.inference_log.records import LogRecord
@@ -28,34 +29,42 @@ class RequestState:
 
     protocol: str
     started: float = field(default_factory=time.perf_counter)
-    request_id: str = ""
+    request_id: str = ""  # the server's own: the log key
+    client_request_id: str | None = None  # the caller's id, kept beside it (never a key)
     variant: str | None = None
     how: str | None = None
     version: int | None = None
     signature: str = SERVING_DEFAULT
     logged: bool = False
     predict: bool = False
+    capture_off: bool = False  # the caller sent `x-ingot-capture: off`
     cache_hit: bool = False  # answered from the prediction cache
     degraded: str | None = None  # why the answer is not the assigned model's own
 
 
 class RequestRecorder:
-    def __init__(self, *, sink: Any | None, metrics: GatewayMetrics, classes: ClassCatalog) -> None:
+    def __init__(self, *, sink: Any | None, metrics: GatewayMetrics, classes: ClassCatalog,
+                 capture: Any | None = None) -> None:
         self.sink = sink
         self.metrics = metrics
         self.classes = classes
+        self.capture = capture  # an ingot.capture.writer.CaptureWriter, or None
 
     def record(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
                outputs: Mapping[str, np.ndarray] | None, status: str, *, variant: str, how: str,
-               version: int | None, protocol: str, count: bool = True) -> None:
-        """Metrics and inference-log rows for one answered (or failed) request."""
-        if variant != SHADOW:
+               version: int | None, protocol: str, count: bool = True, evidence: bool = False) -> None:
+        """Metrics and inference-log rows for one answered (or failed) request; `evidence`: the
+        rows count for rollouts and drift (ingot.gateway.evidence)."""
+        own = variant != SHADOW  # a mirrored copy's rows are never the request's cache hit or fallback
+        if own:
             state.logged = True
         latency = time.perf_counter() - state.started
         version_label = str(version) if version is not None else ""
         if count:
             self.metrics.requests.labels(table.model, variant, version_label, protocol, status).inc()
             self.metrics.latency.labels(table.model, variant, version_label, protocol).observe(latency)
+            path = PATH_DEGRADED if own and state.degraded else PATH_CACHE if own and state.cache_hit else PATH_FULL
+            self.metrics.observe_path(table.model, variant, path, latency)
         rows = batch_size(inputs) if inputs else 0
         predicted = predictions(outputs, rows) if status == "OK" else []
         if status == "OK":
@@ -63,9 +72,14 @@ class RequestRecorder:
             if count:
                 for p in predicted:
                     self.metrics.record_prediction(table.model, variant, version_label, p.class_name, p.confidence)
-        if self.sink is None:
+        captured = self._capture(table, state, inputs, rows, status, variant)
+        if self.sink is None and not captured:
             return
         facts = input_facts(inputs) if rows and inputs is not None else []
+        if captured:
+            captured = offer_captures(self.capture, table, inputs, facts, captured)
+        if self.sink is None:
+            return
         now = datetime.now(UTC)
         records = []
         for row in range(max(rows, 1)):
@@ -79,7 +93,17 @@ class RequestRecorder:
                 predicted_class_name=pred.class_name if pred else None,
                 confidence=pred.confidence if pred else None,
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
-                latency_ms=latency * 1000.0, status=status,
-                cache_hit=state.cache_hit and variant != SHADOW, degraded=state.degraded if variant != SHADOW else None,
+                latency_ms=latency * 1000.0, status=status, client_request_id=state.client_request_id,
+                evidence=evidence, captured=row in captured,
+                cache_hit=own and state.cache_hit, degraded=state.degraded if own else None,
             ))
         self.sink.submit(records)
+
+    def _capture(self, table: RoutingTable, state: RequestState, inputs: Mapping[str, np.ndarray] | None,
+                 rows: int, status: str, variant: str) -> set[int]:
+        """The rows whose inputs this request offers to the capture store (sampled per row)."""
+        policy = table.capture
+        if (self.capture is None or policy is None or not policy.enabled or status != "OK" or variant == SHADOW
+                or state.capture_off or not rows or inputs is None):
+            return set()
+        return {row for row in range(rows) if self.capture.sampled(policy)}

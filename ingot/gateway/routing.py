@@ -15,6 +15,9 @@ line and the last good table keeps serving. Shape (docs/gateway.md):
       champion:   {rest: "http://127.0.0.1:8501", grpc: "127.0.0.1:8500", version: 1}
       challenger: {rest: "http://127.0.0.1:8511", grpc: "127.0.0.1:8510", version: 2}
     feedback_token_file: ""             # when set, POST /v1/feedback needs this bearer token
+    pin_token_file: ""                  # when set, a pin (x-ingot-variant, versions/N, labels/L) needs this token
+    trusted_caller_header: ""           # = caller_header when the edge sets it: sticky rows are then evidence
+    capture: {sample: 0.2, max_bytes: 10GiB, retention_days: 30}   # inputs kept (ingot.capture)
 
 Every upstream request names the variant's `version` explicitly, so the version the gateway
 reports and logs is the one that answered. The challenger may be left out (then its weight and
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ingot.capture.policy import CapturePolicy, parse_policy
 from ingot.errors import ConfigError
 from ingot.gateway.fallback import RESILIENCE_KEYS, PolicyError, Resilience, parse_resilience
 from ingot.protocol import headers
@@ -46,7 +50,8 @@ VARIANTS = (CHAMPION, CHALLENGER)
 PREVIOUS_CHAMPION = "previous_champion"  # an upstream only the fallback chain uses
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file", *RESILIENCE_KEYS)
+             "feedback_token_file", "pin_token_file", "trusted_caller_header", "capture",
+             *RESILIENCE_KEYS)
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
@@ -77,6 +82,9 @@ class RoutingTable:
     feedback_token_file: str = ""
     resilience: Resilience = field(default_factory=Resilience)  # cache, fallback chain, deadline
     previous_champion: Upstream | None = None  # only the fallback chain sends here, never A/B traffic
+    pin_token_file: str = ""  # when set, pinned predicts need x-ingot-pin-token (docs/gateway.md)
+    trusted_caller_header: str = ""  # the caller_header, when a trusted edge sets it (sticky rows are evidence)
+    capture: CapturePolicy | None = None  # None: no input is stored
     digest: str = field(default="", compare=False)  # sha256 of the text it was read from
 
     @property
@@ -113,6 +121,12 @@ class RoutingTable:
             up = self.previous_champion
             doc["upstreams"][PREVIOUS_CHAMPION] = {"rest": up.rest, "grpc": up.grpc, "version": up.version}
         doc.update(self.resilience.as_dict())
+        if self.pin_token_file:
+            doc["pin_token_file"] = self.pin_token_file
+        if self.trusted_caller_header:
+            doc["trusted_caller_header"] = self.trusted_caller_header
+        if self.capture is not None:
+            doc["capture"] = self.capture.as_dict()
         return doc
 
 
@@ -171,11 +185,34 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         resilience = parse_resilience(doc, has_previous_champion=previous is not None)
     except PolicyError as err:
         raise RoutingError(str(err)) from None
+    capture = None
+    if doc.get("capture") is not None:
+        try:
+            capture = parse_policy(doc["capture"])
+        except ConfigError as err:
+            raise RoutingError(str(err)) from None
+    pin_token_file = doc.get("pin_token_file") or ""
+    if not isinstance(pin_token_file, str):
+        raise RoutingError(f"routing table pin_token_file: expected a file path or \"\", got {pin_token_file!r}")
+    trusted = _trusted_caller_header(doc.get("trusted_caller_header"), caller_header)
     return RoutingTable(
         resilience=resilience, previous_champion=previous, model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
-        feedback_token_file=token_file, digest=digest,
+        feedback_token_file=token_file, pin_token_file=pin_token_file, trusted_caller_header=trusted,
+        capture=capture, digest=digest,
     )
+
+
+def _trusted_caller_header(value: Any, caller_header: str) -> str:
+    """The caller header, when the table says a trusted edge sets it (sticky rows are then
+    evidence); "" when omitted. Any other header is refused: trust belongs to the key used."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or value.lower() != caller_header:
+        raise RoutingError(f"routing table trusted_caller_header: expected the caller_header {caller_header!r} "
+                           "(when the edge in front of the gateway sets it, replacing what callers send) or "
+                           f"nothing, got {value!r}")
+    return caller_header
 
 
 def _no_unknown_keys(doc: Mapping[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
@@ -268,6 +305,20 @@ def dump(table: RoutingTable | Mapping[str, Any]) -> str:
     return yaml.safe_dump(checked.as_dict(), sort_keys=False)
 
 
+def check_token_files(table: RoutingTable) -> RoutingTable:
+    """The table when every token file it names holds a usable token (at least 32 bytes);
+    otherwise RoutingError naming the file. Only the gateway calls this (the files are its own)."""
+    from ingot.errors import ConfigError
+    from ingot.storage import read_token_file
+
+    if table.feedback_token_file:
+        try:
+            read_token_file(table.feedback_token_file, what="routing table feedback_token_file")
+        except ConfigError as err:
+            raise RoutingError(str(err)) from None
+    return table
+
+
 class RoutingTableWatcher:
     """Re-reads the routing file when its content changes; keeps the last good table on a broken edit.
 
@@ -277,7 +328,7 @@ class RoutingTableWatcher:
 
     def __init__(self, path: str | Path, *, on_change: Callable[[RoutingTable], None] | None = None) -> None:
         self.path = Path(path)
-        self.table = load_routing_table(self.path)
+        self.table = check_token_files(load_routing_table(self.path))
         self._on_change = on_change
         self._seen = self.table.digest
         self.reloads = 0
@@ -299,7 +350,7 @@ class RoutingTableWatcher:
             return False
         self._seen = digest
         try:
-            table = parse(text)
+            table = check_token_files(parse(text))
         except RoutingError as err:
             self.rejections += 1
             log.error("routing table %s edit refused, keeping the last good table: %s", self.path, err)

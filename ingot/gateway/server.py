@@ -13,19 +13,22 @@ import hmac
 import logging
 import os
 import signal
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ingot.gateway.backend import GatewayBackend
 from ingot.gateway.classes import ClassCatalog
+from ingot.gateway.feedback_guard import FeedbackBusy, FeedbackForbidden, FeedbackRunner, check_labeller
+from ingot.gateway.keys import FeedbackKeys
+from ingot.gateway.logstore import LazyLogStore
 from ingot.gateway.metrics import GatewayMetrics
+from ingot.gateway.polling import RoutingPoller
 from ingot.gateway.routing import RoutingTableWatcher
 from ingot.gateway.upstream import UpstreamPool
 from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.rest import RestApi
+from ingot.settings import FEEDBACK_SECRET_FILE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -51,33 +54,21 @@ class GatewayOptions:
     upstream_timeout_s: float = 30.0
     upstream_connections: int = 256
     max_mirrors_in_flight: int = 32
+    max_mirror_bytes: int = 64 << 20  # bytes all mirrored copies in flight may hold together
     shutdown_grace_s: float = 30.0
     grpc_max_message_bytes: int = 64 << 20
-
-
-class LazyLogStore:
-    """The log's database, opened (and migrated) on first use, so a gateway starts and serves while
-    the database is still down; a failed open is retried by the next write."""
-
-    def __init__(self, url: str | None) -> None:
-        self._url = url
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._store is None:
-                from ingot.inference_log.store import InferenceLogStore
-
-                self._store = InferenceLogStore.from_url(self._url)
-            return self._store
-
-    def write(self, records: Any) -> int:
-        return int(self.get().write(records))
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+    # Feedback: keys, who may label, and how long the log's database may keep it waiting.
+    feedback_secret_file: str | None = None  # None: $INGOT_FEEDBACK_SECRET_FILE, else a per-process secret
+    require_feedback_token: bool = False  # a rollout or monitor reads the log: the table must name a token
+    feedback_workers: int = 4
+    feedback_max_in_flight: int = 16  # beyond it feedback answers 503 at once
+    label_wait_s: float = 2.0  # a label for a row not written yet waits this long before 404
+    log_connect_timeout_s: float = 5.0
+    log_statement_timeout_ms: int | None = 5_000  # PostgreSQL statement_timeout of the log's sessions
+    log_lock_timeout_ms: int | None = 2_000  # PostgreSQL lock_timeout
+    feedback_busy_timeout_ms: int = 2_000  # SQLite: a feedback transaction's wait for the write lock
+    capture_url: str | None = None  # None: $INGOT_CAPTURE_URL, else ./.ingot/capture
+    capture_queue_bytes: int = 64 << 20  # inputs waiting to be stored; more are dropped and counted
 
 
 class Gateway:
@@ -86,6 +77,10 @@ class Gateway:
 
         self.options = options
         self.watcher = RoutingTableWatcher(options.routes)
+        self.keys = FeedbackKeys.from_file(options.feedback_secret_file or os.environ.get(FEEDBACK_SECRET_FILE_ENV))
+        self.feedback_runner = FeedbackRunner(workers=options.feedback_workers,
+                                              max_in_flight=options.feedback_max_in_flight,
+                                              label_wait_s=options.label_wait_s)
         self.metrics = GatewayMetrics()
         self.pool = UpstreamPool(connections=options.upstream_connections,
                                  max_message_bytes=options.grpc_max_message_bytes)
@@ -93,19 +88,25 @@ class Gateway:
         self.log_store: LazyLogStore | None = None
         self.sinks: list[Any] = []
         if options.log_enabled:
+            from ingot.db import Timeouts
             from ingot.inference_log.sink import QueueSink
 
-            self.log_store = LazyLogStore(options.log_url)
+            timeouts = Timeouts(connect_s=options.log_connect_timeout_s, statement_ms=options.log_statement_timeout_ms,
+                                lock_ms=options.log_lock_timeout_ms)
+            self.log_store = LazyLogStore(options.log_url, timeouts=timeouts,
+                                          feedback_busy_ms=options.feedback_busy_timeout_ms)
             self.sinks.append(QueueSink(self.log_store, max_queue=options.log_queue_size))
         if options.log_jsonl:
             from ingot.inference_log.sink import JsonlWriter, QueueSink
 
             self._jsonl = JsonlWriter(options.log_jsonl)
             self.sinks.append(QueueSink(self._jsonl, name="inference-log-jsonl", max_queue=options.log_queue_size))
+        self.capture = _capture_writer(options, self.metrics)
         self.backend = GatewayBackend(
             lambda: self.watcher.table, self.pool, sink=_FanOut(self.sinks) if self.sinks else None,
             metrics=self.metrics, classes=self.classes, default_timeout_s=options.upstream_timeout_s,
-            max_mirrors_in_flight=options.max_mirrors_in_flight,
+            max_mirrors_in_flight=options.max_mirrors_in_flight, max_mirror_bytes=options.max_mirror_bytes,
+            keys=self.keys, capture=self.capture,
         )
         if options.cache_url:
             from ingot.gateway.cache import PredictionCache
@@ -113,6 +114,7 @@ class Gateway:
             self.backend.cache = PredictionCache(options.cache_url)
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
+        self.serving_metrics.model_known = lambda name: name == self.watcher.table.model
         self.front = FrontEnd(self.backend, self.serving_metrics, options.limits)
         self.front.on_predict_error(self.backend.record_refused)
         self.listeners = Listeners(
@@ -123,7 +125,7 @@ class Gateway:
                           shutdown_grace_s=options.shutdown_grace_s),
             rest_api=lambda front, **kw: GatewayRestApi(front, gateway=self, **kw),
         )
-        self._watch_task: asyncio.Task[None] | None = None
+        self._poller: RoutingPoller | None = None
         self._stopped = asyncio.Event()
         self._token_cache: tuple[str, float, str] | None = None
 
@@ -149,32 +151,26 @@ class Gateway:
     async def start(self) -> None:
         await self.pool.start()
         await self.listeners.start()
-        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        self._poller = RoutingPoller(self.watcher, self.options.routes_poll_s, lambda table: loop.call_soon_threadsafe(
+            self.pool.keep_only, list(table.upstreams.values())))
+        self._poller.start()
         table = self.watcher.table
         log.info("gateway for model %s (experiment %s): REST port %s, gRPC port %s", table.model,
                  table.experiment, self.rest_port, self.grpc_port)
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.routes_poll_s)
-            try:
-                if await asyncio.to_thread(self.watcher.check):
-                    self.pool.keep_only(list(self.watcher.table.upstreams.values()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("routing table check failed")
-
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.options.shutdown_grace_s if grace_s is None else grace_s
         self.front.draining = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.stop)
         await self.listeners.stop(grace)
         await self.backend.drain_mirrors(grace)
         await self.pool.close()
         for sink in self.sinks:
             await asyncio.to_thread(sink.close, min(grace, 10.0))
+        self.feedback_runner.close()
+        await asyncio.to_thread(self.capture.close, min(grace, 10.0))
         if self.log_store is not None:
             self.log_store.close()
         if self.options.log_jsonl:
@@ -191,12 +187,18 @@ class Gateway:
         path = self.watcher.table.feedback_token_file
         if not path:
             return None
+        from ingot.errors import ConfigError
+        from ingot.storage import read_token_file
+
         try:
             mtime = os.stat(path).st_mtime
             if self._token_cache is None or self._token_cache[:2] != (path, mtime):
-                self._token_cache = (path, mtime, Path(path).read_text().strip())
+                self._token_cache = (path, mtime, read_token_file(path, what="the feedback token file"))
         except OSError as err:
             raise PermissionError(f"the feedback token file {path} cannot be read: {err.strerror}") from None
+        except ConfigError as err:  # emptied or shortened while running: refuse, never accept
+            self._token_cache = None
+            raise PermissionError(str(err)) from None
         return self._token_cache[2]
 
     async def feedback(self, request: Any) -> Any:
@@ -214,14 +216,20 @@ class Gateway:
 
         if request.method != "POST":
             return answer(405, f"{request.method} {FEEDBACK_PATH} is not allowed; POST a label", Allow="POST")
+        if self.options.require_feedback_token and not self.watcher.table.feedback_token_file:
+            return answer(503, "this gateway requires a feedback token (--require-feedback-token) and its routing "
+                               "table names no feedback_token_file")
         try:
             token = self.feedback_token()
         except PermissionError as err:
             return answer(503, str(err))
-        if token is not None:
+        token_given = "Authorization" in request.headers  # checked below: 401 unless it is the token
+        if token is not None and token_given:
             sent = request.headers.get("Authorization", "")
             scheme, _, given = sent.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            given = given.strip()
+            if (scheme.lower() != "bearer" or not given or not token
+                    or not hmac.compare_digest(given.encode(), token.encode())):
                 return answer(401, "feedback needs 'Authorization: Bearer <token>' with the gateway's feedback token",
                               **{"WWW-Authenticate": 'Bearer realm="ingot-feedback"'})
         if self.log_store is None:
@@ -229,9 +237,12 @@ class Gateway:
         if request.content_length is not None and request.content_length > MAX_FEEDBACK_BYTES:
             return answer(413, f"feedback body exceeds the limit of {MAX_FEEDBACK_BYTES} bytes")
         try:
-            body = await request.content.read(MAX_FEEDBACK_BYTES + 1)
-            if len(body) > MAX_FEEDBACK_BYTES:
-                return answer(413, f"feedback body exceeds the limit of {MAX_FEEDBACK_BYTES} bytes")
+            body = await self._feedback_body(request)
+        except _BodyRefused as err:
+            if err.status == 408:
+                request.protocol.force_close()
+            return answer(err.status, str(err))
+        try:
             import orjson
 
             try:
@@ -239,13 +250,22 @@ class Gateway:
             except orjson.JSONDecodeError as err:
                 raise InvalidFeedback(f"feedback body is not JSON: {err}") from None
             items = parse_feedback(document)
-            stored = await asyncio.to_thread(self._record_feedback, items)
+            _no_repeated_rows(items, InvalidFeedback)
+            classes = self.classes if not all(_is_class_id(item.label) for item in items) else self.classes.by_id
+            check_labeller(items, self.keys, token_required=token is not None, token_ok=token is not None and token_given)
+            stored = await self.feedback_runner.run(lambda: self._record_feedback(items, classes), unavailable=(_LogUnavailable,))
+        except FeedbackForbidden as err:
+            return answer(403, str(err))
+        except FeedbackBusy as err:
+            return answer(503, str(err), **{"Retry-After": str(max(1, round(err.retry_after_s)))})
         except InvalidFeedback as err:
             return answer(400, str(err))
         except NotFoundError as err:
             return answer(404, str(err))
         except LabelConflict as err:
-            return answer(409, str(err))
+            # Never the stored label: it is someone else's answer.
+            return answer(409, f"{_conflicting_row(str(err))} is already labelled with a different label; "
+                               "labels are never overwritten")
         except _LogUnavailable as err:
             return answer(503, f"the inference log is unavailable, try again later: {err}")
         for label in stored:
@@ -254,20 +274,95 @@ class Gateway:
                                            "correct" if label.correct else "incorrect").inc()
         return _json(200, {"labels": [label.as_json() for label in stored]})
 
-    def _record_feedback(self, items: Any) -> Any:
+    async def _feedback_body(self, request: Any) -> bytes:
+        """The whole body, however many TCP segments it arrives in, within the size limit and the
+        front end's body timeout."""
+        from aiohttp import web
+
+        limit = MAX_FEEDBACK_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        timeout_s = self.options.limits.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    chunk = await request.content.read(1 << 16)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyRefused(413, f"feedback body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _BodyRefused(408, f"the feedback body did not arrive within {timeout_s:g} s") from None
+        except (web.RequestPayloadError, ConnectionError) as err:
+            raise _BodyRefused(400, f"the feedback body is malformed: {str(err)[:200]}") from None
+        return b"".join(chunks)
+
+    def _record_feedback(self, items: Any, classes: Any) -> Any:
         from sqlalchemy.exc import OperationalError
 
         from ingot.errors import ConfigError
 
         assert self.log_store is not None
         try:
-            return self.log_store.get().record_feedback(items, self.classes)
+            return self.log_store.get().record_feedback(items, classes)
         except (OperationalError, ConfigError) as err:
             raise _LogUnavailable(str(getattr(err, "orig", None) or err).strip().splitlines()[0]) from None
 
 
+def _capture_writer(options: GatewayOptions, metrics: GatewayMetrics) -> Any:
+    """The capture writer (idle until the routing table sets `capture.sample`), its metrics registered."""
+    from ingot import settings
+    from ingot.capture.metrics import CaptureCollector
+    from ingot.capture.writer import CaptureWriter
+
+    writer = CaptureWriter(settings.capture_url(options.capture_url), max_queue_bytes=options.capture_queue_bytes)
+    metrics.registry.register(CaptureCollector(writer))
+    return writer
+
+
 class _LogUnavailable(Exception):
     pass
+
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+MAX_REPEATS_SHOWN = 5
+
+
+def _no_repeated_rows(items: Any, error: type[Exception]) -> None:
+    """`error` naming the (request_id, row) pairs a feedback body gives more than once."""
+    seen: set[tuple[str, int]] = set()
+    repeated: list[tuple[str, int]] = []
+    for item in items:
+        key = (item.request_id, item.row)
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    if repeated:
+        shown = ", ".join(f"request {rid!r} row {row}" for rid, row in repeated[:MAX_REPEATS_SHOWN])
+        more = f" and {len(repeated) - MAX_REPEATS_SHOWN} more" if len(repeated) > MAX_REPEATS_SHOWN else ""
+        raise error(f"feedback body labels the same row more than once: {shown}{more}; "
+                    "give each (request_id, row) once")
+
+
+def _is_class_id(label: Any) -> bool:
+    return (isinstance(label, int) and not isinstance(label, bool)) or (
+        isinstance(label, str) and label.isascii() and label.isdigit())
+
+
+def _conflicting_row(message: str) -> str:
+    """`request '<id>' row <n>` from the log's conflict message (the rest of it names the stored
+    label, which is not the caller's to see)."""
+    import re
+
+    found = re.match(r"(request (?:'[^']*'|\"[^\"]*\") row \d+)", message)
+    return found.group(1) if found else "the row"
 
 
 class _FanOut:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ingot.errors import ConfigError, IngotError
-from ingot.protocol.headers import CALLER, REQUEST_ID
+from ingot.protocol.headers import CALLER, FEEDBACK_KEY, REQUEST_ID
 from ingot.protocol.model_spec import ModelSpec
 from ingot.settings import model_repository
 
@@ -111,7 +111,8 @@ Routing table: {work / 'routes.yaml'} (edit it: the gateway re-reads it). Log: {
   curl -si -X POST http://127.0.0.1:{GATEWAY_REST}{ModelSpec(name).path(':predict')} -H '{CALLER}: alice' \\
        -d '{{"signature_name": "serving_bytes", "instances": [{{"b64": "'$(base64 -w0 IMAGE.png)'"}}]}}'
   ingot predict IMAGE.png --server http://127.0.0.1:{GATEWAY_REST} --model {name}
-  ingot feedback <{REQUEST_ID} from the answer's headers> <true class> --gateway http://127.0.0.1:{GATEWAY_REST}
+  ingot feedback <{REQUEST_ID}> <true class> --key <{FEEDBACK_KEY}> --gateway http://127.0.0.1:{GATEWAY_REST}
+      (both from the answer's headers; `ingot predict` prints them)
   curl -s http://127.0.0.1:{GATEWAY_REST}/monitoring/prometheus/metrics | grep ingot_gateway
 
 Ctrl-C stops both servers.""", flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 JSON_TYPE = "application/json"
 DOWN_FOR_S = 1.0  # after a connection failure, skip the upstream this long (fast fallback)
 LABEL_TTL_S = 5.0
+MAX_CACHED_LABELS = 256  # label → version answers kept per upstream (least recently used go first)
 
 
 class UpstreamDown(Exception):
@@ -50,7 +52,8 @@ class UpstreamClient:
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._signatures: dict[tuple[str, int], Mapping[str, Any]] = {}
-        self._labels: dict[tuple[str, str], tuple[float, int | None]] = {}
+        # Positive answers only, bounded: labels come from callers, so unknown ones are never kept.
+        self._labels: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
         self._down_until = 0.0
 
     @property
@@ -120,8 +123,11 @@ class UpstreamClient:
 
         key = (model, label)
         cached = self._labels.get(key)
-        if cached is not None and time.monotonic() - cached[0] < LABEL_TTL_S:
-            return cached[1]
+        if cached is not None:
+            if time.monotonic() - cached[0] < LABEL_TTL_S:
+                self._labels.move_to_end(key)
+                return cached[1]
+            del self._labels[key]
         request = get_model_status_pb2.GetModelStatusRequest()
         ModelSpec(model, label=label).fill(request.model_spec)
         try:
@@ -129,7 +135,11 @@ class UpstreamClient:
             version: int | None = response.model_version_status[0].version if response.model_version_status else None
         except grpc.aio.AioRpcError:
             version = None
-        self._labels[key] = (time.monotonic(), version)
+        if version is not None:
+            self._labels[key] = (time.monotonic(), version)
+            self._labels.move_to_end(key)
+            while len(self._labels) > MAX_CACHED_LABELS:
+                self._labels.popitem(last=False)
         return version
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """Feedback labels: parsing `POST /v1/feedback` bodies and resolving a label to a class.
 
-Body forms: one object `{"request_id": "...", "row": 0, "label": "7"}` (`row` defaults to 0) or
-a JSON array of such objects, applied all-or-nothing. A label is a class name or a class id
+Body forms: one object `{"request_id": "...", "row": 0, "label": "7", "feedback_key": "..."}`
+(`row` defaults to 0; `feedback_key` is the answer's x-ingot-feedback-key, which a holder of the
+feedback token may leave out) or a JSON array of such objects, applied all-or-nothing. A label is a class name or a class id
 (an integer, or a string of digits that is not itself a class name).
 """
 
@@ -14,6 +15,7 @@ from ingot.errors import IngotError, NotFoundError
 from ingot.inference_log.records import FeedbackItem, valid_request_id
 
 MAX_ITEMS = 10_000
+MAX_KEY_LENGTH = 128  # a feedback key is 64 hex digits
 
 
 class InvalidFeedback(IngotError):
@@ -26,6 +28,11 @@ class LabelConflict(IngotError):
 
 class UnknownRow(NotFoundError):
     """No logged prediction for that request id and row (HTTP 404)."""
+
+
+class RowNotLogged(UnknownRow):
+    """No row at all for that request id and row: unknown, or not written yet (the log is
+    written in batches off the request path), so a caller may wait briefly and ask again."""
 
 
 def parse_feedback(doc: Any) -> list[FeedbackItem]:
@@ -48,9 +55,10 @@ def parse_feedback(doc: Any) -> list[FeedbackItem]:
 def _item(entry: Any, where: str) -> FeedbackItem:
     if not isinstance(entry, dict):
         raise InvalidFeedback(f"feedback {where} must be an object with request_id, row and label")
-    unknown = sorted(set(entry) - {"request_id", "row", "label"})
+    unknown = sorted(set(entry) - {"request_id", "row", "label", "feedback_key"})
     if unknown:
-        raise InvalidFeedback(f"feedback {where} has unknown key(s) {unknown}; expected request_id, row, label")
+        raise InvalidFeedback(f"feedback {where} has unknown key(s) {unknown}; expected request_id, row, label, "
+                              "feedback_key")
     request_id = entry.get("request_id")
     if not valid_request_id(request_id):
         raise InvalidFeedback(
@@ -62,7 +70,11 @@ def _item(entry: Any, where: str) -> FeedbackItem:
     label = entry.get("label")
     if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
         raise InvalidFeedback(f"feedback {where}: label must be a class name or a class id, got {label!r}")
-    return FeedbackItem(request_id=request_id, row=row, label=label)  # type: ignore[arg-type]
+    key = entry.get("feedback_key")
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH):
+        raise InvalidFeedback(f"feedback {where}: feedback_key must be the answer's x-ingot-feedback-key (a string), "
+                              f"got {str(key)[:80]!r}")
+    return FeedbackItem(request_id=request_id, row=row, label=label, feedback_key=key)  # type: ignore[arg-type]
 
 
 def resolve_label(label: str | int, classes: Sequence[str], *, what: str) -> tuple[int, str]:

@@ -75,7 +75,32 @@ def _v1_initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
-def _v_cache_degraded(conn: Connection) -> None:
+# The error codes of upstream failures (the model server's, not the caller's), as logged in `status`.
+_UPSTREAM_FAILURES = "('UNAVAILABLE', 'DEADLINE_EXCEEDED', 'INTERNAL', 'RESOURCE_EXHAUSTED')"
+
+
+def _v2_client_request_id_evidence(conn: Connection) -> None:
+    """inference_log.client_request_id (the caller's own id, never a key) and evidence (the row's
+    variant was assigned at random and the assigned model answered). Rows logged before: those
+    assigned by weight that the model answered (OK or an upstream failure) were random draws, so
+    they stay evidence; sticky rows are not (no source was trusted then), nor pins, mirrors or
+    fallbacks."""
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    true = "true" if conn.dialect.name == "postgresql" else "1"
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN client_request_id VARCHAR(64)")
+    conn.exec_driver_sql(f"ALTER TABLE inference_log ADD COLUMN evidence BOOLEAN DEFAULT {false} NOT NULL")
+    conn.exec_driver_sql(
+        f"UPDATE inference_log SET evidence = {true} WHERE assignment = 'weight' "
+        f"AND variant IN ('champion', 'challenger') AND (status = 'OK' OR status IN {_UPSTREAM_FAILURES})"
+    )
+
+
+def _v3_captured(conn: Connection) -> None:
+    """inference_log.captured: the row's input is in the capture store (ingot.capture)."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN captured BOOLEAN NOT NULL DEFAULT FALSE")
+
+
+def _v4_cache_degraded(conn: Connection) -> None:
     """cache_hit (the answer came from the gateway's prediction cache) and degraded (why the answer
     is not the assigned model's own, NULL when it is); existing rows are neither."""
     conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN cache_hit BOOLEAN NOT NULL DEFAULT FALSE")
@@ -84,7 +109,9 @@ def _v_cache_degraded(conn: Connection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
-    Migration(2, "inference_log: cache_hit, degraded", _v_cache_degraded),
+    Migration(2, "inference_log: client_request_id, evidence", _v2_client_request_id_evidence),
+    Migration(3, "inference_log.captured", _v3_captured),
+    Migration(4, "inference_log: cache_hit, degraded", _v4_cache_degraded),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

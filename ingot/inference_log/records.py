@@ -10,8 +10,8 @@ from typing import Any
 
 from ingot.inference_log.schema import REQUEST_ID_LENGTH
 
-# Caller-supplied request ids are kept when they match this; anything else gets a fresh id, so
-# a header can never smuggle odd bytes into the log or into response headers.
+# Request ids (the server's, and a caller's own id kept beside it) match this, so a header can
+# never smuggle odd bytes into the log or into response headers.
 REQUEST_ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{REQUEST_ID_LENGTH - 1}}}$")
 
 
@@ -44,6 +44,9 @@ class LogRecord:
     input_std: float | None
     latency_ms: float
     status: str
+    client_request_id: str | None = None  # the caller's own id (x-ingot-client-request-id), never a key
+    evidence: bool = False  # randomised assignment, answered by the assigned model
+    captured: bool = False  # the input is (being) stored in the capture store under input_sha256
     cache_hit: bool = False  # answered from the gateway's prediction cache
     degraded: str | None = None  # why the answer is not the assigned model's own (None: it is)
 
@@ -67,6 +70,7 @@ class FeedbackItem:
     request_id: str
     row: int
     label: str | int
+    feedback_key: str | None = None  # the answer's x-ingot-feedback-key (its recipient's proof)
 
 
 @dataclass(frozen=True, slots=True)

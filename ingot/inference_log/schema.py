@@ -2,7 +2,8 @@
 the rollout controller and drift monitor (readers). Readers aggregate in SQL over these columns.
 
 `inference_log`: one row per predicted row of a request, errors included (then the prediction
-columns are NULL and `status` names the error code). A mirrored request adds a `shadow` row with
+columns are NULL and `status` names the error code). `evidence` marks the rows a randomised
+assignment produced and the assigned model answered; only they count as A/B or drift evidence. A mirrored request adds a `shadow` row with
 the same `request_id` and `row`, so (request_id, row, variant) is unique.
 
 `feedback_labels`: one ground-truth label per (request_id, row), copied at join time with the
@@ -16,7 +17,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table, UniqueConstraint, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ingot import db
@@ -27,6 +39,9 @@ REQUEST_ID_LENGTH = 64
 VARIANTS = ("champion", "challenger", "shadow")
 ASSIGNMENTS = ("weight", "sticky", "header", "mirror", "fallback")
 OK = "OK"
+# Failures of the model server behind the gateway (never the caller's own, e.g. INVALID_ARGUMENT):
+# the only errors the rollout's error guardrail counts.
+UPSTREAM_FAILURES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED")
 
 _BIG_PK = BigInteger().with_variant(Integer, "sqlite")
 
@@ -64,6 +79,11 @@ class InferenceLogRow(Base):
     input_std: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32))                   # "OK" or the error code name
+    client_request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LENGTH))  # the caller's own id
+    # Assigned at random (weight, or sticky by a trusted caller key) and answered by the assigned
+    # model: the only rows rollouts and drift windows count (docs/architecture.md, inference log).
+    evidence: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    captured: Mapped[bool] = mapped_column(Boolean, server_default=false())  # input in the capture store
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # from the prediction cache
     degraded: Mapped[str | None] = mapped_column(String(32))          # why not the assigned model's answer; NULL: it was
 

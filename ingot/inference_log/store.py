@@ -14,11 +14,21 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from ingot.db import default_url, migrate, normalize_url, open_engine, upsert_insert, utc_now
+from ingot.db import (
+    BUSY_TIMEOUT_OPTION,
+    Timeouts,
+    default_url,
+    migrate,
+    normalize_url,
+    open_engine,
+    upsert_insert,
+    utc_now,
+)
 from ingot.errors import ConfigError
 from ingot.inference_log.feedback import (
     InvalidFeedback,
     LabelConflict,
+    RowNotLogged,
     UnknownRow,
     resolve_label,
 )
@@ -41,18 +51,25 @@ def default_log_url() -> str:
 class InferenceLogStore:
     """Writes and joins the inference log in SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, feedback_busy_ms: int | None = None) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(ingot_write=True)
+        # Feedback is answered while a caller waits: on SQLite it waits for the write lock this long.
+        self._feedback_engine = (self._write_engine.execution_options(**{BUSY_TIMEOUT_OPTION: feedback_busy_ms})
+                                 if feedback_busy_ms is not None else self._write_engine)
         try:
             migrate(self._write_engine, HISTORY)
         except OperationalError as err:
             raise ConfigError(f"cannot open the inference log at {self.url}: {str(err.orig).strip()}") from err
 
     @classmethod
-    def from_url(cls, url: str | None = None) -> InferenceLogStore:
-        """Open (creating or migrating the tables as needed) the log at `url`; None: the default."""
-        return cls(open_engine(normalize_url(url or default_log_url(), what="inference log URL")))
+    def from_url(cls, url: str | None = None, *, timeouts: Timeouts | None = None,
+                 feedback_busy_ms: int | None = None) -> InferenceLogStore:
+        """Open (creating or migrating the tables as needed) the log at `url`; None: the default.
+        `timeouts` bound the database's waits (ingot.db.Timeouts); `feedback_busy_ms` is how
+        long a feedback transaction waits for SQLite's write lock."""
+        return cls(open_engine(normalize_url(url or default_log_url(), what="inference log URL"), timeouts),
+                   feedback_busy_ms=feedback_busy_ms)
 
     @property
     def url(self) -> str:
@@ -113,16 +130,17 @@ class InferenceLogStore:
         The label keeps that row's model, experiment, variant and version forever, so it counts
         for the model that answered, whatever the routing table says now. The same label again
         is accepted (idempotent, `created` False); a different one raises LabelConflict; an
-        unknown request or row raises UnknownRow; a label that is no class raises InvalidFeedback.
+        unknown request or row raises RowNotLogged (an UnknownRow: perhaps not written yet), a
+        row without a prediction UnknownRow; a label that is no class raises InvalidFeedback.
         """
         now = utc_now()
-        with self._write_engine.begin() as conn:
+        with self._feedback_engine.begin() as conn:
             served = self._serving_rows(conn, items)
             stored = []
             for item in items:
                 row = served.get((item.request_id, item.row))
                 if row is None:
-                    raise UnknownRow(f"no logged prediction for request {item.request_id!r} row {item.row}")
+                    raise RowNotLogged(f"no logged prediction for request {item.request_id!r} row {item.row}")
                 if row["status"] != OK or row["predicted_class_id"] is None:
                     raise UnknownRow(
                         f"request {item.request_id!r} row {item.row} has no prediction to label "

@@ -32,6 +32,7 @@ from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
 from ingot.loop.shifts import Drift, PhotoShift
 from ingot.loop.summary import LoopResult, StageTime
+from ingot.protocol import headers as wire
 
 TERMINAL = ("promoted", "rolled_back", "inconclusive", "aborted")
 
@@ -203,11 +204,20 @@ class Loop:
         self.ports = {name: free_port() for name in (
             "champion_grpc", "champion_rest", "challenger_grpc", "challenger_rest", "gateway_grpc",
             "gateway_rest", "controller")}
-        self.files = {name: self.workdir / f"{name}" for name in ("champion.config", "challenger.config", "routes.yaml")}
+        self.files = {name: self.workdir / f"{name}" for name in ("champion.config", "challenger.config", "routes.yaml",
+                                                                  "feedback-token")}
+        # The rollout reads the log, so labels come only from the labeller holding this token; the
+        # traffic driver stands for the edge that sets the caller key, which the table trusts.
+        import secrets
+
+        self.feedback_token = secrets.token_hex(32)
+        self.files["feedback-token"].write_text(self.feedback_token + "\n")
+        self.files["feedback-token"].chmod(0o600)
         self.files["champion.config"].write_text(model_config_text(self.o.model, base_path, [champion], champion))
         self.files["challenger.config"].write_text(model_config_text(self.o.model, base_path, [challenger], challenger))
         self.target: dict[str, Any] = {"actuator": "local", "routes_file": str(self.files["routes.yaml"]),
-                                       "drain_s": 2.0}
+                                       "drain_s": 2.0, "feedback_token_file": str(self.files["feedback-token"]),
+                                       "trusted_caller_header": wire.CALLER}
         for arm in ("champion", "challenger"):
             self.target[arm] = {"rest": f"http://127.0.0.1:{self.ports[arm + '_rest']}",
                                 "grpc": f"127.0.0.1:{self.ports[arm + '_grpc']}",
@@ -224,7 +234,7 @@ class Loop:
         gateway = self.supervisor.start("gateway", [
             "gateway", "--routes", str(self.files["routes.yaml"]), "--routes-poll-seconds", "0.5",
             "--port", str(self.ports["gateway_grpc"]), "--rest_api_port", str(self.ports["gateway_rest"]),
-            "--log-url", self.registry_url, "--model_repository", str(self.repository)])
+            "--log-url", self.registry_url, "--model_repository", str(self.repository), "--require-feedback-token"])
         self.gateway_rest = f"http://127.0.0.1:{self.ports['gateway_rest']}"
         for arm, child in servers.items():
             self.supervisor.wait_ready(child, f"{self.target[arm]['rest']}/readyz")
@@ -275,7 +285,9 @@ class Loop:
                     "--challenger-rest", self.target["challenger"]["rest"],
                     "--challenger-grpc", self.target["challenger"]["grpc"],
                     "--challenger-model-config", self.target["challenger"]["model_config_file"],
-                    "--base-path", self.target["champion"]["base_path"], "--actor", "make-run", *common])
+                    "--base-path", self.target["champion"]["base_path"],
+                    "--feedback-token-file", self.target["feedback_token_file"],
+                    "--trusted-caller-header", self.target["trusted_caller_header"], "--actor", "make-run", *common])
         controller = self.supervisor.start("rollout-controller", [
             "rollout", "run", "--interval", "1", "--port", str(self.ports["controller"]), "--host", "127.0.0.1",
             *common])
@@ -288,7 +300,8 @@ class Loop:
                  f"rows, {self.o.label_delay_s[0]:g}-{self.o.label_delay_s[1]:g} s after the answer")
         self.driver = TrafficDriver(self.gateway_rest, self.o.model, images, labels, class_names,
                                     callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
-                                    label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed)
+                                    label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed,
+                                    feedback_token=self.feedback_token)
         last_line = [""]
 
         def finished() -> bool:

@@ -50,6 +50,7 @@ class _PendingLabel:
     request_id: str = field(compare=False)
     row: int = field(compare=False)
     label: str = field(compare=False)
+    feedback_key: str = field(default="", compare=False)
     attempts: int = field(default=0, compare=False)
 
 
@@ -71,6 +72,7 @@ class TrafficDriver:
         shift: PhotoShift = PhotoShift(),
         caller_header: str = wire.CALLER,
         seed: int = 0,
+        feedback_token: str | None = None,
     ) -> None:
         if len(images) == 0:
             raise ValueError("no images to send")
@@ -80,6 +82,7 @@ class TrafficDriver:
         self.callers, self.batch = callers, batch
         self.label_share, self.label_delay_s = label_share, label_delay_s
         self.shift, self.caller_header = shift, caller_header
+        self.feedback_token = feedback_token  # the labeller's; without it each label carries its answer's key
         self.rng = np.random.default_rng(seed)
         self.drift: Drift | None = None
         self.stats = TrafficStats()
@@ -146,6 +149,7 @@ class TrafficDriver:
                     self.stats.errors[str(response.status)] += 1
                     return
                 request_id = response.headers.get(wire.REQUEST_ID, "")
+                feedback_key = response.headers.get(wire.FEEDBACK_KEY, "")
                 self.stats.by_variant[response.headers.get(wire.VARIANT, "?")] += len(images)
         except (TimeoutError, OSError) as err:
             self.stats.failed += 1
@@ -155,7 +159,8 @@ class TrafficDriver:
         for row, label in enumerate(labels):
             if self.rng.random() < self.label_share:
                 due = now + float(self.rng.uniform(*self.label_delay_s))
-                heapq.heappush(self._labels, _PendingLabel(due, request_id, row, self.class_names[int(label)]))
+                heapq.heappush(self._labels, _PendingLabel(due, request_id, row, self.class_names[int(label)],
+                                                           feedback_key))
 
     async def _deliver_labels(self, http: Any, stopping: asyncio.Event) -> None:
         """Send labels when due, many per call (the list form); a row not yet in the log (it is
@@ -177,11 +182,13 @@ class TrafficDriver:
             await asyncio.gather(*(self._send_label(http, item) for item in due))
 
     async def _post_labels(self, http: Any, items: list[_PendingLabel]) -> int:
-        payload: Any = [{"request_id": i.request_id, "row": i.row, "label": i.label} for i in items]
+        payload: Any = [{"request_id": i.request_id, "row": i.row, "label": i.label,
+                         **({"feedback_key": i.feedback_key} if i.feedback_key else {})} for i in items]
         if len(items) == 1:
             payload = payload[0]
+        headers = {"Authorization": f"Bearer {self.feedback_token}"} if self.feedback_token else None
         try:
-            async with http.post(self.feedback_url, json=payload) as response:
+            async with http.post(self.feedback_url, json=payload, headers=headers) as response:
                 await response.read()
                 return int(response.status)
         except (TimeoutError, OSError):

@@ -11,6 +11,7 @@ from typing import Any
 
 from ingot.errors import IngotError, NotFoundError
 from ingot.evaluate.drift import NO_BASELINE_NOTE, DriftBaseline
+from ingot.monitor.embedding import CapturedInputs, EmbedderFor, EmbeddingWindow
 from ingot.monitor.launch import Launcher, Recipe
 from ingot.monitor.statistics import (
     DEFAULT_ALPHA,
@@ -32,6 +33,7 @@ class CheckSettings:
     rows: int | None = None
     since: timedelta | None = None
     variant: str = "champion"
+    evidence_only: bool = True             # only rows a randomised assignment produced (not pins, not untrusted keys)
     alpha: float = DEFAULT_ALPHA
     min_rows: int = DEFAULT_MIN_ROWS
     min_labels: int = DEFAULT_MIN_LABELS
@@ -46,6 +48,8 @@ class CheckSettings:
     image: str | None = None
     work_dir: Path | None = None           # local runs' logs and outputs
     launcher: Launcher | None = None       # starts triggered runs (the CLI hands one in from the settings above)
+    captured: CapturedInputs | None = None  # the gateway's input capture (embedding drift); None: test skipped
+    embedder: EmbedderFor | None = None    # champion version -> embeds captured images (serving_embedding)
 
 
 @dataclass
@@ -59,6 +63,7 @@ class CheckOutcome:
     refusal: str | None = None
     trigger_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    embeddings: EmbeddingWindow | None = None  # the embedding test's two samples, for the report's plot
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,14 +102,33 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
         # The log lives in the registry's database unless told otherwise (--log-url, $INGOT_LOG_URL).
         with InferenceLogStore.from_url(settings.log_url or settings.registry_url) as log:
             window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
-                                 variant=settings.variant, model_version=version)
+                                 variant=settings.variant, model_version=version,
+                                 evidence_only=settings.evidence_only)
         floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
+        embeddings = _embeddings(settings, registry, version, card)
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
-                              min_labels=settings.min_labels, accuracy_floor=floor, notes=notes)
-        outcome = CheckOutcome(settings.model, version, result, window, baseline)
+                              min_labels=settings.min_labels, accuracy_floor=floor, notes=notes,
+                              embeddings=embeddings)
+        outcome = CheckOutcome(settings.model, version, result, window, baseline,
+                               embeddings=embeddings if isinstance(embeddings, EmbeddingWindow) else None)
         if settings.trigger and result.status == DRIFT:
             _trigger(settings, registry, TriggerStore(registry.engine), card, outcome)
         return outcome
+
+
+def _embeddings(settings: CheckSettings, registry: Any, version: int, card: dict[str, Any]) -> Any:
+    """The embedding check's two samples, or the note saying why it is skipped."""
+    from datetime import UTC, datetime
+
+    from ingot.monitor.embedding import embedding_window, load_reference
+
+    if settings.captured is None or settings.embedder is None:
+        return "embedding_mmd: no captured inputs configured (--capture-url), embedding drift not tested"
+    champion = registry.champion(settings.model)
+    reference = load_reference(champion.artifact_uri, card) if champion and champion.artifact_uri else None
+    until = datetime.now(UTC)
+    since = until - settings.since if settings.since is not None else None
+    return embedding_window(reference, settings.captured, settings.embedder(version), settings.model, since, until)
 
 
 def _finite(value: Any) -> Any:

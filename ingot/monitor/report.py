@@ -58,6 +58,22 @@ def _fractions(counts: Any) -> np.ndarray:
     return counts / counts.sum() if counts.sum() else counts
 
 
+def _embedding_plot(samples: Any) -> str:
+    """Reference and window embeddings projected on the pooled sample's first two principal axes."""
+    from ingot.monitor.embedding import project_2d
+    from ingot.reports import figure_data_uri, new_figure
+
+    reference, window = project_2d(samples.reference, samples.window)
+    figure = new_figure(5.5, 4.5)
+    axis = figure.subplots()
+    axis.scatter(reference[:, 0], reference[:, 1], s=6, alpha=0.5, color="#4c72b0", label="reference (validation)")
+    axis.scatter(window[:, 0], window[:, 1], s=6, alpha=0.5, color="#dd8452", label="captured window")
+    axis.set_xlabel("PC 1")
+    axis.set_ylabel("PC 2")
+    axis.legend(fontsize=8)
+    return figure_data_uri(figure, dpi=90, tight=True)
+
+
 def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
     from ingot.monitor.statistics import rebin
     from ingot.reports import figure_data_uri, new_figure
@@ -66,6 +82,8 @@ def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
     if not baseline or window.rows == 0:
         return []
     plots = []
+    if outcome.embeddings is not None:
+        plots.append(("Embeddings (PCA of the pooled samples)", _embedding_plot(outcome.embeddings)))
 
     def side_by_side() -> tuple[Any, Any]:
         figure = new_figure(10, 3.2)

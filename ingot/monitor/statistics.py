@@ -12,6 +12,7 @@ aggregates the database computed. The tests, each run only when its inputs exist
 | `input_mean_ks`, `input_std_ks` | two-sample KS on the per-image pixel statistics | p-value |
 | `accuracy_estimate` | mean calibrated confidence (label-free, CBPE) vs the validation value: one-sided z | p-value |
 | `labelled_accuracy` | accuracy on feedback labels vs validation accuracy: one-sided Fisher exact | p-value |
+| `embedding_mmd` | RBF MMD² of captured inputs' embeddings vs the card's reference (`monitor.embedding`) | permutation p-value |
 
 Each test is one function in `CHECKS` returning a typed `Measurement` (or a `Skipped` note);
 `family` assembles the Bonferroni family. Multiple testing: Bonferroni over the p-value tests that
@@ -45,6 +46,7 @@ from ingot.evaluate.drift import (
     bucket_counts,
     bucket_midpoints,
 )
+from ingot.monitor.embedding import EmbeddingWindow
 
 DRIFT = "drift"
 NO_DRIFT = "no drift"
@@ -235,6 +237,7 @@ class CheckInputs:
     min_rows: int
     estimate: AccuracyEstimate | None
     labelled: LabelledAccuracy | None
+    embeddings: EmbeddingWindow | str | None = None  # the two samples, or why the check cannot run
 
 
 Check = Callable[[CheckInputs], Measurement | Skipped | None]
@@ -366,6 +369,22 @@ def labelled_accuracy(inputs: CheckInputs) -> Measurement | Skipped | None:
                        f"vs validation {baseline.accuracy:.4f}")
 
 
+def embedding_mmd(inputs: CheckInputs) -> Measurement | Skipped | None:
+    found = inputs.embeddings
+    if found is None:
+        return None
+    if isinstance(found, str):
+        return Skipped(found)
+    if found.window.shape[0] < inputs.min_rows:
+        return Skipped(f"embedding_mmd: {found.window.shape[0]} captured inputs, fewer than {inputs.min_rows}")
+    from ingot.monitor.embedding import mmd_test
+
+    result = mmd_test(found.reference, found.window, permutations=found.permutations, seed=found.seed)
+    return Measurement("embedding_mmd", P_VALUE, result.statistic, result.p_value,
+                       f"RBF MMD² {result.reference_rows} reference vs {result.window_rows} window embeddings, "
+                       f"bandwidth {result.bandwidth:.4g}, {result.permutations} permutations")
+
+
 # Every test, in the order the report lists them (p-values first, then distances, each in this order).
 CHECKS: tuple[Check, ...] = (
     class_prior_chi2,
@@ -376,6 +395,7 @@ CHECKS: tuple[Check, ...] = (
     _input_ks("input_std_ks", "std"),
     accuracy_estimate,
     labelled_accuracy,
+    embedding_mmd,
 )
 
 
@@ -400,6 +420,7 @@ def check_window(
     min_labels: int = DEFAULT_MIN_LABELS,
     accuracy_floor: float | None = None,
     notes: Sequence[str] = (),
+    embeddings: EmbeddingWindow | str | None = None,
 ) -> CheckResult:
     """Run every test the baseline and window allow; see the module docstring for the rule."""
     if not 0.0 < alpha < 1.0:
@@ -411,7 +432,7 @@ def check_window(
         result.notes.append(f"{window.rows} predictions in the window, fewer than the minimum {min_rows}")
         return result
     inputs = CheckInputs(baseline, window, min_rows, estimate_accuracy(baseline, window),
-                         labelled_window_accuracy(window, min_labels))
+                         labelled_window_accuracy(window, min_labels), embeddings)
     measured: list[Measurement] = []
     for check in CHECKS:
         outcome = check(inputs)

@@ -2,7 +2,9 @@
 
 The window is the newest `rows` served predictions of a model (`--window N`), or those logged
 since a moment (`--since 6h`), of one variant (the champion by default) and optionally one model
-version. Only successful rows with a prediction count. Nothing is sampled: the database returns
+version. Only successful rows with a prediction count, and by default only evidence rows (assigned
+at random, or sticky by a trusted key: a caller who pins its requests or picks its sticky key
+cannot steer the window, nor trigger a retraining). Nothing is sampled: the database returns
 one count per (histogram, bucket), each bucket computed by the same arithmetic as
 `ingot.evaluate.drift.bucket_index` (floor on PostgreSQL; CAST truncation on SQLite, the same for
 the non-negative values logged), plus the number of feedback labels joined to those rows and how
@@ -51,6 +53,7 @@ def read_window(
     variant: str = "champion",
     model_version: int | None = None,
     now: datetime | None = None,
+    evidence_only: bool = True,
 ) -> Window:
     """Aggregate the window in SQL (see the module docstring); `rows` and `since` exclude each other."""
     from sqlalchemy import and_, case, func, literal_column, select, union_all
@@ -67,6 +70,8 @@ def read_window(
                   log.c.predicted_class_id.is_not(None), log.c.confidence.is_not(None)]
     if model_version is not None:
         conditions.append(log.c.model_version == model_version)
+    if evidence_only:
+        conditions.append(log.c.evidence.is_(True))
     columns = [log.c.request_id, log.c.row, log.c.ts, log.c.predicted_class_id, log.c.confidence,
                log.c.input_mean, log.c.input_std]
     query = select(*columns).where(*conditions)

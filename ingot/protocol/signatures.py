@@ -15,3 +15,7 @@ CLASS_NAMES = "class_names"  # string [batch]
 OUTPUT_KEYS = (PROBABILITIES, CLASS_IDS, CLASS_NAMES)
 
 PREDICT_METHOD = "tensorflow/serving/predict"
+
+SERVING_EMBEDDING = "serving_embedding"  # images uint8 [batch, H, W, 3] -> the penultimate layer
+EMBEDDING = "embedding"  # float32 [batch, d]: the embedding output of SERVING_EMBEDDING
+EMBEDDING_REFERENCE_FILE = "embedding_reference.npy"  # validation embeddings in assets.extra/

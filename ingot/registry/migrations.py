@@ -160,6 +160,29 @@ def _v4_recent_records_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_model_versions_model_recent ON model_versions (model_id, id)")
 
 
+def _v7_dataset_versions(conn: Connection) -> None:
+    """Dataset versions (a Dataset artifact built from a base dataset and labelled production rows)
+    and each model version's link to the one it trained on (NULL: not recorded)."""
+    metadata = MetaData()
+    Table(
+        "dataset_versions", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("model", String(128), nullable=False),
+        Column("content_hash", String(128), nullable=False),
+        Column("uri", Text, nullable=False),
+        Column("parent_hash", String(128), nullable=True),
+        Column("window_start", DateTime(timezone=True), nullable=True),
+        Column("window_end", DateTime(timezone=True), nullable=True),
+        Column("counts", json_type(), nullable=False),
+        Column("sources", json_type(), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("model", "content_hash", name="uq_dataset_versions_model_hash"),
+    )
+    metadata.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE model_versions ADD COLUMN dataset_version_id INTEGER "
+                         "REFERENCES dataset_versions (id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: models, model_versions, stage_events", _v1_initial),
     Migration(2, "status_reason, pipeline-run and stage indexes, one champion/challenger per model",
@@ -170,6 +193,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # (ingot/rollout/migrations.py, ingot/monitor/trigger_migrations.py) that adopt tables made here.
     Migration(5, "no-op: rollout tables moved to the rollout schema history", noop),
     Migration(6, "no-op: drift_triggers moved to the drift trigger schema history", noop),
+    Migration(7, "dataset_versions, model_versions.dataset_version_id", _v7_dataset_versions),
 )
 REGISTRY = SchemaHistory("registry", "schema_version", MIGRATIONS, 0x1D_907_2E61)
 SCHEMA_VERSION = REGISTRY.latest

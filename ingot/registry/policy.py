@@ -15,7 +15,9 @@ ALLOWED_TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.CHALLENGER: frozenset({Stage.CHAMPION, Stage.CANDIDATE, Stage.ARCHIVED, Stage.REJECTED}),
     Stage.CHAMPION: frozenset(),
     Stage.ARCHIVED: frozenset({Stage.CHAMPION}),  # rollback to a previous champion
-    Stage.REJECTED: frozenset(),
+    # Re-admission: a READY version rejected by a rollout becomes testable again by hand (a
+    # rollback can follow a server's trouble, or evidence someone forged), recorded with its reason.
+    Stage.REJECTED: frozenset({Stage.CANDIDATE}),
 }
 SERVING_STAGES = frozenset({Stage.CHALLENGER, Stage.CHAMPION})
 # A version entering one of these stages sends the one holding it to the second stage.
@@ -45,6 +47,8 @@ def check_transition(label: str, current: Stage | None, target: Stage, status: s
         )
     if target in SERVING_STAGES and status != Status.READY.value:
         raise ModelError(f"{label} is {status}; only a READY version can become {target.value}")
+    if current is Stage.REJECTED and status != Status.READY.value:
+        raise ModelError(f"{label} is {status}; only a READY version can be re-admitted as a candidate")
 
 
 def check_promotion(label: str, name: str, current: Stage, champion: int | None) -> None:

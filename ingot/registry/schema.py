@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ingot import db
@@ -66,6 +66,7 @@ class VersionRow(Base):
     registered_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))  # schema v7
 
     def record(self, name: str) -> ModelVersion:
         """The plain record callers get, detached from the session."""
@@ -77,6 +78,24 @@ class VersionRow(Base):
             gate=dict(self.gate) if self.gate is not None else None, pipeline_run_id=self.pipeline_run_id,
             registered_by=self.registered_by, created_at=self.created_at, updated_at=self.updated_at,
         )
+
+
+class DatasetVersionRow(Base):
+    """A Dataset artifact the registry knows (schema v7): what it was built from and where it is."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("model", "content_hash", name="uq_dataset_versions_model_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    content_hash: Mapped[str] = mapped_column(String(128))
+    uri: Mapped[str] = mapped_column(Text)
+    parent_hash: Mapped[str | None] = mapped_column(String(128))
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    counts: Mapped[dict[str, Any]]
+    sources: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
 
 
 class EventRow(Base):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ingot.evaluate.gate import GateDecision, GateThresholds
     from ingot.evaluate.metrics import EvaluationReport
     from ingot.evaluate.record import EvaluationRecord
+    from ingot.retrain.champion import Champion
     from ingot.train.config import TrainConfig
 
 
@@ -115,7 +116,8 @@ def train(
 
 def predict_validation(model: keras.Model, dataset: tf.data.Dataset) -> ValidationPredictions:
     """Run `model` once over a deterministic (float 0..255 images, labels) dataset, keeping the
-    images as uint8 (exact: evaluation pipelines do not augment)."""
+    images as uint8 (exact: evaluation pipelines do not augment). The test split goes through it
+    too, so the champion can be re-scored on the same images."""
     import tensorflow as tf
 
     images, labels, probabilities = [], [], []
@@ -125,7 +127,7 @@ def predict_validation(model: keras.Model, dataset: tf.data.Dataset) -> Validati
         labels.append(np.asarray(batch_labels).reshape(-1))
         probabilities.append(np.asarray(tf.cast(output, tf.float32)))
     if not labels:
-        raise DataError("the validation split is empty; a drift baseline needs at least one image")
+        raise DataError("the split is empty; evaluation and the drift baseline need at least one image")
     return ValidationPredictions(
         images=np.concatenate(images), labels=np.concatenate(labels).astype(np.int64),
         probabilities=np.concatenate(probabilities, axis=0),
@@ -141,6 +143,7 @@ def evaluate(
     model_name: str,
     training_summary: dict[str, Any],
     champion_metrics: dict[str, Any] | None = None,
+    champion: Champion | None = None,
     pipeline_run_id: str | None = None,
 ) -> EvaluationResult:
     """Per-class metrics on the held-out test split, the validation split's drift baseline, and the
@@ -150,17 +153,24 @@ def evaluate(
     from ingot.data.pipeline import make_tf_dataset
     from ingot.evaluate.drift import DriftBaseline
     from ingot.evaluate.gate import bless
-    from ingot.evaluate.metrics import evaluate_model
+    from ingot.evaluate.metrics import evaluate_predictions
     from ingot.evaluate.record import TRAINING_KEYS, EvaluationRecord
 
     if len(splits.test) == 0:
         raise DataError("the test split is empty; raise test_fraction so every model is judged on held-out data")
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "training": False}
-    report = evaluate_model(model, make_tf_dataset(splits.test, **common), splits.class_names)
+    test = predict_validation(model, make_tf_dataset(splits.test, **common))
+    report = evaluate_predictions(test.labels, test.probabilities, splits.class_names)
     validation = predict_validation(model, make_tf_dataset(splits.validation, **common))
     drift_baseline = DriftBaseline.compute(validation.probabilities, validation.labels, splits.class_names,
                                            validation.images)
-    decision = bless(report, thresholds, champion_metrics)
+    # The champion is re-scored on these very rows (paired comparison); floors are judged by
+    # their confidence bounds either way.
+    champion_predictions = champion.predict(test.images) if champion is not None else None
+    if champion is not None:
+        champion_metrics = champion.metrics
+    decision = bless(report, thresholds, champion_metrics, labels=test.labels, predictions=test.probabilities,
+                     champion_predictions=champion_predictions, alpha=thresholds.alpha, seed=config.seed)
     record = EvaluationRecord(
         model_name=model_name,
         architecture=config.architecture,

@@ -41,11 +41,12 @@ DECISIONS: tuple[str, ...] = ("promote", "rollback", "continue", "inconclusive")
 class ArmCounts:
     """What one arm (champion or challenger) has seen inside the rollout's experiment.
 
-    `total` and `correct` are labelled rows (feedback joined to the row this arm served).
-    `requests` and `errors` count every predicted row, labelled or not (0 when unknown: the
-    guardrails and health checks that need them are then skipped). `step_requests` counts the
-    requests routed by weight or sticky hash during the current weight step (header pins, mirror
-    copies and fallbacks excluded): a step passes only when each arm has served enough of them.
+    `total` and `correct` are labelled evidence rows (feedback joined to the row this arm served).
+    `requests` and `errors` count the evidence rows, labelled or not, and the upstream failures
+    among them (0 when unknown: the guardrails and health checks that need them are then
+    skipped). `step_requests` counts the evidence requests of the current weight step (assigned
+    at random, or sticky by a trusted key; never pins, mirror copies or fallbacks): a step passes
+    only when each arm has served enough of them.
     `assigned` counts the step's requests split at random per request, the units the sample-ratio
     check may treat as independent; sticky requests are left out of it, because a caller's
     requests all go one way and the randomised unit there is the caller, not the request.
@@ -273,6 +274,7 @@ def analyze(
 
     holds.extend(_health_holds(champion, challenger, policy, weight, checks))
 
+    checks["guardrail"] = bool(guard)
     if guard:
         return Verdict("rollback", lr, p_value, _pair(interval), difference, guard, holds, checks)
 
@@ -328,7 +330,8 @@ def _pair(interval: Interval | None) -> tuple[float, float] | None:
 
 
 def _guardrails(champion: ArmCounts, challenger: ArmCounts, policy: Policy, checks: dict[str, Any]) -> list[str]:
-    """Reasons to roll back from all requests: error rate (sequential test and cap), p99 latency."""
+    """Reasons to roll back from all evidence requests: upstream error rate (sequential test and
+    cap), p99 latency. The verdict's `checks["guardrail"]` is True when one of them decided."""
     reasons: list[str] = []
     rate = challenger.error_rate
     errors: dict[str, Any] = {"champion": champion.error_rate, "challenger": rate,

@@ -222,6 +222,8 @@ class Controller:
         verdict = look.verdict
         evidence = look.evidence()
         if verdict.decision == "rollback":
+            if verdict.checks.get("guardrail"):
+                evidence["guardrail"] = True  # not a verdict on accuracy: the version stays testable
             return self._withdraw(rollout, "rolled_back", "; ".join(verdict.reasons), evidence, actuator,
                                   analysis=sequential.state())
         if verdict.decision == "inconclusive":
@@ -262,10 +264,13 @@ class Controller:
         actuator.set_weight(rollout, 0)
         outcome = rollout.outcome or "rolled_back"
         last = self._last_reason(rollout)
-        # Rolled back on evidence, or stopped by a person: rejected. Undecided or never warmed up:
-        # nothing is known against it, so it goes back to candidate.
-        manual = bool(self.store.get(rollout.id).transitions[-1].evidence.get("manual"))
-        stage = Stage.REJECTED if outcome == "rolled_back" or manual else Stage.CANDIDATE
+        # Rolled back on accuracy, or stopped by a person: rejected. Rolled back by a guardrail
+        # (errors or latency: a server's trouble as much as the model's), undecided or never warmed
+        # up: nothing is known against its answers, so it goes back to candidate, testable again.
+        # A rejected version can be re-admitted by hand (`ingot rollout readmit`).
+        deciding = self.store.get(rollout.id).transitions[-1].evidence
+        manual, guardrail = bool(deciding.get("manual")), bool(deciding.get("guardrail"))
+        stage = Stage.REJECTED if (outcome == "rolled_back" and not guardrail) or manual else Stage.CANDIDATE
         current = self.registry.get_version(rollout.model, rollout.challenger_version).stage
         if current is Stage.CHALLENGER:
             self.registry.transition(rollout.model, rollout.challenger_version, stage, actor=last[1],

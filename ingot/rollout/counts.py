@@ -1,5 +1,14 @@
 """Per-arm counts of one experiment, aggregated by the database over the inference log.
 
+Evidence only: accuracy (labels joined to their rows), requests, errors and latency count only
+rows marked `evidence` (a randomised assignment that the assigned model answered: pins, mirror
+copies, fallbacks, untrusted sticky keys and caller errors are logged but never count), and an
+error is an upstream failure (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED),
+never a caller's INVALID_ARGUMENT. A cache hit is evidence of its arm's answer (it was that
+arm's) but not of its latency (Redis's speed, not the model's); degraded answers are never
+evidence (the gateway logs them so). The sample-ratio check counts what randomisation assigned:
+every `weight` row of the step, whatever its outcome.
+
 Nothing here loads rows into Python: requests, errors, step-window assignments, labelled rows
 and correct ones are COUNT/SUM aggregates grouped by variant. The p99 latency is PostgreSQL's
 `percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)`; SQLite has no percentile
@@ -15,17 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, false, func, select
 
-from ingot.inference_log.schema import OK, feedback_labels, inference_log
+from ingot.inference_log.schema import OK, UPSTREAM_FAILURES, feedback_labels, inference_log
 from ingot.rollout.analysis import ArmCounts
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 ARMS = ("champion", "challenger")
-# Requests routed by the configured weight (at random or through the sticky hash); header pins,
-# mirror copies and fallbacks say nothing about the split. Only the random ones are independent
-# draws, so only they enter the sample-ratio check.
-SPLIT_ASSIGNMENTS = ("weight", "sticky")
+# Requests split at random per request: independent draws, the units of the sample-ratio check.
 RANDOM_ASSIGNMENT = "weight"
 # Latency evidence: the arm's own OK answers, not cache hits (Redis's speed, not the model's) and not
 # degraded answers (another model's, a stale copy or the default).
@@ -43,13 +49,13 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
         where = and_(*condition, in_step) if in_step is not None else and_(*condition)
         return func.count(func.distinct(case((where, log.c.request_id), else_=None)))
 
+    evidence = log.c.evidence.is_(True)
     query = (
-        select(log.c.variant, func.count().label("requests"),
-               func.sum(case((log.c.status != OK, 1), else_=0)).label("errors"),
+        select(log.c.variant, func.sum(case((evidence, 1), else_=0)).label("requests"),
+               func.sum(case((and_(evidence, log.c.status.in_(UPSTREAM_FAILURES)), 1), else_=0)).label("errors"),
                step_requests(log.c.assignment == RANDOM_ASSIGNMENT).label("assigned"),
-               step_requests(log.c.assignment.in_(SPLIT_ASSIGNMENTS)).label("step_requests"),
-               func.sum(case((log.c.status == OK, 1), else_=0)).label("ok"),
-               func.sum(case((and_(*_LATENCY_EVIDENCE), 1), else_=0)).label("timed"))
+               step_requests(evidence).label("step_requests"),
+               func.sum(case((and_(evidence, *_LATENCY_EVIDENCE), 1), else_=0)).label("timed"))
         .where(log.c.model == model, log.c.experiment == experiment, log.c.variant.in_(ARMS))
         .group_by(log.c.variant)
     )
@@ -57,7 +63,9 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
     label_query = (
         select(labels.c.variant, func.count().label("total"),
                func.sum(case((labels.c.correct, 1), else_=0)).label("correct"))
-        .where(labels.c.model == model, labels.c.experiment == experiment, labels.c.variant.in_(ARMS))
+        .select_from(labels.join(log, and_(log.c.request_id == labels.c.request_id, log.c.row == labels.c.row,
+                                           log.c.variant == labels.c.variant)))
+        .where(labels.c.model == model, labels.c.experiment == experiment, labels.c.variant.in_(ARMS), evidence)
         .group_by(labels.c.variant)
     )
     with engine.connect() as conn:
@@ -70,7 +78,7 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
             result[arm] = ArmCounts(
                 total=int(lab.total) if lab is not None else 0,
                 correct=int(lab.correct or 0) if lab is not None else 0,
-                requests=int(s.requests) if s is not None else 0,
+                requests=int(s.requests or 0) if s is not None else 0,
                 errors=int(s.errors or 0) if s is not None else 0,
                 assigned=int(s.assigned or 0) if s is not None else 0,
                 step_requests=int(s.step_requests or 0) if s is not None else 0,
@@ -81,7 +89,8 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
 
 def _p99(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int) -> float | None:
     log = inference_log
-    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, *_LATENCY_EVIDENCE)
+    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.evidence.is_(True),
+             *_LATENCY_EVIDENCE)
     if conn.dialect.name == "postgresql":
         value = conn.scalar(select(func.percentile_cont(0.99).within_group(log.c.latency_ms)).where(*where))
     else:  # the same linear interpolation as percentile_cont, from the two rows around the rank

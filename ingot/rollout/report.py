@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from ingot.db import utc_now
-from ingot.inference_log.schema import feedback_labels
+from ingot.inference_log.schema import feedback_labels, inference_log
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis
 from ingot.rollout.counts import ARMS, arm_counts
 from ingot.storage import atomic_write
@@ -30,11 +30,12 @@ CHECKPOINTS = 40
 
 
 def trajectory(controller: Controller, rollout: Rollout, checkpoints: int = CHECKPOINTS) -> list[dict[str, Any]]:
-    """Cumulative labelled counts per arm at evenly spaced moments, with the running verdict."""
+    """Cumulative labelled counts per arm at evenly spaced moments, with the running verdict
+    (labels of evidence rows only, as the controller counts them)."""
     start = rollout.created_at
     end = rollout.finished_at or utc_now()
     span = max((end - start).total_seconds(), 1e-3)
-    labels = feedback_labels
+    labels, log = feedback_labels, inference_log
     policy = Policy.from_dict(rollout.policy)
     sequential = SequentialAnalysis(policy)
     points = []
@@ -43,8 +44,10 @@ def trajectory(controller: Controller, rollout: Rollout, checkpoints: int = CHEC
             moment: datetime = start + timedelta(seconds=span * i / checkpoints)
             rows = conn.execute(
                 select(labels.c.variant, func.count(), func.sum(case((labels.c.correct, 1), else_=0)))
+                .select_from(labels.join(log, and_(log.c.request_id == labels.c.request_id,
+                                                   log.c.row == labels.c.row, log.c.variant == labels.c.variant)))
                 .where(labels.c.model == rollout.model, labels.c.experiment == rollout.experiment,
-                       labels.c.variant.in_(ARMS), labels.c.received_at <= moment)
+                       labels.c.variant.in_(ARMS), labels.c.received_at <= moment, log.c.evidence.is_(True))
                 .group_by(labels.c.variant)
             ).all()
             found = {variant: (int(total), int(correct or 0)) for variant, total, correct in rows}

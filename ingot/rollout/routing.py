@@ -45,6 +45,9 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         "mirror": 0 if promoted else target.get("mirror", 0),
         "upstreams": upstreams,
         "feedback_token_file": target.get("feedback_token_file", ""),
+        # Pins need this token; sticky rows are evidence only when the edge sets the caller header.
+        "pin_token_file": target.get("pin_token_file", ""),
+        "trusted_caller_header": target.get("trusted_caller_header", ""),
     }
 
 

@@ -8,7 +8,10 @@
   webhooks pass on 200.
 - `GET /metrics`: Prometheus metrics of the controller; `GET /healthz`.
 
-A database that is down gives 503 with a JSON error; the server keeps running.
+A database that is down gives 503 with a JSON error; the server keeps running. The server binds
+127.0.0.1 unless told otherwise (the chart passes the pod's address), closes a connection that
+sends nothing for `timeout_s`, and answers a bad Content-Length (negative, not a number, over
+MAX_BODY_BYTES) with 400 instead of waiting for a body that will not come.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ log = logging.getLogger(__name__)
 # What a finished rollout's verdict reads as, for a judge asking after the fact.
 OUTCOME_DECISIONS = {"promoted": "promote", "promoting": "promote", "rolled_back": "rollback",
                      "inconclusive": "inconclusive", "aborted": "rollback"}
+MAX_BODY_BYTES = 1 << 20  # a webhook's payload (Flagger's is a few hundred bytes); not needed
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_TIMEOUT_S = 10.0
 _PATH = re.compile(r"^/v1/rollouts/(?P<model>[^/]+)/(?P<what>verdict|gate/promote|gate/rollback)$")
 
 
@@ -127,13 +133,31 @@ def handle(controller: Controller, method: str, path: str) -> tuple[int, dict[st
     return (200 if document["decision"] == wanted else 412), document
 
 
+def content_length(values: list[str]) -> tuple[int, str | None]:
+    """(length, None) for one valid Content-Length (none: 0), else (0, the problem)."""
+    if not values:
+        return 0, None
+    if len(set(values)) > 1:
+        return 0, "conflicting Content-Length headers"
+    text = values[0].strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        return 0, f"Content-Length must be a non-negative integer, got {text[:40]!r}"
+    length = int(text)
+    if length > MAX_BODY_BYTES:
+        return 0, f"Content-Length {length} exceeds the limit of {MAX_BODY_BYTES} bytes"
+    return length, None
+
+
 class JudgeServer:
     """A small threaded HTTP server in the controller process."""
 
-    def __init__(self, controller: Controller, metrics: RolloutMetrics, host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(self, controller: Controller, metrics: RolloutMetrics, host: str = DEFAULT_HOST, port: int = 8080,
+                 *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = timeout_s  # socket timeout: an idle or stalled connection is closed
+
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -155,9 +179,13 @@ class JudgeServer:
                 self._route("GET")
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                length, problem = content_length(self.headers.get_all("Content-Length") or [])
+                if problem is not None:
+                    self.close_connection = True  # the body's end is unknown: nothing more is read
+                    self._send(400, json.dumps({"error": problem}).encode(), "application/json")
+                    return
                 if length:
-                    self.rfile.read(min(length, 1 << 20))  # Flagger's payload: not needed
+                    self.rfile.read(length)  # Flagger's payload: not needed
                 self._route("POST")
 
             def log_message(self, format: str, *args: Any) -> None:

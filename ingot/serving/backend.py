@@ -164,6 +164,7 @@ class Backend(abc.ABC):
         """[{"name", "available_versions", "labels"}] for /ingot/models (an Ingot extension)."""
         return []
 
-    async def reload_config(self, config: Any) -> None:
-        """ModelService.HandleReloadConfigRequest with a ModelServerConfig."""
+    async def reload_config(self, config: Any, *, peer: str | None = None) -> None:
+        """ModelService.HandleReloadConfigRequest with a ModelServerConfig, from `peer` (gRPC's
+        peer string, e.g. `ipv4:127.0.0.1:51234`)."""
         raise ServingError(Code.UNIMPLEMENTED, "this server does not take model config reloads")

@@ -103,6 +103,31 @@ def _absolute(base_path: str | os.PathLike, relative_to: Path) -> str:
     return str(path.resolve())
 
 
+def model_roots(config, repository: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Where a model config reload may point: the model repository (when the models came from
+    one) and each configured model's base path, made absolute as the config's paths are."""
+    roots = [] if repository is None else [_absolute(repository, Path.cwd())]
+    roots += [_absolute(model.base_path, Path.cwd()) for model in config.model_config_list.config]
+    return tuple(dict.fromkeys(roots))
+
+
+def path_under_roots(base_path: str, roots: tuple[str, ...]) -> bool:
+    """Whether `base_path` (already absolute, symlinks resolved) is a root or lies below one; for
+    URLs, textually below, with no `.` or `..` segment."""
+    if "://" in base_path:
+        if any(part in (".", "..") for part in base_path.split("://", 1)[1].split("/")):
+            return False
+        return any(base_path.rstrip("/") == root.rstrip("/") or base_path.startswith(root.rstrip("/") + "/")
+                   for root in roots if "://" in root)
+    path = Path(base_path)
+    for root in roots:
+        if "://" in root:
+            continue
+        if path == Path(root) or Path(root) in path.parents:
+            return True
+    return False
+
+
 def resolve_base_paths(config, *, relative_to: Path):
     for model in config.model_config_list.config:
         model.base_path = _absolute(model.base_path, relative_to)

@@ -48,7 +48,7 @@ def _fail(context: grpc.aio.ServicerContext, err: ServingError) -> None:
 def _model_spec(spec: Any) -> ModelSpec:
     version = spec.version.value if spec.HasField("version") else None
     label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
-    return ModelSpec(spec.name, version, label)
+    return ModelSpec(spec.name, version, label).check_wire()
 
 
 def _context(front: FrontEnd, context: grpc.aio.ServicerContext) -> RequestContext:
@@ -206,7 +206,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         response = model_management_pb2.ReloadConfigResponse()
         try:
-            await self.backend.reload_config(request.config)
+            await self.backend.reload_config(request.config, peer=context.peer())
         except ServingError as err:
             response.status.error_code = int(err.code)
             response.status.error_message = err.message

@@ -26,9 +26,15 @@ from ingot.serving.manager import ModelManager
 log = logging.getLogger(__name__)
 
 
+RELOAD_FLAG = "--allow_model_config_reload"
+
+
 class LocalBackend(Backend):
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, *, allow_reload: bool = False,
+                 model_roots: tuple[str, ...] = ()) -> None:
         self.manager = manager
+        self.allow_reload = allow_reload
+        self.model_roots = model_roots
 
     async def resolve(self, ctx: RequestContext, spec: ModelSpec) -> Target:
         return self.manager.resolve(spec.name, spec.version, spec.label)
@@ -84,15 +90,30 @@ class LocalBackend(Backend):
             for name, versions in ready.items()
         ]
 
-    async def reload_config(self, config: Any) -> None:
+    async def reload_config(self, config: Any, *, peer: str | None = None) -> None:
         """Validate a ModelServerConfig (base paths relative to the working directory, as TF
-        Serving does) and apply it; the manager loads and unloads versions in the background."""
+        Serving does) and apply it; the manager loads and unloads versions in the background.
+
+        Closed by default: the server must run with --allow_model_config_reload, the caller must
+        be on loopback, and every base path must lie under one of the configured model roots."""
         from pathlib import Path
 
         from google.protobuf import text_format
 
-        from ingot.serving.config import resolve_base_paths, validate_model_server_config
+        from ingot.serving.config import path_under_roots, resolve_base_paths, validate_model_server_config
 
+        if not self.allow_reload:
+            raise ServingError(
+                Code.PERMISSION_DENIED,
+                f"HandleReloadConfigRequest is disabled on this server; start it with {RELOAD_FLAG} "
+                "to take model config reloads (from loopback callers only)",
+            )
+        if not is_loopback_peer(peer):
+            raise ServingError(
+                Code.PERMISSION_DENIED,
+                f"HandleReloadConfigRequest is taken only from loopback callers ({RELOAD_FLAG}); "
+                f"this one came from {str(peer)[:100]}",
+            )
         if config.WhichOneof("config") != "model_config_list":
             raise invalid_argument(
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
@@ -104,5 +125,37 @@ class LocalBackend(Backend):
             raise invalid_argument(str(err)) from None
         config = type(config).FromString(config.SerializeToString())
         resolve_base_paths(config, relative_to=Path.cwd())
+        for model in config.model_config_list.config:
+            if not path_under_roots(model.base_path, self.model_roots):
+                raise ServingError(
+                    Code.PERMISSION_DENIED,
+                    f"model {model.name[:128]!r}: base_path {model.base_path[:300]!r} is not under the "
+                    f"server's model roots ({', '.join(self.model_roots) or 'none'}); reloads may only "
+                    "name models under the configured --model_repository or base paths",
+                )
         log.info("reloading model config:\n%s", text_format.MessageToString(config))
         await asyncio.to_thread(self.manager.reload_config, config)
+
+
+def is_loopback_peer(peer: str | None) -> bool:
+    """Whether a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`, `unix:...`) is this
+    machine."""
+    import ipaddress
+
+    if not peer:
+        return False
+    if peer.startswith("unix:"):
+        return True
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        host = rest.rsplit(":", 1)[0]
+    elif kind == "ipv6":
+        host = rest.rsplit(":", 1)[0].strip("[]")
+    else:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))

@@ -123,6 +123,10 @@ class ModelManager:
         with self._lock:
             return self._config
 
+    def is_configured(self, name: str) -> bool:
+        """Whether `name` is one of the configured models (a dict lookup: the metrics' hot path)."""
+        return name in self._labels
+
     def model_names(self) -> list[str]:
         with self._lock:
             return [m.name for m in self._config.model_config_list.config]

@@ -11,6 +11,7 @@ TF Serving therefore work unchanged; `model_version` is what A/B comparisons add
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -62,12 +63,19 @@ class ServingMetrics:
         )
 
         self._children: dict[tuple, object] = {}
+        # Which model names get their own series; the rest count under OVERFLOW_MODEL. The server
+        # sets it to its configured models, the gateway to its routing table's model.
+        self.model_known: Callable[[str], bool] | None = None
 
     def _child(self, metric, *labels: str):
         """labels() takes a lock and builds a key on every call; the hot path reuses children.
 
-        Model names come from requests, so past MAX_SERIES label sets new names are counted
-        under OVERFLOW_MODEL instead: random names cannot grow memory without bound."""
+        Model names come from requests, so names that are not configured (`model_known`) count
+        under OVERFLOW_MODEL, and past MAX_SERIES label sets new ones do too: caller-chosen names
+        cannot grow memory or the metrics page."""
+        known = self.model_known
+        if known is not None and labels and labels[0] and not known(labels[0]):
+            labels = (OVERFLOW_MODEL, *labels[1:])
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:

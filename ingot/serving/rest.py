@@ -134,8 +134,10 @@ class RestApi:
         with front.track() as tracking:
             try:
                 route = parse_v1_path(request.method, request.rel_url.raw_path)
-                model_name = route.model_name
                 spec = ModelSpec(route.model_name, route.version, route.label)
+                if route.model_name:  # `/v1/models` alone is TF Serving's own error
+                    spec.check_wire()
+                model_name = route.model_name
                 api = route.kind if route.kind in ("predict", "classify", "regress") else ""
                 if route.kind == "predict":
                     response, version, status_name = await self._predict(request, route, ctx)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text
+from ingot.serving.config import MonitoringOptions, load_model_server_config, model_config_text, model_roots
 from ingot.serving.frontend import FrontEnd, Listeners, ListenOptions, RequestLimits, ServiceThread
 from ingot.serving.local import LocalBackend
 from ingot.serving.manager import ManagerOptions, ModelManager, State
@@ -41,6 +41,10 @@ class ServerOptions:
     model_config_file_poll_wait_seconds: float = 0.0
     shutdown_grace_s: float = 30.0
     grpc_max_message_bytes: int = 64 << 20
+    # ModelService.HandleReloadConfigRequest: off unless allowed; then loopback callers only, and
+    # only base paths under these roots (default: the configured models' base paths).
+    allow_model_config_reload: bool = False
+    model_roots: tuple[str, ...] | None = None
 
 
 class ModelServer:
@@ -48,7 +52,9 @@ class ModelServer:
         self.options = options
         self.metrics = ServingMetrics()
         self.manager = ModelManager(options.model_config, options.manager, on_state=self._on_state, metrics=self.metrics)
-        self.backend = LocalBackend(self.manager)
+        self.metrics.model_known = self.manager.is_configured
+        roots = options.model_roots if options.model_roots is not None else model_roots(options.model_config)
+        self.backend = LocalBackend(self.manager, allow_reload=options.allow_model_config_reload, model_roots=roots)
         self.front = FrontEnd(self.backend, self.metrics, options.limits)
         self.listeners = Listeners(self.front, ListenOptions(
             host=options.host, rest_port=options.rest_port, grpc_port=options.grpc_port,

@@ -45,6 +45,9 @@ class TrainConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     early_stopping_patience: int = 5
     seed: int = 42
+    # TensorFlow op determinism (tf.config.experimental.enable_op_determinism): with the seed,
+    # the same data and config give the same weights; false trades that for speed.
+    deterministic: bool = True
     # "auto": mixed_float16 when a GPU is visible, float32 on CPU (where float16 is slower).
     mixed_precision: str | bool = "auto"
     # XLA for the train and predict steps (Keras jit_compile): "auto" is Keras's choice (XLA on

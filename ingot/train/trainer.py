@@ -135,6 +135,7 @@ def fit_classifier(
 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
+    set_determinism(config.deterministic)
     gpus = tf.config.list_physical_devices("GPU")
     mixed = use_mixed_precision(config.mixed_precision, gpu_count=len(gpus))
     previous_policy = keras.mixed_precision.global_policy()
@@ -225,6 +226,17 @@ def fit_classifier(
         metrics = format_metrics(result.best_metrics)
         _emit(f"best epoch {result.best_epoch}/{epochs_run} - {metrics} - {result.duration_s:.1f}s total")
     return result
+
+
+def set_determinism(enabled: bool) -> None:
+    """Turn TensorFlow op determinism on or off for this process, so a seed reproduces weights."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # no public "off" switch
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
 
 
 def use_mixed_precision(setting: str | bool, *, gpu_count: int) -> bool:

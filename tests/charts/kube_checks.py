@@ -135,7 +135,20 @@ def _resource(api_versions: list[str], kind: str, spec: dict[str, Any]) -> dict[
                            "metadata": _METADATA, "spec": spec}}
 
 
+# security.istio.io AuthorizationPolicy (the fields the chart emits, from Istio's CRD).
+_AUTHORIZATION_POLICY = _obj({
+    "selector": _obj({"matchLabels": {"type": "object", "additionalProperties": _STR}}),
+    "action": {"enum": ["ALLOW", "DENY", "AUDIT", "CUSTOM"]},
+    "rules": _arr(_obj({
+        "to": _arr(_obj({"operation": _obj({
+            "paths": _arr(_STR), "notPaths": _arr(_STR), "methods": _arr(_STR), "ports": _arr(_STR),
+            "hosts": _arr(_STR)})})),
+    })),
+})
+
 CRD_STRUCTURE: dict[str, dict[str, Any]] = {
+    "AuthorizationPolicy": _resource(["security.istio.io/v1", "security.istio.io/v1beta1"], "AuthorizationPolicy",
+                                     _AUTHORIZATION_POLICY),
     "HTTPRoute": _resource(["gateway.networking.k8s.io/v1"], "HTTPRoute", _HTTP_ROUTE),
     "GRPCRoute": _resource(["gateway.networking.k8s.io/v1"], "GRPCRoute", _GRPC_ROUTE),
     "VirtualService": _resource(["networking.istio.io/v1", "networking.istio.io/v1beta1"], "VirtualService", _VIRTUAL_SERVICE),

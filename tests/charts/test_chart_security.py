@@ -112,7 +112,8 @@ def test_egress_allows_object_storage_only_when_used(minimal, prepull):
         return [{p["port"] for p in rule["ports"]} for rule in rendered.get("NetworkPolicy", "ingot")["spec"]["egress"]]
 
     assert ports(minimal) == [{53}]
-    assert ports(prepull) == [{53}, {443}, {9000}]
+    # Issue 16: no egress to 0.0.0.0/0:443; the scenario's MinIO rule (extraRules) is all it gets.
+    assert ports(prepull) == [{53}, {9000}]
 
 
 def test_helm_test_pod_may_only_reach_the_model_servers(minimal):
@@ -128,7 +129,11 @@ def test_helm_test_pod_may_only_reach_the_model_servers(minimal):
 
 
 def test_ambient_cloud_identity_may_reach_the_metadata_server(render_values):
-    rendered = render_values({"storage": {"mode": "objectStore", "objectStore": {"uri": "gs://models"}}})
+    # Issue 16: the metadata server only when asked for (allowMetadataServer), the object store only
+    # at the endpoints named.
+    rendered = render_values({"storage": {"mode": "objectStore", "objectStore": {"uri": "gs://models"}},
+                              "networkPolicy": {"egress": {"allowMetadataServer": True, "objectStore": {
+                                  "peers": [{"ipBlock": {"cidr": "199.36.153.8/30"}}]}}}})
     rules = rendered.get("NetworkPolicy", "ingot")["spec"]["egress"]
     metadata = [r for r in rules if r.get("to") == [{"ipBlock": {"cidr": "169.254.169.254/32"}}]]
     assert len(metadata) == 1

@@ -80,7 +80,9 @@ def test_pre_pulled_pods_roll_on_a_version_change(prepull, render_scenario):
 
 def test_gs_is_read_directly_with_a_mounted_service_account_key(render_values):
     rendered = render_values({"storage": {"mode": "objectStore", "objectStore": {
-        "uri": "gs://ingot-models/repo/", "credentials": {"existingSecret": "gcs-key"}}}})
+        "uri": "gs://ingot-models/repo/", "credentials": {"existingSecret": "gcs-key"}}},
+        # Issue 16: egress only to the object store endpoints named.
+        "networkPolicy": {"egress": {"objectStore": {"peers": [{"ipBlock": {"cidr": "199.36.153.8/30"}}]}}}})
     assert _base_path(rendered) == "gs://ingot-models/repo/ingot"
     pod = _pod(rendered)
     assert "initContainers" not in pod

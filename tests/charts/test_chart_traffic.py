@@ -51,6 +51,12 @@ def test_gateway_services_speak_h2c_for_grpc(canary_gateway, canary_istio):
     assert "appProtocol" not in grpc
 
 
+CLIENT_METHODS = ("tensorflow.serving.PredictionService/Predict", "tensorflow.serving.PredictionService/Classify",
+                  "tensorflow.serving.PredictionService/Regress",
+                  "tensorflow.serving.PredictionService/GetModelMetadata",
+                  "tensorflow.serving.ModelService/GetModelStatus")
+
+
 def test_virtual_service_weights_pin_and_mirror(canary_istio):
     spec = canary_istio.get("VirtualService", "ingot")["spec"]
     assert spec["hosts"] == [FQDN.format("ingot")]
@@ -58,14 +64,19 @@ def test_virtual_service_weights_pin_and_mirror(canary_istio):
     rules = {r["name"]: r for r in spec["http"]}
     for port_name, port in (("grpc", 8500), ("http", 8501)):
         split = rules[f"split-{port_name}"]
-        assert split["match"] == [{"port": port}]
+        # Issue 16: gRPC only for the methods clients need (never HandleReloadConfigRequest).
+        assert split["match"] == ([{"port": port}] if port_name == "http" else
+                                  [{"port": port, "uri": {"exact": f"/{method}"}} for method in CLIENT_METHODS])
         assert {(d["destination"]["host"], d["destination"]["port"]["number"], d["weight"]) for d in split["route"]} == {
             (FQDN.format("ingot-champion"), port, 80), (FQDN.format("ingot-challenger"), port, 20)}
         assert split["mirror"] == {"host": FQDN.format("ingot-challenger"), "port": {"number": port}}
         assert split["mirrorPercentage"] == {"value": 100}
         for variant in ("champion", "challenger"):
             pin = rules[f"pin-{variant}-{port_name}"]
-            assert pin["match"] == [{"port": port, "headers": {"x-ingot-variant": {"exact": variant}}}]
+            header = {"x-ingot-variant": {"exact": variant}}
+            assert pin["match"] == ([{"port": port, "headers": header}] if port_name == "http" else
+                                    [{"port": port, "uri": {"exact": f"/{method}"}, "headers": header}
+                                     for method in CLIENT_METHODS])
             assert pin["route"] == [{"destination": {"host": FQDN.format(f"ingot-{variant}"), "port": {"number": port}}}]
     # Istio takes the first matching rule: pins must come before the split.
     names = [r["name"] for r in spec["http"]]

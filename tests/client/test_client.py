@@ -48,7 +48,7 @@ def test_predict_returns_every_output_by_name(client):
 def test_metadata_and_status(client):
     meta = client.metadata(MODEL)
     assert meta["model_spec"]["name"] == MODEL and meta["model_spec"]["version"] == "2"
-    assert set(meta["metadata"]["signature_def"]["signature_def"]) == {"serving_default", "serving_bytes"}
+    assert set(meta["metadata"]["signature_def"]["signature_def"]) == {"serving_default", "serving_bytes", "serving_embedding"}
     assert [(s.version, s.state, s.error_code) for s in client.status(MODEL)] == [
         (2, "AVAILABLE", "OK"), (1, "AVAILABLE", "OK")]
     assert [s.version for s in client.status(MODEL, label="stable")] == [1]

@@ -142,30 +142,57 @@ def test_a_class_below_its_floor_rejects_and_nothing_is_exported(ingested, train
     assert {verdicts[twin] for twin in TWINS} == {"below"}
 
 
-def test_the_champion_comes_from_the_registry(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
+def _register_champion(url, artifact_uri, metrics):
+    from ingot.registry import Registry
+
+    with Registry.from_url(url) as registry:
+        assert registry.champion_metrics("tiny") is None  # never registered: nothing to beat
+        registry.register_version("tiny", version=1, artifact_uri=str(artifact_uri), model_sha256="ab" * 32,
+                                  metrics=metrics, gate={"blessed": True, "reasons": []})
+        registry.mark_ready("tiny", 1, verify=lambda uri, sha: True)
+        assert registry.champion_metrics("tiny") == metrics
+
+
+def test_the_champion_is_rescored_on_the_same_rows_not_taken_from_its_card(
+    blessed, ingested, trained, tiny_config, evaluation_dirs, tmp_path
+):
+    """The champion's card claims perfect scores; re-scored from its SavedModel (the same model)
+    on the candidate's test rows it ties, so the paired gate blesses and records the comparison."""
     from components.steps import evaluate_step
     from ingot.evaluate.gate import GateThresholds
-    from ingot.registry import Registry
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     perfect = {"accuracy": 1.0, "macro_f1": 1.0}
-    with Registry.from_url(url) as registry:
-        assert registry.champion_metrics("tiny") is None  # never registered: nothing to beat
-        registry.register_version("tiny", version=1, artifact_uri=str(tmp_path), model_sha256="ab" * 32,
-                                  metrics=perfect, gate={"blessed": True, "reasons": []})
-        registry.mark_ready("tiny", 1, verify=lambda uri, sha: True)
-        assert registry.champion_metrics("tiny") == perfect
-
+    _register_champion(url, blessed[1]["serving_model_dir"], perfect)
     paths = evaluation_dirs("champion")
     result = evaluate_step(
         ingested[0], trained[0], tiny_config, GateThresholds(min_accuracy=0.0, min_class_f1=0.0, max_regression=0.01),
         model_name="tiny", registry_url=url, pipeline_run_id="run-vs-champion", **paths,
     )
-    # The twins cap accuracy well below 1.0, so the candidate regresses against the perfect champion.
-    assert result.blessed is False
-    assert result.record.champion_metrics == perfect
-    assert any("from the champion's 1.0000" in reason for reason in result.record.gate["reasons"])
-    assert "Champion: accuracy 1.0000" in paths["report_html"].read_text()
+    assert result.blessed is True
+    comparisons = result.record.gate["comparisons"]
+    assert set(comparisons) == {"accuracy", "macro_f1"}
+    assert comparisons["accuracy"]["difference"] == 0.0 and comparisons["accuracy"]["regressed"] is False
+    assert result.record.model_card()["gate"]["comparisons"] == comparisons
+    assert result.record.registry_fields()["gate"]["comparisons"] == comparisons
+    page = paths["report_html"].read_text()
+    assert "Champion: accuracy 1.0000" in page
+    paired = {row[0]: row for row in parse_page(paths["report_html"]).tables["paired"] if row}
+    assert paired["accuracy"][3] == "+0.0000" and paired["accuracy"][-1] == "ok"
+
+
+def test_a_champion_missing_from_the_repository_is_a_clear_error(ingested, trained, tiny_config, evaluation_dirs, tmp_path):
+    from components.steps import evaluate_step
+    from ingot.errors import ModelError
+    from ingot.evaluate.gate import GateThresholds
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    _register_champion(url, tmp_path / "gone", {"accuracy": 1.0, "macro_f1": 1.0})
+    with pytest.raises(ModelError, match="champion tiny version 1 .* cannot be loaded from the model repository"):
+        evaluate_step(
+            ingested[0], trained[0], tiny_config, GateThresholds(min_accuracy=0.0, min_class_f1=0.0),
+            model_name="tiny", registry_url=url, pipeline_run_id="run-gone", **evaluation_dirs("gone"),
+        )
 
 
 def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained, tiny_config, tmp_path):

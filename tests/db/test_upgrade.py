@@ -27,6 +27,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OLD_TABLES = ("schema_version", "models", "model_versions", "stage_events", "rollouts", "rollout_transitions",
               "rollout_leases", "drift_triggers", "inference_log_schema_version", "inference_log", "feedback_labels")
 NEW_VERSION_TABLES = ("rollout_schema_version", "drift_trigger_schema_version")
+LOG_CHANGED = ("inference_log", "inference_log_schema_version")  # the log's own migrations 2-4 change these
 
 
 @pytest.fixture(params=backends("registry-postgres"))
@@ -99,9 +100,17 @@ def test_an_old_database_upgrades_in_place_with_every_row_intact(new_database: C
 
     open_every_store(url)
     after = snapshot(url)
-    assert {table: after[table] for table in OLD_TABLES} == before  # nothing lost, nothing changed
+    unchanged = [table for table in OLD_TABLES if table not in LOG_CHANGED]
+    assert {table: after[table] for table in unchanged} == {table: before[table] for table in unchanged}
     for table in NEW_VERSION_TABLES:  # the new histories adopted the tables registry 5 and 6 made
         assert [row[0] for row in after[table]] == [1]
+    # The log's migration 2 adds client_request_id (NULL for old rows) and evidence: the old weight
+    # rows a model answered stay evidence, the shadow row does not; 3 adds captured (false), 4
+    # cache_hit (false) and degraded (NULL). Every old value is kept.
+    assert after["inference_log"] == [(*old, None, old[7] == "weight" and old[6] != "shadow", False, False, None)
+                                      for old in before["inference_log"]]
+    assert [row[0] for row in after["inference_log_schema_version"]] == [1, 2, 3, 4]
+    assert after["inference_log_schema_version"][0] == before["inference_log_schema_version"][0]
 
     open_every_store(url)  # reopening is a no-op
     assert snapshot(url) == after

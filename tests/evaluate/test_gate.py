@@ -102,6 +102,7 @@ def test_decision_round_trips_through_json():
         "min_accuracy": 0.9,
         "min_class_f1": 0.7,
         "max_regression": 0.01,
+        "alpha": 0.05,  # the thresholds now carry the intervals' risk
     }
     assert "REJECTED" in decision.summary() and "'fox'" in decision.summary()
 
@@ -240,3 +241,13 @@ def test_old_decisions_without_comparisons_still_load():
     values = bless(PERFECT, GateThresholds(min_accuracy=0.9)).to_dict()
     del values["comparisons"]
     assert GateDecision.from_dict(values).comparisons == {}
+
+
+def test_alpha_is_a_threshold_checked_for_range():
+    from ingot.errors import ConfigError
+    from ingot.evaluate.gate import GateThresholds
+
+    assert GateThresholds.from_dict({"alpha": 0.01}).alpha == 0.01
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="alpha"):
+            GateThresholds(alpha=bad)

@@ -43,7 +43,7 @@ def test_layout(exported):
 def test_signature_names_inputs_and_outputs(loaded):
     import tensorflow as tf
 
-    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_embedding"}
     expected_outputs = {
         "probabilities": (tf.float32, [None, C]),
         "class_ids": (tf.int64, [None]),
@@ -154,15 +154,36 @@ def test_warmup_records_cover_both_signatures_and_every_batch_size(exported, loa
         request = record.predict_log.request
         assert request.model_spec.name == "colours"
         signature = request.model_spec.signature_name
-        key = {"serving_default": "images", "serving_bytes": "image_bytes"}[signature]
+        key = {"serving_default": "images", "serving_bytes": "image_bytes", "serving_embedding": "images"}[signature]
         assert list(request.inputs) == [key]
         value = tf.make_ndarray(request.inputs[key])
         seen.add((signature, value.shape[0]))
         # Replay it as TF Serving does while loading: it must run and answer per batch row.
         outputs = loaded.signatures[signature](**{key: tf.constant(value)})
-        assert outputs["probabilities"].shape == (value.shape[0], C)
+        output = "embedding" if signature == "serving_embedding" else "probabilities"
+        assert outputs[output].shape[0] == value.shape[0]
     sizes = {1, 2, 4, 8, 16, 32}
-    assert seen == {(s, b) for s in ("serving_default", "serving_bytes") for b in sizes}
+    assert seen == {(s, b) for s in ("serving_default", "serving_bytes", "serving_embedding") for b in sizes}
+
+
+def test_serving_embedding_returns_the_penultimate_layer(exported, loaded, trained_model):
+    """The embedding is the input of the softmax head: the head applied to it gives the probabilities."""
+    import tensorflow as tf
+
+    images = colour_images([0, 1, 2, 0, 1, 2])
+    signature = loaded.signatures["serving_embedding"]
+    args, kwargs = signature.structured_input_signature
+    assert list(kwargs) == ["images"] and kwargs["images"].dtype == tf.uint8
+    embedding = signature(images=tf.constant(images))["embedding"].numpy()
+    assert embedding.dtype == np.float32 and embedding.ndim == 2 and embedding.shape[0] == 6
+    assert np.isfinite(embedding).all() and embedding.std() > 0
+    head = trained_model.layers[-1](tf.constant(embedding)).numpy()
+    probabilities = loaded.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(head, probabilities, atol=1e-5)
+    empty = signature(images=tf.zeros([0, H, W, 3], tf.uint8))["embedding"]
+    assert empty.shape == (0, embedding.shape[1])
+    card = json.loads((exported[0] / "assets.extra" / "model_card.json").read_text())
+    assert "serving_embedding" in card["signatures"]
 
 
 def test_model_card_carries_the_metrics_and_lineage(exported):
@@ -184,3 +205,28 @@ def test_model_card_carries_the_metrics_and_lineage(exported):
     created = datetime.fromisoformat(card["created_at"])
     assert created.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - created).total_seconds()) < 3600
+
+
+def test_the_embedding_reference_sample_is_written_with_its_card_entry(trained_model, tmp_path):
+    """Validation images given at export: a seeded sample of at most 1,000 embeddings in
+    assets.extra/, equal to what serving_embedding answers for those images, described in the card."""
+    import tensorflow as tf
+
+    from ingot.export.embedding import REFERENCE_ROWS, reference_sample
+    from ingot.export.saved_model import export_saved_model
+
+    from .conftest import model_card_for
+
+    images = colour_images([i % 3 for i in range(REFERENCE_ROWS + 30)], seed=5)
+    path = export_saved_model(trained_model, tmp_path / "with-reference", class_names=CLASSES, image_size=SIZE,
+                              model_card=model_card_for(trained_model), warmup_batch_sizes=(1,),
+                              reference_images=images)
+    card = json.loads((path / "assets.extra" / "model_card.json").read_text())
+    entry = card["embedding_reference"]
+    reference = np.load(path / "assets.extra" / entry["file"])
+    assert entry["file"] == "embedding_reference.npy"
+    assert reference.shape == (REFERENCE_ROWS, entry["dimension"]) and entry["rows"] == REFERENCE_ROWS
+    chosen = reference_sample(images)
+    assert chosen.shape[0] == REFERENCE_ROWS and np.array_equal(chosen, reference_sample(images))  # seeded
+    served = tf.saved_model.load(str(path)).signatures["serving_embedding"](images=tf.constant(chosen[:20]))
+    np.testing.assert_allclose(reference[:20], served["embedding"].numpy(), rtol=1e-4, atol=1e-5)

@@ -57,11 +57,15 @@ def test_rest_answers_are_the_upstreams_unchanged_with_the_gateway_headers(start
     direct_status, direct, _ = predict(upstream, images, path=f"/v1/models/{MODEL}/versions/2:predict")
     assert (status, body) == (direct_status, direct) == (200, direct)
     assert headers["x-ingot-variant"] == "champion" and headers["x-ingot-model-version"] == "2"
-    assert len(headers["x-ingot-request-id"]) == 32
+    assert len(headers["x-ingot-request-id"]) == 32 and len(headers["x-ingot-feedback-key"]) == 64
+    assert "x-ingot-client-request-id" not in headers
+    # The log key is always the server's; a caller's id (either header) is kept beside it and echoed.
     _, _, again = predict(gateway, images, headers={"x-ingot-request-id": "client-id-7"})
-    assert again["x-ingot-request-id"] == "client-id-7"  # a valid caller id is kept
+    assert again["x-ingot-request-id"] != "client-id-7" and again["x-ingot-client-request-id"] == "client-id-7"
+    _, _, named = predict(gateway, images, headers={"x-ingot-client-request-id": "client-id-8"})
+    assert named["x-ingot-client-request-id"] == "client-id-8" and len(named["x-ingot-request-id"]) == 32
     _, _, bad = predict(gateway, images, headers={"x-ingot-request-id": "has spaces and \u00e9"})
-    assert bad["x-ingot-request-id"] != "has spaces and \u00e9" and len(bad["x-ingot-request-id"]) == 32
+    assert "x-ingot-client-request-id" not in bad and len(bad["x-ingot-request-id"]) == 32
 
 
 def test_grpc_answers_carry_the_gateway_metadata(start_gateway, upstream):
@@ -71,10 +75,11 @@ def test_grpc_answers_carry_the_gateway_metadata(start_gateway, upstream):
     channel, prediction, _ = grpc_stubs(gateway.grpc_target)
     try:
         response, call = prediction.Predict.with_call(predict_request(images=colour_images([1])), timeout=30,
-                                                      metadata=(("x-ingot-request-id", "grpc-req-1"),))
+                                                      metadata=(("x-ingot-client-request-id", "grpc-req-1"),))
         metadata = dict(call.initial_metadata())
         assert metadata["x-ingot-variant"] == "challenger" and metadata["x-ingot-model-version"] == "1"
-        assert metadata["x-ingot-request-id"] == "grpc-req-1"
+        assert metadata["x-ingot-client-request-id"] == "grpc-req-1"
+        assert len(metadata["x-ingot-request-id"]) == 32 and len(metadata["x-ingot-feedback-key"]) == 64
         assert response.model_spec.version.value == 1
         with pytest.raises(grpc.RpcError) as err:
             bad = predict_request(images=np.zeros((1, 16, 3), np.uint8))

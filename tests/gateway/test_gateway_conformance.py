@@ -19,6 +19,10 @@ SERVER_ONLY = {
     "test_prometheus_metrics_use_tf_serving_names_plus_model_version",
     "test_grpc_requests_are_counted_with_the_grpc_entrypoint",
     "test_handle_reload_config_adds_relabels_and_removes_models",
+    "test_reload_config_is_refused_by_default_naming_the_flag",
+    "test_reload_config_only_takes_base_paths_under_the_model_roots",
+    "test_loopback_peers",
+    "test_reload_from_a_remote_peer_is_refused",
 }
 
 

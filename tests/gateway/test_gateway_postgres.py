@@ -49,6 +49,7 @@ def test_postgres_down_requests_succeed_drops_are_counted_and_logging_resumes(st
         dropped = metric(gateway, "ingot_gateway_log_records_dropped_total")
         wait_for(lambda: metric(gateway, "ingot_gateway_log_queue_depth") == 0, what="the queue to drain")
         assert written + dropped == sent + 2 and store.get().count() == written
-        [label] = send_feedback(gateway.rest_url, after["x-ingot-request-id"], "blue")
+        [label] = send_feedback(gateway.rest_url, after["x-ingot-request-id"], "blue",
+                                feedback_key=after["x-ingot-feedback-key"])
         assert (label["variant"], label["model_version"]) == ("champion", 2)
         gateway.stop()  # before the server goes away with the block

@@ -143,3 +143,11 @@ def test_the_make_gateway_plan_pins_champion_and_challenger_to_the_two_newest_ve
     assert table.experiment == "digits-v4-vs-v3" and "model_version_policy { all {} }" in config
     with pytest.raises(ConfigError, match="no published model named 'cats'"):
         plan(str(tmp_path), "cats")
+
+
+def test_pin_token_file_and_trusted_caller_header_round_trip_through_dump() -> None:
+    doc = {**design_doc(), "pin_token_file": "/var/run/ingot/pin-token", "trusted_caller_header": "x-ingot-caller"}
+    table = validate(doc)
+    assert (table.pin_token_file, table.trusted_caller_header) == ("/var/run/ingot/pin-token", "x-ingot-caller")
+    assert parse(dump(table)) == table and yaml.safe_load(dump(table)) == doc
+    assert "pin_token_file" not in dump(design_doc())  # unset fields stay out of written tables

@@ -33,21 +33,24 @@ def database_url(new_database: Callable[[], str]) -> str:
 
 def write_log(engine, model: str, class_ids, confidences, *, means=None, stds=None, correct=None,
               variant: str = "champion", version: int | None = 1, start: datetime | None = None,
-              step: timedelta = timedelta(seconds=1), status: str = "OK", labels=None) -> None:
-    """Insert one inference-log row per value (and a feedback label per row where `correct` is given)."""
+              step: timedelta = timedelta(seconds=1), status: str = "OK", labels=None,
+              assignment: str = "weight", evidence: bool | None = None) -> None:
+    """Insert one inference-log row per value (and a feedback label per row where `correct` is given);
+    `evidence` as the gateway marks it (by default: weight-assigned rows)."""
+    evidence = assignment == "weight" if evidence is None else evidence
     start = start or datetime.now(UTC) - step * len(class_ids)
     rows, feedback = [], []
     for i, (class_id, confidence) in enumerate(zip(class_ids, confidences)):
         request_id = uuid.uuid4().hex
         rows.append({
             "request_id": request_id, "row": 0, "ts": start + step * i, "model": model, "experiment": None,
-            "variant": variant, "assignment": "weight", "model_version": version, "signature": "serving_default",
+            "variant": variant, "assignment": assignment, "model_version": version, "signature": "serving_default",
             "input_sha256": None, "predicted_class_id": int(class_id) if status == "OK" else None,
             "predicted_class_name": f"c{int(class_id)}" if status == "OK" else None,
             "confidence": float(confidence) if status == "OK" else None,
             "input_mean": None if means is None else float(means[i]),
             "input_std": None if stds is None else float(stds[i]),
-            "latency_ms": 1.0, "status": status,
+            "latency_ms": 1.0, "status": status, "evidence": evidence,
         })
         if correct is not None:
             label = int(class_id) if correct[i] else (int(class_id) + 1) % 5

@@ -161,7 +161,7 @@ def test_cards_without_the_drift_baseline_fall_back_to_what_they_have():
 def test_each_check_is_one_function_and_the_family_is_assembled_in_one_place():
     names = [check.__name__ for check in CHECKS]
     assert names == ["class_prior_chi2", "class_prior_js", "confidence_ks", "confidence_psi", "input_mean_ks",
-                     "input_std_ks", "accuracy_estimate", "labelled_accuracy"]
+                     "input_std_ks", "accuracy_estimate", "labelled_accuracy", "embedding_mmd"]
     measured = [Measurement("js", "distance", 0.2, 0.2, "", 0.1), Measurement("a", "p-value", 1.0, 0.004, ""),
                 Measurement("b", "p-value", 2.0, 0.006, "")]
     findings = family(measured, alpha=0.01)

@@ -90,3 +90,21 @@ def test_exactly_one_of_rows_or_since():
         read_window(engine, "m", 2)
     with pytest.raises(ConfigError, match="exactly one"):
         read_window(engine, "m", 2, rows=5, since=timedelta(hours=1))
+
+
+def test_by_default_the_window_reads_only_evidence_rows(engine):
+    """Pinned requests and sticky keys a caller picks are logged, but a caller choosing them must not
+    steer drift (or trigger a retraining): they count only with evidence_only=False (--all-rows)."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    write_log(engine, "digits", [1] * 50, [0.9] * 50, correct=[True] * 50, start=base)
+    write_log(engine, "digits", [3] * 40, [0.2] * 40, correct=[False] * 40, assignment="header",
+              start=base + timedelta(hours=1))
+    write_log(engine, "digits", [3] * 30, [0.2] * 30, assignment="sticky", start=base + timedelta(hours=1))
+    write_log(engine, "digits", [2] * 20, [0.8] * 20, assignment="sticky", evidence=True,  # a trusted key
+              start=base + timedelta(hours=1))
+    window = read_window(engine, "digits", NUM_CLASSES, rows=1000)
+    assert window.rows == 70 and window.class_counts[3] == 0 and window.class_counts[2] == 20
+    assert (window.labelled, window.correct) == (50, 50)
+    everything = read_window(engine, "digits", NUM_CLASSES, rows=1000, evidence_only=False)
+    assert everything.rows == 140 and everything.class_counts[3] == 70
+    assert (everything.labelled, everything.correct) == (90, 50)

@@ -88,7 +88,7 @@ def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
         f"submitted run {kfp_api.run_id} ('nightly tiny') to {kfp_api.url}",
         f"run URL: {kfp_api.url}/#/runs/details/{kfp_api.run_id}",
     ]
-    assert out.splitlines()[2].startswith("note: without --model-repository and --registry the steps read")
+    assert out.splitlines()[2].startswith("note: without --model-repository the steps read")
     (run,) = kfp_api.runs()
     assert run["display_name"] == "nightly tiny"
     assert run["experiment_id"] == kfp_api.experiments["ingot-nightly"]  # created on first use
@@ -102,21 +102,24 @@ def test_host_submits_the_pipeline_and_prints_the_run_url(recipe_file, capsys):
     assert parameters["min_class_f1"] == 0.8 and parameters["accelerator_limit"] == 2
     assert parameters["worker_accelerator_limit"] == 4  # per TFJob worker, for recipes with workers > 1
     assert parameters["recipe"]["image_size"] == [20, 20] and parameters["recipe"]["epochs"] == RECIPE["epochs"]
-    # Where models and the registry live is the cluster's setting unless given.
+    # Where models live is the cluster's setting unless given; the registry URL never is a parameter.
     assert "model_repository" not in parameters and "registry_url" not in parameters
+    assert "registry_secret" not in parameters  # the pipeline's default Secret
 
 
 def test_host_reuses_an_existing_experiment(recipe_file, capsys, monkeypatch):
     monkeypatch.delenv("KF_PIPELINES_SA_TOKEN_PATH", raising=False)
     with fake_kfp_api() as kfp_api:
         assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
-                     "--model-repository", "gs://models", "--registry", "postgresql://ingot@db:5432/registry"]) == 0
+                     "--model-repository", "gs://models", "--registry-secret", "team-registry"]) == 0
     (run,) = kfp_api.runs()
     assert run["experiment_id"] == "exp-default"
     assert set(kfp_api.authorization) == {None} and "service_account" not in run
     assert not [r for r in kfp_api.requests if r[:2] == ("POST", "/apis/v2beta1/experiments")]
     assert run["runtime_config"]["parameters"]["model_repository"] == "gs://models"
-    assert run["runtime_config"]["parameters"]["registry_url"] == "postgresql://ingot@db:5432/registry"
+    # Contract change (issue: secrets never in run parameters): a Secret's name, not the URL.
+    assert run["runtime_config"]["parameters"]["registry_secret"] == "team-registry"
+    assert "registry_url" not in run["runtime_config"]["parameters"]
     out = capsys.readouterr().out
     assert "/#/runs/details/" in out and "note:" not in out
 

@@ -33,3 +33,12 @@ def test_a_candidate_goes_through_the_ab_test_when_there_is_a_champion() -> None
     check_promotion("digits:2", "digits", Stage.CHALLENGER, 1)
     with pytest.raises(ModelError, match="make it the challenger first"):
         check_promotion("digits:2", "digits", Stage.CANDIDATE, 1)
+
+
+def test_a_rejected_ready_version_may_be_readmitted_as_a_candidate_only() -> None:
+    assert ALLOWED_TRANSITIONS[Stage.REJECTED] == {Stage.CANDIDATE}
+    check_transition("digits:2", Stage.REJECTED, Stage.CANDIDATE, "READY")
+    with pytest.raises(ModelError, match="only a READY version can be re-admitted"):
+        check_transition("digits:2", Stage.REJECTED, Stage.CANDIDATE, "FAILED")
+    with pytest.raises(ModelError, match="allowed from rejected: candidate"):
+        check_transition("digits:2", Stage.REJECTED, Stage.CHALLENGER, "READY")

@@ -20,9 +20,15 @@ _request_ids = itertools.count()
 
 def log_rows(engine, experiment: str, variant: str, *, requests: int, labelled: int = 0, correct: int = 0,
              errors: int = 0, assignment: str = "weight", latency_ms: float | list[float] = 10.0,
-             model: str = MODEL, ts: datetime | None = None) -> None:
-    """`requests` rows served by `variant` (the first `errors` failed), the first `labelled` OK ones
-    labelled, `correct` of those correctly."""
+             model: str = MODEL, ts: datetime | None = None, evidence: bool | None = None,
+             error_status: str = "UNAVAILABLE") -> None:
+    """`requests` rows served by `variant` (the first `errors` failed with `error_status`), the first
+    `labelled` OK ones labelled, `correct` of those correctly. `evidence` as the gateway marks it:
+    by default, weight-assigned rows that the model answered (OK or an upstream failure)."""
+    from ingot.inference_log.schema import UPSTREAM_FAILURES
+
+    randomised = assignment == "weight" if evidence is None else evidence
+    answered = error_status in UPSTREAM_FAILURES  # a caller's own error is never evidence
     assert errors + labelled <= requests and correct <= labelled
     ts = ts or utc_now()
     rows, labels = [], []
@@ -36,7 +42,8 @@ def log_rows(engine, experiment: str, variant: str, *, requests: int, labelled: 
             "signature": "serving_default", "input_sha256": None,
             "predicted_class_id": None if failed else 1, "predicted_class_name": None if failed else "one",
             "confidence": None if failed else 0.9, "input_mean": None, "input_std": None,
-            "latency_ms": latencies[i], "status": "UNAVAILABLE" if failed else OK,
+            "latency_ms": latencies[i], "status": error_status if failed else OK,
+            "evidence": randomised and (answered or not failed),
         })
         k = i - errors
         if not failed and k < labelled:

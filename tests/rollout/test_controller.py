@@ -86,8 +86,11 @@ def test_a_better_challenger_is_promoted_through_the_steps(staged, actuator):
     rollout = controller.reconcile(rollout.id)
     assert rollout.state == "analyzing" and rollout.step_index == 0
     assert rollout.verdict["decision"] == "continue"  # 100 challenger labels < min_labels
-    log_rows(staged.engine, rollout.experiment, "challenger", requests=400, labelled=400, correct=320,
-             assignment="header")  # pinned callers: labelled, but outside the split check
+    # Pinned callers' rows, all labelled wrong: logged, but never evidence (they would roll it back).
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=400, labelled=400, correct=0,
+             assignment="header")
+    log_rows(staged.engine, rollout.experiment, "champion", requests=3600, labelled=1200, correct=840)
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=400, labelled=400, correct=320)
     rollout = controller.reconcile(rollout.id)
     assert rollout.state == "analyzing" and rollout.step_index == 1 and rollout.weight == 50, rollout.verdict
     assert actuator.weight == 50
@@ -195,7 +198,8 @@ def test_counts_are_sql_aggregates_per_arm(staged):
     counts = arm_counts(staged.engine, MODEL, experiment, step_since=since)
     champion, challenger = counts["champion"], counts["challenger"]
     assert (champion.requests, champion.errors, champion.total, champion.correct, champion.assigned) == (100, 5, 40, 30, 100)
-    assert (challenger.requests, challenger.errors, challenger.total, challenger.correct) == (27, 1, 10, 9)
+    # Pinned rows are logged but are not evidence: requests count the 20 weight rows only.
+    assert (challenger.requests, challenger.errors, challenger.total, challenger.correct) == (20, 1, 10, 9)
     assert challenger.assigned == 0  # header pins never count, and the weight rows predate the step
     # OK rows have latencies 6..100: percentile_cont (and its SQLite equivalent) interpolates 99.06
     assert champion.p99_latency_ms == pytest.approx(99.06)
@@ -212,32 +216,37 @@ def test_cache_hits_and_degraded_answers_are_not_latency_evidence(staged):
     def row(i: int, latency: float, **extra):  # type: ignore[no-untyped-def]
         return {"request_id": f"r{i}", "row": 0, "ts": now, "model": MODEL, "experiment": experiment,
                 "variant": "champion", "assignment": "weight", "model_version": 1, "signature": "serving_default",
-                "latency_ms": latency, "status": "OK", "cache_hit": False, "degraded": None, **extra}
+                "latency_ms": latency, "status": "OK", "evidence": True, "cache_hit": False, "degraded": None,
+                **extra}
 
     rows = [row(i, 100.0) for i in range(50)]
     rows += [row(100 + i, 0.5, cache_hit=True) for i in range(50)]  # fast hits would drag p99 down
-    rows += [row(200 + i, 5000.0, degraded="default") for i in range(5)]  # and degraded answers up
+    rows += [row(200 + i, 5000.0, degraded="default", evidence=False) for i in range(5)]  # degraded: never evidence
     with staged.engine.begin() as conn:
         conn.execute(insert(inference_log), rows)
     champion = arm_counts(staged.engine, MODEL, experiment)["champion"]
     assert champion.p99_latency_ms == pytest.approx(100.0)
-    assert champion.requests == 105  # still served, and still counted as requests
+    assert champion.requests == 100  # hits are still the arm's answers; degraded rows are not
 
 
-def test_the_sample_ratio_counts_random_requests_and_the_step_counts_sticky_ones_too(staged):
+def test_the_sample_ratio_counts_random_requests_and_the_step_counts_trusted_sticky_ones_too(staged):
     """A sticky caller's requests all go one way, so only per-request random assignments are
-    independent draws for the SRM check; a request of several rows is one draw."""
+    independent draws for the SRM check; a request of several rows is one draw. The step counts
+    evidence: sticky rows only when the gateway trusted their key (marked evidence), never pins."""
     from sqlalchemy import insert
 
     from ingot.inference_log.schema import inference_log
 
     experiment = "digits-v2-vs-v1-def456"
     since = utc_now()
-    log_rows(staged.engine, experiment, "challenger", requests=12, assignment="sticky", ts=since + timedelta(seconds=1))
+    log_rows(staged.engine, experiment, "challenger", requests=12, assignment="sticky", ts=since + timedelta(seconds=1),
+             evidence=True)
+    log_rows(staged.engine, experiment, "challenger", requests=5, assignment="sticky", ts=since + timedelta(seconds=1))
+    log_rows(staged.engine, experiment, "challenger", requests=4, assignment="header", ts=since + timedelta(seconds=1))
     log_rows(staged.engine, experiment, "challenger", requests=3, assignment="weight", ts=since + timedelta(seconds=1))
     rows = [{"request_id": "batch-of-eight", "row": r, "ts": since + timedelta(seconds=2), "model": MODEL,
              "experiment": experiment, "variant": "champion", "assignment": "weight", "model_version": 1,
-             "signature": "serving_default", "latency_ms": 5.0, "status": "OK"} for r in range(8)]
+             "signature": "serving_default", "latency_ms": 5.0, "status": "OK", "evidence": True} for r in range(8)]
     with staged.engine.begin() as conn:
         conn.execute(insert(inference_log), rows)
     counts = arm_counts(staged.engine, MODEL, experiment, step_since=since)
@@ -324,3 +333,27 @@ def test_only_a_candidate_can_be_tested_and_nothing_is_written_otherwise(staged,
     with pytest.raises(ConfigError, match="digits:2 is rejected"):
         controller.start(MODEL, 2, steps=[10], policy=POLICY, target=TARGET)
     assert len(controller.store.list(MODEL)) == 1
+
+
+def test_a_guardrail_rollback_leaves_the_challenger_testable_again(staged, actuator):
+    """Upstream failures roll back, but they say as much about a server as about the model: the
+    challenger goes back to candidate, with the guardrail recorded."""
+    controller, rollout = started(staged, actuator, policy=Policy(min_labels=200, margin=0.02, min_error_requests=50))
+    log_rows(staged.engine, rollout.experiment, "champion", requests=200)
+    log_rows(staged.engine, rollout.experiment, "challenger", requests=200, errors=40, error_status="INTERNAL")
+    rollout = controller.reconcile(rollout.id)
+    assert rollout.state == "rolled_back" and actuator.weight == 0
+    deciding = next(t for t in controller.store.get(rollout.id).transitions if t.to_state == "rolling_back")
+    assert deciding.evidence["guardrail"] is True and "error rate" in deciding.reason
+    assert staged.get_version(MODEL, 2).stage is Stage.CANDIDATE
+    assert "rolled back" in staged.events(MODEL, 2)[-1].reason
+
+
+def test_caller_errors_are_neither_evidence_nor_guardrail_errors(staged, actuator):
+    """100 malformed requests on the challenger (INVALID_ARGUMENT, even if assigned at random)
+    leave its error rate alone; upstream failures count."""
+    experiment = "digits-v2-vs-v1-fed000"
+    log_rows(staged.engine, experiment, "challenger", requests=150, errors=100, error_status="INVALID_ARGUMENT")
+    log_rows(staged.engine, experiment, "challenger", requests=10, errors=2, error_status="DEADLINE_EXCEEDED")
+    counts = arm_counts(staged.engine, MODEL, experiment)["challenger"]
+    assert (counts.requests, counts.errors, counts.assigned) == (60, 2, 160)  # SRM: every random assignment

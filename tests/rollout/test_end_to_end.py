@@ -126,7 +126,7 @@ class Traffic:
             deadline = time.monotonic() + 10
             while True:  # the log row is written off the request path; a label may arrive first
                 try:
-                    self.client.feedback(prediction.request_id, CLASSES[label], gateway_url=self.gateway)
+                    self.client.feedback(prediction, CLASSES[label], gateway_url=self.gateway)  # with its key
                     break
                 except FeedbackRejected:
                     if time.monotonic() > deadline:

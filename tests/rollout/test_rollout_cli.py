@@ -237,3 +237,91 @@ def test_the_controller_process_serves_the_judge_and_stops_on_sigterm(setup):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def judge_process(setup):
+    """`ingot rollout run --port` as a process (the judge endpoint with a 1 s socket timeout)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.serving.support import free_port, wait_for
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingot.cli.main", "rollout", "run", "--port", str(port), "--interval", "5",
+         "--judge-timeout", "1"],
+        env={**os.environ, "INGOT_REGISTRY_URL": setup.url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up():
+        assert process.poll() is None
+        try:
+            return fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout_s=60, interval_s=0.1, what="the judge endpoint")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, float]:
+    """What the server sends on a fresh connection until it closes it, and how long that took."""
+    import socket
+    import time
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks), time.monotonic() - started
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "2000000", "1e3"])
+def test_the_judge_answers_400_to_a_bad_content_length(judge_process, length):
+    request = (f"POST /v1/rollouts/{MODEL}/gate/promote HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+               ).encode()
+    answer, took = _exchange(judge_process, request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert "Content-Length" in json.loads(body)["error"] and took < 5
+
+
+def test_the_judge_closes_idle_connections(judge_process):
+    answer, took = _exchange(judge_process, b"")  # connects, sends nothing
+    assert answer == b"" and took < 5  # closed by the server after its 1 s timeout
+    answer, took = _exchange(judge_process, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    assert took < 5
+    assert fetch(f"http://127.0.0.1:{judge_process}/healthz")[0] == 200  # and it still serves
+
+
+def test_the_judge_binds_loopback_by_default():
+    from ingot.cli.main import build_parser
+
+    args = build_parser().parse_args(["rollout", "run"])
+    assert args.host == "127.0.0.1"
+
+
+def test_readmit_puts_a_rejected_version_back_to_candidate(setup, capsys):
+    start(setup)
+    assert main(["rollout", "readmit", MODEL, "2", "--reason", "x"]) == 1
+    assert "is challenger, not rejected" in capsys.readouterr().err
+    assert main(["rollout", "rollback", MODEL, "--reason", "forged labels suspected", "--actor", "dana"]) == 0
+    with Registry.from_url(setup.url) as registry:
+        assert registry.get_version(MODEL, 2).stage is Stage.REJECTED
+    capsys.readouterr()
+    assert main(["rollout", "readmit", MODEL, "2", "--reason", "the labels were forged", "--actor", "erin"]) == 0
+    assert "digits:2 is a candidate again" in capsys.readouterr().out
+    with Registry.from_url(setup.url) as registry:
+        assert registry.get_version(MODEL, 2).stage is Stage.CANDIDATE
+        event = registry.events(MODEL, 2)[-1]
+        assert (event.from_stage, event.to_stage, event.actor) == (Stage.REJECTED, Stage.CANDIDATE, "erin")
+        assert event.reason == "re-admitted by erin: the labels were forged"
+    start(setup)  # testable again
+    assert "rollout #2" in capsys.readouterr().out

@@ -76,7 +76,8 @@ def free_port() -> int:
 
 def start_server(model_config, *, batching=None, rest_timeout_s: float | None = 30.0, poll_s: float = 0.2,
                  warmup: bool = True, max_body_bytes: int = 1 << 20, wait_ready: bool = True,
-                 config_file: Path | None = None, config_poll_s: float = 0.0, **manager_kw: Any):
+                 config_file: Path | None = None, config_poll_s: float = 0.0,
+                 server_kw: dict[str, Any] | None = None, **manager_kw: Any):
     from ingot.serving.frontend import RequestLimits
     from ingot.serving.manager import ManagerOptions
     from ingot.serving.server import ServerOptions, ServerThread
@@ -90,6 +91,7 @@ def start_server(model_config, *, batching=None, rest_timeout_s: float | None = 
         rest_timeout_s=rest_timeout_s, shutdown_grace_s=5.0,
         model_config_file=str(config_file) if config_file else None,
         model_config_file_poll_wait_seconds=config_poll_s,
+        **(server_kw or {}),
     )
     server = ServerThread(options).start()
     if wait_ready:

@@ -222,7 +222,9 @@ def test_handle_reload_config_adds_relabels_and_removes_models(exports, tmp_path
     publish(exports["v1"], base, "first")
     publish(exports["v1"], base, "second")
     publish(exports["v2"], base, "second")
-    server = start_server(single_model_config("first", base / "first"))
+    # Reloads are off by default (issue 16): this server allows them, with the test's folder as root.
+    server = start_server(single_model_config("first", base / "first"),
+                          server_kw={"allow_model_config_reload": True, "model_roots": (str(tmp_path.resolve()),)})
     channel, prediction, models = grpc_stubs(server.grpc_target)
     try:
         request = model_management_pb2.ReloadConfigRequest()
@@ -252,3 +254,73 @@ def test_handle_reload_config_adds_relabels_and_removes_models(exports, tmp_path
     finally:
         channel.close()
         server.stop()
+
+
+def _reload_request(base_path):
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(f'model_config_list {{ config {{ name: "evil" base_path: "{base_path}" '
+                      'model_platform: "tensorflow" } }', request.config)
+    return request
+
+
+def test_reload_config_is_refused_by_default_naming_the_flag(exports, tmp_path):
+    from ingot.serving.config import single_model_config
+
+    base = tmp_path / "repo"
+    publish(exports["v1"], base, "first")
+    publish(exports["v1"], tmp_path / "elsewhere", "evil")
+    server = start_server(single_model_config("first", base / "first"))
+    channel, prediction, models = grpc_stubs(server.grpc_target)
+    try:
+        code, details = _error(models.HandleReloadConfigRequest, _reload_request(tmp_path / "elsewhere" / "evil"))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "--allow_model_config_reload" in details
+        assert server.manager.model_names() == ["first"]  # nothing loaded, nothing unloaded
+    finally:
+        channel.close()
+        server.stop()
+
+
+def test_reload_config_only_takes_base_paths_under_the_model_roots(exports, tmp_path):
+    from ingot.serving.config import single_model_config
+
+    base = tmp_path / "repo"
+    publish(exports["v1"], base, "first")
+    publish(exports["v1"], tmp_path / "elsewhere", "evil")
+    server = start_server(single_model_config("first", base / "first"),
+                          server_kw={"allow_model_config_reload": True, "model_roots": (str(base.resolve()),)})
+    channel, prediction, models = grpc_stubs(server.grpc_target)
+    try:
+        for path in (tmp_path / "elsewhere" / "evil", base / ".." / "elsewhere" / "evil", "/etc"):
+            code, details = _error(models.HandleReloadConfigRequest, _reload_request(path))
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "model roots" in details, (path, details)
+        assert server.manager.model_names() == ["first"]
+    finally:
+        channel.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("peer, loopback", [
+    ("ipv4:127.0.0.1:5000", True), ("ipv6:[::1]:5000", True), ("ipv6:[::ffff:127.0.0.1]:1", True),
+    ("unix:/tmp/s", True), ("ipv4:10.0.0.7:5000", False), ("ipv6:[fe80::1]:5000", False), ("", False),
+    (None, False), ("garbage", False),
+])
+def test_loopback_peers(peer, loopback):
+    from ingot.serving.local import is_loopback_peer
+
+    assert is_loopback_peer(peer) is loopback
+
+
+def test_reload_from_a_remote_peer_is_refused():
+    import asyncio
+    from unittest import mock
+
+    from ingot.protocol.status import ServingError
+    from ingot.serving.local import LocalBackend
+
+    backend = LocalBackend(mock.Mock(), allow_reload=True, model_roots=("/models",))
+    with pytest.raises(ServingError) as caught:
+        asyncio.run(backend.reload_config(_reload_request("/models/x").config, peer="ipv4:10.1.2.3:4000"))
+    assert caught.value.code.name == "PERMISSION_DENIED" and "loopback" in caught.value.message

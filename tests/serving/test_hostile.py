@@ -384,6 +384,87 @@ def test_a_flood_of_bad_requests_logs_a_few_lines_and_no_traceback(server):
     assert http("GET", server["url"] + "/healthz")[0] == 200
 
 
+ATTACK_RSS_BOUND = 32 << 20  # issue 16: what 30 hostile 4 MiB names may leave behind
+HUGE = 4 << 20
+
+
+def _grpc_error(target: str, method: str, request):
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        stubs = {"Predict": prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict,
+                 "GetModelMetadata": prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata,
+                 "GetModelStatus": model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus,
+                 "HandleReloadConfigRequest": model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest}
+        try:
+            stubs[method](request, timeout=60)
+        except grpc.RpcError as err:
+            return err.code(), err.details()
+    raise AssertionError(f"{method} answered OK")
+
+
+def test_model_config_reload_is_refused_by_default(server, tmp_path):
+    import grpc
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(f'model_config_list {{ config {{ name: "evil" base_path: "{tmp_path}" '
+                      'model_platform: "tensorflow" } }', request.config)
+    code, details = _grpc_error(server["grpc"], "HandleReloadConfigRequest", request)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "--allow_model_config_reload" in details
+    status, answer, _ = http("GET", f"{server['url']}/v1/models/{MODEL}")
+    assert status == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE"  # still served
+
+
+def _huge_name_requests():
+    """30 Predict/GetModelStatus requests with a 4 MiB model name, and 30 with a 4 MiB version label."""
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+
+    for index in range(30):
+        filler = (b"%02d" % index).decode() * (HUGE // 2)
+        named = predict_pb2.PredictRequest()
+        named.model_spec.name = filler
+        yield ("Predict" if index % 2 else "GetModelStatus",
+               named if index % 2 else get_model_status_pb2.GetModelStatusRequest(model_spec=named.model_spec))
+    for index in range(30):
+        labelled = predict_pb2.PredictRequest()
+        labelled.model_spec.name = MODEL
+        labelled.model_spec.version_label = (b"%02d" % index).decode() * (HUGE // 2)
+        yield "Predict", labelled
+
+
+def warm_up(target: str) -> None:
+    """The first 4 MiB messages raise the allocator's high-water mark (gRPC's buffers, the parsed
+    message): growth is measured after them, as the defect grew with every request."""
+    requests = list(_huge_name_requests())
+    for method, request in requests[:2] + requests[-2:]:
+        _grpc_error(target, method, request)
+
+
+def test_huge_model_names_and_labels_are_refused_and_memory_and_metrics_stay_small(server):
+    import grpc
+
+    pid = server["process"].pid
+    _, page, _ = http("GET", server["url"] + "/monitoring/prometheus/metrics")
+    warm_up(server["grpc"])
+    before = rss_bytes(pid)
+    for method, request in _huge_name_requests():
+        code, details = _grpc_error(server["grpc"], method, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "1-128 letters, digits" in details, details[:300]
+        assert len(details) < 1024
+    for path in ("/v1/models/" + "n" * 200 + ":predict", f"/v1/models/{MODEL}/labels/" + "l" * 200 + ":predict"):
+        status, answer, _ = http("POST", server["url"] + path, {"instances": [[0]]})
+        assert status == 400 and "1-128 letters, digits" in answer["error"]
+    grown = rss_bytes(pid) - before
+    assert grown < ATTACK_RSS_BOUND, f"RSS grew {grown / 2**20:.1f} MiB"
+    _, after, _ = http("GET", server["url"] + "/monitoring/prometheus/metrics")
+    assert len(after) < len(page) + (64 << 10), len(after)
+    assert "0000" not in after and 'model_name="__other__"' in after
+
+
 def test_server_survived(server):
     assert server["process"].poll() is None
     status, answer, _ = http("POST", f"{server['url']}/v1/models/{MODEL}:predict",

@@ -59,7 +59,7 @@ def test_metadata_returns_the_signature_defs(url):
     assert status == 200
     assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": "2"}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "serving_bytes"}
+    assert set(signatures) == {"serving_default", "serving_bytes", "serving_embedding"}
     images = signatures["serving_default"]["inputs"]["images"]
     assert images["dtype"] == "DT_UINT8"
     assert [d["size"] for d in images["tensor_shape"]["dim"]] == ["-1", "16", "16", "3"]
@@ -195,7 +195,9 @@ def test_prometheus_metrics_use_tf_serving_names_plus_model_version(url):
     assert "# TYPE :tensorflow:serving:runtime_latency histogram" in lines
     ok = [l for l in lines if l.startswith(f':tensorflow:serving:request_count{{model_name="{MODEL}",status="OK",model_version="1"}}')]
     assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1
-    assert any(l.startswith(':tensorflow:serving:request_count{model_name="unknown",status="NOT_FOUND"') for l in lines)
+    # Issue 16: names that are not configured count under __other__, never as their own series.
+    assert any(l.startswith(':tensorflow:serving:request_count{model_name="__other__",status="NOT_FOUND"') for l in lines)
+    assert not any('model_name="unknown"' in l for l in lines)
     assert any(l.startswith(f':tensorflow:serving:request_latency_bucket{{model_name="{MODEL}",API="predict",entrypoint="REST",model_version="1",le="10"}}') for l in lines)
     warm = [l for l in lines if l.startswith(":tensorflow:serving:model_warmup_latency_count{")]
     assert warm and 'status="OK"' in warm[0] and float(warm[0].rsplit(" ", 1)[1]) >= 1  # each version's warm-up

@@ -53,16 +53,25 @@ per-variant Services, each named with the version it serves. The rollout control
 {{- $_ := set $upstreams $variant (dict "rest" (printf "http://%s:%v" $host $.Values.server.restPort) "grpc" (printf "%s:%v" $host $.Values.server.grpcPort) "version" (int64 (index $.Values $variant).version)) }}
 {{- end }}
 {{- $_ := set $routes "upstreams" $upstreams }}
-{{- if .Values.gateway.feedbackToken.existingSecret }}
+{{- if include "ingot.feedbackTokenSecret" . }}
 {{- $_ := set $routes "feedback_token_file" (printf "%s/%s" (include "ingot.gatewayTokenDir" .) .Values.gateway.feedbackToken.key) }}
 {{- else }}
 {{- $_ := set $routes "feedback_token_file" "" }}
+{{- end }}
+{{- with .Values.gateway.capture }}
+{{- if .enabled }}
+{{- $_ := set $routes "capture" (dict "sample" .sample "max_bytes" .maxBytes "retention_days" .retentionDays) }}
+{{- end }}
 {{- end }}
 {{- toYaml $routes }}
 {{- end }}
 
 {{/* Checks of the gateway's values that JSON schema cannot express; each names the key. */}}
 {{- define "ingot.validateGateway" -}}
+{{- $c := .Values.gateway.capture }}
+{{- if and $c.enabled (not $c.url) (not $c.pvcClaimName) }}
+{{- fail "gateway.capture.enabled needs gateway.capture.url (s3:// or gs://) or gateway.capture.pvcClaimName" }}
+{{- end }}
 {{- if and (gt (float64 .Values.gateway.mirrorPercent) 0.0) (not .Values.challenger.enabled) }}
 {{- fail (printf "gateway.mirrorPercent is %v but challenger.enabled is false: there is nothing to mirror to; set it to 0 or enable the challenger" .Values.gateway.mirrorPercent) }}
 {{- end }}

@@ -238,3 +238,76 @@ template run goes through them; each failure names the key, the value and what i
   targetPort: http
   protocol: TCP
 {{- end }}
+
+{{/*
+The gRPC methods a client needs, and the only ones the chart's routes forward to the model servers:
+PredictionService Predict, Classify, Regress and GetModelMetadata, and ModelService GetModelStatus.
+ModelService/HandleReloadConfigRequest (TF Serving's unauthenticated model loading) is never routed.
+*/}}
+{{- define "ingot.clientGrpcMethods" -}}
+- {service: tensorflow.serving.PredictionService, method: Predict}
+- {service: tensorflow.serving.PredictionService, method: Classify}
+- {service: tensorflow.serving.PredictionService, method: Regress}
+- {service: tensorflow.serving.PredictionService, method: GetModelMetadata}
+- {service: tensorflow.serving.ModelService, method: GetModelStatus}
+{{- end }}
+
+{{- define "ingot.reloadGrpcPath" -}}/tensorflow.serving.ModelService/HandleReloadConfigRequest{{- end }}
+
+{{/* The feedback token Secret the gateway mounts: the given one, else (rollout.enabled) the chart's own. */}}
+{{- define "ingot.feedbackTokenGenerated" -}}
+{{- if and .Values.rollout.enabled (not .Values.gateway.feedbackToken.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "ingot.feedbackTokenSecret" -}}
+{{- if .Values.gateway.feedbackToken.existingSecret }}{{ .Values.gateway.feedbackToken.existingSecret }}
+{{- else if include "ingot.feedbackTokenGenerated" . }}{{ printf "%s-feedback-token" (include "ingot.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Checks of the network policy values that JSON schema cannot express; each names the value. */}}
+{{- define "ingot.validateNetworkPolicy" -}}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled $np.egress.enabled (include "ingot.needsObjectStoreEgress" .) }}
+{{- if not (or $np.egress.objectStore.peers $np.egress.extraRules) }}
+{{- fail "networkPolicy.egress.objectStore.peers is empty but storage.mode is objectStore: name the object store endpoints the model servers may reach (e.g. [{ipBlock: {cidr: 199.36.153.8/30}}] for private.googleapis.com), add networkPolicy.egress.extraRules, or set networkPolicy.egress.enabled=false" }}
+{{- end }}
+{{- if and (not .Values.storage.objectStore.credentials.existingSecret) (not $np.egress.allowMetadataServer) }}
+{{- fail "storage.objectStore.credentials.existingSecret is empty (ambient identity), which needs the cloud metadata server: set networkPolicy.egress.allowMetadataServer=true, or give a credentials Secret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules shared by the gateway's and the controller's policies. */}}
+{{- define "ingot.egressToModelServers" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "ingot.serverSelectorLabels" .root | nindent 10 }}
+  ports:
+    {{- range .ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+
+{{- define "ingot.egressToDatabase" -}}
+{{- $db := .Values.networkPolicy.database }}
+- {{- with $db.peers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - port: {{ $db.port }}
+      protocol: TCP
+{{- end }}
+
+{{- define "ingot.egressToDns" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.egress.dnsPeers | nindent 4 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}

@@ -56,7 +56,7 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
   "challenger_host" $challengerHost
   "caller_header" (.Values.gateway.callerHeader | default "x-ingot-caller")
   "mirror" .Values.gateway.mirrorPercent
-  "feedback_token_file" (ternary (printf "%s/%s" (include "ingot.gatewayTokenDir" .) .Values.gateway.feedbackToken.key) "" (not (empty .Values.gateway.feedbackToken.existingSecret)))
+  "feedback_token_file" (ternary (printf "%s/%s" (include "ingot.gatewayTokenDir" .) .Values.gateway.feedbackToken.key) "" (not (empty (include "ingot.feedbackTokenSecret" .))))
   "model_configmaps" (dict "champion" (include "ingot.modelConfigName" (dict "root" . "variant" "champion")) "challenger" (include "ingot.modelConfigName" (dict "root" . "variant" "challenger")))
   "champion" (dict "rest" (printf "http://%s:%v" $championHost $rest) "grpc" (printf "%s:%v" $championHost $grpc))
   "challenger" (dict "rest" (printf "http://%s:%v" $challengerHost $rest) "grpc" (printf "%s:%v" $challengerHost $grpc))

@@ -1,0 +1,217 @@
+"""Drift seen in the model's own embeddings: an MMD² two-sample test (RBF kernel, median-heuristic
+bandwidth, permutation p-value) between the card's reference sample of validation embeddings and a
+window of captured inputs embedded by the model server's `serving_embedding` signature.
+
+numpy only, so the monitor needs no TensorFlow. The permutation test is vectorised: one weight
+matrix of shape (permutations, n + m) against the pooled kernel matrix. With the default 1,000
+permutations the smallest p-value is 1/1001, fine enough to resolve the Bonferroni threshold
+(0.01 / m for the monitor's m tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ingot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ingot.client import Client
+
+DEFAULT_PERMUTATIONS = 1000
+DEFAULT_MAX_ROWS = 1000     # each side is subsampled (seeded) to at most this many rows
+DEFAULT_SEED = 0
+CAPTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+
+
+@dataclass(frozen=True)
+class MMDResult:
+    statistic: float        # biased MMD² (V-statistic) of the observed split
+    p_value: float          # (1 + #permuted >= observed) / (1 + permutations)
+    bandwidth: float        # the RBF kernel's sigma (median heuristic on the pooled sample)
+    permutations: int
+    reference_rows: int
+    window_rows: int
+
+
+def _subsample(values: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    if values.shape[0] <= limit:
+        return values
+    return values[np.sort(rng.choice(values.shape[0], size=limit, replace=False))]
+
+
+def mmd_test(reference: np.ndarray, window: np.ndarray, *, permutations: int = DEFAULT_PERMUTATIONS,
+             seed: int = DEFAULT_SEED, max_rows: int = DEFAULT_MAX_ROWS) -> MMDResult:
+    """Two-sample MMD² test of `window` against `reference` (rows are embeddings)."""
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(window, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ConfigError(f"embeddings must be two [rows, d] arrays of one d, got {x.shape} and {y.shape}")
+    if min(x.shape[0], y.shape[0]) < 2 or permutations < 1:
+        raise ConfigError("the MMD test needs at least 2 rows on each side and 1 permutation")
+    rng = np.random.default_rng(seed)
+    x, y = _subsample(x, max_rows, rng), _subsample(y, max_rows, rng)
+    n, m = x.shape[0], y.shape[0]
+    z = np.vstack([x, y])
+    squared = np.einsum("ij,ij->i", z, z)
+    distances = np.maximum(squared[:, None] + squared[None, :] - 2.0 * (z @ z.T), 0.0)
+    upper = distances[np.triu_indices(n + m, k=1)]
+    median = float(np.median(upper[upper > 0])) if np.any(upper > 0) else 1.0
+    kernel = np.exp(-distances / median).astype(np.float32)  # exp(-d²/(2σ²)) with 2σ² = median d²
+    # Row 0: the observed split; rows 1..P: seeded permutations of the pooled labels.
+    labels = np.empty((permutations + 1, n + m), dtype=bool)
+    labels[0] = np.arange(n + m) < n
+    base = labels[0].copy()
+    for row in range(1, permutations + 1):
+        labels[row] = rng.permutation(base)
+    weights = np.where(labels, np.float32(1.0 / n), np.float32(-1.0 / m))
+    statistics = np.einsum("pi,pi->p", weights @ kernel, weights)  # a^T K a for each weight row a
+    observed = float(statistics[0])
+    p_value = (1.0 + float(np.sum(statistics[1:] >= observed - 1e-7))) / (1.0 + permutations)
+    return MMDResult(observed, p_value, float(np.sqrt(median / 2.0)), permutations, n, m)
+
+
+class CapturedInputs(Protocol):
+    """Where the monitor gets a window's inputs: the gateway's input capture (stored raw bytes)."""
+
+    def sample(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[bytes]: ...
+
+
+class LocalCapturedInputs:
+    """Captured inputs in a directory laid out as `<root>/<model>/<sha256[:2]>/<sha256>.<ext>`
+    (content-addressed); the window is the files modified between `since` and `until`, the newest
+    `limit` of them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def sample(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[bytes]:
+        folder = self.root / model
+        if not folder.is_dir():
+            return []
+        low = since.timestamp() if since is not None else float("-inf")
+        high = until.timestamp() if until is not None else float("inf")
+        found: list[tuple[float, Path]] = []
+        for path in folder.glob("??/*"):
+            if path.suffix.lower() not in CAPTURE_SUFFIXES or not path.stem.startswith(path.parent.name):
+                continue
+            modified = path.stat().st_mtime
+            if low <= modified < high:
+                found.append((modified, path))
+        found.sort(key=lambda item: (item[0], item[1].name), reverse=True)
+        return [path.read_bytes() for _, path in found[:limit]]
+
+
+Embedder = Callable[[Sequence[bytes]], np.ndarray]
+"""Images (encoded bytes) to embeddings [rows, d]; the CLI hands in one that decodes the images
+and calls the model server's `serving_embedding` signature through `ingot.client`."""
+EmbedderFor = Callable[[int], Embedder]
+"""The Embedder for a model version (the champion's, whose card holds the reference sample)."""
+
+
+@dataclass(frozen=True)
+class EmbeddingWindow:
+    """The two samples the embedding check compares."""
+
+    reference: np.ndarray
+    window: np.ndarray
+    permutations: int = DEFAULT_PERMUTATIONS
+    seed: int = DEFAULT_SEED
+
+
+def embedding_window(reference: np.ndarray | None, inputs: CapturedInputs | None, embed: Embedder, model: str,
+                     since: datetime | None, until: datetime | None,
+                     limit: int = DEFAULT_MAX_ROWS) -> EmbeddingWindow | str:
+    """The window's embeddings, or the note saying why the embedding check cannot run."""
+    if reference is None:
+        return "embedding_mmd: the model card has no embedding reference sample"
+    if inputs is None:
+        return "embedding_mmd: no captured inputs configured, embedding drift not tested"
+    images = inputs.sample(model, since, until, limit)
+    if not images:
+        return "embedding_mmd: no captured inputs in the window, embedding drift not tested"
+    return EmbeddingWindow(np.asarray(reference), np.asarray(embed(images)))
+
+
+def decode_images(images: Sequence[bytes], image_size: tuple[int, int]) -> np.ndarray:
+    """Encoded images to uint8 [rows, H, W, 3] at the model's input size (Pillow, bilinear), so the
+    monitor feeds `serving_embedding` without TensorFlow."""
+    import io
+
+    from PIL import Image
+
+    height, width = image_size
+    decoded = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for row, payload in enumerate(images):
+        with Image.open(io.BytesIO(payload)) as image:
+            decoded[row] = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
+    return decoded
+
+
+def server_embedder(client: Client, model: str, image_size: tuple[int, int], *, version: int | None = None,
+                    batch: int = 64) -> Embedder:
+    """An Embedder calling the model server's `serving_embedding` signature through an
+    `ingot.client.Client` (REST or gRPC), `batch` images a request."""
+    from ingot.protocol.signatures import EMBEDDING, SERVING_EMBEDDING
+
+    def embed(images: Sequence[bytes]) -> np.ndarray:
+        pixels = decode_images(images, image_size)
+        parts = [np.asarray(client.predict(pixels[start:start + batch], model=model,
+                                           version=version, signature_name=SERVING_EMBEDDING)[EMBEDDING],
+                            dtype=np.float32)
+                 for start in range(0, len(pixels), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    return embed
+
+
+def load_reference(artifact_uri: str, card: dict) -> np.ndarray | None:
+    """The champion's reference embeddings (`embedding_reference` in its card), or None for a
+    model exported before the embedding signature."""
+    import io
+
+    from ingot.repository import ASSETS_EXTRA
+    from ingot.storage import exists, join, open_file
+
+    entry = card.get("embedding_reference")
+    if not isinstance(entry, dict) or not entry.get("file"):
+        return None
+    path = join(artifact_uri, ASSETS_EXTRA, str(entry["file"]))
+    if not exists(path):
+        return None
+    with open_file(path, "rb") as handle:
+        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+
+
+def lazy_server_embedder(connect: Callable[[], Client], model: str, version: int | None = None) -> Embedder:
+    """A server embedder for `version` (the champion's: its reference sample is in its card) that
+    connects, and reads the input size from the signature's metadata, only when there are captured
+    images to embed."""
+
+    def embed(images: Sequence[bytes]) -> np.ndarray:
+        from ingot.protocol.signatures import IMAGES_INPUT, SERVING_EMBEDDING
+
+        with connect() as client:
+            signature = client.metadata(model, version=version)["metadata"]["signature_def"]["signature_def"][SERVING_EMBEDDING]
+            dims = signature["inputs"][IMAGES_INPUT]["tensor_shape"]["dim"]
+            size = (int(dims[1]["size"]), int(dims[2]["size"]))
+            return server_embedder(client, model, size, version=version)(images)
+
+    return embed
+
+
+def project_2d(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples on the first two principal axes of the pooled, centred sample (numpy SVD)."""
+    x, y = np.asarray(reference, dtype=np.float64), np.asarray(window, dtype=np.float64)
+    pooled = np.vstack([x, y])
+    centre = pooled.mean(axis=0)
+    _, _, axes = np.linalg.svd(pooled - centre, full_matrices=False)
+    basis = axes[:2].T
+    if basis.shape[1] < 2:
+        basis = np.hstack([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))])
+    return (x - centre) @ basis, (y - centre) @ basis
