@@ -5,8 +5,11 @@ Per request: `resolve` assigns the variant (ingot.gateway.choose) and fetches th
 signatures (cached) so the front end can check the inputs as `ingot serve` does; `predict`
 forwards the caller's raw REST body or PredictRequest, pinned to the variant's version
 (ingot.gateway.forward), and decodes the answer only to log it (ingot.gateway.records). A
-challenger that cannot be reached hands its request to the champion (assignment `fallback`); a
-champion that cannot be reached is a 503. Mirroring (ingot.gateway.mirror) copies champion
+challenger that cannot be reached hands its request to the champion (assignment `fallback`); past
+that, the routing table's fallback chain (ingot.gateway.chain for the upstream steps, each behind
+a breaker; `cached` and `default` here), bounded by `deadline_ms`, marks every answer it gives
+with `x-ingot-degraded`; with no chain a champion that cannot be reached is a 503. With a cache
+URL and a model's `cache:` block, answers come from and go to Redis (ingot.gateway.cache). Mirroring (ingot.gateway.mirror) copies champion
 requests to the challenger. Metadata and status are proxied (ingot.gateway.reads).
 
 A predict the front end refuses after the variant was chosen (bad input, limits) is logged too:
@@ -23,23 +26,26 @@ pin needs the table's pin token when it names one (403 / PERMISSION_DENIED other
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ingot.gateway import chain
 from ingot.gateway.assignment import FALLBACK, HEADER, Assignment, should_mirror
 from ingot.gateway.cache import PredictionCache, cached_answer, request_key
+from ingot.gateway.chain import UPSTREAM_FAILURES
 from ingot.gateway.choose import Chooser, GatewayTarget, check_model
 from ingot.gateway.classes import ClassCatalog
 from ingot.gateway.evidence import is_evidence
 from ingot.gateway.fallback import CACHED, DEFAULT, OTHER_ARM, default_answer
-from ingot.gateway.forward import down, forward
+from ingot.gateway.forward import down
 from ingot.gateway.keys import FeedbackKeys
 from ingot.gateway.metrics import GatewayMetrics
 from ingot.gateway.mirror import Mirror
 from ingot.gateway.observe import batch_size
 from ingot.gateway.reads import Reads
 from ingot.gateway.records import RequestRecorder, RequestState
-from ingot.gateway.routing import CHALLENGER, CHAMPION, RoutingTable
+from ingot.gateway.routing import CHAMPION, RoutingTable
 from ingot.gateway.tokens import TokenFile
 from ingot.gateway.upstream import UpstreamDown, UpstreamPool
 from ingot.inference_log.records import new_request_id, valid_request_id
@@ -57,9 +63,6 @@ from ingot.serving.backend import (
     StatusResult,
     Target,
 )
-
-# Failures of the model server itself (not of the request): these go on down the fallback chain.
-UPSTREAM_FAILURES = frozenset({Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL, Code.RESOURCE_EXHAUSTED})
 
 
 class _Degrade(Exception):
@@ -100,6 +103,7 @@ class GatewayBackend(Backend):
         self.reads = Reads(self.chooser, default_timeout_s)
         self.cache: PredictionCache | None = None  # set by the server when --cache-url is given
         self._known: dict[tuple[str, int | None], Any] = {}  # signatures last seen per version
+        self.breakers = chain.Breakers()  # one per upstream address (ingot.gateway.chain)
 
     def _state(self, ctx: RequestContext) -> RequestState:
         """This request's state, kept on its context from the first call on."""
@@ -177,29 +181,17 @@ class GatewayBackend(Backend):
                                      how=target.how, version=target.version, protocol=ctx.protocol,
                                      evidence=is_evidence(table, target.how, "OK"))
                 return PredictResult(hit_outputs, table.model, target.version, state.signature, forwarded=forwarded_hit)
+        deadline = time.perf_counter() + timeout
         try:
-            try:
-                outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
-            except UpstreamDown as err:
-                if target.variant == CHALLENGER and target.how != HEADER:
-                    fallback = await self.chooser.fallback(table, target.spec)
-                    self._announce(ctx, state, fallback)
-                    target = fallback
-                    try:
-                        outcome = await forward(target, call, timeout, ctx.response_headers.get(wire.REQUEST_ID, ""))
-                    except UpstreamDown as again:
-                        raise self._chain_or_fail(table, state, call, down(CHAMPION, again)) from None
-                else:
-                    raise self._chain_or_fail(table, state, call, down(target.variant, err)) from None
-            except ServingError as err:
-                if err.code in UPSTREAM_FAILURES:
-                    raise self._chain_or_fail(table, state, call, err) from None
-                raise self._failed(table, state, call, err) from None
+            target, outcome, reason = await self._upstreams(ctx, table, state, target, call, deadline)
         except _Degrade as chain:
             return await self._degraded(ctx, table, state, target, call, key, chain.error)
         forwarded, outputs, status = outcome
-        if target.how == FALLBACK:  # the other arm answered: not the assigned model's own
-            state.degraded = ctx.response_headers[wire.DEGRADED] = OTHER_ARM
+        if reason is None and target.how == FALLBACK:  # handed to the champion when resolved
+            reason = OTHER_ARM
+        if reason is not None:  # not the assigned model's own answer
+            state.degraded = ctx.response_headers[wire.DEGRADED] = reason
+            ctx.trailing.add(wire.DEGRADED)
         if key is not None and policy is not None and self.cache is not None and status == "OK" \
                 and target.how != FALLBACK:
             self.cache.store_later(key, forwarded, policy)
@@ -211,14 +203,38 @@ class GatewayBackend(Backend):
             self.mirror.send(table, call, timeout, ctx.protocol, state.request_id)
         return PredictResult(outputs, table.model, target.version, state.signature, forwarded=forwarded)
 
+    async def _upstreams(self, ctx: RequestContext, table: RoutingTable, state: RequestState, target: GatewayTarget,
+                         call: PredictCall, deadline: float) -> tuple[GatewayTarget, Any, str | None]:
+        """(target that answered, its outcome, degraded reason) down the upstream steps
+        (ingot.gateway.chain); _Degrade or the logged error when none answers."""
+        request_id = ctx.response_headers.get(wire.REQUEST_ID, "")
+        error: ServingError | None = None
+        for step in chain.steps(table, self.chooser, self.pool, target):
+            try:
+                candidate = await step.target()
+                if step.reason is not None:
+                    self._announce(ctx, state, candidate)
+                outcome = await chain.send(self.breakers, table.resilience.breaker, candidate, call, deadline,
+                                           request_id)
+                return candidate, outcome, step.reason
+            except UpstreamDown as err:
+                error = down(state.variant or CHAMPION, err)
+            except ServingError as err:
+                if err.code not in UPSTREAM_FAILURES:
+                    raise self._failed(table, state, call, err) from None
+                error = err
+                if not step.any_failure:
+                    break
+        assert error is not None
+        raise self._chain_or_fail(table, state, call, error)
+
     def _last_known(self, table: RoutingTable, chosen: Any, err: ServingError) -> GatewayTarget:
         """A model server down at resolve time: with `cached` or `default` in the fallback chain, the
         request goes on with the signatures last seen for that version (its forward then fails and
         the chain answers); otherwise, or with none seen, the error stands."""
         variant, how, spec = chosen
         signatures = self._known.get((table.model, spec.version))
-        if err.code not in UPSTREAM_FAILURES or signatures is None or not {CACHED, DEFAULT} & set(
-                table.resilience.fallback):
+        if err.code not in UPSTREAM_FAILURES or signatures is None or not table.resilience.fallback:
             raise err
         upstream = table.upstreams[variant]
         return GatewayTarget(table.model, upstream.version, signatures, variant, how, self.pool.client(upstream),
@@ -249,6 +265,7 @@ class GatewayBackend(Backend):
             forwarded, outputs = answer
             state.degraded = step
             ctx.response_headers[wire.DEGRADED] = step
+            ctx.trailing.add(wire.DEGRADED)
             self.recorder.record(table, state, call.inputs, outputs, "OK", variant=state.variant or CHAMPION,
                                  how=state.how or FALLBACK, version=target.version if step == CACHED else None,
                                  protocol=ctx.protocol)

@@ -6,6 +6,7 @@ cache: {ttl_s: 300, max_bytes: 1048576, stale_ttl_s: 86400}
 fallback: [other_arm, previous_champion, cached, default]   # in order; each step is opt-in
 default_answer: {class_id: 1}
 deadline_ms: 500
+breaker: {failures: 5, open_s: 5}   # per upstream; these are the defaults
 ```
 Every answer from a step of the chain carries `x-ingot-degraded: <step>` and is never A/B
 evidence. Without a `fallback` list a champion that cannot answer is a 503, as before.
@@ -24,7 +25,8 @@ PREVIOUS_CHAMPION = "previous_champion"
 CACHED = "cached"
 DEFAULT = "default"
 STEPS = (OTHER_ARM, PREVIOUS_CHAMPION, CACHED, DEFAULT)
-RESILIENCE_KEYS = ("cache", "fallback", "default_answer", "deadline_ms")
+RESILIENCE_KEYS = ("cache", "fallback", "default_answer", "deadline_ms", "breaker")
+_BREAKER_KEYS = ("failures", "open_s")
 _CACHE_KEYS = ("ttl_s", "max_bytes", "stale_ttl_s")
 
 
@@ -33,11 +35,21 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
+class BreakerPolicy:
+    """When an upstream's breaker opens (consecutive failures, as Envoy/Istio's outlier detection
+    ejects after 5 consecutive 5xx) and how long it stays open before one probe."""
+
+    failures: int = 5
+    open_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Resilience:
     cache: CachePolicy | None = None
     fallback: tuple[str, ...] = ()
     default_class_id: int | None = None
     deadline_ms: int | None = None
+    breaker: BreakerPolicy = BreakerPolicy()
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
@@ -50,6 +62,8 @@ class Resilience:
             doc["default_answer"] = {"class_id": self.default_class_id}
         if self.deadline_ms is not None:
             doc["deadline_ms"] = self.deadline_ms
+        if self.breaker != BreakerPolicy():
+            doc["breaker"] = {"failures": self.breaker.failures, "open_s": self.breaker.open_s}
         return doc
 
 
@@ -101,7 +115,24 @@ def parse_resilience(doc: Mapping[str, Any], *, has_previous_champion: bool) -> 
                           "{rest, grpc, version}")
     deadline = doc.get("deadline_ms")
     deadline_ms = None if deadline is None else _count(deadline, "deadline_ms", minimum=1)
-    return Resilience(cache=cache, fallback=tuple(steps), default_class_id=default_class_id, deadline_ms=deadline_ms)
+    return Resilience(cache=cache, fallback=tuple(steps), default_class_id=default_class_id, deadline_ms=deadline_ms,
+                      breaker=_breaker(doc.get("breaker")))
+
+
+def _breaker(block: Any) -> BreakerPolicy:
+    if block is None:
+        return BreakerPolicy()
+    if not isinstance(block, Mapping):
+        raise PolicyError(f"routing table breaker: expected a mapping {{failures, open_s}}, got {block!r}")
+    unknown = sorted(str(k) for k in block if k not in _BREAKER_KEYS)
+    if unknown:
+        raise PolicyError(f"routing table breaker.{unknown[0]}: unknown key; expected one of {', '.join(_BREAKER_KEYS)}")
+    defaults = BreakerPolicy()
+    open_s = block.get("open_s", defaults.open_s)
+    if isinstance(open_s, bool) or not isinstance(open_s, int | float) or not 0 < open_s <= 3600:
+        raise PolicyError(f"routing table breaker.open_s: expected seconds in (0, 3600], got {open_s!r}")
+    return BreakerPolicy(failures=_count(block.get("failures", defaults.failures), "breaker.failures", minimum=1),
+                         open_s=float(open_s))
 
 
 def default_answer(class_id: int, rows: int, call: Any) -> tuple[Any, dict[str, Any]]:

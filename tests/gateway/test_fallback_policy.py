@@ -23,13 +23,14 @@ def table(**extra: Any) -> dict[str, Any]:
 def test_a_full_policy_loads_and_round_trips() -> None:
     doc = table(cache={"ttl_s": 60, "max_bytes": 4096, "stale_ttl_s": 3600},
                 fallback=["other_arm", "previous_champion", "cached", "default"],
-                default_answer={"class_id": 1}, deadline_ms=500)
+                default_answer={"class_id": 1}, deadline_ms=500, breaker={"failures": 3, "open_s": 2.5})
     doc["upstreams"]["previous_champion"] = PREVIOUS
     routes = validate(doc)
     policy = routes.resilience
     assert policy.cache == CachePolicy(ttl_s=60, max_bytes=4096, stale_ttl_s=3600)
     assert policy.fallback == ("other_arm", "previous_champion", "cached", "default")
     assert (policy.default_class_id, policy.deadline_ms) == (1, 500)
+    assert (policy.breaker.failures, policy.breaker.open_s) == (3, 2.5)
     assert routes.previous_champion is not None and routes.previous_champion.version == 1
     assert "previous_champion" not in routes.upstreams  # never an A/B arm or a version label
     assert parse(dump(routes)) == routes
@@ -38,6 +39,8 @@ def test_a_full_policy_loads_and_round_trips() -> None:
 def test_no_policy_means_no_cache_no_fallback_no_deadline() -> None:
     policy = validate(table()).resilience
     assert (policy.cache, policy.fallback, policy.default_class_id, policy.deadline_ms) == (None, (), None, None)
+    assert (policy.breaker.failures, policy.breaker.open_s) == (5, 5.0)  # Envoy/Istio's 5 consecutive 5xx
+    assert "breaker" not in dump(validate(table()))
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -55,6 +58,10 @@ def test_no_policy_means_no_cache_no_fallback_no_deadline() -> None:
     ({"cache": 60}, "cache: expected a mapping"),
     ({"deadline_ms": 0}, "deadline_ms: expected a whole number >= 1"),
     ({"deadline_ms": True}, "deadline_ms"),
+    ({"breaker": {"failures": 0}}, "breaker.failures: expected a whole number >= 1"),
+    ({"breaker": {"open_s": 0}}, "breaker.open_s: expected seconds in (0, 3600]"),
+    ({"breaker": {"half_open": 1}}, "breaker.half_open: unknown key"),
+    ({"breaker": 5}, "breaker: expected a mapping"),
 ])
 def test_each_invalid_field_is_refused_by_name(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(RoutingError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):

@@ -50,11 +50,13 @@ def test_the_default_answer_is_marked_degraded_on_rest_grpc_and_in_the_log(start
     status, body, _ = predict(gateway, document={"inputs": colour_images([0]).tolist()})
     assert status == 200 and json.loads(body) == {"outputs": {"class_ids": [1]}}
     rows = flushed_rows(gateway, headers["x-ingot-request-id"], at_least=2)
-    assert {(r["degraded"], r["status"], r["predicted_class_id"]) for r in rows} == {("default", "OK", 1)}
+    assert {(r["degraded"], r["status"], r["predicted_class_id"], bool(r["evidence"])) for r in rows} == {
+        ("default", "OK", 1, False)}  # never A/B evidence
     channel, prediction, _ = grpc_stubs(gateway.grpc_target)
     try:
         response, call = prediction.Predict.with_call(predict_request(images=colour_images([1])), timeout=30)
         assert dict(call.initial_metadata())["x-ingot-degraded"] == "default"
+        assert dict(call.trailing_metadata())["x-ingot-degraded"] == "default"
         assert list(response.outputs["class_ids"].int64_val) == [1]
     finally:
         channel.close()
@@ -92,3 +94,84 @@ def test_the_stale_cached_answer_serves_when_the_champion_dies(start_gateway, up
         assert (status, body) == (200, first)
         other = predict(gateway, colour_images([0], seed=1))  # never cached: the default
         assert other[2]["x-ingot-degraded"] == "default"
+
+
+def path_count(gateway, path: str) -> float:  # type: ignore[no-untyped-def]
+    """Observations of ingot_gateway_path_latency_seconds for `path` (any model, any arm)."""
+    registry = gateway.gateway.metrics.registry
+    return sum(sample.value for metric in registry.collect() if metric.name == "ingot_gateway_path_latency_seconds"
+               for sample in metric.samples if sample.name.endswith("_count") and sample.labels["path"] == path)
+
+
+def test_the_previous_champion_answers_when_the_champion_dies_marked_and_never_evidence(start_gateway, upstream):
+    from tests.gateway.conftest import write_routes
+
+    live = routes_document(upstream, challenger=None)  # champion: version 2
+    live["upstreams"]["previous_champion"] = {"rest": upstream.rest_url, "grpc": upstream.grpc_target, "version": 1}
+    live.update(fallback=["previous_champion"], deadline_ms=2000)
+    gateway = start_gateway(live)
+    assert predict(gateway)[0] == 200
+    dead = {**live, "upstreams": {**live["upstreams"], "champion": {**dead_upstream(), "version": 2}}}
+    write_routes(gateway.routes_path, dead)
+    wait_for(lambda: predict(gateway)[2].get("x-ingot-degraded") or None, timeout_s=10, what="degraded answers")
+    degraded_before = path_count(gateway, "degraded")
+    status, body, headers = predict(gateway, colour_images([0, 1], seed=5))
+    assert status == 200 and headers["x-ingot-degraded"] == "previous_champion"
+    assert headers["x-ingot-model-version"] == "1" and len(json.loads(body)["predictions"]) == 2
+    rows = flushed_rows(gateway, headers["x-ingot-request-id"], at_least=2)
+    assert {(r["degraded"], r["model_version"], r["assignment"], bool(r["evidence"])) for r in rows} == {
+        ("previous_champion", 1, "fallback", False)}
+    assert path_count(gateway, "degraded") == degraded_before + 1
+    channel, prediction, _ = grpc_stubs(gateway.grpc_target)
+    try:
+        response, call = prediction.Predict.with_call(predict_request(images=colour_images([1])), timeout=30)
+        assert dict(call.trailing_metadata())["x-ingot-degraded"] == "previous_champion"
+        assert response.model_spec.version.value == 1
+    finally:
+        channel.close()
+
+
+def test_the_breaker_opens_on_a_killed_upstream_stays_open_then_a_probe_closes_it(start_gateway, upstream):
+    from ingot.gateway.breaker import CLOSED, OPEN
+    from tests.support.proxy import tcp_proxy
+
+    with tcp_proxy(upstream.rest_url) as rest, tcp_proxy(upstream.grpc_target) as grpc_:
+        doc = routes_document(upstream, challenger=None,
+                              champion_target={"rest": f"http://{rest.address}", "grpc": grpc_.address})
+        doc.update(fallback=["default"], default_answer={"class_id": 0}, breaker={"failures": 2, "open_s": 1.5},
+                   deadline_ms=2000)
+        gateway = start_gateway(doc)
+        breakers = gateway.gateway.backend.breakers
+        status, _, headers = predict(gateway)
+        assert status == 200 and "x-ingot-degraded" not in headers
+        rest.kill()
+        grpc_.kill()
+        for _ in range(2):  # two failures in a row open it
+            assert predict(gateway)[2]["x-ingot-degraded"] == "default"
+        assert breakers.states()[grpc_.address] == OPEN
+        rest.restart()
+        grpc_.restart()
+        seen = rest.accepted
+        started = time.perf_counter()
+        status, _, headers = predict(gateway)  # open: not even tried, though the server is back
+        assert headers["x-ingot-degraded"] == "default" and rest.accepted == seen
+        assert time.perf_counter() - started < 1.0
+        time.sleep(max(0.0, 1.6 - (time.perf_counter() - started)))
+        status, _, headers = predict(gateway)  # the half-open probe answers: closed again
+        assert status == 200 and "x-ingot-degraded" not in headers and rest.accepted > seen
+        assert breakers.states()[grpc_.address] == CLOSED
+
+
+def test_a_champion_falls_to_the_challenger_when_other_arm_is_configured(start_gateway, upstream):
+    from tests.gateway.conftest import write_routes
+
+    live = routes_document(upstream)  # champion 2, challenger 1 (weight 0: every request is the champion's)
+    live.update(fallback=["other_arm"])
+    gateway = start_gateway(live)
+    assert predict(gateway)[0] == 200
+    write_routes(gateway.routes_path,
+                 {**live, "upstreams": {**live["upstreams"], "champion": {**dead_upstream(), "version": 2}}})
+    wait_for(lambda: predict(gateway)[2].get("x-ingot-degraded") or None, timeout_s=10, what="degraded answers")
+    status, _, headers = predict(gateway)
+    assert status == 200 and headers["x-ingot-degraded"] == "other_arm"
+    assert (headers["x-ingot-variant"], headers["x-ingot-model-version"]) == ("challenger", "1")
