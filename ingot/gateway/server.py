@@ -138,7 +138,20 @@ class Gateway:
             "ingot_gateway_log_queue_depth": sum(s.queued for s in self.sinks[:1]),
             "ingot_gateway_routing_reloads": self.watcher.reloads,
             "ingot_gateway_routing_rejections": self.watcher.rejections,
+            **self._resilience_readings(),
         }
+
+    def _resilience_readings(self) -> dict[str, float]:
+        """The prediction cache's counts (when there is one) and the upstream breakers not closed."""
+        readings: dict[str, float] = {"ingot_gateway_breakers_open": sum(
+            state != "closed" for state in self.backend.breakers.states().values())}
+        cache = self.backend.cache
+        if cache is not None:
+            stats = cache.stats
+            readings.update({"ingot_gateway_cache_hits": stats.hits, "ingot_gateway_cache_misses": stats.misses,
+                             "ingot_gateway_cache_errors": stats.errors, "ingot_gateway_cache_skipped": stats.skipped,
+                             "ingot_gateway_cache_too_large": stats.too_large})
+        return readings
 
     @property
     def rest_port(self) -> int | None:

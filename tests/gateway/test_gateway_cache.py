@@ -96,6 +96,11 @@ def test_redis_killed_and_restarted_never_fails_a_request(start_gateway, upstrea
         server.kill()
         answers = [predict(gateway, images) for _ in range(10)]
         assert {(a[0], a[2]["x-ingot-cache"]) for a in answers} == {(200, "miss")}
+        scraped = gateway.gateway.metrics.render().decode()
+        counted = {line.split()[0]: float(line.split()[1]) for line in scraped.splitlines()
+                   if line.startswith("ingot_gateway_cache_")}
+        # every failed call is counted; past the breaker's threshold the gateway stops asking
+        assert counted["ingot_gateway_cache_errors_total"] >= 3 and counted["ingot_gateway_cache_skipped_total"] >= 1
         server.restart()
 
         def hit():  # type: ignore[no-untyped-def]
