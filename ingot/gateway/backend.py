@@ -182,6 +182,8 @@ class GatewayBackend(Backend):
                                      evidence=is_evidence(table, target.how, "OK"))
                 return PredictResult(hit_outputs, table.model, target.version, state.signature, forwarded=forwarded_hit)
         deadline = time.perf_counter() + timeout
+        if table.resilience.deadline_ms is not None:  # counted from the request's arrival
+            deadline = min(deadline, ctx.started + table.resilience.deadline_ms / 1000.0)
         try:
             target, outcome, reason = await self._upstreams(ctx, table, state, target, call, deadline)
         except _Degrade as chain:
@@ -229,9 +231,9 @@ class GatewayBackend(Backend):
         raise self._chain_or_fail(table, state, call, error)
 
     def _last_known(self, table: RoutingTable, chosen: Any, err: ServingError) -> GatewayTarget:
-        """A model server down at resolve time: with `cached` or `default` in the fallback chain, the
-        request goes on with the signatures last seen for that version (its forward then fails and
-        the chain answers); otherwise, or with none seen, the error stands."""
+        """A model server down at resolve time: with a fallback chain, the request goes on with the
+        signatures last seen for that version (its forward then fails and the chain answers);
+        otherwise, or with none seen, the error stands."""
         variant, how, spec = chosen
         signatures = self._known.get((table.model, spec.version))
         if err.code not in UPSTREAM_FAILURES or signatures is None or not table.resilience.fallback:
@@ -263,6 +265,11 @@ class GatewayBackend(Backend):
             if answer is None:
                 continue
             forwarded, outputs = answer
+            if step == CACHED:  # the assigned version's answer, whatever upstream was tried last
+                self._announce(ctx, state, target)
+            else:  # no model version produced the default answer
+                for name in (wire.MODEL_VERSION, wire.REST_MODEL_VERSION):
+                    ctx.response_headers.pop(name, None)
             state.degraded = step
             ctx.response_headers[wire.DEGRADED] = step
             ctx.trailing.add(wire.DEGRADED)

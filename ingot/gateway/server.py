@@ -46,6 +46,7 @@ class GatewayOptions:
     log_url: str | None = None  # None: $INGOT_LOG_URL, else the registry's database
     log_jsonl: str | None = None
     cache_url: str | None = None  # the prediction cache's Redis; None: no cache
+    cache_timeout_s: float = 0.02  # a Redis call past this is a miss
     log_queue_size: int = 20_000
     model_repository: str | None = None  # model cards, for the class names feedback labels use
     routes_poll_s: float = 2.0
@@ -111,7 +112,7 @@ class Gateway:
         if options.cache_url:
             from ingot.gateway.cache import PredictionCache
 
-            self.backend.cache = PredictionCache(options.cache_url)
+            self.backend.cache = PredictionCache(options.cache_url, timeout_s=options.cache_timeout_s)
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
         self.serving_metrics.model_known = lambda name: name == self.watcher.table.model
