@@ -1,7 +1,7 @@
 """Degraded-answer benchmark: both model servers behind `ingot gateway` killed in the middle of a run.
 
 One run, the digits CNN (32x32) served by two `ingot serve` processes (champion version 1 and
-challenger version 1 under another name of the same artifact, 50/50), gRPC clients:
+challenger version 2, the same artifact, 50/50), gRPC clients:
 
 1. with a default answer configured (`fallback: [other_arm, default]`, `deadline_ms`): both
    servers are killed (SIGKILL) mid-window; failed requests (target 0), and every answer after
@@ -42,11 +42,14 @@ def pct(values: list[float], q: float) -> float:
 def run(label: str, fallback: dict, name: str, base: Path, workdir: Path, seconds: float) -> cache.Window:
     """Two fresh model servers, a gateway with `fallback`, a window with both servers killed halfway."""
     _, size, _ = serving.MODELS[name]
+    second = workdir / f"second-{label}" / name  # the same artifact as version 2, for the challenger
+    if not second.exists():
+        shutil.copytree(base / "1", second / "2")
     champion, _ = serving.start_server(name, base, workdir, batching=True)
-    challenger, _ = serving.start_server(name, base, workdir, batching=True)
+    challenger, _ = serving.start_server(name, second, workdir, batching=True)
     table = {"model": name, "experiment": f"bench-{name}", "weights": {"challenger": 50},
              "upstreams": {"champion": {"rest": champion.rest, "grpc": champion.grpc, "version": 1},
-                           "challenger": {"rest": challenger.rest, "grpc": challenger.grpc, "version": 1}},
+                           "challenger": {"rest": challenger.rest, "grpc": challenger.grpc, "version": 2}},
              **fallback}
     gateway = cache.start_gateway(label, table, workdir)
     try:
@@ -73,8 +76,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ingot-bench-degrade-"))
     try:
         base = serving.export_model(name, workdir)
-        print(f"=== {name} over gRPC, {CLIENTS} concurrent clients, champion and challenger 50/50 on two model "
-              f"servers, both killed {args.duration / 2:g} s into a {args.duration:g} s window; deadline_ms "
+        print(f"=== {name} over gRPC, {CLIENTS} concurrent clients, champion (version 1) and challenger (version 2, the same "
+              f"artifact) 50/50 on two model servers, both killed {args.duration / 2:g} s into a {args.duration:g} s window; deadline_ms "
               f"{args.deadline_ms} ===", flush=True)
         with_default = run("with-default", {"fallback": ["other_arm", "default"], "default_answer": {"class_id": 0},
                                             "deadline_ms": args.deadline_ms}, name, base, workdir, args.duration)
