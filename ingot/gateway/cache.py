@@ -138,12 +138,12 @@ def request_key(model: str, version: int, call: Any, protocol: str) -> str:
     """The cache key of one predict call: its rows' `input_sha256` (the log's hash of the decoded
     input) under the served version, signature and output filter. The answer's wire form (gRPC,
     REST row or columnar) is part of the key, since the bytes differ."""
-    from ingot.gateway.observe import input_facts
+    from ingot.gateway.observe import row_hashes
     from ingot.protocol.signatures import SERVING_DEFAULT
 
     rows = hashlib.sha256()
-    for fact in input_facts(call.inputs):
-        rows.update((fact.input_sha256 or "").encode())
+    for digest in row_hashes(call.inputs):
+        rows.update(digest.encode())
     wire_form = protocol if call.grpc_request is not None else ("rest-row" if call.row_format else "rest-columnar")
     signature = f"{call.signature_name or SERVING_DEFAULT}@{wire_form}"
     return cache_key(model, version, signature, list(call.output_filter), rows.hexdigest())
