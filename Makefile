@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help run retrain test lint typecheck bench venv postgres pipelines serve gateway clean distclean
+.PHONY: help run retrain test lint typecheck bench venv postgres redis pipelines serve gateway clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,15 @@ postgres: ## Make sure Debian's PostgreSQL server is installed (the registry and
 	    && echo "postgres: installed $$(ls -d /usr/lib/postgresql/*/bin | tail -1)"; \
 	fi
 
+redis: ## Make sure Debian's redis-server is installed (the prediction cache's tests and `make gateway` start a throwaway one); says what it does
+	@if command -v redis-server >/dev/null 2>&1; then \
+	  echo "redis: using $$(command -v redis-server) ($$(redis-server --version | cut -d' ' -f3))"; \
+	else \
+	  echo "redis: not installed; installing Debian's redis-server package with apt-get (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+	    && echo "redis: installed $$(command -v redis-server)"; \
+	fi
+
 run: $(STAMP) ## The whole loop on the bundled digits: retrain, serve champion and challenger, A/B decision, drift, retrain
 	$(VENV)/bin/ingot loop --config configs/digits-cnn.yaml --challenger-config configs/digits-cnn-challenger.yaml \
 	    --policy configs/rollout-local.yaml --model-repository ./model-repository
@@ -44,10 +53,10 @@ pipelines: $(STAMP) ## Recompile the checked-in Kubeflow pipeline YAML (pipeline
 serve: $(STAMP) ## Serve ./model-repository over TF Serving's REST (8501) and gRPC (8500) APIs
 	$(VENV)/bin/ingot serve --model_repository ./model-repository
 
-gateway: $(STAMP) ## Try Ingot's gateway: `ingot serve` (every version) behind `ingot gateway` on 8501/8500, champion vs newest challenger
+gateway: $(STAMP) redis ## Try Ingot's gateway: `ingot serve` (every version) behind `ingot gateway` on 8501/8500, champion vs newest challenger
 	$(PY) -m ingot.gateway.tryout --model_repository ./model-repository
 
-test: $(STAMP) postgres ## Run the whole test suite (calls `make postgres` first)
+test: $(STAMP) postgres redis ## Run the whole test suite (calls `make postgres` and `make redis` first)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP) ## ruff over the code, tests, benchmarks and components

@@ -17,6 +17,7 @@ DATA_DIR_ENV = "INGOT_DATA_DIR"
 MODEL_REPOSITORY_ENV = "INGOT_MODEL_REPOSITORY"
 REGISTRY_URL_ENV = "INGOT_REGISTRY_URL"
 LOG_URL_ENV = "INGOT_LOG_URL"  # the inference log; unset: the registry's database
+CACHE_URL_ENV = "INGOT_CACHE_URL"  # the gateway's prediction cache (redis://...); unset: no cache
 IMAGE_ENV = "INGOT_IMAGE"
 SERVER_ENV = "INGOT_SERVER"  # `ingot predict`: the model server to ask
 MODEL_NAME_ENV = "INGOT_MODEL_NAME"  # `ingot predict`: the model to ask for
@@ -75,6 +76,11 @@ def model_repository() -> str:
 def image() -> str:
     """The container image the pipeline's steps run in (`INGOT_IMAGE`, else DEFAULT_IMAGE)."""
     return _env(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+def cache_url() -> str:
+    """The gateway's prediction cache (`INGOT_CACHE_URL`, a redis:// URL); "" means no cache."""
+    return _env(CACHE_URL_ENV)
 
 
 def server() -> str:

@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="inference log database URL (default $INGOT_LOG_URL, else the registry's: $INGOT_REGISTRY_URL "
         "or SQLite under the data directory)")
     add("--no-log", dest="log_enabled", action="store_false", help="keep no inference log (feedback is then off)")
+    add("--cache-url", default=None,
+        help="Redis URL of the prediction cache (default $INGOT_CACHE_URL; unset: no cache); models opt in "
+        "with `cache:` in the routing table")
+    add("--cache-timeout-ms", type=float, default=20.0,
+        help="Redis connect and call timeout of the prediction cache: past it a lookup is a miss, never a wait "
+        "(default 20; a dead Redis refuses at once, and after 3 failures in a row the cache is not asked for 1 s)")
     add("--log-jsonl", default=None, help="also append every log row to this JSON-lines file")
     add("--log-queue-size", type=int, default=20_000,
         help="log records held while the database is slow or down; beyond it they are dropped and counted")
@@ -88,7 +94,13 @@ def gateway_options(args: argparse.Namespace) -> Any:
 
         normalize_url(args.log_url, what="inference log URL")
     timeout_s = rest_timeout_s(args)
+    from ingot import settings
+
+    cache_url = args.cache_url if args.cache_url is not None else settings.cache_url()
+    if cache_url and not cache_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"--cache-url: expected a redis://, rediss:// or unix:// URL, got {cache_url!r}")
     return GatewayOptions(
+        cache_url=cache_url or None, cache_timeout_s=_cache_timeout_s(args.cache_timeout_ms),
         routes=args.routes, host=args.host, grpc_port=args.port or None, rest_port=args.rest_api_port or None,
         log_enabled=args.log_enabled, log_url=args.log_url, log_jsonl=args.log_jsonl,
         log_queue_size=args.log_queue_size, model_repository=args.model_repository,
@@ -131,3 +143,9 @@ def run(args: argparse.Namespace) -> int:
     from ingot.gateway.server import run_gateway
 
     return run_gateway(gateway_options(args))
+
+
+def _cache_timeout_s(value: float) -> float:
+    if not 0 < value <= 10_000:
+        raise ConfigError(f"--cache-timeout-ms: expected milliseconds in (0, 10000], got {value:g}")
+    return value / 1000.0

@@ -93,6 +93,12 @@ _READINGS_HELP = {
     "ingot_gateway_log_queue_depth": ("gauge", "Inference-log records waiting to be written."),
     "ingot_gateway_routing_reloads": ("counter", "Routing-table edits taken."),
     "ingot_gateway_routing_rejections": ("counter", "Routing-table edits refused (the last good table kept)."),
+    "ingot_gateway_cache_hits": ("counter", "Prediction-cache lookups answered from Redis."),
+    "ingot_gateway_cache_misses": ("counter", "Prediction-cache lookups that found nothing (errors included)."),
+    "ingot_gateway_cache_errors": ("counter", "Prediction-cache calls that failed or timed out (Redis slow or down)."),
+    "ingot_gateway_cache_skipped": ("counter", "Prediction-cache calls not made: Redis's breaker was open."),
+    "ingot_gateway_cache_too_large": ("counter", "Answers not cached: larger than the model's cache.max_bytes."),
+    "ingot_gateway_breakers_open": ("gauge", "Upstream breakers open or half-open now."),
 }
 
 

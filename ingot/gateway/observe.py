@@ -55,14 +55,23 @@ def input_facts(inputs: Mapping[str, np.ndarray]) -> list[RowFacts]:
         if only.dtype == np.uint8 and only.ndim == 4 and only.shape[0] == rows and only.size:
             stats = input_statistics(only)
     facts = []
-    for row in range(rows):
+    for row, digest in enumerate(row_hashes(inputs, rows)):
+        mean = float(stats[0][row]) if stats is not None else None
+        std = float(stats[1][row]) if stats is not None else None
+        facts.append(RowFacts(digest, mean, std))
+    return facts
+
+
+def row_hashes(inputs: Mapping[str, np.ndarray], rows: int | None = None) -> list[str]:
+    """Each row's `input_sha256` alone (the prediction cache's key needs no pixel statistics)."""
+    names = sorted(inputs)
+    found = []
+    for row in range(batch_size(inputs) if rows is None else rows):
         digest = hashlib.sha256()
         for name in names:
             digest.update(_row_bytes(inputs[name], row))
-        mean = float(stats[0][row]) if stats is not None else None
-        std = float(stats[1][row]) if stats is not None else None
-        facts.append(RowFacts(digest.hexdigest(), mean, std))
-    return facts
+        found.append(digest.hexdigest())
+    return found
 
 
 def _row_bytes(array: np.ndarray, row: int) -> bytes | memoryview:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ingot.capture.hook import offer_captures
 from ingot.gateway.classes import ClassCatalog
-from ingot.gateway.metrics import PATH_FULL, PATH_SMALL, GatewayMetrics
+from ingot.gateway.metrics import PATH_CACHE, PATH_DEGRADED, PATH_FULL, PATH_SMALL, GatewayMetrics
 from ingot.gateway.observe import batch_size, input_facts, predictions
 from ingot.gateway.routing import RoutingTable
 from ingot.inference_log.records import LogRecord
@@ -40,6 +40,8 @@ class RequestState:
     capture_off: bool = False  # the caller sent `x-ingot-capture: off`
     cascadable: bool = False  # assigned to an arm (no version or label named): its cascade may answer
     answered_by: str | None = None  # `small` or `full` once a cascade decided (ingot.gateway.cascade)
+    cache_hit: bool = False  # answered from the prediction cache
+    degraded: str | None = None  # why the answer is not the assigned model's own
 
 
 class RequestRecorder:
@@ -57,15 +59,17 @@ class RequestRecorder:
         """Metrics and inference-log rows for one answered (or failed) request; `evidence`: the
         rows count for rollouts and drift (ingot.gateway.evidence); `answered_by`: `small` or
         `full` when the arm is a cascade (ingot.gateway.cascade), also its latency path."""
-        if variant != SHADOW:
+        own = variant != SHADOW  # a mirrored copy's rows are never the request's cache hit or fallback
+        if own:
             state.logged = True
         latency = time.perf_counter() - state.started
         version_label = str(version) if version is not None else ""
         if count:
             self.metrics.requests.labels(table.model, variant, version_label, protocol, status).inc()
             self.metrics.latency.labels(table.model, variant, version_label, protocol).observe(latency)
-            self.metrics.observe_path(table.model, variant, PATH_SMALL if answered_by == PATH_SMALL else PATH_FULL,
-                                      latency)
+            path = (PATH_DEGRADED if own and state.degraded else PATH_CACHE if own and state.cache_hit
+                    else PATH_SMALL if answered_by == PATH_SMALL else PATH_FULL)
+            self.metrics.observe_path(table.model, variant, path, latency)
         rows = batch_size(inputs) if inputs else 0
         predicted = predictions(outputs, rows) if status == "OK" else []
         if status == "OK":
@@ -96,6 +100,7 @@ class RequestRecorder:
                 input_mean=fact.input_mean if fact else None, input_std=fact.input_std if fact else None,
                 latency_ms=latency * 1000.0, status=status, client_request_id=state.client_request_id,
                 evidence=evidence, captured=row in captured, answered_by=answered_by,
+                cache_hit=own and state.cache_hit, degraded=state.degraded if own else None,
             ))
         self.sink.submit(records)
 

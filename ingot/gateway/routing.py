@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from ingot.capture.policy import CapturePolicy, parse_policy
 from ingot.errors import ConfigError
+from ingot.gateway.fallback import RESILIENCE_KEYS, PolicyError, Resilience, parse_resilience
 from ingot.protocol import headers
 from ingot.protocol.names import EXPERIMENT_NAME, MODEL_NAME, MODEL_NAME_RULE
 from ingot.storage import sha256_text
@@ -52,9 +53,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
+PREVIOUS_CHAMPION = "previous_champion"  # an upstream only the fallback chain uses
 DEFAULT_CALLER_HEADER = headers.CALLER
 _TOP_KEYS = ("model", "experiment", "salt", "caller_header", "weights", "mirror", "upstreams",
-             "feedback_token_file", "pin_token_file", "trusted_caller_header", "capture")
+             "feedback_token_file", "pin_token_file", "trusted_caller_header", "capture",
+             *RESILIENCE_KEYS)
 _UPSTREAM_KEYS = ("rest", "grpc", "version")
 _ARM_KEYS = (*_UPSTREAM_KEYS, "cascade")  # an arm's entry may carry a cascade (ingot.gateway.cascade)
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -84,6 +87,8 @@ class RoutingTable:
     challenger_weight: float = 0.0
     mirror: float = 0.0
     feedback_token_file: str = ""
+    resilience: Resilience = field(default_factory=Resilience)  # cache, fallback chain, deadline
+    previous_champion: Upstream | None = None  # only the fallback chain sends here, never A/B traffic
     pin_token_file: str = ""  # when set, pinned predicts need x-ingot-pin-token (docs/gateway.md)
     trusted_caller_header: str = ""  # the caller_header, when a trusted edge sets it (sticky rows are evidence)
     capture: CapturePolicy | None = None  # None: no input is stored
@@ -126,6 +131,10 @@ class RoutingTable:
         for variant, cascade in self.cascades.items():
             doc["upstreams"][variant]["cascade"] = cascade.as_dict()
         doc["feedback_token_file"] = self.feedback_token_file
+        if self.previous_champion is not None:
+            up = self.previous_champion
+            doc["upstreams"][PREVIOUS_CHAMPION] = {"rest": up.rest, "grpc": up.grpc, "version": up.version}
+        doc.update(self.resilience.as_dict())
         if self.pin_token_file:
             doc["pin_token_file"] = self.pin_token_file
         if self.trusted_caller_header:
@@ -170,12 +179,14 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     if not isinstance(upstreams_doc, Mapping):
         raise RoutingError("routing table upstreams: expected a mapping with champion (and optionally "
                            f"challenger), each {{rest, grpc, version}}; got {upstreams_doc!r}")
-    _no_unknown_keys(upstreams_doc, VARIANTS, "upstreams.")
+    _no_unknown_keys(upstreams_doc, (*VARIANTS, PREVIOUS_CHAMPION), "upstreams.")
     if CHAMPION not in upstreams_doc:
         raise RoutingError("routing table upstreams.champion: missing; expected {rest, grpc, version}")
     upstreams = {variant: _upstream(upstreams_doc[variant], f"upstreams.{variant}", _ARM_KEYS)
                  for variant in VARIANTS if variant in upstreams_doc}
     cascades = _cascades(upstreams_doc)
+    previous = (_upstream(upstreams_doc[PREVIOUS_CHAMPION], f"upstreams.{PREVIOUS_CHAMPION}")
+                if PREVIOUS_CHAMPION in upstreams_doc else None)
     if CHALLENGER not in upstreams and (challenger_weight or mirror):
         raise RoutingError("routing table weights.challenger and mirror must be 0 when upstreams.challenger "
                            "is not set")
@@ -185,6 +196,10 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
     token_file = doc.get("feedback_token_file") or ""
     if not isinstance(token_file, str):
         raise RoutingError(f"routing table feedback_token_file: expected a file path or \"\", got {token_file!r}")
+    try:
+        resilience = parse_resilience(doc, has_previous_champion=previous is not None)
+    except PolicyError as err:
+        raise RoutingError(str(err)) from None
     capture = None
     if doc.get("capture") is not None:
         try:
@@ -196,7 +211,7 @@ def validate(doc: Any, *, digest: str = "") -> RoutingTable:
         raise RoutingError(f"routing table pin_token_file: expected a file path or \"\", got {pin_token_file!r}")
     trusted = _trusted_caller_header(doc.get("trusted_caller_header"), caller_header)
     return RoutingTable(
-        model=model, experiment=experiment, salt=salt, caller_header=caller_header,
+        resilience=resilience, previous_champion=previous, model=model, experiment=experiment, salt=salt, caller_header=caller_header,
         challenger_weight=challenger_weight, mirror=mirror, upstreams=upstreams,
         feedback_token_file=token_file, pin_token_file=pin_token_file, trusted_caller_header=trusted,
         capture=capture, cascades=cascades, digest=digest,

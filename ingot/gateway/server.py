@@ -45,6 +45,8 @@ class GatewayOptions:
     log_enabled: bool = True
     log_url: str | None = None  # None: $INGOT_LOG_URL, else the registry's database
     log_jsonl: str | None = None
+    cache_url: str | None = None  # the prediction cache's Redis; None: no cache
+    cache_timeout_s: float = 0.02  # a Redis call past this is a miss
     log_queue_size: int = 20_000
     model_repository: str | None = None  # model cards, for the class names feedback labels use
     routes_poll_s: float = 2.0
@@ -107,6 +109,10 @@ class Gateway:
             max_mirrors_in_flight=options.max_mirrors_in_flight, max_mirror_bytes=options.max_mirror_bytes,
             keys=self.keys, capture=self.capture,
         )
+        if options.cache_url:
+            from ingot.gateway.cache import PredictionCache
+
+            self.backend.cache = PredictionCache(options.cache_url, timeout_s=options.cache_timeout_s)
         self.metrics.watch(self._readings)
         self.serving_metrics = ServingMetrics()
         self.serving_metrics.model_known = lambda name: name == self.watcher.table.model
@@ -133,7 +139,20 @@ class Gateway:
             "ingot_gateway_log_queue_depth": sum(s.queued for s in self.sinks[:1]),
             "ingot_gateway_routing_reloads": self.watcher.reloads,
             "ingot_gateway_routing_rejections": self.watcher.rejections,
+            **self._resilience_readings(),
         }
+
+    def _resilience_readings(self) -> dict[str, float]:
+        """The prediction cache's counts (when there is one) and the upstream breakers not closed."""
+        readings: dict[str, float] = {"ingot_gateway_breakers_open": sum(
+            state != "closed" for state in self.backend.breakers.states().values())}
+        cache = self.backend.cache
+        if cache is not None:
+            stats = cache.stats
+            readings.update({"ingot_gateway_cache_hits": stats.hits, "ingot_gateway_cache_misses": stats.misses,
+                             "ingot_gateway_cache_errors": stats.errors, "ingot_gateway_cache_skipped": stats.skipped,
+                             "ingot_gateway_cache_too_large": stats.too_large})
+        return readings
 
     @property
     def rest_port(self) -> int | None:

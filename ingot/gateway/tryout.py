@@ -1,6 +1,8 @@
 """`make gateway`: one `ingot serve` with every version of a model behind `ingot gateway`, the
 champion the newest-but-one version and the challenger the newest (50/50 by caller), for a
-try-out on one machine. Prints the curl, `ingot predict` and `ingot feedback` commands to use.
+try-out on one machine, with a throwaway `redis-server` (installed by `make redis`) as the
+prediction cache when there is one. Prints the curl, `ingot predict` and `ingot feedback`
+commands to use.
 
     python -m ingot.gateway.tryout [--model_repository ./model-repository] [--model digits]
 """
@@ -23,6 +25,7 @@ from ingot.settings import model_repository
 
 UPSTREAM_REST, UPSTREAM_GRPC = 8511, 8510
 GATEWAY_REST, GATEWAY_GRPC = 8501, 8500
+REDIS_PORT = 8512
 
 
 def plan(repository: str, model: str | None) -> tuple[str, dict[str, Any]]:
@@ -44,6 +47,7 @@ def plan(repository: str, model: str | None) -> tuple[str, dict[str, Any]]:
         "model": name, "caller_header": CALLER,
         "upstreams": {"champion": {**upstream, "version": versions[-2] if len(versions) > 1 else versions[-1]}},
         "weights": {"challenger": 0}, "mirror": 0, "feedback_token_file": "",
+        "cache": {"ttl_s": 300},  # used when the gateway has a cache URL
     }
     if len(versions) > 1:
         routes["experiment"] = f"{name}-v{versions[-1]}-vs-v{versions[-2]}"
@@ -67,6 +71,18 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout_s
             pass
         time.sleep(0.5)
     raise IngotError(f"{what} not ready after {timeout_s:.0f}s")
+
+
+def _start_redis() -> subprocess.Popen[bytes] | None:
+    """A throwaway redis-server for the cache (LRU, no persistence), or None when none is installed."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    return subprocess.Popen([binary, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _interrupt(*_args: Any) -> None:
@@ -94,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = subprocess.Popen([*ingot, "serve", "--model_config_file", str(work / "models.config"),
                               "--port", str(UPSTREAM_GRPC), "--rest_api_port", str(UPSTREAM_REST)])
     gateway = None
+    redis = _start_redis()
     try:
         _wait_ready(f"http://127.0.0.1:{UPSTREAM_REST}", serve, "ingot serve")
+        cache = ["--cache-url", f"redis://127.0.0.1:{REDIS_PORT}/0"] if redis is not None else []
         gateway = subprocess.Popen([*ingot, "gateway", "--routes", str(work / "routes.yaml"),
                                     "--port", str(GATEWAY_GRPC), "--rest_api_port", str(GATEWAY_REST),
-                                    "--log-url", f"sqlite:///{work / 'inference-log.db'}",
+                                    "--log-url", f"sqlite:///{work / 'inference-log.db'}", *cache,
                                     "--model_repository", str(Path(args.model_repository).resolve())])
         _wait_ready(f"http://127.0.0.1:{GATEWAY_REST}", gateway, "ingot gateway")
         name = routes["model"]
@@ -107,6 +125,8 @@ The gateway is up: model {name!r}, champion version {routes['upstreams']['champi
               + (f", challenger version {routes['upstreams']['challenger']['version']} (50% of callers)"
                  if "challenger" in routes["upstreams"] else "") + f""".
 Routing table: {work / 'routes.yaml'} (edit it: the gateway re-reads it). Log: {work / 'inference-log.db'}
+Prediction cache: """ + (f"redis-server on port {REDIS_PORT} (a repeated input answers with x-ingot-cache: hit)"
+                         if redis is not None else "none (`make redis` installs redis-server)") + f"""
 
   curl -si -X POST http://127.0.0.1:{GATEWAY_REST}{ModelSpec(name).path(':predict')} -H '{CALLER}: alice' \\
        -d '{{"signature_name": "serving_bytes", "instances": [{{"b64": "'$(base64 -w0 IMAGE.png)'"}}]}}'
@@ -122,10 +142,10 @@ Ctrl-C stops both servers.""", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (gateway, serve):
+        for process in (gateway, serve, redis):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in (gateway, serve):
+        for process in (gateway, serve, redis):
             if process is not None:
                 try:
                     process.wait(timeout=40)

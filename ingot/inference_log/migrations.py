@@ -106,11 +106,19 @@ def _v4_answered_by(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN answered_by VARCHAR(8)")
 
 
+def _v5_cache_degraded(conn: Connection) -> None:
+    """cache_hit (the answer came from the gateway's prediction cache) and degraded (why the answer
+    is not the assigned model's own, NULL when it is); existing rows are neither."""
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN cache_hit BOOLEAN NOT NULL DEFAULT FALSE")
+    conn.exec_driver_sql("ALTER TABLE inference_log ADD COLUMN degraded VARCHAR(32)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: inference_log, feedback_labels", _v1_initial),
     Migration(2, "inference_log: client_request_id, evidence", _v2_client_request_id_evidence),
     Migration(3, "inference_log.captured", _v3_captured),
     Migration(4, "inference_log.answered_by", _v4_answered_by),
+    Migration(5, "inference_log: cache_hit, degraded", _v5_cache_degraded),
 )
 HISTORY = SchemaHistory("inference log", VERSION_TABLE, MIGRATIONS, _LOCK_KEY)
 SCHEMA_VERSION = HISTORY.latest

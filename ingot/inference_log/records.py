@@ -48,6 +48,8 @@ class LogRecord:
     evidence: bool = False  # randomised assignment, answered by the assigned model
     captured: bool = False  # the input is (being) stored in the capture store under input_sha256
     answered_by: str | None = None  # `small` or `full` when the arm is a confidence cascade, else None
+    cache_hit: bool = False  # answered from the gateway's prediction cache
+    degraded: str | None = None  # why the answer is not the assigned model's own (None: it is)
 
     def as_row(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies every value: this runs once per logged row.

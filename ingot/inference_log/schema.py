@@ -86,6 +86,8 @@ class InferenceLogRow(Base):
     evidence: Mapped[bool] = mapped_column(Boolean, server_default=false())
     captured: Mapped[bool] = mapped_column(Boolean, server_default=false())  # input in the capture store
     answered_by: Mapped[str | None] = mapped_column(String(8))        # "small" | "full" (cascade), NULL without one
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # from the prediction cache
+    degraded: Mapped[str | None] = mapped_column(String(32))          # why not the assigned model's answer; NULL: it was
 
 
 class FeedbackLabelRow(Base):

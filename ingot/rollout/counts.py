@@ -4,7 +4,9 @@ Evidence only: accuracy (labels joined to their rows), requests, errors and late
 rows marked `evidence` (a randomised assignment that the assigned model answered: pins, mirror
 copies, fallbacks, untrusted sticky keys and caller errors are logged but never count), and an
 error is an upstream failure (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED),
-never a caller's INVALID_ARGUMENT. The sample-ratio check counts what randomisation assigned:
+never a caller's INVALID_ARGUMENT. A cache hit is evidence of its arm's answer (it was that
+arm's) but not of its latency (Redis's speed, not the model's); degraded answers are never
+evidence (the gateway logs them so). The sample-ratio check counts what randomisation assigned:
 every `weight` row of the step, whatever its outcome.
 
 Nothing here loads rows into Python: requests, errors, step-window assignments, labelled rows
@@ -22,7 +24,7 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, false, func, select
 
 from ingot.inference_log.schema import OK, UPSTREAM_FAILURES, feedback_labels, inference_log
 from ingot.rollout.analysis import ArmCounts
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 ARMS = ("champion", "challenger")
 # Requests split at random per request: independent draws, the units of the sample-ratio check.
 RANDOM_ASSIGNMENT = "weight"
+# Latency evidence: the arm's own OK answers, not cache hits (Redis's speed, not the model's) and not
+# degraded answers (another model's, a stale copy or the default).
+_LATENCY_EVIDENCE = (inference_log.c.status == OK, inference_log.c.cache_hit.is_(false()),
+                     inference_log.c.degraded.is_(None))
 
 
 def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datetime | None = None) -> dict[str, ArmCounts]:
@@ -51,7 +57,7 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                func.sum(case((and_(evidence, log.c.status.in_(UPSTREAM_FAILURES)), 1), else_=0)).label("errors"),
                step_requests(log.c.assignment == RANDOM_ASSIGNMENT).label("assigned"),
                step_requests(evidence).label("step_requests"),
-               func.sum(case((and_(evidence, log.c.status == OK), 1), else_=0)).label("ok"))
+               func.sum(case((and_(evidence, *_LATENCY_EVIDENCE), 1), else_=0)).label("timed"))
         .where(log.c.model == model, log.c.experiment == experiment, log.c.variant.in_(ARMS))
         .group_by(log.c.variant)
     )
@@ -70,7 +76,7 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
         result: dict[str, ArmCounts] = {}
         for arm in ARMS:
             s, lab = served.get(arm), labelled.get(arm)
-            ok = int(s.ok or 0) if s is not None else 0
+            timed = int(s.timed or 0) if s is not None else 0
             result[arm] = ArmCounts(
                 total=int(lab.total) if lab is not None else 0,
                 correct=int(lab.correct or 0) if lab is not None else 0,
@@ -78,16 +84,16 @@ def arm_counts(engine: Engine, model: str, experiment: str, *, step_since: datet
                 errors=int(s.errors or 0) if s is not None else 0,
                 assigned=int(s.assigned or 0) if s is not None else 0,
                 step_requests=int(s.step_requests or 0) if s is not None else 0,
-                p99_latency_ms=_percentile(conn, model, experiment, arm, ok, 0.99) if ok else None,
-                p50_latency_ms=_percentile(conn, model, experiment, arm, ok, 0.5) if ok else None,
+                p99_latency_ms=_percentile(conn, model, experiment, arm, timed, 0.99) if timed else None,
+                p50_latency_ms=_percentile(conn, model, experiment, arm, timed, 0.5) if timed else None,
             )
     return result
 
 
 def _percentile(conn: Connection, model: str, experiment: str, arm: str, ok_rows: int, q: float) -> float | None:
     log = inference_log
-    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.status == OK,
-             log.c.evidence.is_(True))
+    where = (log.c.model == model, log.c.experiment == experiment, log.c.variant == arm, log.c.evidence.is_(True),
+             *_LATENCY_EVIDENCE)
     if conn.dialect.name == "postgresql":
         value = conn.scalar(select(func.percentile_cont(q).within_group(log.c.latency_ms)).where(*where))
     else:  # the same linear interpolation as percentile_cont, from the two rows around the rank

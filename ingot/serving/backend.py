@@ -67,6 +67,7 @@ class RequestContext:
     headers: Mapping[str, str]  # incoming headers / invocation metadata, names lower-cased
     timeout_s: float | None = None  # what the caller allows (gRPC deadline, REST server default)
     response_headers: dict[str, str] = field(default_factory=dict)  # set by the backend
+    trailing: set[str] = field(default_factory=set)  # response_headers also sent as gRPC trailing metadata
     started: float = field(default_factory=time.perf_counter)  # when the request arrived
     state: Any = None  # the backend's own record of this request, kept between its calls
 

@@ -58,9 +58,13 @@ def _context(front: FrontEnd, context: grpc.aio.ServicerContext) -> RequestConte
 
 
 async def _send_headers(context: grpc.aio.ServicerContext, ctx: RequestContext) -> None:
-    """The backend's response headers as initial metadata (before the response or error)."""
+    """The backend's response headers as initial metadata (before the response or error); those it
+    names in `ctx.trailing` also as trailing metadata, where clients that read only the status see them."""
     if ctx.response_headers:
         await context.send_initial_metadata(tuple((k.lower(), v) for k, v in ctx.response_headers.items()))
+    trailing = tuple((k.lower(), ctx.response_headers[k]) for k in sorted(ctx.trailing) if k in ctx.response_headers)
+    if trailing:
+        context.set_trailing_metadata(trailing)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OLD_TABLES = ("schema_version", "models", "model_versions", "stage_events", "rollouts", "rollout_transitions",
               "rollout_leases", "drift_triggers", "inference_log_schema_version", "inference_log", "feedback_labels")
 NEW_VERSION_TABLES = ("rollout_schema_version", "drift_trigger_schema_version")
-LOG_CHANGED = ("inference_log", "inference_log_schema_version")  # the log's own migrations 2 and 3 change these
+LOG_CHANGED = ("inference_log", "inference_log_schema_version")  # the log's own migrations 2-5 change these
 # Registry migration 7 adds dataset_versions and model_versions.dataset_version_id (NULL for old rows).
 REGISTRY_CHANGED = ("schema_version", "model_versions")
 
@@ -111,12 +111,12 @@ def test_an_old_database_upgrades_in_place_with_every_row_intact(new_database: C
     assert after["model_versions"] == [(*old, None) for old in before["model_versions"]]
     assert after["dataset_versions"] == []
     # The log's migration 2 adds client_request_id (NULL for old rows) and evidence: the old weight
-    # rows a model answered stay evidence, the shadow row does not; migration 3 adds captured (false:
-    # nothing was captured before); migration 4 adds answered_by (NULL: no cascade answered them).
-    # Every old value is kept.
-    assert after["inference_log"] == [(*old, None, old[7] == "weight" and old[6] != "shadow", False, None)
+    # rows a model answered stay evidence, the shadow row does not; 3 adds captured (false), 4
+    # answered_by (NULL: no cascade answered them), 5 cache_hit (false) and degraded (NULL). Every
+    # old value is kept.
+    assert after["inference_log"] == [(*old, None, old[7] == "weight" and old[6] != "shadow", False, None, False, None)
                                       for old in before["inference_log"]]
-    assert [row[0] for row in after["inference_log_schema_version"]] == [1, 2, 3, 4]
+    assert [row[0] for row in after["inference_log_schema_version"]] == [1, 2, 3, 4, 5]
     assert after["inference_log_schema_version"][0] == before["inference_log_schema_version"][0]
 
     open_every_store(url)  # reopening is a no-op

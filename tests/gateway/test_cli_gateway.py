@@ -26,6 +26,9 @@ pytestmark = pytest.mark.xdist_group("serving-conformance")
     (["--log-url", "mysql://db/x"], None, "inference log URL scheme 'mysql' is not supported"),
     (["--log-queue-size", "0"], None, "--log-queue-size must be positive"),
     (["--max_batch_rows", "-1"], None, "--max_batch_rows must be 0 (no limit) or positive"),
+    (["--cache-url", "http://redis:6379"], None, "--cache-url: expected a redis://, rediss:// or unix:// URL"),
+    (["--cache-url", "redis://r:6379/0", "--cache-timeout-ms", "0"], None,
+     "--cache-timeout-ms: expected milliseconds in (0, 10000], got 0"),
 ])
 def test_bad_flags_and_tables_are_one_line_errors(tmp_path, capsys, extra, routes, message):
     path = tmp_path / "routes.yaml"

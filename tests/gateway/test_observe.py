@@ -54,3 +54,16 @@ def test_class_names_from_the_model_card_or_learned_from_answers(tmp_path) -> No
     catalog.observe("digits", 4, {**outputs, "class_ids": np.array([1, 1]),
                                   "class_names": np.array([b"b", b"b"], dtype=object)})
     assert catalog("digits", 4) == ["a", "b", "c"]
+
+
+def test_row_hashes_are_the_logged_input_hashes() -> None:
+    """The prediction cache keys rows by the same hash the log stores, without the pixel statistics."""
+    import numpy as np
+
+    from ingot.gateway.observe import input_facts, row_hashes
+
+    images = np.random.default_rng(3).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    images[2] = images[0]
+    hashes = row_hashes({"images": images})
+    assert hashes == [fact.input_sha256 for fact in input_facts({"images": images})]
+    assert hashes[0] == hashes[2] != hashes[1]

@@ -141,6 +141,7 @@ def test_the_make_gateway_plan_pins_champion_and_challenger_to_the_two_newest_ve
     assert (table.model, table.champion.version, table.challenger.version, table.challenger_weight) == (
         "digits", 3, 4, 50)
     assert table.experiment == "digits-v4-vs-v3" and "model_version_policy { all {} }" in config
+    assert table.resilience.cache is not None and table.resilience.cache.ttl_s == 300  # with make gateway's Redis
     with pytest.raises(ConfigError, match="no published model named 'cats'"):
         plan(str(tmp_path), "cats")
 

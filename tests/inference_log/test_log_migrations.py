@@ -20,7 +20,7 @@ def test_a_fresh_database_gets_the_log_tables_and_its_own_version_table(log_url:
     assert {"inference_log", "feedback_labels", VERSION_TABLE} <= set(inspector.get_table_names())
     assert "schema_version" not in inspector.get_table_names()  # the registry's is not touched
     with engine.connect() as conn:
-        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 4
+        assert schema_version(conn, HISTORY) == SCHEMA_VERSION == 5  # 4: answered_by, 5: cache_hit, degraded
     engine.dispose()
     engine = open_engine(normalize_url(log_url))
     assert migrate(engine, HISTORY) == []  # nothing left on the next open
@@ -38,7 +38,7 @@ def test_log_and_registry_share_one_database_each_with_its_own_history(log_url: 
         registry_versions = [r[0] for r in conn.execute(text("SELECT version FROM schema_version"))]
         log_versions = [r[0] for r in conn.execute(text(f"SELECT version FROM {VERSION_TABLE}"))]
     engine.dispose()
-    assert log_versions == [1, 2, 3, 4] and registry_versions[0] == 1 and len(registry_versions) >= 4
+    assert log_versions == [1, 2, 3, 4, 5] and registry_versions[0] == 1 and len(registry_versions) >= 4
 
 
 def test_the_migrated_tables_match_schema_py(log_url: str) -> None:
@@ -103,3 +103,17 @@ def test_a_version_1_log_gains_client_ids_and_evidence_with_old_weight_rows_kept
             text("SELECT request_id, evidence, client_request_id FROM inference_log"))}
     engine.dispose()
     assert found == {f"old-{i}": (expected, None) for i, (*_, expected) in enumerate(cases)}
+
+
+def test_migration_5_adds_cache_hit_and_degraded_and_old_rows_are_neither(log_url: str) -> None:
+    engine = open_engine(normalize_url(log_url))
+    assert migrate(engine, HISTORY, target=4) == [1, 2, 3, 4]
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO inference_log (request_id, row, ts, model, variant, assignment, signature, latency_ms, status)"
+            " VALUES ('r1', 0, CURRENT_TIMESTAMP, 'digits', 'champion', 'random', 'serving_default', 1.0, 'OK')"))
+    assert migrate(engine, HISTORY) == [5]
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT cache_hit, degraded FROM inference_log WHERE request_id = 'r1'")).one()
+    assert (bool(row[0]), row[1]) == (False, None)
+    engine.dispose()

@@ -206,6 +206,30 @@ def test_counts_are_sql_aggregates_per_arm(staged):
     assert champion.p50_latency_ms == pytest.approx(53.0)  # the median of 6..100
 
 
+def test_cache_hits_and_degraded_answers_are_not_latency_evidence(staged):
+    from sqlalchemy import insert
+
+    from ingot.inference_log.schema import inference_log
+
+    experiment = "digits-v2-vs-v1-cache1"
+    now = utc_now()
+
+    def row(i: int, latency: float, **extra):  # type: ignore[no-untyped-def]
+        return {"request_id": f"r{i}", "row": 0, "ts": now, "model": MODEL, "experiment": experiment,
+                "variant": "champion", "assignment": "weight", "model_version": 1, "signature": "serving_default",
+                "latency_ms": latency, "status": "OK", "evidence": True, "cache_hit": False, "degraded": None,
+                **extra}
+
+    rows = [row(i, 100.0) for i in range(50)]
+    rows += [row(100 + i, 0.5, cache_hit=True) for i in range(50)]  # fast hits would drag p99 down
+    rows += [row(200 + i, 5000.0, degraded="default", evidence=False) for i in range(5)]  # degraded: never evidence
+    with staged.engine.begin() as conn:
+        conn.execute(insert(inference_log), rows)
+    champion = arm_counts(staged.engine, MODEL, experiment)["champion"]
+    assert champion.p99_latency_ms == pytest.approx(100.0)
+    assert champion.requests == 100  # hits are still the arm's answers; degraded rows are not
+
+
 def test_the_sample_ratio_counts_random_requests_and_the_step_counts_trusted_sticky_ones_too(staged):
     """A sticky caller's requests all go one way, so only per-request random assignments are
     independent draws for the SRM check; a request of several rows is one draw. The step counts

@@ -63,6 +63,26 @@ per-variant Services, each named with the version it serves. The rollout control
 {{- $_ := set $routes "capture" (dict "sample" .sample "max_bytes" .maxBytes "retention_days" .retentionDays) }}
 {{- end }}
 {{- end }}
+{{- with .Values.gateway.cache }}
+{{- if .enabled }}
+{{- $_ := set $routes "cache" (dict "ttl_s" (int .ttlSeconds) "max_bytes" (int64 .maxBytes) "stale_ttl_s" (int .staleTtlSeconds)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.gateway.fallback }}
+{{- if .steps }}
+{{- $_ := set $routes "fallback" .steps }}
+{{- end }}
+{{- if ne .defaultClassId nil }}
+{{- $_ := set $routes "default_answer" (dict "class_id" (int64 .defaultClassId)) }}
+{{- end }}
+{{- if gt (int .deadlineMs) 0 }}
+{{- $_ := set $routes "deadline_ms" (int .deadlineMs) }}
+{{- end }}
+{{- if gt (int .previousChampion.version) 0 }}
+{{- $_ := set $upstreams "previous_champion" (dict "rest" .previousChampion.rest "grpc" .previousChampion.grpc "version" (int64 .previousChampion.version)) }}
+{{- end }}
+{{- $_ := set $routes "breaker" (dict "failures" (int .breaker.failures) "open_s" .breaker.openSeconds) }}
+{{- end }}
 {{- toYaml $routes }}
 {{- end }}
 
@@ -71,6 +91,23 @@ per-variant Services, each named with the version it serves. The rollout control
 {{- $c := .Values.gateway.capture }}
 {{- if and $c.enabled (not $c.url) (not $c.pvcClaimName) }}
 {{- fail "gateway.capture.enabled needs gateway.capture.url (s3:// or gs://) or gateway.capture.pvcClaimName" }}
+{{- end }}
+{{- $cache := .Values.gateway.cache }}
+{{- if and $cache.enabled (not $cache.redisSecret.existingSecret) }}
+{{- fail "gateway.cache.enabled needs gateway.cache.redisSecret.existingSecret: an existing Secret holding the Redis URL (redis://host:6379/0) under gateway.cache.redisSecret.key" }}
+{{- end }}
+{{- $fb := .Values.gateway.fallback }}
+{{- if and (has "cached" $fb.steps) (or (not $cache.enabled) (eq (int $cache.staleTtlSeconds) 0)) }}
+{{- fail "gateway.fallback.steps has cached, which needs gateway.cache.enabled and gateway.cache.staleTtlSeconds > 0 (the copy kept past the TTL)" }}
+{{- end }}
+{{- if and (has "default" $fb.steps) (eq $fb.defaultClassId nil) }}
+{{- fail "gateway.fallback.steps has default, which needs gateway.fallback.defaultClassId (the class the default answer names)" }}
+{{- end }}
+{{- if and (ne $fb.defaultClassId nil) (not (has "default" $fb.steps)) }}
+{{- fail "gateway.fallback.defaultClassId is set but default is not in gateway.fallback.steps: the default answer is opt-in, add it to the steps" }}
+{{- end }}
+{{- if and (has "previous_champion" $fb.steps) (or (eq (int $fb.previousChampion.version) 0) (not $fb.previousChampion.rest) (not $fb.previousChampion.grpc)) }}
+{{- fail "gateway.fallback.steps has previous_champion, which needs gateway.fallback.previousChampion.version, .rest and .grpc (a model server that serves that version)" }}
 {{- end }}
 {{- if and (gt (float64 .Values.gateway.mirrorPercent) 0.0) (not .Values.challenger.enabled) }}
 {{- fail (printf "gateway.mirrorPercent is %v but challenger.enabled is false: there is nothing to mirror to; set it to 0 or enable the challenger" .Values.gateway.mirrorPercent) }}
