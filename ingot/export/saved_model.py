@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-export
     SERVING_EMBEDDING,
 )
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
+
+if TYPE_CHECKING:
+    from ingot.export.tflite import Int8Plan
 
 # What the caller must supply; export adds class_names, input_size, created_at, versions. The drift
 # baseline is `DriftBaseline.to_card()`: the one baseline a card carries.
@@ -260,6 +263,7 @@ def export_saved_model(
     model_card: dict[str, Any],
     warmup_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
     reference_images: np.ndarray | None = None,
+    int8: Int8Plan | None = None,
 ) -> Path:
     """Write the serving SavedModel, warm-up records and model card to `export_dir`.
 
@@ -267,6 +271,8 @@ def export_saved_model(
     first and renamed at the end, so on any error nothing is left at `export_dir`.
     `reference_images` (the validation split, uint8) give the embedding reference sample the drift
     monitor compares captured inputs with (`ingot.export.embedding.write_reference`).
+    `int8` builds and judges the int8 `model.tflite` beside the SavedModel (`ingot.export.tflite`);
+    the card's `int8` section records the outcome either way.
     """
     import tensorflow as tf
 
@@ -297,6 +303,11 @@ def export_saved_model(
             from ingot.export.embedding import CARD_KEY, write_reference
 
             card[CARD_KEY] = write_reference(model, reference_images, staging / ASSETS_EXTRA)
+        if int8 is not None:
+            from ingot.export.tflite import CARD_KEY as INT8_KEY
+            from ingot.export.tflite import add_int8_model
+
+            card[INT8_KEY] = add_int8_model(model, staging, int8)
         (staging / MODEL_CARD_PATH).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         if target.exists():
             target.rmdir()  # empty, checked above (e.g. a pre-created pipeline output directory)
