@@ -136,12 +136,48 @@ def build_model_card(
     return card
 
 
+def decode_image_batch(image_bytes: Any, image_size: tuple[int, int]) -> Any:
+    """`serving_bytes`' decoding: string [batch] of encoded images -> uint8 [batch, H, W, 3], with the
+    format check that names the offending batch positions. The graph runs it; so does the int8
+    path of `ingot serve` (`ingot.serving.tflite`), so both turn the same bytes into the same pixels."""
+    import tensorflow as tf
+
+    from ingot.data.preprocess import decode_and_resize
+
+    height, width = image_size
+    # Magic numbers of the formats the contract accepts, checked per element so the error
+    # names the offending batch positions instead of failing deep inside map_fn.
+    known = tf.reduce_any(
+        tf.stack(
+            [
+                tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
+                for magic in (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+            ]
+        ),
+        axis=0,
+    )
+    check = tf.debugging.Assert(
+        tf.reduce_all(known),
+        [
+            f"serving_bytes: image_bytes must hold {SUPPORTED_FORMATS} encoded images; "
+            "these batch positions hold something else:",
+            tf.reshape(tf.where(tf.logical_not(known)), [-1]),
+        ],
+        summarize=16,
+    )
+    with tf.control_dependencies([check]):
+        image_bytes = tf.identity(image_bytes)
+    return tf.map_fn(
+        lambda encoded: decode_and_resize(encoded, (height, width)),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
+    )
+
+
 def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, int]) -> Any:
     """A tf.Module exposing the two serving functions. The Keras model is captured by closure
     and only its variables are tracked, so the optimizer's slots stay out of the SavedModel."""
     import tensorflow as tf
-
-    from ingot.data.preprocess import decode_and_resize
 
     height, width = image_size
     num_classes = len(class_names)
@@ -168,34 +204,7 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
         return outputs(images)
 
     def serve_bytes(image_bytes: Any) -> dict[str, Any]:
-        # Magic numbers of the formats the contract accepts, checked per element so the error
-        # names the offending batch positions instead of failing deep inside map_fn.
-        known = tf.reduce_any(
-            tf.stack(
-                [
-                    tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
-                    for magic in (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
-                ]
-            ),
-            axis=0,
-        )
-        check = tf.debugging.Assert(
-            tf.reduce_all(known),
-            [
-                f"serving_bytes: image_bytes must hold {SUPPORTED_FORMATS} encoded images; "
-                "these batch positions hold something else:",
-                tf.reshape(tf.where(tf.logical_not(known)), [-1]),
-            ],
-            summarize=16,
-        )
-        with tf.control_dependencies([check]):
-            image_bytes = tf.identity(image_bytes)
-        images = tf.map_fn(
-            lambda encoded: decode_and_resize(encoded, (height, width)),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
-        )
-        return outputs(images)
+        return outputs(decode_image_batch(image_bytes, (height, width)))
 
     module = tf.Module(name="ingot_classifier")
     module.model_variables = list(model.variables)
