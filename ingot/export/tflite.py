@@ -20,6 +20,8 @@ show it is as good, not merely not credibly worse), the file is removed and the 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -92,8 +94,9 @@ def convert_int8(model: Any, calibration_images: np.ndarray) -> bytes:
     import warnings
 
     try:
-        with warnings.catch_warnings():
-            # Raised for the uint8 input, whose range the representative data sets (see above).
+        # Keras prints the intermediate SavedModel's endpoints; the converter warns about the uint8
+        # input, whose range the representative data sets (see above). Neither is news to a user.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             flatbuffer = converter.convert()
     except Exception as err:
