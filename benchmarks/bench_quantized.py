@@ -8,7 +8,8 @@ plan (so the model.tflite is exactly what the evaluate step ships), in one run:
    LiteRT interpreter (`ingot.export.tflite.Int8Model`, XNNPACK) with 1 thread (what each
    interpreter of `ingot serve --prefer_tflite_model` uses) and with as many threads as CPUs
    (same cores as TensorFlow), timed in turns so a shared machine's load falls on all alike;
-   ratios are float p50 / int8 p50;
+   ratios are float p50 / int8 p50, and the same for the process CPU time each call costs (the
+   compute, which other processes' load does not inflate);
 2. sizes: the SavedModel (without assets.extra) vs model.tflite;
 3. accuracy: the digits CNN is trained here on scikit-learn's bundled digits (1,200 train rows,
    597 test rows, 32x32) and both models are scored on the same test rows (the model card's int8
@@ -115,13 +116,15 @@ def interleaved(calls: dict[str, object], iterations: int) -> dict[str, dict[str
         for _ in range(3):
             call()  # type: ignore[operator]
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, float] = {name: 0.0 for name in calls}
     for _ in range(iterations):
         for name, call in calls.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             call()  # type: ignore[operator]
             times[name].append(time.perf_counter() - t0)
-    return {name: {"p50": float(np.percentile(t, 50)) * 1000, "p99": float(np.percentile(t, 99)) * 1000}
-            for name, t in times.items()}
+            cpu[name] += time.process_time() - c0
+    return {name: {"p50": float(np.percentile(t, 50)) * 1000, "p99": float(np.percentile(t, 99)) * 1000,
+                   "cpu": cpu[name] / iterations * 1000} for name, t in times.items()}
 
 
 def in_process(name: str, version_dir: Path) -> dict:
@@ -239,12 +242,13 @@ def main() -> int:
                       f"[{100 * section['comparison']['interval'][0]:+.2f}, "
                       f"{100 * section['comparison']['interval'][1]:+.2f}] points")
             rows = in_process(name, version_dir)
-            print("in-process   | " + " | ".join(f"{k:>17}" for k in rows[1]) + " | float/int8 p50")
+            print("in-process: p50 / p99 wall ms (process CPU ms per call)")
+            print("           | " + " | ".join(f"{k:>27}" for k in rows[1]) + " | float/int8 p50 (CPU)")
             for batch, entry in rows.items():
-                cells = " | ".join(f"{v['p50']:7.2f} / {v['p99']:7.2f}" for v in entry.values())
-                ratios = ", ".join(f"{k}: {entry['float']['p50'] / v['p50']:.2f}x"
+                cells = " | ".join(f"{v['p50']:8.2f} / {v['p99']:8.2f} ({v['cpu']:7.2f})" for v in entry.values())
+                ratios = ", ".join(f"{k}: {entry['float']['p50'] / v['p50']:.2f}x ({entry['float']['cpu'] / v['cpu']:.2f}x)"
                                    for k, v in entry.items() if k != "float")
-                print(f"batch {batch:>2}     | {cells} | {ratios}")
+                print(f"batch {batch:>2}   | {cells} | {ratios}")
             result = served(name, version_dir.parent, workdir, args.duration)
             for label, entry in result.items():
                 print(f"ingot serve {label:>5} gRPC, {CLIENTS} clients, batching: {entry['rate']:7.1f} pred/s, "
