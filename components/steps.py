@@ -172,13 +172,15 @@ def evaluate_step(
 
     Writes the evaluation record (what register/reject store in the registry) and the evaluation
     report; a blessed model is also exported to `serving_model_dir` as the serving SavedModel
-    with the record's model card, so publishing (and any retry of it) only copies those bytes.
+    with the record's model card, so publishing (and any retry of it) only copies those bytes;
+    beside it goes the int8 `model.tflite` when it holds up against the float model (the card's
+    `int8` section says either way).
     """
     from ingot.data.records import open_dataset_artifact
     from ingot.export.saved_model import export_saved_model
     from ingot.reports import evaluation_html
     from ingot.retrain.registry import open_registry
-    from ingot.retrain.steps import evaluate
+    from ingot.retrain.steps import evaluate, int8_plan
     from ingot.train.artifact import load_trained
 
     splits = open_dataset_artifact(os.fspath(dataset_dir))
@@ -197,7 +199,8 @@ def evaluate_step(
     if record.blessed:
         export_saved_model(trained.model, serving_model_dir, class_names=record.class_names,
                            image_size=config.image_size, model_card=record.model_card(),
-                           reference_images=evaluation.validation.images)
+                           reference_images=evaluation.validation.images,
+                           int8=int8_plan(splits, config, thresholds, evaluation))
     return EvaluateStepResult(
         blessed=record.blessed,
         summary=evaluation.decision.summary(),

@@ -25,6 +25,7 @@ ASSETS_EXTRA = "assets.extra"
 MODEL_CARD_PATH = f"{ASSETS_EXTRA}/model_card.json"
 WARMUP_PATH = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"
 MANIFEST_FILE = "MANIFEST.sha256"
+TFLITE_PATH = "model.tflite"  # the int8 model, where TF Serving's --prefer_tflite_model looks
 _VERSION_DIR = re.compile(r"[0-9]+")
 
 

@@ -64,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="Ingot: take ModelService/HandleReloadConfigRequest (default false: PERMISSION_DENIED); even "
         "then only from loopback callers and only for base paths under --model_repository or the "
         "configured models' base paths")
+    add("--prefer_tflite_model", type=_bool, nargs="?", const=True, default=False,
+        help="serve a version's int8 model.tflite (beside saved_model.pb) through LiteRT when it has one, "
+        "with the same REST and gRPC API; versions without one serve their SavedModel (default false)")
+    add("--num_tflite_pools", type=int, default=1, help="with --prefer_tflite_model: interpreter pools per version")
+    add("--num_tflite_interpreters_per_pool", type=int, default=None,
+        help="with --prefer_tflite_model: single-threaded LiteRT interpreters per pool, i.e. batches run at once "
+        "(default: the number of CPUs)")
     add_limit_flags(add)
     parser.set_defaults(handler=run_serve)
 
@@ -102,6 +109,10 @@ def server_options(args: argparse.Namespace) -> Any:
             load_batching_parameters(args.batching_parameters_file)
             if args.batching_parameters_file else BatchingOptions()
         )
+    for flag in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag}={value} must be at least 1")
     check_listen(args)
     limits = request_limits(args)
     timeout_s = rest_timeout_s(args)
@@ -120,6 +131,8 @@ def server_options(args: argparse.Namespace) -> Any:
             max_elements=args.max_tensor_elements,
             verify_manifest=args.verify_manifests,
             direct_threads=max(2, os.cpu_count() or 1),
+            prefer_tflite_model=args.prefer_tflite_model,
+            tflite_interpreters=args.num_tflite_pools * (args.num_tflite_interpreters_per_pool or os.cpu_count() or 1),
         ),
         limits=limits,
         monitoring=load_monitoring_config(args.monitoring_config_file),

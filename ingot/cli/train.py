@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingot import settings
-from ingot.evaluate.gate import DEFAULT_ALPHA
+from ingot.evaluate.gate import DEFAULT_ALPHA, DEFAULT_INT8_MAX_LOSS
 
 if TYPE_CHECKING:
     from ingot.train.config import TrainConfig
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="train with N local worker processes (MultiWorkerMirroredStrategy on loopback ports) "
                         "into one model; default: the recipe's workers setting (1)")
-    add_gate_arguments(parser)
+    add_gate_arguments(parser, int8=True)
     parser.add_argument("--require-blessing", action="store_true",
                         help="exit with status 3 when the gate rejects the model (for automation)")
     parser.add_argument("--work-dir", type=Path, default=None,
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+def add_gate_arguments(parser: argparse.ArgumentParser, *, int8: bool = False) -> None:
     gate = parser.add_argument_group("blessing gate")
     gate.add_argument("--min-accuracy", type=float, default=settings.DEFAULT_MIN_ACCURACY,
                       help="overall accuracy floor (default: %(default)s)")
@@ -57,6 +57,10 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="per-class F1 floor (default: %(default)s)")
     gate.add_argument("--max-regression", type=float, default=settings.DEFAULT_MAX_REGRESSION,
                       help="how far below the champion accuracy and macro F1 may fall (default: %(default)s)")
+    if int8:
+        gate.add_argument("--int8-max-loss", type=float, default=DEFAULT_INT8_MAX_LOSS,
+                          help="leave the int8 model.tflite out of the version when its accuracy is more than "
+                               "this below the float model's on the same test rows (default: %(default)s)")
     gate.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                       help="risk of a wrong rejection per confidence interval the gate judges by "
                            "(default: %(default)s)")
@@ -77,15 +81,16 @@ def run(args: argparse.Namespace) -> int:
     from ingot.evaluate.gate import GateThresholds
     from ingot.export.publishing import publish
     from ingot.export.saved_model import export_saved_model
+    from ingot.export.tflite import int8_summary
     from ingot.reports import per_class_markdown
     from ingot.retrain.config import resolve_dataset
     from ingot.retrain.registry import open_registry, register, reject
-    from ingot.retrain.steps import evaluate, ingest, train
+    from ingot.retrain.steps import evaluate, ingest, int8_plan, train
 
     config = load_config(args)
     thresholds = GateThresholds(
         min_accuracy=args.min_accuracy, min_class_f1=args.min_class_f1, max_regression=args.max_regression,
-        alpha=args.alpha,
+        alpha=args.alpha, int8_max_loss=args.int8_max_loss,
     )
     dataset = resolve_dataset(args.dataset, config)
     repository = args.model_repository or settings.model_repository()
@@ -132,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
             step("publish")
             export_dir = export_saved_model(trained.model, work / "export", class_names=record.class_names,
                                             image_size=config.image_size, model_card=record.model_card(),
-                                            reference_images=evaluation.validation.images)
+                                            reference_images=evaluation.validation.images,
+                                            int8=int8_plan(artifact, config, thresholds, evaluation))
+            print(int8_summary(export_dir))
             published = publish(export_dir, repository, args.model_name)
             state = "published" if published.created else "already published"
             print(f"{state}: {args.model_name} version {published.version} at {published.path} "

@@ -26,6 +26,7 @@ from ingot.settings import DEFAULT_MAX_REGRESSION, DEFAULT_MIN_CLASS_F1
 
 _EPSILON = 1e-9
 DEFAULT_ALPHA = 0.05
+DEFAULT_INT8_MAX_LOSS = 0.005  # 0.5 accuracy points: the int8 model.tflite beside the SavedModel
 
 
 def _check_fraction(name: str, value: float | None) -> None:
@@ -46,6 +47,9 @@ class GateThresholds:
     # The risk of a wrong rejection per interval: floors and champion comparisons are judged by
     # two-sided (1 - alpha) confidence intervals.
     alpha: float = DEFAULT_ALPHA
+    # How far the int8 model.tflite may fall below the float model's accuracy on the same test rows
+    # before it is left out of the version (ingot.export.tflite); the float model is judged as above.
+    int8_max_loss: float = DEFAULT_INT8_MAX_LOSS
 
     def __post_init__(self) -> None:
         _check_fraction("min_accuracy", self.min_accuracy)
@@ -53,6 +57,9 @@ class GateThresholds:
         if self.max_regression is None:
             raise ConfigError("max_regression must be a number between 0 and 1, not None")
         _check_fraction("max_regression", self.max_regression)
+        if self.int8_max_loss is None:
+            raise ConfigError("int8_max_loss must be a number between 0 and 1, not None")
+        _check_fraction("int8_max_loss", self.int8_max_loss)
         if self.alpha is None or not 0.0 < float(self.alpha) < 1.0:
             raise ConfigError(f"alpha={self.alpha!r} is out of range; expected a number strictly between 0 and 1")
 
@@ -65,7 +72,7 @@ class GateThresholds:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> GateThresholds:
-        valid = {"min_accuracy", "min_class_f1", "max_regression", "alpha"}
+        valid = {"min_accuracy", "min_class_f1", "max_regression", "alpha", "int8_max_loss"}
         unknown = sorted(set(values) - valid)
         if unknown:
             raise ConfigError(

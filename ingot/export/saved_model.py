@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from ingot.protocol.signatures import (  # noqa: F401 - OUTPUT_KEYS is re-export
     SERVING_EMBEDDING,
 )
 from ingot.repository import ASSETS_EXTRA, MODEL_CARD_PATH, WARMUP_PATH
+
+if TYPE_CHECKING:
+    from ingot.export.tflite import Int8Plan
 
 # What the caller must supply; export adds class_names, input_size, created_at, versions. The drift
 # baseline is `DriftBaseline.to_card()`: the one baseline a card carries.
@@ -133,12 +136,48 @@ def build_model_card(
     return card
 
 
+def decode_image_batch(image_bytes: Any, image_size: tuple[int, int]) -> Any:
+    """`serving_bytes`' decoding: string [batch] of encoded images -> uint8 [batch, H, W, 3], with the
+    format check that names the offending batch positions. The graph runs it; so does the int8
+    path of `ingot serve` (`ingot.serving.tflite`), so both turn the same bytes into the same pixels."""
+    import tensorflow as tf
+
+    from ingot.data.preprocess import decode_and_resize
+
+    height, width = image_size
+    # Magic numbers of the formats the contract accepts, checked per element so the error
+    # names the offending batch positions instead of failing deep inside map_fn.
+    known = tf.reduce_any(
+        tf.stack(
+            [
+                tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
+                for magic in (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+            ]
+        ),
+        axis=0,
+    )
+    check = tf.debugging.Assert(
+        tf.reduce_all(known),
+        [
+            f"serving_bytes: image_bytes must hold {SUPPORTED_FORMATS} encoded images; "
+            "these batch positions hold something else:",
+            tf.reshape(tf.where(tf.logical_not(known)), [-1]),
+        ],
+        summarize=16,
+    )
+    with tf.control_dependencies([check]):
+        image_bytes = tf.identity(image_bytes)
+    return tf.map_fn(
+        lambda encoded: decode_and_resize(encoded, (height, width)),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
+    )
+
+
 def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, int]) -> Any:
     """A tf.Module exposing the two serving functions. The Keras model is captured by closure
     and only its variables are tracked, so the optimizer's slots stay out of the SavedModel."""
     import tensorflow as tf
-
-    from ingot.data.preprocess import decode_and_resize
 
     height, width = image_size
     num_classes = len(class_names)
@@ -165,34 +204,7 @@ def _serving_module(model: Any, class_names: list[str], image_size: tuple[int, i
         return outputs(images)
 
     def serve_bytes(image_bytes: Any) -> dict[str, Any]:
-        # Magic numbers of the formats the contract accepts, checked per element so the error
-        # names the offending batch positions instead of failing deep inside map_fn.
-        known = tf.reduce_any(
-            tf.stack(
-                [
-                    tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
-                    for magic in (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
-                ]
-            ),
-            axis=0,
-        )
-        check = tf.debugging.Assert(
-            tf.reduce_all(known),
-            [
-                f"serving_bytes: image_bytes must hold {SUPPORTED_FORMATS} encoded images; "
-                "these batch positions hold something else:",
-                tf.reshape(tf.where(tf.logical_not(known)), [-1]),
-            ],
-            summarize=16,
-        )
-        with tf.control_dependencies([check]):
-            image_bytes = tf.identity(image_bytes)
-        images = tf.map_fn(
-            lambda encoded: decode_and_resize(encoded, (height, width)),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
-        )
-        return outputs(images)
+        return outputs(decode_image_batch(image_bytes, (height, width)))
 
     module = tf.Module(name="ingot_classifier")
     module.model_variables = list(model.variables)
@@ -260,6 +272,7 @@ def export_saved_model(
     model_card: dict[str, Any],
     warmup_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
     reference_images: np.ndarray | None = None,
+    int8: Int8Plan | None = None,
 ) -> Path:
     """Write the serving SavedModel, warm-up records and model card to `export_dir`.
 
@@ -267,6 +280,8 @@ def export_saved_model(
     first and renamed at the end, so on any error nothing is left at `export_dir`.
     `reference_images` (the validation split, uint8) give the embedding reference sample the drift
     monitor compares captured inputs with (`ingot.export.embedding.write_reference`).
+    `int8` builds and judges the int8 `model.tflite` beside the SavedModel (`ingot.export.tflite`);
+    the card's `int8` section records the outcome either way.
     """
     import tensorflow as tf
 
@@ -297,6 +312,11 @@ def export_saved_model(
             from ingot.export.embedding import CARD_KEY, write_reference
 
             card[CARD_KEY] = write_reference(model, reference_images, staging / ASSETS_EXTRA)
+        if int8 is not None:
+            from ingot.export.tflite import CARD_KEY as INT8_KEY
+            from ingot.export.tflite import add_int8_model
+
+            card[INT8_KEY] = add_int8_model(model, staging, int8)
         (staging / MODEL_CARD_PATH).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         if target.exists():
             target.rmdir()  # empty, checked above (e.g. a pre-created pipeline output directory)

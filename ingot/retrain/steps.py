@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ingot.evaluate.gate import GateDecision, GateThresholds
     from ingot.evaluate.metrics import EvaluationReport
     from ingot.evaluate.record import EvaluationRecord
+    from ingot.export.tflite import Int8Plan
     from ingot.retrain.champion import Champion
     from ingot.train.config import TrainConfig
 
@@ -60,6 +61,7 @@ class EvaluationResult:
     report: EvaluationReport  # on the test split
     decision: GateDecision
     validation: ValidationPredictions
+    test: ValidationPredictions | None = None  # the test rows and the float model's answers (int8 is judged on them)
 
 
 def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainConfig) -> IngestOutput:
@@ -183,4 +185,28 @@ def evaluate(
         pipeline_run_id=pipeline_run_id or None,
         extra_sections=drift_baseline.to_card(),
     )
-    return EvaluationResult(record=record, report=report, decision=decision, validation=validation)
+    return EvaluationResult(record=record, report=report, decision=decision, validation=validation, test=test)
+
+
+def int8_plan(splits: DatasetArtifact | DatasetSplits, config: TrainConfig, thresholds: GateThresholds,
+              evaluation: EvaluationResult) -> Int8Plan:
+    """What export needs for the int8 model.tflite: a few hundred training images to calibrate on
+    (the first ones of the split, in its stored order, enough batches and no more), and the float
+    model's test rows to judge it on, with the gate's `int8_max_loss`."""
+    import math
+
+    from ingot.data.pipeline import make_tf_dataset
+    from ingot.export.tflite import DEFAULT_CALIBRATION_IMAGES, Int8Plan
+
+    if evaluation.test is None:
+        raise DataError("the evaluation holds no test predictions; run ingot.retrain.steps.evaluate first")
+    batches = math.ceil(DEFAULT_CALIBRATION_IMAGES / config.batch_size)
+    dataset = make_tf_dataset(splits.train, image_size=config.image_size, batch_size=config.batch_size,
+                              training=False, cache=False).take(batches)
+    import tensorflow as tf
+
+    calibration = np.concatenate([tf.cast(tf.round(images), tf.uint8).numpy() for images, _ in dataset])
+    test = evaluation.test
+    return Int8Plan(calibration_images=calibration[:DEFAULT_CALIBRATION_IMAGES], test_images=test.images,
+                    test_labels=test.labels, float_probabilities=test.probabilities,
+                    max_loss=thresholds.int8_max_loss, alpha=thresholds.alpha, seed=config.seed)

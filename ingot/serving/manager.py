@@ -54,6 +54,8 @@ class ManagerOptions:
     direct_threads: int = 4
     direct_max_pending: int = 256
     freeze_gc: bool = True
+    prefer_tflite_model: bool = False  # serve a version's model.tflite when it has one (ingot.serving.tflite)
+    tflite_interpreters: int = 1  # LiteRT interpreters per version with prefer_tflite_model
 
 
 @dataclass
@@ -259,10 +261,17 @@ class ModelManager:
             on_runtime = lambda seconds: metrics.record_runtime(name, version, seconds)  # noqa: E731
             on_batch = lambda signature, size, padded, seconds: metrics.batch_size.labels(  # noqa: E731
                 name, str(version), signature).observe(size)
-        return Servable(
+        kind: Any = Servable
+        extra: dict[str, Any] = {}
+        if self.options.prefer_tflite_model:
+            from ingot.serving.tflite import TfliteServable, has_tflite_model
+
+            if has_tflite_model(record.path):
+                kind, extra = TfliteServable, {"interpreters": self.options.tflite_interpreters}
+        return kind(
             record.model_name, record.version, record.path,
             batching=self.options.batching, direct_pool=self._direct_pool,
-            max_elements=self.options.max_elements, on_runtime=on_runtime, on_batch=on_batch,
+            max_elements=self.options.max_elements, on_runtime=on_runtime, on_batch=on_batch, **extra,
         )
 
     def _load(self, record: VersionRecord) -> None:

@@ -292,7 +292,8 @@ class Servable:
         """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
         yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
         started = time.perf_counter()
-        records = read_warmup_requests(storage.join(self.path, repository.WARMUP_PATH))
+        records = [r for r in read_warmup_requests(storage.join(self.path, repository.WARMUP_PATH))
+                   if self.replays(r.model_spec.signature_name)]
         stats = self.warmup
         stats.records = len(records)
         samples: dict[str, Arrays] = {}
@@ -322,6 +323,10 @@ class Servable:
         stats.batch_sizes_run = {sig: sorted(r.executed_sizes) for sig, r in self._runners.items()}
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def replays(self, signature_name: str) -> bool:
+        """Whether warm-up replays records of this signature (all: a missing one fails the load)."""
+        return True
 
     def unload(self) -> None:
         """Run what is queued and stop the runners. The model itself is freed with this object

@@ -29,6 +29,14 @@ def test_blessed_model_is_exported_with_a_full_model_card(blessed, ingested):
     assert card["data_hash"] == ingested[2]["data_hash"]
     assert card["gate"]["blessed"] is True and card["class_names"] == CLASSES
     assert card["metrics"]["accuracy"] == pytest.approx(result.scalars["accuracy"])
+    # The int8 model was built and judged on the same test rows as the float one, and the
+    # model.tflite is there exactly when the card says it shipped.
+    int8 = card["int8"]
+    assert int8["test_rows"] == card["metrics"]["num_examples"]
+    assert int8["float_accuracy"] == pytest.approx(card["metrics"]["accuracy"])
+    assert 0 < int8["calibration_images"] <= 300 and int8["max_loss"] == 0.005  # the default tolerance
+    assert (serving / "model.tflite").is_file() == int8["shipped"]
+    assert int8["shipped"] == (int8["difference"] >= -0.005)
 
 
 class _Page(HTMLParser):

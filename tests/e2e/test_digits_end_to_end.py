@@ -40,6 +40,18 @@ def test_trains_blesses_and_publishes_above_090(first_run):
     assert (version_dir / "MANIFEST.sha256").is_file()
 
 
+def test_the_int8_model_ships_beside_it_within_half_a_point(first_run):
+    """`ingot train` also writes the int8 model.tflite: calibrated on training images, judged on
+    the float model's own test rows, within the default 0.5-point tolerance on digits."""
+    _code, _root, repository = first_run
+    version_dir = repository / "digits" / "1"
+    int8 = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())["int8"]
+    assert int8["shipped"] is True and (version_dir / "model.tflite").is_file()
+    assert int8["difference"] >= -0.005 and int8["agreement"] >= 0.99
+    assert int8["size_bytes"]["int8"] * 3 < int8["size_bytes"]["float_saved_model"]
+    assert "  model.tflite\n" in (version_dir / "MANIFEST.sha256").read_text()
+
+
 def test_published_model_answers_same_from_pixels_and_png(first_run):
     import tensorflow as tf
 

@@ -103,6 +103,7 @@ def test_decision_round_trips_through_json():
         "min_class_f1": 0.7,
         "max_regression": 0.01,
         "alpha": 0.05,  # the thresholds now carry the intervals' risk
+        "int8_max_loss": 0.005,  # and the int8 model's tolerance against the float one
     }
     assert "REJECTED" in decision.summary() and "'fox'" in decision.summary()
 
