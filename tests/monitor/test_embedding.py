@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ingot.errors import ConfigError
-from ingot.monitor.embedding import EmbeddingWindow, LocalCapturedInputs, embedding_window, mmd_test
+from ingot.monitor.embedding import EmbeddingWindow, CaptureStoreInputs, embedding_window, mmd_test
 from ingot.monitor.statistics import DRIFT, check_window
 from tests.monitor.simulate import baseline, draw
 
@@ -79,7 +79,7 @@ def test_local_captured_inputs_read_the_content_addressed_layout(tmp_path):
     _capture(tmp_path, "digits", b"not an image", suffix=".txt")
     _capture(tmp_path, "other", b"elsewhere")
     (old.parent / "stray.png").write_bytes(b"x")           # not content-addressed: ignored
-    store = LocalCapturedInputs(tmp_path)
+    store = CaptureStoreInputs(tmp_path)
     since = datetime.fromtimestamp(1_500_000, tz=UTC)
     assert store.sample("digits", since, None, 10) == [b"new"]
     assert sorted(store.sample("digits", None, None, 10)) == [b"new", b"old"]
@@ -91,7 +91,7 @@ def test_without_captured_inputs_the_check_is_skipped_with_a_note(tmp_path):
     reference = np.zeros((10, 4))
     embed = lambda images: np.zeros((len(images), 4))  # noqa: E731
     none = embedding_window(reference, None, embed, "digits", None, None)
-    empty = embedding_window(reference, LocalCapturedInputs(tmp_path), embed, "digits", None, None)
+    empty = embedding_window(reference, CaptureStoreInputs(tmp_path), embed, "digits", None, None)
     assert "no captured inputs configured" in str(none)
     assert "no captured inputs in the window" in str(empty)
     result = check_window(BASELINE, draw(500, np.random.default_rng(3)).window(), embeddings=empty)
