@@ -223,3 +223,34 @@ def project_2d(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, n
     if basis.shape[1] < 2:
         basis = np.hstack([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))])
     return (x - centre) @ basis, (y - centre) @ basis
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """The embedding statistics of one time slice of the window against the reference."""
+
+    until: float            # the newest capture time in the slice (Unix seconds)
+    rows: int
+    mmd2: float             # biased MMD² (no permutations: the plot shows the statistic, not a verdict)
+    auc: float              # the domain classifier's held-out AUC
+
+
+def embedding_history(samples: EmbeddingWindow, *, slices: int = 8, min_rows: int = 50) -> list[HistoryPoint]:
+    """The window cut by capture time into up to `slices` equal-count slices of at least
+    `min_rows` rows, each compared with the reference: the report's statistic-over-time plot,
+    computed from the window the check already embedded (the monitor keeps no check history)."""
+    from ingot.monitor.domain_classifier import domain_classifier_test
+
+    if samples.times is None or len(samples.times) != samples.window.shape[0]:
+        return []
+    count = min(slices, samples.window.shape[0] // min_rows)
+    if count < 2:
+        return []
+    order = np.argsort(samples.times, kind="stable")
+    points = []
+    for part in np.array_split(order, count):
+        rows = samples.window[part]
+        mmd = mmd_test(samples.reference, rows, permutations=1, seed=samples.seed)
+        auc = domain_classifier_test(samples.reference, rows, seed=samples.seed).auc
+        points.append(HistoryPoint(float(samples.times[part].max()), int(part.size), mmd.statistic, auc))
+    return points
