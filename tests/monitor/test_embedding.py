@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ingot.errors import ConfigError
-from ingot.monitor.embedding import EmbeddingWindow, CaptureStoreInputs, embedding_window, mmd_test
+from ingot.monitor.embedding import CaptureStoreInputs, EmbeddingWindow, embedding_window, mmd_test
 from ingot.monitor.statistics import DRIFT, check_window
 from tests.monitor.simulate import baseline, draw
 
