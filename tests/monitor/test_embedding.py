@@ -130,3 +130,65 @@ def test_the_report_plots_both_samples_in_two_dimensions(tmp_path):
     path = write_report(CheckOutcome("digits", 1, result, live, BASELINE, embeddings=samples), tmp_path / "r.html")
     html = path.read_text()
     assert "Embeddings (PCA of the pooled samples)" in html and "embedding_mmd" in html
+
+
+def test_advisory_tests_are_computed_and_reported_but_never_decide():
+    from ingot.monitor.check import CheckOutcome
+    from ingot.monitor.report import format_text, render_html
+    from ingot.monitor.statistics import ADVISORY_DRIFT, NO_DRIFT
+
+    rng = np.random.default_rng(8)
+    live = draw(500, np.random.default_rng(9)).window()
+    samples = EmbeddingWindow(rng.normal(size=(400, 8)), rng.normal(0.6, size=(400, 8)))
+    both = {"embedding_mmd", "embedding_classifier"}
+    aside = check_window(BASELINE, live, embeddings=samples, advisory=both)
+    deciding = check_window(BASELINE, live, embeddings=samples, advisory=())
+    assert deciding.status == DRIFT and set(deciding.drifted) >= both
+    assert aside.status == NO_DRIFT and aside.drifted == []
+    flagged = {t.name: t for t in aside.tests if t.name in both}
+    assert {t.verdict for t in flagged.values()} == {ADVISORY_DRIFT} and all(t.advisory for t in flagged.values())
+    # m counts the deciding tests only: two fewer than with both embedding tests deciding
+    m_aside = sum(t.kind == "p-value" and not t.advisory for t in aside.tests)
+    m_deciding = sum(t.kind == "p-value" and not t.advisory for t in deciding.tests)
+    assert m_aside == m_deciding - 2
+    assert all(t.threshold == pytest.approx(0.01 / m_aside) for t in flagged.values())
+    assert aside.to_dict()["tests"][[t.name for t in aside.tests].index("embedding_mmd")]["advisory"] is True
+    outcome = CheckOutcome("digits", 1, aside, live, BASELINE, embeddings=samples)
+    assert "advisory, reported but never deciding: embedding_mmd, embedding_classifier" in format_text(outcome)
+    assert "<td>drift (advisory)</td><td>advisory</td>" in render_html(outcome)
+
+
+def test_the_default_advisory_tests_do_not_decide():
+    from ingot.monitor.statistics import ADVISORY_TESTS
+
+    rng = np.random.default_rng(10)
+    live = draw(500, np.random.default_rng(11)).window()
+    result = check_window(BASELINE, live, embeddings=EmbeddingWindow(rng.normal(size=(400, 8)),
+                                                                     rng.normal(0.6, size=(400, 8))))
+    for test in result.tests:
+        assert test.advisory == (test.name in ADVISORY_TESTS)
+    assert not set(result.drifted) & ADVISORY_TESTS
+
+
+def test_the_history_shows_the_statistics_rise_when_the_window_shifts_late(tmp_path):
+    from ingot.monitor.check import CheckOutcome
+    from ingot.monitor.embedding import embedding_history
+    from ingot.monitor.report import write_report
+
+    rng = np.random.default_rng(12)
+    window = np.vstack([rng.normal(size=(300, 8)), rng.normal(1.0, size=(300, 8))])
+    times = 1_700_000_000.0 + np.arange(600)[::-1]           # newest first, as the store returns them
+    samples = EmbeddingWindow(rng.normal(size=(500, 8)), window[::-1], times=times)
+    points = embedding_history(samples)
+    assert len(points) == 8 and [p.until for p in points] == sorted(p.until for p in points)
+    assert sum(p.rows for p in points) == 600
+    early, late = points[:3], points[-3:]
+    assert max(p.mmd2 for p in early) < min(p.mmd2 for p in late)
+    assert max(p.auc for p in early) < 0.7 < min(p.auc for p in late)
+    assert embedding_history(EmbeddingWindow(samples.reference, samples.window)) == []   # no capture times
+    assert embedding_history(EmbeddingWindow(samples.reference, window[:60], times=times[:60])) == []
+    live = draw(500, np.random.default_rng(13)).window()
+    result = check_window(BASELINE, live, embeddings=samples)
+    html = write_report(CheckOutcome("digits", 1, result, live, BASELINE, embeddings=samples),
+                        tmp_path / "r.html").read_text()
+    assert "Embedding statistics over time" in html
