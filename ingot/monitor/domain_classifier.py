@@ -4,8 +4,8 @@ rows it never saw, the two samples differ.
 
 The p-value must be valid at the Bonferroni threshold, so the test holds out rows rather than
 cross-validating: out-of-fold scores of k-fold cross-validation are correlated across folds, and a
-rank or binomial test on them is anti-conservative (measured here: 10-12% false alarms at alpha
-0.05, 64-d Gaussians, 200 vs 200). With one stratified split the fitted classifier is independent
+rank or binomial test on them is anti-conservative (10-12% false alarms at alpha 0.05 on 200 vs 200
+64-d Gaussians in a one-off comparison; docs/monitor.md). With one stratified split the fitted classifier is independent
 of the held-out half, so under the null its held-out scores are exchangeable between the two
 samples and the one-sided Mann-Whitney U test of them (the AUC's own test: AUC = U / (n m)) is
 exact up to ties. Both samples are first subsampled (seeded) to the same size, so the classifier
