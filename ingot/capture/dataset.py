@@ -125,14 +125,9 @@ def resolve_labels(rows: list[tuple[str, str, int, Any]], class_names: list[str]
 
 def capture_index(capture_url: str, model: str) -> dict[str, str]:
     """{sha256: location} of the model's captured inputs (one listing of the store)."""
-    root = storage.join(capture_url, model)
-    found: dict[str, str] = {}
-    for rel, _, _ in storage.list_files_with_times(root):
-        name = rel.rsplit("/", 1)[-1]
-        sha = name.split(".", 1)[0]
-        if len(sha) == 64:
-            found[sha] = storage.join(root, rel)
-    return found
+    from ingot.capture.reader import stored_inputs
+
+    return {entry.sha256: entry.location for entry in stored_inputs(capture_url, model)}
 
 
 def _utc(value: datetime) -> datetime:

@@ -10,6 +10,7 @@ those bytes); uint8 image rows store a lossless PNG of the tensor (its hash is o
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,11 +18,24 @@ import numpy as np
 from ingot import storage
 
 EXTENSIONS = ("png", "jpg", "gif", "bmp", "webp", "bin")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
 
 
 def location(base: str, model: str, sha256: str, extension: str) -> str:
     return storage.join(base, model, sha256[:2], f"{sha256}.{extension}")
+
+
+def parse(relative: str) -> tuple[str, str] | None:
+    """(sha256, extension) of a path relative to `<capture_url>/<model>` that follows the layout,
+    else None (a writer's temp file, a stray)."""
+    parts = relative.split("/")
+    if len(parts) != 2:
+        return None
+    sha, _, extension = parts[1].partition(".")
+    if extension not in EXTENSIONS or not _SHA256.fullmatch(sha) or parts[0] != sha[:2]:
+        return None
+    return sha, extension
 
 
 def sniff(data: bytes) -> str:

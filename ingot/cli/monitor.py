@@ -78,9 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     check.add_argument("--all-rows", action="store_true",
                        help="count every served row of the variant, not only evidence rows (pinned requests and "
                        "untrusted sticky keys, which a caller chooses, are left out by default)")
-    check.add_argument("--capture-url", default=None, metavar="PATH",
-                       help="the gateway's input capture (<PATH>/<model>/<sha256[:2]>/<sha256>.<ext>): enables the "
-                            "embedding drift test (default: skipped)")
+    check.add_argument("--capture-url", default=None, metavar="URL",
+                       help="the gateway's input capture, a directory, s3:// or gs:// "
+                            "(<URL>/<model>/<sha256[:2]>/<sha256>.<ext>): enables the embedding drift tests "
+                            "(default: skipped)")
     check.add_argument("--embedding-server", default=None, metavar="URL",
                        help="model server answering serving_embedding for the captured inputs "
                             "(http://host:8501 or grpc://host:8500; default http://127.0.0.1:8501)")
@@ -157,9 +158,9 @@ def settings_from(args: argparse.Namespace) -> Any:
         check.launcher = launcher_for(check)
     if getattr(args, "capture_url", None):
         from ingot.client import Client
-        from ingot.monitor.embedding import LocalCapturedInputs, lazy_server_embedder
+        from ingot.monitor.embedding import CaptureStoreInputs, lazy_server_embedder
 
-        check.captured = LocalCapturedInputs(args.capture_url)
+        check.captured = CaptureStoreInputs(args.capture_url)
         server = args.embedding_server or "http://127.0.0.1:8501"
         check.embedder = lambda version: lazy_server_embedder(lambda: Client.connect(server), args.model, version)
     return check

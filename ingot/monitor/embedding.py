@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEFAULT_PERMUTATIONS = 1000
 DEFAULT_MAX_ROWS = 1000     # each side is subsampled (seeded) to at most this many rows
 DEFAULT_SEED = 0
-CAPTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+IMAGE_EXTENSIONS = ("png", "jpg", "gif", "bmp", "webp")  # what the store holds that Pillow decodes ("bin" is not)
 
 
 @dataclass(frozen=True)
@@ -76,35 +76,41 @@ def mmd_test(reference: np.ndarray, window: np.ndarray, *, permutations: int = D
     return MMDResult(observed, p_value, float(np.sqrt(median / 2.0)), permutations, n, m)
 
 
+@dataclass(frozen=True)
+class Captured:
+    """One captured input: its encoded bytes and when the capture store received it."""
+
+    data: bytes
+    stored: float  # Unix seconds
+
+
 class CapturedInputs(Protocol):
     """Where the monitor gets a window's inputs: the gateway's input capture (stored raw bytes)."""
 
-    def sample(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[bytes]: ...
+    def timed(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[Captured]: ...
 
 
-class LocalCapturedInputs:
-    """Captured inputs in a directory laid out as `<root>/<model>/<sha256[:2]>/<sha256>.<ext>`
-    (content-addressed); the window is the files modified between `since` and `until`, the newest
-    `limit` of them."""
+class CaptureStoreInputs:
+    """The gateway's capture store (a directory, `s3://` or `gs://`; docs/capture.md), read through
+    `ingot.capture.reader`, the one implementation of its layout. A window is the decodable images
+    stored between `since` and `until`, the newest `limit` of them."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, url: str | Path) -> None:
+        self.url = str(url)
 
-    def sample(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[bytes]:
-        folder = self.root / model
-        if not folder.is_dir():
-            return []
+    def timed(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[Captured]:
+        from ingot.capture.reader import read, stored_inputs
+
         low = since.timestamp() if since is not None else float("-inf")
         high = until.timestamp() if until is not None else float("inf")
-        found: list[tuple[float, Path]] = []
-        for path in folder.glob("??/*"):
-            if path.suffix.lower() not in CAPTURE_SUFFIXES or not path.stem.startswith(path.parent.name):
-                continue
-            modified = path.stat().st_mtime
-            if low <= modified < high:
-                found.append((modified, path))
-        found.sort(key=lambda item: (item[0], item[1].name), reverse=True)
-        return [path.read_bytes() for _, path in found[:limit]]
+        entries = [entry for entry in stored_inputs(self.url, model)
+                   if entry.extension in IMAGE_EXTENSIONS and low <= entry.modified < high]
+        newest = sorted(entries, key=lambda entry: (entry.modified, entry.sha256), reverse=True)[:limit]
+        return [Captured(read(entry), entry.modified) for entry in newest]
+
+    def sample(self, model: str, since: datetime | None, until: datetime | None, limit: int) -> list[bytes]:
+        """The window's bytes, newest first."""
+        return [found.data for found in self.timed(model, since, until, limit)]
 
 
 Embedder = Callable[[Sequence[bytes]], np.ndarray]
@@ -122,6 +128,7 @@ class EmbeddingWindow:
     window: np.ndarray
     permutations: int = DEFAULT_PERMUTATIONS
     seed: int = DEFAULT_SEED
+    times: np.ndarray | None = None  # when each window row was captured (Unix seconds): the report's history
 
 
 def embedding_window(reference: np.ndarray | None, inputs: CapturedInputs | None, embed: Embedder, model: str,
@@ -132,10 +139,11 @@ def embedding_window(reference: np.ndarray | None, inputs: CapturedInputs | None
         return "embedding_mmd: the model card has no embedding reference sample"
     if inputs is None:
         return "embedding_mmd: no captured inputs configured, embedding drift not tested"
-    images = inputs.sample(model, since, until, limit)
-    if not images:
+    found = inputs.timed(model, since, until, limit)
+    if not found:
         return "embedding_mmd: no captured inputs in the window, embedding drift not tested"
-    return EmbeddingWindow(np.asarray(reference), np.asarray(embed(images)))
+    return EmbeddingWindow(np.asarray(reference), np.asarray(embed([item.data for item in found])),
+                           times=np.asarray([item.stored for item in found], dtype=np.float64))
 
 
 def decode_images(images: Sequence[bytes], image_size: tuple[int, int]) -> np.ndarray:
@@ -215,3 +223,34 @@ def project_2d(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, n
     if basis.shape[1] < 2:
         basis = np.hstack([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))])
     return (x - centre) @ basis, (y - centre) @ basis
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """The embedding statistics of one time slice of the window against the reference."""
+
+    until: float            # the newest capture time in the slice (Unix seconds)
+    rows: int
+    mmd2: float             # biased MMD² (no permutations: the plot shows the statistic, not a verdict)
+    auc: float              # the domain classifier's held-out AUC
+
+
+def embedding_history(samples: EmbeddingWindow, *, slices: int = 8, min_rows: int = 50) -> list[HistoryPoint]:
+    """The window cut by capture time into up to `slices` equal-count slices of at least
+    `min_rows` rows, each compared with the reference: the report's statistic-over-time plot,
+    computed from the window the check already embedded (the monitor keeps no check history)."""
+    from ingot.monitor.domain_classifier import domain_classifier_test
+
+    if samples.times is None or len(samples.times) != samples.window.shape[0]:
+        return []
+    count = min(slices, samples.window.shape[0] // min_rows)
+    if count < 2:
+        return []
+    order = np.argsort(samples.times, kind="stable")
+    points = []
+    for part in np.array_split(order, count):
+        rows = samples.window[part]
+        mmd = mmd_test(samples.reference, rows, permutations=1, seed=samples.seed)
+        auc = domain_classifier_test(samples.reference, rows, seed=samples.seed).auc
+        points.append(HistoryPoint(float(samples.times[part].max()), int(part.size), mmd.statistic, auc))
+    return points

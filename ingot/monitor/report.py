@@ -33,9 +33,7 @@ def format_text(outcome: CheckOutcome) -> str:
         for test in result.tests:
             lines.append(f"{test.name:<20} {_number(test.statistic):>10} {_number(test.value):>10} "
                          f"{_number(test.threshold):>10}  {test.verdict}")
-        pvalues = [t for t in result.tests if t.kind == "p-value"]
-        lines.append(f"(Bonferroni: family-wise alpha {result.alpha} over {len(pvalues)} p-value tests; "
-                     "distances are advisory)")
+        lines.append(f"({_family_note(result)})")
     if result.estimated_accuracy is not None:
         lines.append(f"estimated accuracy (label-free) {_number(result.estimated_accuracy)}; "
                      f"validation {_number(result.validation_accuracy)}")
@@ -51,6 +49,15 @@ def format_text(outcome: CheckOutcome) -> str:
     if outcome.trigger_error:
         lines.append(f"retraining could not start: {outcome.trigger_error}")
     return "\n".join(lines)
+
+
+def _family_note(result: Any) -> str:
+    deciding = [t for t in result.tests if t.kind == "p-value" and not t.advisory]
+    aside = [t.name for t in result.tests if t.kind == "p-value" and t.advisory]
+    note = f"Bonferroni: family-wise alpha {result.alpha} over {len(deciding)} deciding p-value tests; "
+    if aside:
+        note += f"advisory, reported but never deciding: {', '.join(aside)}; "
+    return note + "distances are advisory"
 
 
 def _fractions(counts: Any) -> np.ndarray:
@@ -74,6 +81,30 @@ def _embedding_plot(samples: Any) -> str:
     return figure_data_uri(figure, dpi=90, tight=True)
 
 
+def _history_plot(samples: Any) -> str | None:
+    """MMD² and the domain classifier's AUC per time slice of the captured window."""
+    from datetime import UTC, datetime
+
+    from ingot.monitor.embedding import embedding_history
+    from ingot.reports import figure_data_uri, new_figure
+
+    points = embedding_history(samples)
+    if not points:
+        return None
+    when = [datetime.fromtimestamp(point.until, UTC) for point in points]
+    figure = new_figure(10, 3.2)
+    left, right = figure.subplots(1, 2)
+    left.plot(when, [point.mmd2 for point in points], marker="o", color="#4c72b0")
+    left.set_title("MMD² per slice (reference vs captured)")
+    right.plot(when, [point.auc for point in points], marker="o", color="#dd8452")
+    right.axhline(0.5, color="#888888", linewidth=0.8, linestyle=":")
+    right.set_title("domain classifier held-out AUC per slice")
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=30, labelsize=7)
+        axis.set_xlabel(f"slice end (UTC), {points[0].rows}+ rows each")
+    return figure_data_uri(figure, dpi=90, tight=True)
+
+
 def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
     from ingot.monitor.statistics import rebin
     from ingot.reports import figure_data_uri, new_figure
@@ -84,6 +115,9 @@ def _plots(outcome: CheckOutcome) -> list[tuple[str, str]]:
     plots = []
     if outcome.embeddings is not None:
         plots.append(("Embeddings (PCA of the pooled samples)", _embedding_plot(outcome.embeddings)))
+        history = _history_plot(outcome.embeddings)
+        if history is not None:
+            plots.append(("Embedding statistics over time", history))
 
     def side_by_side() -> tuple[Any, Any]:
         figure = new_figure(10, 3.2)
@@ -123,9 +157,10 @@ def render_html(outcome: CheckOutcome) -> str:
     result = outcome.result
     escape = html.escape
     rows = "".join(
-        f"<tr class='{escape(t.verdict.replace(' ', '-'))}'><td>{escape(t.name)}</td><td>{escape(t.kind)}</td>"
+        f"<tr class='{escape(t.verdict.replace(' ', '-').strip('()').replace('(', ''))}'><td>{escape(t.name)}</td><td>{escape(t.kind)}</td>"
         f"<td>{_number(t.statistic)}</td><td>{_number(t.value)}</td><td>{_number(t.threshold)}</td>"
-        f"<td>{escape(t.verdict)}</td><td>{escape(t.detail)}</td></tr>"
+        f"<td>{escape(t.verdict)}</td><td>{'advisory' if t.advisory else 'decides' if t.kind == 'p-value' else 'advisory'}</td>"
+        f"<td>{escape(t.detail)}</td></tr>"
         for t in result.tests
     )
     figures = "".join(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{uri}'>" for title, uri in _plots(outcome))
@@ -145,7 +180,7 @@ def render_html(outcome: CheckOutcome) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
-tr.drift td, tr.large td {{ background: #fde2e1; }} .status {{ font-size: 1.4em; }}
+tr.drift td, tr.large td {{ background: #fde2e1; }} tr.drift-advisory td {{ background: #fff3d6; }} .status {{ font-size: 1.4em; }}
 img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 1em; }}
 </style></head><body>
 <h1>Drift check: {escape(outcome.model)} (champion version {outcome.champion_version})</h1>
@@ -153,8 +188,8 @@ img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 1em; }}
 <p>{'<br>'.join(accuracy)}</p>
 <h2>Tests</h2>
 <table><tr><th>test</th><th>kind</th><th>statistic</th><th>p-value / distance</th><th>threshold</th>
-<th>verdict</th><th>detail</th></tr>{rows}</table>
-<p>Bonferroni over the p-value tests that ran (family-wise alpha {result.alpha}); distances are advisory.</p>
+<th>verdict</th><th>role</th><th>detail</th></tr>{rows}</table>
+<p>{escape(_family_note(result))}.</p>
 <ul>{notes}</ul>
 {figures}
 <h2>Summary</h2><pre>{text}</pre>

@@ -13,6 +13,13 @@ aggregates the database computed. The tests, each run only when its inputs exist
 | `accuracy_estimate` | mean calibrated confidence (label-free, CBPE) vs the validation value: one-sided z | p-value |
 | `labelled_accuracy` | accuracy on feedback labels vs validation accuracy: one-sided Fisher exact | p-value |
 | `embedding_mmd` | RBF MMD² of captured inputs' embeddings vs the card's reference (`monitor.embedding`) | permutation p-value |
+| `embedding_classifier` | held-out AUC of a classifier telling the two embedding samples apart (`monitor.domain_classifier`) | Mann-Whitney p-value |
+
+A p-value test named in `ADVISORY_TESTS` is computed and reported but does not decide: it is left
+out of the Bonferroni family (m counts only deciding tests) and its verdict reads `drift
+(advisory)` when it falls below the family's threshold. Which tests are advisory is chosen from
+`benchmarks/bench_monitor.py --embedding-shifts` (docs/monitor.md): a test decides only if it
+detects no later than the family without it on every measured shift and earlier on at least one.
 
 Each test is one function in `CHECKS` returning a typed `Measurement` (or a `Skipped` note);
 `family` assembles the Bonferroni family. Multiple testing: Bonferroni over the p-value tests that
@@ -30,7 +37,7 @@ larger than the exact one: the test is conservative, never falsely alarming beca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +56,7 @@ from ingot.evaluate.drift import (
 from ingot.monitor.embedding import EmbeddingWindow
 
 DRIFT = "drift"
+ADVISORY_DRIFT = "drift (advisory)"  # an advisory test below the threshold: reported, never deciding
 NO_DRIFT = "no drift"
 INSUFFICIENT = "insufficient data"
 DEFAULT_ALPHA = 0.01
@@ -57,6 +65,8 @@ DEFAULT_MIN_LABELS = 50
 JS_THRESHOLD = 0.1
 PSI_THRESHOLD = 0.25  # the conventional "significant shift" level
 PSI_BINS = 10
+# Computed and reported, never deciding (see the module docstring and docs/monitor.md for the figures).
+ADVISORY_TESTS: frozenset[str] = frozenset({"embedding_classifier"})
 Counts = Sequence[int] | np.ndarray
 
 
@@ -118,6 +128,7 @@ class Finding:
     threshold: float          # alpha / m for p-values, the distance threshold otherwise
     verdict: str              # "drift" / "ok" for p-values, "large" / "small" for distances
     detail: str = ""
+    advisory: bool = False    # a p-value test outside the deciding family (ADVISORY_TESTS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +149,7 @@ class CheckResult:
 
     @property
     def drifted(self) -> list[str]:
-        return [t.name for t in self.tests if t.kind == "p-value" and t.verdict == DRIFT]
+        return [t.name for t in self.tests if t.kind == "p-value" and not t.advisory and t.verdict == DRIFT]
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -385,6 +396,18 @@ def embedding_mmd(inputs: CheckInputs) -> Measurement | Skipped | None:
                        f"bandwidth {result.bandwidth:.4g}, {result.permutations} permutations")
 
 
+def embedding_classifier(inputs: CheckInputs) -> Measurement | Skipped | None:
+    found = inputs.embeddings
+    if not isinstance(found, EmbeddingWindow) or found.window.shape[0] < inputs.min_rows:
+        return None  # embedding_mmd's note already says why
+    from ingot.monitor.domain_classifier import domain_classifier_test
+
+    result = domain_classifier_test(found.reference, found.window, seed=found.seed)
+    return Measurement("embedding_classifier", P_VALUE, result.auc, result.p_value,
+                       f"{result.classifier} classifier, held-out AUC {result.auc:.3f} on {result.holdout_rows} rows "
+                       f"({result.rows_each} each side), accuracy {result.accuracy:.3f}")
+
+
 # Every test, in the order the report lists them (p-values first, then distances, each in this order).
 CHECKS: tuple[Check, ...] = (
     class_prior_chi2,
@@ -396,16 +419,22 @@ CHECKS: tuple[Check, ...] = (
     accuracy_estimate,
     labelled_accuracy,
     embedding_mmd,
+    embedding_classifier,
 )
 
 
-def family(measured: Sequence[Measurement], alpha: float) -> list[Finding]:
-    """The Bonferroni family: each p-value test decides at alpha / m (m: the p-value tests that
-    ran); distances are advisory and listed after them."""
+def family(measured: Sequence[Measurement], alpha: float,
+           advisory: Collection[str] = ADVISORY_TESTS) -> list[Finding]:
+    """The Bonferroni family: each deciding p-value test decides at alpha / m (m: the deciding
+    p-value tests that ran); advisory p-value tests are judged at the same threshold without
+    deciding; distances are advisory and listed last."""
     pvalues = [m for m in measured if m.kind == P_VALUE]
-    threshold = alpha / max(len(pvalues), 1)
-    findings = [Finding(m.name, P_VALUE, m.statistic, m.value, threshold, DRIFT if m.value < threshold else "ok",
-                        m.detail) for m in pvalues]
+    threshold = alpha / max(sum(m.name not in advisory for m in pvalues), 1)
+    findings = []
+    for m in pvalues:
+        aside = m.name in advisory
+        flagged = (ADVISORY_DRIFT if aside else DRIFT) if m.value < threshold else "ok"
+        findings.append(Finding(m.name, P_VALUE, m.statistic, m.value, threshold, flagged, m.detail, aside))
     findings += [Finding(m.name, DISTANCE, m.statistic, m.value, m.limit, "large" if m.value > m.limit else "small",
                          m.detail) for m in measured if m.kind == DISTANCE]
     return findings
@@ -421,6 +450,7 @@ def check_window(
     accuracy_floor: float | None = None,
     notes: Sequence[str] = (),
     embeddings: EmbeddingWindow | str | None = None,
+    advisory: Collection[str] = ADVISORY_TESTS,
 ) -> CheckResult:
     """Run every test the baseline and window allow; see the module docstring for the rule."""
     if not 0.0 < alpha < 1.0:
@@ -454,9 +484,9 @@ def check_window(
                                 f"below the gate's floor {accuracy_floor:.4f}")
     elif window.labelled:
         result.notes.append(f"{window.labelled} feedback labels, fewer than {min_labels}: labelled accuracy not tested")
-    if not any(m.kind == P_VALUE for m in measured) and result.labelled_accuracy is None:
+    if not any(m.kind == P_VALUE and m.name not in advisory for m in measured) and result.labelled_accuracy is None:
         result.notes.append("no test could run")
         return result
-    result.tests = family(measured, alpha)
+    result.tests = family(measured, alpha, advisory)
     result.status = DRIFT if result.drifted or result.below_floor else NO_DRIFT
     return result

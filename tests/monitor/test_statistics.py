@@ -161,9 +161,16 @@ def test_cards_without_the_drift_baseline_fall_back_to_what_they_have():
 def test_each_check_is_one_function_and_the_family_is_assembled_in_one_place():
     names = [check.__name__ for check in CHECKS]
     assert names == ["class_prior_chi2", "class_prior_js", "confidence_ks", "confidence_psi", "input_mean_ks",
-                     "input_std_ks", "accuracy_estimate", "labelled_accuracy", "embedding_mmd"]
+                     "input_std_ks", "accuracy_estimate", "labelled_accuracy", "embedding_mmd",
+                     "embedding_classifier"]
     measured = [Measurement("js", "distance", 0.2, 0.2, "", 0.1), Measurement("a", "p-value", 1.0, 0.004, ""),
                 Measurement("b", "p-value", 2.0, 0.006, "")]
     findings = family(measured, alpha=0.01)
     assert [(f.name, f.threshold, f.verdict) for f in findings] == [
         ("a", 0.005, DRIFT), ("b", 0.005, "ok"), ("js", 0.1, "large")]
+    # An advisory p-value test is judged at the deciding family's threshold but neither counts in
+    # m nor decides.
+    aside = family([*measured, Measurement("c", "p-value", 3.0, 0.001, "")], alpha=0.01, advisory={"c"})
+    assert [(f.name, f.threshold, f.verdict, f.advisory) for f in aside] == [
+        ("a", 0.005, DRIFT, False), ("b", 0.005, "ok", False), ("c", 0.005, "drift (advisory)", True),
+        ("js", 0.1, "large", False)]
