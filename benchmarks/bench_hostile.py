@@ -901,7 +901,7 @@ def big_message(workdir: Path) -> None:
     export_peak_model(base)
     for label, extra in (("ingot serve, refused (default --max_tensor_elements)", ()),
                          ("ingot serve, accepted and run", ("--max_batch_rows=0", "--max_tensor_elements=100000000"))):
-        server = Server(base, workdir, name="serve-peak", extra=(f"--model_name=peak", f"--model_base_path={base}", *extra))
+        server = Server(base, workdir, name="serve-peak", extra=("--model_name=peak", f"--model_base_path={base}", *extra))
         try:
             peak, left, code = peak_growth(server.process.pid, server.grpc_port, image_message("peak", rows),
                                            image_message("peak", 1))
