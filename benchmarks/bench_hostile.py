@@ -28,6 +28,10 @@
    by a model whose own work is negligible) next to a bare grpc.aio server that only receives it,
    grpcio's own cost and the floor for any Python gRPC server (measured in the same run).
 
+7. The gateway's per-row input hashes and pixel statistics at the largest batches the limits
+   allow: how long one request's logging holds the event loop, inline (as before) and on the
+   recorder's worker thread.
+
     .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16] [--only-evidence] [--only-big-message]
 """
 
@@ -910,6 +914,65 @@ def big_message(workdir: Path) -> None:
             server.stop()
 
 
+def gateway_facts() -> None:
+    """Issue 16: the gateway's per-row input hashes and pixel statistics at the largest batch the
+    default limits allow (128 MiB of decoded images), as the event loop sees them: the time one
+    `RequestRecorder.record` call holds the loop, and the loop's worst lag (a 1 ms ticker) while
+    the rows are built, with the work inline (as before) and on the recorder's worker thread."""
+    import asyncio
+
+    from ingot.gateway import records
+    from ingot.gateway.classes import ClassCatalog
+    from ingot.gateway.metrics import GatewayMetrics
+    from ingot.gateway.routing import validate
+
+    class Sink:
+        def submit(self, rows) -> None:
+            pass
+
+    table = validate({"model": MODEL, "upstreams": {"champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1",
+                                                                   "version": 1}}})
+    print("\n7. gateway input facts (sha256 per row, pixel mean/std) on the event loop, largest batches")
+    rng = np.random.default_rng(0)
+    for label, shape in (("1024 x 32x32x3 (max_batch_rows)", (1024, 32, 32, 3)),
+                         ("851 x 224x224x3 = 128 MiB (max_decoded_bytes)", (851, 224, 224, 3))):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        outputs = {"probabilities": np.full((shape[0], 5), 0.2, np.float32)}
+        original = records.INLINE_FACTS_BYTES, records.INLINE_ROWS
+        for mode, thresholds in (("inline (before)", (1 << 62, 1 << 62)), ("worker thread", original)):
+            recorder = records.RequestRecorder(sink=Sink(), metrics=GatewayMetrics(), classes=ClassCatalog(None))
+            records.INLINE_FACTS_BYTES, records.INLINE_ROWS = thresholds
+
+            async def run() -> tuple[float, float, float]:
+                lags: list[float] = []
+                stop = asyncio.Event()
+
+                async def ticker() -> None:
+                    while not stop.is_set():
+                        started = time.perf_counter()
+                        await asyncio.sleep(0.001)
+                        lags.append(time.perf_counter() - started - 0.001)
+
+                task = asyncio.create_task(ticker())
+                await asyncio.sleep(0.05)
+                started = time.perf_counter()
+                recorder.record(table, records.RequestState("GRPC", request_id="r"), {"images": images}, outputs, "OK",
+                                variant="champion", how="weight", version=1, protocol="GRPC")
+                held = time.perf_counter() - started
+                await asyncio.to_thread(recorder.drain)
+                total = time.perf_counter() - started
+                stop.set()
+                await task
+                return held, max(lags), total
+
+            try:
+                held, lag, total = asyncio.run(run())
+            finally:
+                records.INLINE_FACTS_BYTES, records.INLINE_ROWS = original
+            print(f"  {label:46s} {mode:16s} record() holds the loop {held * 1000:7.2f} ms, worst loop lag "
+                  f"{lag * 1000:7.2f} ms, rows built after {total * 1000:6.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rest-cases", type=int, default=10_000)
@@ -917,7 +980,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--only-issue16", action="store_true", help="run only section 4 (issue 16's attacks)")
     parser.add_argument("--only-evidence", action="store_true", help="only section 5 (evidence and feedback)")
-    parser.add_argument("--only-big-message", action="store_true", help="only section 6 (one 63 MiB gRPC message)")
+    parser.add_argument("--only-big-message", action="store_true", help="only sections 6 and 7 (one 63 MiB gRPC message; gateway input facts)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -925,6 +988,7 @@ def main() -> None:
         workdir = Path(tmp)
         if args.only_big_message:
             big_message(workdir)
+            gateway_facts()
             return
         base = export_tiny_model(workdir)
         if args.only_evidence:
@@ -985,6 +1049,7 @@ def main() -> None:
             issue16(server, workdir)
             evidence_and_feedback(workdir)
             big_message(workdir)
+            gateway_facts()
         finally:
             server.stop()
 
