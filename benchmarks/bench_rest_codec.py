@@ -94,7 +94,6 @@ def main() -> None:
 
     print("\n4. dense uint8 image bodies (server/gateway fast path): orjson.loads + np.asarray (the baseline) "
           "vs the fast path, best µs")
-    import orjson
 
     from ingot.protocol.rest.fast import dense_request_parts, parse_dense_integer_array
 
