@@ -23,7 +23,16 @@
    feedback keys (each label's key checked) against labels with the feedback token (no key
    checked, the path every label took before keys), target >= 0.9x.
 
-    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16] [--only-evidence]
+6. One 63 MiB gRPC Predict (the largest message the server takes): peak RSS growth (VmHWM) as a
+   multiple of the message, for `ingot serve` (refused by the element limit, and accepted and run
+   by a model whose own work is negligible) next to a bare grpc.aio server that only receives it,
+   grpcio's own cost and the floor for any Python gRPC server (measured in the same run).
+
+7. The gateway's per-row input hashes and pixel statistics at the largest batches the limits
+   allow: how long one request's logging holds the event loop, inline (as before) and on the
+   recorder's worker thread.
+
+    .venv/bin/python benchmarks/bench_hostile.py [--rest-cases 10000] [--grpc-cases 2000] [--only-issue16] [--only-evidence] [--only-big-message]
 """
 
 from __future__ import annotations
@@ -86,12 +95,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, workdir: Path, *, model_config: Path | None = None, name: str = "serve") -> None:
+    def __init__(self, base: Path, workdir: Path, *, model_config: Path | None = None, name: str = "serve",
+                 extra: tuple[str, ...] = ()) -> None:
         self.rest_port, self.grpc_port = free_port(), free_port()
         self.log_path = workdir / f"{name}.log"
         self.log = open(self.log_path, "w+")
         models = ([f"--model_config_file={model_config}"] if model_config is not None
-                  else [f"--model_name={MODEL}", f"--model_base_path={base}"])
+                  else list(extra) if extra else [f"--model_name={MODEL}", f"--model_base_path={base}"])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", *models],
@@ -821,6 +831,148 @@ def issue16(server: Server, workdir: Path) -> None:
         judge.wait(30)
 
 
+# --------------------------------------------------------------------------- 6. one 63 MiB message
+
+BIG_MESSAGE = 63 << 20
+FLOOR_SERVER = """
+import asyncio, grpc
+async def main():
+    async def predict(request, context):
+        return b""
+    handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
+        "Predict": grpc.unary_unary_rpc_method_handler(predict)})
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    server.add_generic_rpc_handlers((handler,))
+    print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def export_peak_model(base: Path) -> None:
+    """A model whose work is negligible beside its input (each image's max pixel): the server's
+    peak is then what serving the message costs, not the model's activations."""
+    import tensorflow as tf
+
+    class Peak(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, *SIZE, 3], tf.uint8, name="images")])
+        def serve(self, images):
+            return {"peak": tf.cast(tf.reduce_max(images, axis=[1, 2, 3]), tf.float32)}
+
+    module = Peak()
+    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.serve})
+
+
+def image_message(model: str, rows: int) -> bytes:
+    from tensorflow_serving.apis import predict_pb2
+
+    from ingot.protocol.tensors import array_to_proto
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    array_to_proto(np.full((rows, *SIZE, 3), 7, np.uint8), request.inputs["images"])
+    return request.SerializeToString()
+
+
+def peak_growth(pid: int, port: int, payload: bytes, small: bytes) -> tuple[float, float, str]:
+    """(VmHWM growth, VmRSS left after) ÷ the message size, and the answer's code."""
+    for _ in range(3):
+        grpc_call(port, PREDICT, small)
+    time.sleep(0.3)
+    before = process_rss(pid)
+    code, _ = grpc_call(port, PREDICT, payload)
+    time.sleep(0.3)
+    return ((process_rss(pid, "VmHWM") - before) / len(payload), (process_rss(pid) - before) / len(payload), code)
+
+
+def big_message(workdir: Path) -> None:
+    """Issue 16: one 63 MiB Predict (a uint8 image batch in tensor_content) against a bare grpc.aio
+    server that only receives it (grpcio's own cost: the floor) and `ingot serve`, refused by the
+    default element limit and accepted with the limits raised."""
+    print(f"\n6. one {BIG_MESSAGE >> 20} MiB gRPC Predict: peak RSS growth (VmHWM) / message size")
+    rows = BIG_MESSAGE // (SIZE[0] * SIZE[1] * 3)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    floor = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        port = int(floor.stdout.readline())
+        peak, left, code = peak_growth(floor.pid, port, image_message("x", rows), image_message("x", 1))
+        print(f"  {'grpc.aio server that only receives it (floor)':62s} {code:16s} peak {peak:4.2f}x, left {left:+5.2f}x")
+    finally:
+        floor.kill()
+        floor.wait(10)
+    base = workdir / "peak"
+    export_peak_model(base)
+    for label, extra in (("ingot serve, refused (default --max_tensor_elements)", ()),
+                         ("ingot serve, accepted and run", ("--max_batch_rows=0", "--max_tensor_elements=100000000"))):
+        server = Server(base, workdir, name="serve-peak", extra=("--model_name=peak", f"--model_base_path={base}", *extra))
+        try:
+            peak, left, code = peak_growth(server.process.pid, server.grpc_port, image_message("peak", rows),
+                                           image_message("peak", 1))
+            print(f"  {label:62s} {code:16s} peak {peak:4.2f}x, left {left:+5.2f}x")
+        finally:
+            server.stop()
+
+
+def gateway_facts() -> None:
+    """Issue 16: the gateway's per-row input hashes and pixel statistics at the largest batch the
+    default limits allow (128 MiB of decoded images), as the event loop sees them: the time one
+    `RequestRecorder.record` call holds the loop, and the loop's worst lag (a 1 ms ticker) while
+    the rows are built, with the work inline (as before) and on the recorder's worker thread."""
+    import asyncio
+
+    from ingot.gateway import records
+    from ingot.gateway.classes import ClassCatalog
+    from ingot.gateway.metrics import GatewayMetrics
+    from ingot.gateway.routing import validate
+
+    class Sink:
+        def submit(self, rows) -> None:
+            pass
+
+    table = validate({"model": MODEL, "upstreams": {"champion": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:1",
+                                                                   "version": 1}}})
+    print("\n7. gateway input facts (sha256 per row, pixel mean/std) on the event loop, largest batches")
+    rng = np.random.default_rng(0)
+    for label, shape in (("1024 x 32x32x3 (max_batch_rows)", (1024, 32, 32, 3)),
+                         ("851 x 224x224x3 = 128 MiB (max_decoded_bytes)", (851, 224, 224, 3))):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        outputs = {"probabilities": np.full((shape[0], 5), 0.2, np.float32)}
+        original = records.INLINE_FACTS_BYTES, records.INLINE_ROWS
+        for mode, thresholds in (("inline (before)", (1 << 62, 1 << 62)), ("worker thread", original)):
+            recorder = records.RequestRecorder(sink=Sink(), metrics=GatewayMetrics(), classes=ClassCatalog(None))
+            records.INLINE_FACTS_BYTES, records.INLINE_ROWS = thresholds
+
+            async def run() -> tuple[float, float, float]:
+                lags: list[float] = []
+                stop = asyncio.Event()
+
+                async def ticker() -> None:
+                    while not stop.is_set():
+                        started = time.perf_counter()
+                        await asyncio.sleep(0.001)
+                        lags.append(time.perf_counter() - started - 0.001)
+
+                task = asyncio.create_task(ticker())
+                await asyncio.sleep(0.05)
+                started = time.perf_counter()
+                recorder.record(table, records.RequestState("GRPC", request_id="r"), {"images": images}, outputs, "OK",
+                                variant="champion", how="weight", version=1, protocol="GRPC")
+                held = time.perf_counter() - started
+                await asyncio.to_thread(recorder.drain)
+                total = time.perf_counter() - started
+                stop.set()
+                await task
+                return held, max(lags), total
+
+            try:
+                held, lag, total = asyncio.run(run())
+            finally:
+                records.INLINE_FACTS_BYTES, records.INLINE_ROWS = original
+            print(f"  {label:46s} {mode:16s} record() holds the loop {held * 1000:7.2f} ms, worst loop lag "
+                  f"{lag * 1000:7.2f} ms, rows built after {total * 1000:6.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rest-cases", type=int, default=10_000)
@@ -828,11 +980,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--only-issue16", action="store_true", help="run only section 4 (issue 16's attacks)")
     parser.add_argument("--only-evidence", action="store_true", help="only section 5 (evidence and feedback)")
+    parser.add_argument("--only-big-message", action="store_true", help="only sections 6 and 7 (one 63 MiB gRPC message; gateway input facts)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         workdir = Path(tmp)
+        if args.only_big_message:
+            big_message(workdir)
+            gateway_facts()
+            return
         base = export_tiny_model(workdir)
         if args.only_evidence:
             evidence_and_feedback(workdir)
@@ -891,6 +1048,8 @@ def main() -> None:
                   f"{flood.count('Traceback')} tracebacks")
             issue16(server, workdir)
             evidence_and_feedback(workdir)
+            big_message(workdir)
+            gateway_facts()
         finally:
             server.stop()
 

@@ -181,6 +181,7 @@ class Gateway:
         await self.listeners.stop(grace)
         await self.backend.drain_mirrors(grace)
         await self.pool.close()
+        await asyncio.to_thread(self.backend.recorder.drain)
         for sink in self.sinks:
             await asyncio.to_thread(sink.close, min(grace, 10.0))
         self.feedback_runner.close()

@@ -211,9 +211,12 @@ def check_input_names(spec: SignatureSpec, inputs: Mapping[str, Any]) -> None:
 
 
 def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elements: int,
-                     max_rows: int | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
+                     max_rows: int | None = None, budget: DecodeBudget | None = None,
+                     content: Any = None) -> np.ndarray:
     """TensorProto → numpy, validated against `spec` (when given) and charged to `budget` before
-    allocation: a short value list repeated to fill its shape is costed as expanded."""
+    allocation: a short value list repeated to fill its shape is costed as expanded. `content` is
+    the tensor_content when it was kept out of the proto (ingot.protocol.predict_wire): the array
+    then reads those bytes in place."""
     entry = DTYPES.get(proto.dtype)
     if entry is None:
         raise invalid_argument(f"input '{name}' has unsupported dtype {dtype_name(proto.dtype)}")
@@ -228,16 +231,19 @@ def array_from_proto(name: str, proto: Any, spec: TensorSpec | None, *, max_elem
         raise invalid_argument(f"input '{name}' has invalid or too large shape {_shape_text(shape)}")
     count = math.prod(shape)
 
-    if proto.tensor_content:
+    # Read once: each read of a bytes field makes a new copy of it.
+    tensor_content = content if content is not None else proto.tensor_content
+    if len(tensor_content):
         if proto.dtype == DT_STRING:
             raise invalid_argument(f"input '{name}': string tensors cannot use tensor_content")
         expected = count * np_dtype.itemsize
-        if len(proto.tensor_content) != expected:
+        if len(tensor_content) != expected:
             raise invalid_argument(
-                f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; shape "
+                f"input '{name}': tensor_content has {len(tensor_content)} bytes; shape "
                 f"{_shape_text(shape)} of {dtype_name(proto.dtype)} needs {expected}"
             )
-        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+        return np.frombuffer(tensor_content, dtype=np_dtype).reshape(shape)
+    del tensor_content
 
     values = getattr(proto, field)
     n = len(values)

@@ -141,6 +141,11 @@ class StatusResult:
 class Backend(abc.ABC):
     """Answers requests for the front ends; see the module docstring."""
 
+    # Whether `PredictCall.grpc_request` must be the whole message as received (a forwarding
+    # backend sends it on). When False, the gRPC front end keeps the inputs' tensor_content out
+    # of the message and decodes the arrays in place from the received buffer.
+    forwards_grpc_request: bool = True
+
     @abc.abstractmethod
     async def resolve(self, ctx: RequestContext, spec: ModelSpec) -> Target:
         """The model version (or upstream) that will answer this predict request."""

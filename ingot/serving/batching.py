@@ -27,6 +27,7 @@ import numpy as np
 
 from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
 from ingot.serving.config import BatchingOptions
+from ingot.serving.host_tensors import aligned_empty
 
 log = logging.getLogger(__name__)
 
@@ -243,15 +244,28 @@ def fail_tasks(tasks: list[Task], err: BaseException) -> None:
 
 
 def merge_inputs(tasks: list[Task], padded_size: int) -> Arrays:
-    """Concatenate the tasks' inputs and pad with copies of the first item up to padded_size."""
+    """Concatenate the tasks' inputs and pad with copies of the first item up to padded_size,
+    straight into one aligned array TensorFlow can use in place (ingot.serving.host_tensors)."""
     merged: Arrays = {}
     total = sum(t.size for t in tasks)
     for name in tasks[0].inputs:
         parts = [t.inputs[name] for t in tasks]
-        if padded_size > total:
-            first = parts[0][:1]
-            parts.append(np.repeat(first, padded_size - total, axis=0))
-        merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        if len(parts) == 1 and padded_size == total:
+            merged[name] = parts[0]
+            continue
+        first = parts[0]
+        if first.dtype.kind in "OSU":  # strings: numpy's own concatenation
+            if padded_size > total:
+                parts.append(np.repeat(first[:1], padded_size - total, axis=0))
+            merged[name] = np.concatenate(parts, axis=0)
+            continue
+        out = aligned_empty((padded_size, *first.shape[1:]), first.dtype)
+        offset = 0
+        for part in parts:
+            out[offset:offset + len(part)] = part
+            offset += len(part)
+        out[offset:] = first[:1]
+        merged[name] = out
     return merged
 
 

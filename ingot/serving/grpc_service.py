@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
 from ingot.protocol.documents import SIGNATURE_DEF_FIELD, metadata_response, status_response
 from ingot.protocol.images import check_encoded_images
 from ingot.protocol.model_spec import ModelSpec
+from ingot.protocol.predict_wire import LeanPredictRequest, parse_predict_request
 from ingot.protocol.status import Code, ServingError, grpc_status_code, invalid_argument
 from ingot.protocol.tensors import (
     VALUE_CHUNK,
@@ -35,6 +36,7 @@ from ingot.serving.frontend import FrontEnd
 
 log = logging.getLogger(__name__)
 
+PREDICT_METHOD = "tensorflow.serving.PredictionService.Predict"
 MAX_MESSAGE = 1024  # TF Serving truncates error messages at 1 KiB
 IMAGES_INLINE = 8
 
@@ -75,9 +77,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         front = self.front
         ctx = _context(front, context)
+        contents: dict[str, memoryview] = {}
+        if isinstance(request, LeanPredictRequest):
+            request, contents = request.message, request.contents
         with front.track() as tracking:
             try:
-                response, servable_version = await self._predict(request, ctx)
+                response, servable_version = await self._predict(request, ctx, contents)
                 status_name = "OK"
             except ServingError as err:
                 _fail(context, err)
@@ -95,7 +100,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 front.predict_failed(ctx, status_name)
             return response
 
-    async def _predict(self, request: Any, ctx: RequestContext) -> tuple[Any, int | None]:
+    async def _predict(self, request: Any, ctx: RequestContext, contents: dict[str, memoryview]
+                       ) -> tuple[Any, int | None]:
         front = self.front
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
@@ -111,7 +117,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         def decode() -> dict:
             return {
                 k: array_from_proto(k, v, signature.inputs[k], max_elements=limits.max_elements,
-                                    max_rows=limits.max_batch_rows, budget=budget)
+                                    max_rows=limits.max_batch_rows, budget=budget, content=contents.get(k))
                 for k, v in sent.items()
             }
 
@@ -230,10 +236,14 @@ class Undecodable:
         self.error = error
 
 
-def _lenient(message_class: Any) -> Any:
+def _lenient(message_class: Any, *, lean: bool = False) -> Any:
+    """`lean`: a PredictRequest whose tensor bytes stay in the received buffer
+    (ingot.protocol.predict_wire), for backends that do not forward the message."""
+    parse = (lambda data: parse_predict_request(data, message_class)) if lean else message_class.FromString
+
     def deserialize(data: bytes) -> Any:
         try:
-            return message_class.FromString(data)
+            return parse(data)
         except Exception as err:  # DecodeError, RecursionError, ...
             return Undecodable(message_class.DESCRIPTOR.full_name, len(data), err)
 
@@ -262,9 +272,10 @@ def _generic_handler(front: FrontEnd, servicer: Any, service: Any) -> grpc.Gener
     for method in service.methods:
         request_class = GetMessageClass(method.input_type)
         response_class = GetMessageClass(method.output_type)
+        lean = method.full_name == PREDICT_METHOD and not front.backend.forwards_grpc_request
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(front, getattr(servicer, method.name), response_class),
-            request_deserializer=_lenient(request_class),
+            request_deserializer=_lenient(request_class, lean=lean),
             response_serializer=response_class.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

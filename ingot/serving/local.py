@@ -30,6 +30,7 @@ RELOAD_FLAG = "--allow_model_config_reload"
 
 
 class LocalBackend(Backend):
+    forwards_grpc_request = False  # the servable reads the decoded arrays only
     def __init__(self, manager: ModelManager, *, allow_reload: bool = False,
                  model_roots: tuple[str, ...] = ()) -> None:
         self.manager = manager

@@ -48,6 +48,14 @@ def decode_predict_body(body: bytes, content_encoding: str, signatures: Mapping[
     return parsed, body
 
 
+def _decode_in_worker(body: bytes, content_encoding: str, signatures: Mapping[str, SignatureSpec],
+                      limits: BodyLimits) -> tuple[PredictRequest, bytes | None]:
+    """decode_predict_body in a worker; the body comes back only when decompressing changed it
+    (the caller still holds the bytes it sent: no second trip through the pipe)."""
+    parsed, inflated = decode_predict_body(body, content_encoding, signatures, limits)
+    return parsed, inflated if content_encoding else None
+
+
 def _ready() -> int:
     return os.getpid()
 
@@ -83,8 +91,8 @@ class ParsePool:
             return await asyncio.to_thread(decode_predict_body, body, content_encoding, signatures, limits)
         pool = self._pool()
         try:
-            result = await asyncio.wrap_future(
-                pool.submit(decode_predict_body, body, content_encoding, dict(signatures), limits)
+            parsed, inflated = await asyncio.wrap_future(
+                pool.submit(_decode_in_worker, body, content_encoding, dict(signatures), limits)
             )
         except BrokenProcessPool:
             with self._lock:
@@ -98,7 +106,7 @@ class ParsePool:
                 log.error("a request-parsing worker died (out of memory?); starting new workers")
             raise unavailable("the server could not parse this request (a parsing worker failed); retry") from None
         self._failures = 0
-        return result
+        return parsed, inflated if inflated is not None else body
 
     def stop(self) -> None:
         with self._lock:

@@ -233,7 +233,7 @@ class Servable:
             raise ServingError(Code.INVALID_ARGUMENT, f"the SavedModel at {self.path} has no serving signatures")
 
     def _make_runner(self, spec: SignatureSpec, function: Any):
-        import tensorflow as tf
+        from ingot.serving.host_tensors import to_tensor
 
         output_names = list(spec.outputs)
         on_runtime = self._on_runtime
@@ -241,7 +241,7 @@ class Servable:
         def call(inputs: Arrays) -> Arrays:
             started = time.perf_counter()
             try:
-                tensors = {k: tf.constant(v) for k, v in inputs.items()}
+                tensors = {k: to_tensor(v) for k, v in inputs.items()}
                 result = function(**tensors)
                 outputs = {k: result[k].numpy() for k in output_names}
             except Exception as err:

@@ -169,7 +169,8 @@ def test_fast_path_reads_dense_integer_arrays_and_declines_everything_else():
     assert parse_dense_integer_array(b"[[1, 20], [300, 0]]")[1] == (2, 2)
     assert parse_dense_integer_array(b"[[1, 20], [300, 0]]")[0].tolist() == [[1, 20], [300, 0]]
     for text in (b"[1,,2]", b"[01]", b"[1 2]", b"[[1],[2,3]]", b"[[1,2],3]", b"[-1]", b"[1.5]",
-                 b"[1,2,]", b"[,1]", b"[[1,2]][3]", b'["1"]', b"[1e3]", b"[" + b"9" * 19 + b"]", b"1", b"[[],[1]]"):
+                 b"[1,2,]", b"[,1]", b"[[1,2]][3]", b'["1"]', b"[1e3]", b"[" + b"9" * 19 + b"]", b"1", b"[[],[1]]",
+                 b"[]", b"[1,2]3", b"[[1,2],3[4,5]]", b"[[,1]4,[2,3]]", b"[[1,],3[4,5]]", b"[ ,1]"):
         assert parse_dense_integer_array(text) is None, text
 
 
