@@ -263,7 +263,7 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
                      FEATURE_SHA256: "sha256 of the source file (the capture store's name for production rows)"},
         "splits": manifest_splits,
         "sources": sources,
-        "report": {},
+        "report": base_artifact.report,  # the base data's report (sizes, formats) for the ingest step
     }
     storage.atomic_write(manifest_location, json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
     return BuildResult(directory=output, content_hash=content_hash, sources=sources,

@@ -66,10 +66,12 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainCo
     """Load and validate `dataset_uri`, split it from the config's seed, and write the Dataset
     artifact into `output_dir`: the images themselves as TFRecord shards plus a manifest holding
     the data report, so later steps (other pods) need nothing else."""
-    from ingot.data.records import write_dataset_artifact
+    from ingot.data.records import is_dataset_artifact, write_dataset_artifact
     from ingot.data.sources import load_dataset
     from ingot.data.splits import split_dataset
 
+    if is_dataset_artifact(str(dataset_uri)):
+        return ingest_artifact(str(dataset_uri), output_dir)
     data, report = load_dataset(dataset_uri, min_images_per_class=config.min_images_per_class)
     splits = split_dataset(
         data,
@@ -82,6 +84,37 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainCo
         splits, os.fspath(output_dir), shard_bytes=config.shard_mb * 1024 * 1024, report=report.to_dict()
     )
     return IngestOutput(splits=splits, report=report, artifact=artifact)
+
+
+def ingest_artifact(source: str, output_dir: str | os.PathLike[str]) -> IngestOutput:
+    """A Dataset artifact given as the dataset (a dataset version `ingot data build` wrote): its
+    splits are kept exactly as built (a fresh split would move production holdout rows into
+    training), verified, and copied into `output_dir` so later steps read the run's own copy."""
+    from ingot import storage
+    from ingot.data.records import MANIFEST_NAME, open_dataset_artifact
+    from ingot.data.report import DataReport, SizeStats
+
+    artifact = open_dataset_artifact(source)  # verifies every shard and the content hash
+    output = os.fspath(output_dir)
+    storage.makedirs(output)
+    for _name, part in artifact.all_items():
+        for location, shard in zip(part.files, part.shards, strict=True):
+            with storage.open_file(location, "rb") as handle:
+                storage.atomic_write(storage.join(output, shard.path), handle.read(), durable=False)
+    with storage.open_file(storage.join(source, MANIFEST_NAME), "rb") as handle:
+        storage.atomic_write(storage.join(output, MANIFEST_NAME), handle.read())
+    copied = open_dataset_artifact(output, verify=False)
+    totals = {name: sum(part.class_counts().get(name, 0) for _, part in copied.all_items())
+              for name in copied.class_names}
+    sizes = (copied.report or {}).get("image_size") or {}  # the base dataset's, carried by the build
+
+    def size(key: str) -> SizeStats:
+        value = sizes.get(key)
+        return SizeStats(**value) if isinstance(value, dict) else SizeStats(0, 0, 0.0)
+
+    report = DataReport(source=source, kind="dataset_artifact", class_counts=totals, height=size("height"),
+                        width=size("width"))
+    return IngestOutput(splits=copied, report=report, artifact=copied)  # type: ignore[arg-type]
 
 
 def train(
