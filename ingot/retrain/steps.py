@@ -202,18 +202,57 @@ def evaluate(
     champion_predictions = champion.predict(test.images) if champion is not None else None
     if champion is not None:
         champion_metrics = champion.metrics
+    holdout, comparison_rows = _production_holdout(model, splits, common, champion, thresholds.alpha)
     decision = bless(report, thresholds, champion_metrics, labels=test.labels, predictions=test.probabilities,
-                     champion_predictions=champion_predictions, alpha=thresholds.alpha, seed=config.seed)
+                     champion_predictions=champion_predictions, alpha=thresholds.alpha, seed=config.seed,
+                     comparison_rows=comparison_rows)
+    metrics = report.to_dict()
+    extra = drift_baseline.to_card()
+    if holdout is not None:
+        metrics["production_holdout"] = holdout  # the registry keeps the metrics, the card shows them
+    sources = (getattr(splits, "manifest", None) or {}).get("sources")
+    if sources:
+        extra["training_data"] = _training_data(splits.content_hash, sources)
     record = EvaluationRecord(
         model_name=model_name,
         architecture=config.architecture,
         data_hash=splits.content_hash,
         training_config=config.to_dict(),
         training={key: training_summary[key] for key in TRAINING_KEYS if key in training_summary},
-        metrics=report.to_dict(),
+        metrics=metrics,
         gate=decision.to_dict(),
         champion_metrics=champion_metrics,
         pipeline_run_id=pipeline_run_id or None,
-        extra_sections=drift_baseline.to_card(),
+        extra_sections=extra,
     )
     return EvaluationResult(record=record, report=report, decision=decision, validation=validation)
+
+
+def _production_holdout(model: keras.Model, splits: Any, common: dict[str, Any], champion: Champion | None,
+                        alpha: float) -> tuple[dict[str, Any] | None, tuple[Any, Any, Any, str] | None]:
+    """(the production holdout's scores for the metrics, the rows the gate compares on) for a
+    dataset version with a `production_holdout` split; (None, None) for a plain dataset."""
+    from ingot.capture.dataset import HOLDOUT
+    from ingot.data.pipeline import make_tf_dataset
+    from ingot.evaluate.holdout import holdout_scores
+
+    part = (getattr(splits, "extra", None) or {}).get(HOLDOUT)
+    if part is None or len(part) == 0:
+        return None, None
+    scored = predict_validation(model, make_tf_dataset(part, **common))
+    theirs = champion.predict(scored.images) if champion is not None else None
+    section = holdout_scores(scored.labels, scored.probabilities, theirs,
+                             champion_version=champion.version if champion is not None else None, alpha=alpha)
+    rows = (scored.labels, scored.probabilities, theirs, HOLDOUT) if section["gate_compared_here"] else None
+    return section, rows
+
+
+def _training_data(content_hash: str, sources: dict[str, Any]) -> dict[str, Any]:
+    """The model card's `training_data`: what the model trained on (base + production rows)."""
+    production = sources.get("production") or {}
+    return {"dataset_content_hash": content_hash, "base": (sources.get("base") or {}).get("uri"),
+            "base_content_hash": (sources.get("base") or {}).get("content_hash"),
+            "policy": sources.get("policy"), "production_window": production.get("window"),
+            "production_train_rows": production.get("train_rows"),
+            "production_holdout_rows": production.get("holdout_rows"),
+            "labelled_inputs": production.get("labelled_inputs"), "label_coverage": production.get("label_coverage")}
