@@ -115,6 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="newest share of the production rows kept as the production holdout (default: 0.2)")
     trigger.add_argument("--production-window", type=_duration, default=None, metavar="DURATION",
                          help="only production rows requested in this last stretch of time (default: all)")
+    trigger.add_argument("--max-production-rows", type=_positive, default=None, metavar="N",
+                         help="only the newest N labelled production inputs (a rolling window by count; default: all)")
 
     parser = subparsers.add_parser(
         "monitor", help="drift monitor: live predictions vs the model card baseline; triggered retraining",
@@ -175,7 +177,8 @@ def settings_from(args: argparse.Namespace) -> Any:
             capture_url=_absolute(settings.capture_url(None)), log_url=check.log_url,
             production_weight=args.production_weight or DEFAULT_PRODUCTION_WEIGHT,
             holdout_fraction=args.holdout_fraction,
-            window_s=args.production_window.total_seconds() if args.production_window else None)
+            window_s=args.production_window.total_seconds() if args.production_window else None,
+            max_rows=args.max_production_rows)
     if check.trigger:
         check.launcher = launcher_for(check)
     if getattr(args, "capture_url", None):

@@ -32,7 +32,8 @@ class ProductionData:
     log_url: str | None = None          # the inference log; None: the registry's database
     production_weight: int = DEFAULT_PRODUCTION_WEIGHT
     holdout_fraction: float = 0.2
-    window_s: float | None = None       # only rows labelled in the last this many seconds; None: all
+    window_s: float | None = None       # only rows requested in the last this many seconds; None: all
+    max_rows: int | None = None         # only the newest this many labelled inputs; None: all
 
     def __post_init__(self) -> None:
         if not self.capture_url:
@@ -41,7 +42,8 @@ class ProductionData:
             raise ConfigError(f"production window {self.window_s} s must be positive")
         from ingot.capture.dataset import BuildPolicy
 
-        BuildPolicy(holdout_fraction=self.holdout_fraction, production_weight=self.production_weight)
+        BuildPolicy(holdout_fraction=self.holdout_fraction, production_weight=self.production_weight,
+                    max_rows=self.max_rows)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -51,8 +53,8 @@ class ProductionData:
         return cls(**json.loads(text))
 
     def describe(self) -> str:
-        return (f"base + labelled production rows x{self.production_weight}, newest "
-                f"{self.holdout_fraction:.0%} held out")
+        rows = f"the newest {self.max_rows} labelled production rows" if self.max_rows else "labelled production rows"
+        return f"base + {rows} x{self.production_weight}, newest {self.holdout_fraction:.0%} of them held out"
 
 
 @dataclass
@@ -81,7 +83,8 @@ def build_training_data(production: ProductionData, *, model: str, dataset_uri: 
     ingest(resolve_dataset(dataset_uri, config), base_dir, config)
     until = now or datetime.now(UTC)
     since = until - timedelta(seconds=production.window_s) if production.window_s else None
-    policy = BuildPolicy(holdout_fraction=production.holdout_fraction, production_weight=production.production_weight)
+    policy = BuildPolicy(holdout_fraction=production.holdout_fraction, production_weight=production.production_weight,
+                         max_rows=production.max_rows)
     with InferenceLogStore.from_url(production.log_url or registry_url) as log:
         built = build_dataset(model=model, base=str(base_dir), output=str(work / "dataset"), log_engine=log.engine,
                               capture_url=production.capture_url, since=since, until=until, policy=policy,
