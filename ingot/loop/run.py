@@ -6,9 +6,16 @@
    on free loopback ports; the routing table is the file the rollout controller writes;
 3. live traffic through the gateway, ground truth for a share of the rows after a delay;
 4. `ingot rollout` decides on labelled accuracy and carries out the promotion or the rollback;
-5. the traffic drifts; `ingot monitor check --trigger` flags it and starts a retraining run,
-   which runs to its end, and the cooldown is recorded;
-6. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
+5. the traffic drifts (and keeps flowing, paced); `ingot monitor check --trigger` flags it and
+   starts a retraining run, which builds the labelled captured production rows and the base data
+   into a dataset version and trains on it; the cooldown is recorded;
+6. with the policy's `auto: true` the blessed candidate becomes the challenger on its own and is
+   A/B-tested against the champion on the drifted stream; after a promotion the stream is
+   measured again (live accuracy before drift, under drift with the old champion, after);
+7. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
+
+The live traffic comes from a pool carved out of the dataset before anything trains on it
+(ingot.loop.pool), so no held-out figure ever sees an image a model trained on.
 
 Each stage runs the same `ingot` commands a person would type; this module only sequences them
 and measures.
@@ -143,7 +150,6 @@ class Loop:
     def run(self) -> LoopResult:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            self._carve()
             self._retrain()
             if self.result.challenger is not None:
                 self._serve()
@@ -190,6 +196,7 @@ class Loop:
     def _retrain(self) -> None:
         started = time.perf_counter()
         self.say("== 1/5 Retrain (the ingot-retrain pipeline on kfp's local runner)")
+        self._carve()
         champion = self._champion()
         if champion is None:
             self.say(f"  no champion for {self.o.model!r} yet: training the first model with {self.o.config}")
