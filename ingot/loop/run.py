@@ -455,6 +455,7 @@ class Loop:
                     time.sleep(0.2)
                 if not traffic.alive():
                     raise LoopError("the traffic driver stopped during the drift stage")
+                rows_at_check = self.driver.stats.rows  # the window the check reads ends about here
                 code = self.ingot(check, ok=(0, 3))
                 if code == 3:
                     break
@@ -462,8 +463,9 @@ class Loop:
                 self.say(f"  no drift flagged within {self.o.drift_requests} requests")
                 self._stage("drift", started)
                 return
-            self.result.drift_rows_to_trigger = self.driver.stats.rows - rows_at_start
-            self.say(f"  drift flagged {self.result.drift_rows_to_trigger} rows after it began")
+            self.result.drift_rows_to_trigger = rows_at_check - rows_at_start
+            self.say(f"  drift flagged by the check that started {self.result.drift_rows_to_trigger} rows after it "
+                     f"began ({time.monotonic() - drift_started:.0f} s after it began, the check included)")
             latest = self._latest_trigger()
             if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
                 self.result.trigger_state = "not started (cooldown)"
