@@ -487,7 +487,6 @@ class Loop:
     def _heal(self, drift_started: float) -> None:
         """The triggered run's blessed candidate becomes the challenger under the model's policy
         (`auto: true`), A/B-tested on the drifted stream; after a promotion the stream is measured."""
-        from ingot.cli.ab import load_policy
         from ingot.registry.datasets import dataset_of
 
         version = self.result.triggered_version
@@ -508,7 +507,7 @@ class Loop:
             self.say(f"  version {version} is {record.stage.value if record.stage else 'not published'}: nothing to "
                      "roll out")
             return
-        if not load_policy(self.o.policy).auto:
+        if not _policy_auto(self.o.policy):
             self.say(f"  the policy {self.o.policy} has auto: false: version {version} waits for "
                      f"`ingot rollout start {self.o.model} --challenger {version}`")
             return
@@ -611,6 +610,18 @@ class _Background:
         self._thread.join(timeout=60)
         if self.error is not None:
             raise LoopError(f"the drift stage's traffic failed: {self.error}")
+
+
+def _policy_auto(path: Path) -> bool:
+    """The rollout policy's `auto` (validated as `ingot rollout start` validates the whole file)."""
+    import yaml
+
+    from ingot.rollout.analysis import Policy
+
+    try:
+        return Policy.from_dict(yaml.safe_load(Path(path).read_text()) or {}).auto
+    except (OSError, yaml.YAMLError) as err:
+        raise LoopError(f"cannot read the rollout policy {path}: {err}") from None
 
 
 def recipe_reason(path: Path) -> list[str]:
