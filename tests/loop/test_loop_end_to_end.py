@@ -64,7 +64,7 @@ def test_the_loop_retrains_serves_decides_detects_drift_and_retrains(tmp_path):
         "--max-production-rows", "600", "--heal-requests", "2000", "--after-requests", "60",
     ]
     done = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                          text=True, timeout=900, check=False)
+                          text=True, timeout=1800, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
 
