@@ -15,7 +15,9 @@ import pytest
 
 from ingot.registry import Registry
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("loop-end-to-end")]
+# Four pipeline runs (champion, challenger, the healing retraining and its dataset build) plus two
+# A/B tests: past the suite's default per-test limit on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("loop-end-to-end"), pytest.mark.timeout(1800)]
 
 QUICK_POLICY = """\
 alpha: 0.05
