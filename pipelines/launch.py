@@ -29,6 +29,7 @@ from pipelines.request import PipelineRequest, local_registry_url
 if TYPE_CHECKING:
     from ingot.monitor.check import CheckSettings
     from ingot.monitor.launch import Recipe
+    from ingot.retrain.production import ProductionData
 
 LOCAL_RETRY_BACKOFF = "2s"  # a local train retry has no node pool to wait for
 
@@ -105,9 +106,11 @@ def local_report(record: dict[str, Any], registry_url: str, result: Any) -> dict
 
 def start_local(
     store: TriggerStore, trigger: Trigger, recipe: Recipe, *, db_url: str, dataset_uri: str,
-    registry_url: str, model_repository: str, work_dir: Path,
+    registry_url: str, model_repository: str, work_dir: Path, production: ProductionData | None = None,
 ) -> Trigger:
-    """Start the run in a background process; record its run id (local-<trigger>-<time>), log and pid."""
+    """Start the run in a background process; record its run id (local-<trigger>-<time>), log and pid.
+    With `production`, the runner first builds base + labelled production rows into a dataset
+    version and trains on it (ingot.retrain.production)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"local-{trigger.id}-{stamp}"
     run_dir = Path(work_dir).expanduser().resolve() / run_id
@@ -119,6 +122,10 @@ def start_local(
         run_dir.mkdir(parents=True, exist_ok=True)
         request_path = run_dir / "request.json"
         storage.atomic_write(request_path, request.to_json())
+        extra = []
+        if production is not None:
+            storage.atomic_write(run_dir / "production.json", production.to_json())
+            extra = [str(run_dir / "production.json")]
         log_path = run_dir / "run.log"
         environment = dict(os.environ, **{settings.MONITOR_DB_URL_ENV: db_url,
                                           settings.REGISTRY_URL_ENV: local_registry_url(registry_url),
@@ -126,7 +133,7 @@ def start_local(
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.local_run", str(trigger.id), str(request_path),
-                 str(run_dir / "pipeline-root")],
+                 str(run_dir / "pipeline-root"), *extra],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environment,
                 start_new_session=True,  # outlives the monitor (a CronJob's check, a Ctrl-C)
             )
@@ -198,12 +205,13 @@ class LocalLauncher:
     model_repository: str
     work_dir: Path
     dataset_uri: str = ""
+    production: ProductionData | None = None  # train on base + labelled production rows
     backend: str = LOCAL
 
     def start(self, store: TriggerStore, trigger: Trigger, recipe: Recipe) -> Trigger:
         return start_local(store, trigger, recipe, db_url=self.registry_url, dataset_uri=self.dataset_uri,
                            registry_url=self.registry_url, model_repository=self.model_repository,
-                           work_dir=self.work_dir)
+                           work_dir=self.work_dir, production=self.production)
 
     def refresh(self, store: TriggerStore, trigger: Trigger) -> Trigger:
         return refresh(store, trigger)
@@ -240,7 +248,7 @@ def launcher_for(check: CheckSettings) -> LocalLauncher | KfpLauncher:
     return LocalLauncher(
         registry_url=local_registry_url(check.registry_url), dataset_uri=check.dataset_uri,
         model_repository=check.model_repository or settings.model_repository(),
-        work_dir=check.work_dir or settings.data_dir() / "monitor" / check.model)
+        work_dir=check.work_dir or settings.data_dir() / "monitor" / check.model, production=check.production)
 
 
 def report_json(report: dict[str, Any]) -> str:

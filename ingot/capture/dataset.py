@@ -11,7 +11,9 @@ One function, `build_dataset`, used by the CLI and usable as a pipeline step:
 5. Split by time: the newest `holdout_fraction` of the rows (by the latest request that sent the
    input) is the `production_holdout` split, never trained on; base records whose hash is in the
    holdout are dropped too, so no holdout input reaches training by any route.
-6. Merge: base train + production rows repeated `production_weight` times in train; base
+6. With `max_rows`, only the newest that many inputs are kept (a rolling window by count; the
+   older ones are counted as `older_dropped`).
+7. Merge: base train + production rows repeated `production_weight` times in train; base
    validation and test as they are. `min_per_class` refuses a window where some class has fewer
    production training rows.
 
@@ -44,6 +46,7 @@ class BuildPolicy:
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
     production_weight: int = 1  # each production training row appears this many times in train
     min_per_class: int = 0  # fewer production training rows in any class: the build is refused
+    max_rows: int | None = None  # only the newest this many labelled inputs (a rolling window by count)
 
     def __post_init__(self) -> None:
         if not 0 <= self.holdout_fraction < 1:
@@ -54,6 +57,8 @@ class BuildPolicy:
                             "(rows are repeated, so the trainer needs no sample weights)")
         if self.min_per_class < 0:
             raise DataError(f"min per class {self.min_per_class} is not valid; expected >= 0")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise DataError(f"max rows {self.max_rows} is not valid; expected >= 1 (or none: every row)")
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,10 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
         (ProductionRow(sha, label, seen, stored[sha]) for sha, (label, seen) in resolved.items() if sha in stored),
         key=lambda r: (r.seen, r.sha256),
     )
+    older_dropped = 0
+    if policy.max_rows is not None and len(production) > policy.max_rows:
+        older_dropped = len(production) - policy.max_rows
+        production = production[older_dropped:]
     holdout_count = math.ceil(len(production) * policy.holdout_fraction) if production else 0
     cut = len(production) - holdout_count
     train_rows, holdout_rows = production[:cut], production[cut:]
@@ -234,8 +243,9 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
             "labelled_inputs": labelled,
             "conflicts_dropped": conflicts_dropped,
             "conflicts_resolved_by_majority": conflicts_majority,
-            "captured_inputs": len(production),
-            "label_coverage": round(len(production) / labelled, 6) if labelled else None,
+            "captured_inputs": len(production) + older_dropped,
+            "older_dropped": older_dropped,
+            "label_coverage": round((len(production) + older_dropped) / labelled, 6) if labelled else None,
             "train_rows": len(train_rows),
             "holdout_rows": len(holdout_rows),
             "holdout_from": holdout_rows[0].seen.isoformat() if holdout_rows else None,
@@ -243,7 +253,8 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
                              HOLDOUT: {n: sum(1 for r in holdout_rows if r.label == i) for i, n in enumerate(names)}},
         },
         "policy": {"holdout_fraction": policy.holdout_fraction, "production_weight": policy.production_weight,
-                   "min_per_class": policy.min_per_class},
+                   "min_per_class": policy.min_per_class,
+                   **({"max_rows": policy.max_rows} if policy.max_rows is not None else {})},
     }
     split_counts = {split: int(entry["count"]) for split, entry in manifest_splits.items()}
     manifest = {
@@ -258,7 +269,7 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
                      FEATURE_SHA256: "sha256 of the source file (the capture store's name for production rows)"},
         "splits": manifest_splits,
         "sources": sources,
-        "report": {},
+        "report": base_artifact.report,  # the base data's report (sizes, formats) for the ingest step
     }
     storage.atomic_write(manifest_location, json.dumps(manifest, indent=1).encode("utf-8") + b"\n")
     return BuildResult(directory=output, content_hash=content_hash, sources=sources,

@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="times each production training row appears in train (default 1)")
     build.add_argument("--min-per-class", type=int, default=0,
                        help="refuse the build when a class has fewer production training rows (default 0)")
+    build.add_argument("--max-rows", type=int, default=None,
+                       help="only the newest N labelled inputs (a rolling window by count; default: all)")
     build.add_argument("--log-url", default=None, help="inference log URL (default $INGOT_LOG_URL, else the registry's)")
     build.add_argument("--capture-url", default=None, help="capture store (default $INGOT_CAPTURE_URL, else ./.ingot/capture)")
     build.add_argument("--registry", default=None, help="registry URL to record the dataset version in "
@@ -104,7 +106,7 @@ def run_build(args: argparse.Namespace) -> int:
     from ingot.inference_log.store import InferenceLogStore
 
     policy = BuildPolicy(holdout_fraction=args.holdout_fraction, production_weight=args.production_weight,
-                         min_per_class=args.min_per_class)
+                         min_per_class=args.min_per_class, max_rows=args.max_rows)
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     store = InferenceLogStore.from_url(args.log_url)
     try:

@@ -48,6 +48,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--label-share", type=float, default=d.label_share,
                         help="share of rows whose ground truth comes back (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--live-per-class", type=int, default=d.live_per_class,
+                        help="images per class carved out of the dataset as the live traffic's pool, in no "
+                        "training, validation or test split (default: %(default)s)")
+    parser.add_argument("--drift-rate", type=float, default=d.drift_rate,
+                        help="requests/s while the monitor watches and the retraining runs (default: %(default)s)")
+    parser.add_argument("--production-weight", type=int, default=d.production_weight,
+                        help="each labelled production row appears N times in the triggered run's train split "
+                        "(default: %(default)s)")
+    parser.add_argument("--max-production-rows", type=int, default=d.max_production_rows,
+                        help="the newest N labelled production inputs the triggered run builds on (default: %(default)s)")
+    parser.add_argument("--heal-requests", type=int, default=d.heal_requests,
+                        help="traffic budget of the healed candidate's A/B test (default: %(default)s)")
+    parser.add_argument("--after-requests", type=int, default=d.after_requests,
+                        help="requests measured on the drifted stream after a promotion (default: %(default)s)")
     parser.set_defaults(handler=run)
 
 
@@ -56,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from ingot.loop.run import Loop, LoopOptions
     from ingot.loop.summary import format_summary
 
-    for name in ("max_requests", "drift_requests", "monitor_window", "callers"):
+    for name in ("max_requests", "drift_requests", "monitor_window", "callers", "live_per_class",
+                 "production_weight", "max_production_rows", "heal_requests", "after_requests"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.drift_rate <= 0:
+        raise ConfigError(f"--drift-rate must be positive, got {args.drift_rate}")
     if not 0 < args.label_share <= 1:
         raise ConfigError(f"--label-share must be in (0, 1], got {args.label_share}")
     for path in (args.config, args.challenger_config, args.policy):
@@ -69,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, dataset=args.dataset, model_repository=args.model_repository, workdir=args.workdir,
         registry_url=args.registry, pipeline_set=list(args.pipeline_set), max_requests=args.max_requests,
         drift_requests=args.drift_requests, monitor_window=args.monitor_window, callers=args.callers,
-        label_share=args.label_share, seed=args.seed,
+        label_share=args.label_share, seed=args.seed, live_per_class=args.live_per_class,
+        drift_rate=args.drift_rate, production_weight=args.production_weight,
+        max_production_rows=args.max_production_rows, heal_requests=args.heal_requests,
+        after_requests=args.after_requests,
         gate={name: getattr(args, name) for name in ("min_accuracy", "min_class_f1", "max_regression")
               if getattr(args, name) is not None},
     )

@@ -104,6 +104,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     trigger.add_argument("--namespace", default=None, help="KFP namespace (multi-user)")
     trigger.add_argument("--service-account", default=None, help="service account of the run's pods")
     trigger.add_argument("--image", default=None, help="container image of the steps")
+    trigger.add_argument("--new-labels", type=_positive, default=None, metavar="N",
+                         help="also trigger when at least N labelled production rows arrived since the end of the "
+                         "window of the champion's dataset version (all labelled rows when it trained on none)")
+    trigger.add_argument("--base-data-only", action="store_true",
+                         help="local triggered runs train on the recipe's dataset alone (default: base + the "
+                         "labelled captured production rows, built as a dataset version first)")
+    trigger.add_argument("--production-weight", type=_positive, default=None, metavar="N",
+                         help="each production training row appears N times in train (default: 3)")
+    trigger.add_argument("--holdout-fraction", type=_fraction, default=0.2, metavar="F",
+                         help="newest share of the production rows kept as the production holdout (default: 0.2)")
+    trigger.add_argument("--production-window", type=_duration, default=None, metavar="DURATION",
+                         help="only production rows requested in this last stretch of time (default: all)")
+    trigger.add_argument("--max-production-rows", type=_positive, default=None, metavar="N",
+                         help="only the newest N labelled production inputs (a rolling window by count; default: all)")
 
     parser = subparsers.add_parser(
         "monitor", help="drift monitor: live predictions vs the model card baseline; triggered retraining",
@@ -113,8 +127,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     actions = parser.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
     check_parser = actions.add_parser(
-        "check", parents=[database, check], help="one check; exit 0 no drift, 3 drift, 1 error",
-        description="One drift check. Exit status: 0 no drift or insufficient data, 3 drift, 1 error.",
+        "check", parents=[database, check], help="one check; exit 0 no drift, 3 drift (or another trigger condition), 1 error",
+        description="One drift check. Exit status: 0 no drift or insufficient data, 3 drift, labelled accuracy "
+        "below the gate's floor or (--new-labels) enough new labels, 1 error.",
     )
     check_parser.set_defaults(handler=check_command)
     run_parser = actions.add_parser(
@@ -154,6 +169,17 @@ def settings_from(args: argparse.Namespace) -> Any:
         kfp_namespace=args.namespace, kfp_service_account=args.service_account, image=args.image,
         evidence_only=not args.all_rows,
     )
+    check.new_labels = getattr(args, "new_labels", None)
+    if check.trigger and not args.base_data_only and not check.kfp_host:
+        from ingot.retrain.production import DEFAULT_PRODUCTION_WEIGHT, ProductionData
+
+        # The capture store the gateway writes to ($INGOT_CAPTURE_URL, else ./.ingot/capture).
+        check.production = ProductionData(
+            capture_url=_absolute(settings.capture_url(None)), log_url=check.log_url,
+            production_weight=args.production_weight or DEFAULT_PRODUCTION_WEIGHT,
+            holdout_fraction=args.holdout_fraction,
+            window_s=args.production_window.total_seconds() if args.production_window else None,
+            max_rows=args.max_production_rows)
     if check.trigger:
         check.launcher = launcher_for(check)
     if getattr(args, "capture_url", None):
@@ -166,11 +192,14 @@ def settings_from(args: argparse.Namespace) -> Any:
     return check
 
 
+def _absolute(location: str) -> str:
+    """A local path made absolute (the triggered run is another process); URLs as they are."""
+    return location if "://" in location else str(Path(location).expanduser().resolve())
+
+
 def _one_check(args: argparse.Namespace) -> int:
     from ingot.monitor.check import run_check
     from ingot.monitor.report import format_text, write_report
-    from ingot.monitor.statistics import DRIFT
-
     outcome = run_check(settings_from(args))
     if args.report:
         write_report(outcome, args.report)
@@ -182,7 +211,7 @@ def _one_check(args: argparse.Namespace) -> int:
             print(f"report: {args.report}")
     if outcome.trigger_error:
         print(f"ingot: error: retraining could not start: {outcome.trigger_error}", file=sys.stderr)
-    return EXIT_DRIFT if outcome.result.status == DRIFT else 0
+    return EXIT_DRIFT if outcome.triggering else 0
 
 
 def check_command(args: argparse.Namespace) -> int:

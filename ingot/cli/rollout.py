@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     start.add_argument("--trusted-caller-header", metavar="HEADER",
                        help="local: the caller header when the edge in front of the gateway sets it (sticky rows "
                        "then count as evidence; routing table trusted_caller_header)")
+    start.add_argument("--capture-sample", type=float, default=None, metavar="SHARE",
+                       help="local: keep input capture on at this share of rows in every routing table the "
+                       "controller writes (routing table capture.sample; docs/capture.md)")
     start.add_argument("--actor", default=None, help="who starts it (default: the user name)")
     start.set_defaults(handler=run_start)
 
@@ -180,6 +183,10 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
             target[key] = str(Path(getattr(args, key)).resolve())
     if getattr(args, "trusted_caller_header", None):
         target["trusted_caller_header"] = args.trusted_caller_header
+    if getattr(args, "capture_sample", None) is not None:
+        from ingot.capture.policy import parse_policy
+
+        target["capture"] = parse_policy({"sample": args.capture_sample}).as_dict()  # checked here, not later
     return target
 
 

@@ -137,6 +137,7 @@ def bless(
     alpha: float = DEFAULT_ALPHA,
     resamples: int | None = None,
     seed: int = 0,
+    comparison_rows: tuple[Any, Any, Any, str] | None = None,
 ) -> GateDecision:
     """Decide whether `report` (an EvaluationReport or its dict) may be published.
 
@@ -150,6 +151,10 @@ def bless(
     paired and fail only on a credible regression beyond `max_regression`; `champion_metrics`
     is then not used for the decision. Never blesses when neither min_accuracy nor min_class_f1
     is configured.
+
+    `comparison_rows` (labels, candidate predictions, champion predictions, where): make the paired
+    champion comparison on those rows instead (a production holdout, ingot.evaluate.holdout); the
+    floors stay on the report's rows.
     """
     metrics = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     checks: list[dict[str, Any]] = []
@@ -216,21 +221,30 @@ def bless(
             for name, class_floor in zip(names, results):
                 judged(_floor_entry(f"class_f1:{name}", f"class {name!r} F1", class_floor))
 
-    if rows is not None and champion_predictions is not None:
+    if comparison_rows is not None or (rows is not None and champion_predictions is not None):
         from ingot.evaluate.paired import class_ids, compare_paired
 
-        y, predicted = rows
-        champion = class_ids(champion_predictions, y.size, name="champion predictions")
+        if comparison_rows is not None:
+            y = class_ids(comparison_rows[0], name="comparison labels")
+            predicted = class_ids(comparison_rows[1], y.size, name="candidate predictions")
+            champion = class_ids(comparison_rows[2], y.size, name="champion predictions")
+            where = comparison_rows[3]
+        else:
+            assert rows is not None
+            y, predicted = rows
+            champion = class_ids(champion_predictions, y.size, name="champion predictions")
+            where = "test"
         num_classes = len(metrics.get("class_names") or []) or None
         for key in ("accuracy", "macro_f1"):
             comparison = compare_paired(y, champion, predicted, tolerance=float(thresholds.max_regression), alpha=alpha,
                                     metric=key, num_classes=num_classes, seed=seed, **options)
-            comparisons[key] = comparison.to_dict()
+            comparisons[key] = {**comparison.to_dict(), "rows": where}
+            text = comparison.text() + ("" if where == "test" else f" (on the {where} split, {y.size} rows)")
             judged({"name": f"{key}_vs_champion", "value": comparison.difference,
                     "threshold": -comparison.tolerance, "passed": not comparison.regressed,
                     "interval": list(comparison.interval), "alpha": comparison.alpha,
                     "candidate": comparison.candidate, "champion": comparison.champion,
-                    "method": comparison.method, "text": comparison.text()})
+                    "method": comparison.method, "rows": where, "text": text})
     elif champion_metrics is not None:
         tolerance = float(thresholds.max_regression)
         for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):

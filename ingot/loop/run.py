@@ -6,9 +6,16 @@
    on free loopback ports; the routing table is the file the rollout controller writes;
 3. live traffic through the gateway, ground truth for a share of the rows after a delay;
 4. `ingot rollout` decides on labelled accuracy and carries out the promotion or the rollback;
-5. the traffic drifts; `ingot monitor check --trigger` flags it and starts a retraining run,
-   which runs to its end, and the cooldown is recorded;
-6. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
+5. the traffic drifts (and keeps flowing, paced); `ingot monitor check --trigger` flags it and
+   starts a retraining run, which builds the labelled captured production rows and the base data
+   into a dataset version and trains on it; the cooldown is recorded;
+6. with the policy's `auto: true` the blessed candidate becomes the challenger on its own and is
+   A/B-tested against the champion on the drifted stream; after a promotion the stream is
+   measured again (live accuracy before drift, under drift with the old champion, after);
+7. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
+
+The live traffic comes from a pool carved out of the dataset before anything trains on it
+(ingot.loop.pool), so no held-out figure ever sees an image a model trained on.
 
 Each stage runs the same `ingot` commands a person would type; this module only sequences them
 and measures.
@@ -35,6 +42,8 @@ from ingot.loop.summary import LoopResult, StageTime
 from ingot.protocol import headers as wire
 
 TERMINAL = ("promoted", "rolled_back", "inconclusive", "aborted")
+# The stretches of traffic live accuracy is reported for.
+OLD_CHAMPION, HEALING, HEALED = "drift, old champion", "drift, healing A/B", "drift, healed champion"
 
 
 class LoopError(IngotError):
@@ -64,6 +73,13 @@ class LoopOptions:
     monitor_window: int = 400       # rows per drift check
     check_every: int = 30           # requests between drift checks
     seed: int = 0
+    live_per_class: int = 40        # images per class carved out of a bundled/folder dataset as the live pool
+    capture_sample: float = 1.0     # share of predicted rows whose input the gateway stores
+    drift_rate: float = 12.0        # requests/s while the monitor watches and the retraining runs
+    production_weight: int = 3      # each labelled production row appears this many times in train
+    max_production_rows: int = 1000  # the newest labelled production inputs a triggered run uses
+    heal_requests: int = 3000       # traffic budget of the healed candidate's A/B test
+    after_requests: int = 150       # requests measured on the drifted stream after the promotion
 
 
 class Loop:
@@ -78,6 +94,9 @@ class Loop:
         self.supervisor = Supervisor(self.workdir / "logs")
         self.result = LoopResult()
         self._triggered_pid: int | None = None
+        self.dataset = options.dataset  # the base dataset every run trains on (the live pool carved out)
+        self.live: Path | None = None
+        self.capture_url = str(self.workdir / "capture")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -90,7 +109,7 @@ class Loop:
         appended to `collect` when given)."""
         self.say(f"  $ ingot {' '.join(args)}")
         env = {**os.environ, settings.TF_LOG_LEVEL_ENV: settings.tf_log_level(),
-               settings.REGISTRY_URL_ENV: self.registry_url}
+               settings.REGISTRY_URL_ENV: self.registry_url, settings.CAPTURE_URL_ENV: self.capture_url}
         process = subprocess.Popen([sys.executable, "-m", "ingot.cli.main", *args], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True)
         assert process.stdout is not None
@@ -142,9 +161,25 @@ class Loop:
             self._stop_triggered_run()
             signal.signal(signal.SIGTERM, previous)
 
+    def _carve(self) -> None:
+        """Carve the live pool out of the dataset before anything trains on it (ingot.loop.pool)."""
+        from ingot.data.sources import BUNDLED, ensure_digits_folder
+        from ingot.loop.pool import carve
+
+        if self.o.dataset in BUNDLED:
+            source = ensure_digits_folder()
+        elif Path(self.o.dataset).is_dir():
+            source = Path(self.o.dataset)
+        else:
+            self.say(f"  {self.o.dataset} is no image folder: the live traffic comes from its test split")
+            return
+        carved = carve(source, self.workdir / "data", self.o.live_per_class)
+        self.dataset, self.live = str(carved.base), carved.live
+        self.say(f"  live pool: {carved.describe()}")
+
     def _pipeline(self, config: Path) -> None:
         args = ["pipeline", "run", "--config", str(config), "--model-name", self.o.model,
-                "--dataset", self.o.dataset, "--model-repository", str(self.repository)]
+                "--dataset", self.dataset, "--model-repository", str(self.repository)]
         for item in self.o.pipeline_set:
             args += ["--set", item]
         for name, value in sorted(self.o.gate.items()):
@@ -161,6 +196,7 @@ class Loop:
     def _retrain(self) -> None:
         started = time.perf_counter()
         self.say("== 1/5 Retrain (the ingot-retrain pipeline on kfp's local runner)")
+        self._carve()
         champion = self._champion()
         if champion is None:
             self.say(f"  no champion for {self.o.model!r} yet: training the first model with {self.o.config}")
@@ -217,7 +253,8 @@ class Loop:
         self.files["challenger.config"].write_text(model_config_text(self.o.model, base_path, [challenger], challenger))
         self.target: dict[str, Any] = {"actuator": "local", "routes_file": str(self.files["routes.yaml"]),
                                        "drain_s": 2.0, "feedback_token_file": str(self.files["feedback-token"]),
-                                       "trusted_caller_header": wire.CALLER}
+                                       "trusted_caller_header": wire.CALLER,
+                                       "capture": {"sample": self.o.capture_sample}}
         for arm in ("champion", "challenger"):
             self.target[arm] = {"rest": f"http://127.0.0.1:{self.ports[arm + '_rest']}",
                                 "grpc": f"127.0.0.1:{self.ports[arm + '_grpc']}",
@@ -234,7 +271,8 @@ class Loop:
         gateway = self.supervisor.start("gateway", [
             "gateway", "--routes", str(self.files["routes.yaml"]), "--routes-poll-seconds", "0.5",
             "--port", str(self.ports["gateway_grpc"]), "--rest_api_port", str(self.ports["gateway_rest"]),
-            "--log-url", self.registry_url, "--model_repository", str(self.repository), "--require-feedback-token"])
+            "--log-url", self.registry_url, "--model_repository", str(self.repository), "--require-feedback-token",
+            "--capture-url", self.capture_url])
         self.gateway_rest = f"http://127.0.0.1:{self.ports['gateway_rest']}"
         for arm, child in servers.items():
             self.supervisor.wait_ready(child, f"{self.target[arm]['rest']}/readyz")
@@ -243,28 +281,33 @@ class Loop:
         self.supervisor.wait_ready(gateway, f"{self.gateway_rest}/readyz")
         self.say(f"  ingot gateway: REST {self.gateway_rest}  gRPC 127.0.0.1:{self.ports['gateway_grpc']}  "
                  f"routing table {self.files['routes.yaml']}")
+        self.say(f"  input capture: {self.o.capture_sample:.0%} of predicted rows stored under {self.capture_url}")
         self.say(f"  logs of the servers: {self.supervisor.log_dir}")
         self._stage("serve", started)
 
-    def _test_images(self) -> tuple[Any, Any, list[str]]:
-        """The held-out test split of the dataset, at the model's input size, from the newest
-        pipeline run's Dataset artifact (what the evaluate step judged the model on)."""
+    def _live_images(self) -> tuple[Any, Any, list[str]]:
+        """The live pool at the model's input size (carved out of the dataset, in no split); for a
+        dataset that could not be carved, the held-out test split of the newest pipeline run's
+        Dataset artifact (what the evaluate step judged the model on)."""
         import numpy as np
-
 
         with self.registry() as registry:
             config = registry.get_version(self.o.model, self.result.champion_before).config
         height, width = (config.get("image_size") or [32, 32])[:2]
-        root = settings.data_dir().expanduser().resolve() / "pipeline-root"
-        artifacts = sorted(root.glob("ingot-retrain-*/ingest/dataset"), key=lambda p: p.stat().st_mtime)
-        if not artifacts:
-            raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
-        out = self.workdir / "test-split.npz"
-        with (self.supervisor.log_dir / "test-split.log").open("wb") as log:
-            done = subprocess.run([sys.executable, "-m", "ingot.loop.holdout_arrays", str(artifacts[-1]), str(height),
+        if self.live is not None:
+            source = self.live
+        else:
+            root = settings.data_dir().expanduser().resolve() / "pipeline-root"
+            artifacts = sorted(root.glob("ingot-retrain-*/ingest/dataset"), key=lambda p: p.stat().st_mtime)
+            if not artifacts:
+                raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
+            source = artifacts[-1]
+        out = self.workdir / "live-images.npz"
+        with (self.supervisor.log_dir / "live-images.log").open("wb") as log:
+            done = subprocess.run([sys.executable, "-m", "ingot.loop.holdout_arrays", str(source), str(height),
                                    str(width), str(out)], stdout=log, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
-            raise LoopError(f"could not read the test split of {artifacts[-1]} (log: {self.supervisor.log_dir}/test-split.log)")
+            raise LoopError(f"could not read the live images from {source} (log: {self.supervisor.log_dir}/live-images.log)")
         with np.load(out) as arrays:
             return arrays["images"], arrays["labels"], [str(n) for n in arrays["class_names"]]
 
@@ -276,7 +319,32 @@ class Loop:
         self.say("== 3/5 A/B test: live traffic, delayed ground truth, `ingot rollout` decides and acts")
         challenger = self.result.challenger
         assert challenger is not None
-        common = ["--registry", self.registry_url]
+        self._start_rollout(challenger, actor="make-run")
+        self.controller = self.supervisor.start("rollout-controller", [
+            "rollout", "run", "--interval", "1", "--port", str(self.ports["controller"]), "--host", "127.0.0.1",
+            "--registry", self.registry_url])
+        self.say(f"  the controller runs in the background (judge endpoint "
+                 f"http://127.0.0.1:{self.ports['controller']}/v1/rollouts/{self.o.model}/verdict)")
+        images, labels, class_names = self._live_images()
+        shift = PhotoShift()
+        where = "live pool" if self.live is not None else "held-out test images"
+        self.say(f"  traffic: {self.o.callers} callers, {self.o.batch} images a request, from the {len(images)} "
+                 f"{where} with {shift.describe()}; ground truth for {self.o.label_share:.0%} of "
+                 f"rows, {self.o.label_delay_s[0]:g}-{self.o.label_delay_s[1]:g} s after the answer")
+        self.driver = TrafficDriver(self.gateway_rest, self.o.model, images, labels, class_names,
+                                    callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
+                                    label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed,
+                                    feedback_token=self.feedback_token)
+        stats = self._drive_to_decision(self.o.max_requests, "before drift")
+        self.result.ab_requests, self.result.ab_rows = stats.requests, stats.rows
+        self.result.ab_failed, self.result.ab_labelled = stats.failed, stats.labelled
+        self.result.decision = self._finish_rollout(self.o.max_requests)
+        self.ingot(["models", "show", f"{self.o.model}:{challenger}", "--registry", self.registry_url])
+        champion = self._champion()
+        self.result.champion_after = champion.version if champion else None
+        self._stage("A/B test and decision", started)
+
+    def _start_rollout(self, challenger: int, *, actor: str) -> None:
         self.ingot(["rollout", "start", self.o.model, "--challenger", str(challenger), "--steps", self.o.steps,
                     "--policy", str(self.o.policy), "--routes", self.target["routes_file"],
                     "--champion-rest", self.target["champion"]["rest"],
@@ -287,21 +355,13 @@ class Loop:
                     "--challenger-model-config", self.target["challenger"]["model_config_file"],
                     "--base-path", self.target["champion"]["base_path"],
                     "--feedback-token-file", self.target["feedback_token_file"],
-                    "--trusted-caller-header", self.target["trusted_caller_header"], "--actor", "make-run", *common])
-        controller = self.supervisor.start("rollout-controller", [
-            "rollout", "run", "--interval", "1", "--port", str(self.ports["controller"]), "--host", "127.0.0.1",
-            *common])
-        self.say(f"  the controller runs in the background (judge endpoint "
-                 f"http://127.0.0.1:{self.ports['controller']}/v1/rollouts/{self.o.model}/verdict)")
-        images, labels, class_names = self._test_images()
-        shift = PhotoShift()
-        self.say(f"  traffic: {self.o.callers} callers, {self.o.batch} images a request, from the {len(images)} "
-                 f"held-out test images with {shift.describe()}; ground truth for {self.o.label_share:.0%} of "
-                 f"rows, {self.o.label_delay_s[0]:g}-{self.o.label_delay_s[1]:g} s after the answer")
-        self.driver = TrafficDriver(self.gateway_rest, self.o.model, images, labels, class_names,
-                                    callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
-                                    label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed,
-                                    feedback_token=self.feedback_token)
+                    "--trusted-caller-header", self.target["trusted_caller_header"],
+                    "--capture-sample", f"{self.o.capture_sample:g}", "--actor", actor,
+                    "--registry", self.registry_url])
+
+    def _drive_to_decision(self, budget: int, phase: str) -> Any:
+        """Full-speed traffic (counted as `phase`) until the rollout reaches a terminal state or
+        the budget is spent; then a moment for the controller to carry the decision out."""
         last_line = [""]
 
         def finished() -> bool:
@@ -315,34 +375,33 @@ class Loop:
         def progress(stats: Any) -> None:
             self.say(f"  ... {stats.line()} | {last_line[0]}")
 
-        stats = asyncio.run(self.driver.run(stop=finished, max_requests=self.o.max_requests,
-                                            concurrency=self.o.concurrency, progress=progress))
-        # The controller may need a moment after the last look to finish carrying out the decision.
+        self.driver.phase = phase
+        requests_before = self.driver.stats.requests
+        stats = asyncio.run(self.driver.run(stop=finished, max_requests=budget, concurrency=self.o.concurrency,
+                                            progress=progress))
         deadline = time.monotonic() + 60
         while self._rollout_state() not in TERMINAL and time.monotonic() < deadline:
-            if controller.process.poll() is not None:
+            if self.controller.process.poll() is not None:
                 break
             time.sleep(0.5)
-        self.result.ab_requests, self.result.ab_rows = stats.requests, stats.rows
-        self.result.ab_failed, self.result.ab_labelled = stats.failed, stats.labelled
-        self.say(f"  sent: {stats.line()} in {stats.seconds:.1f} s")
+        self.say(f"  sent: {stats.requests - requests_before} requests in this stage; in all {stats.line()}")
+        return stats
+
+    def _finish_rollout(self, budget: int) -> str:
+        """Status, the by-hand withdrawal when undecided, the report; returns the final state."""
+        common = ["--registry", self.registry_url]
         self.ingot(["rollout", "status", self.o.model, *common])
         state = self._rollout_state()
-        self.result.decision = state
         if state not in TERMINAL:
-            self.say(f"  no decision within the traffic budget ({self.o.max_requests} requests): the rollout is "
-                     f"still {state}; stopping the controller and withdrawing the challenger by hand")
-            self.supervisor.stop(controller)
+            self.say(f"  no decision within the traffic budget ({budget} requests): the rollout is "
+                     f"still {state}; withdrawing the challenger by hand")
             self.ingot(["rollout", "rollback", self.o.model, "--reason",
                         "make run: traffic budget spent without a decision", "--actor", "make-run", *common])
-            self.result.decision = self._rollout_state()
+            state = self._rollout_state()
         report = self.workdir / "rollout-report.html"
         self.ingot(["rollout", "report", self.o.model, "-o", str(report), *common])
         self.result.reports["rollout report"] = str(report)
-        self.ingot(["models", "show", f"{self.o.model}:{challenger}", *common])
-        champion = self._champion()
-        self.result.champion_after = champion.version if champion else None
-        self._stage("A/B test and decision", started)
+        return state
 
     def _rollout_state(self) -> str:
         from ingot.rollout.store import RolloutStore
@@ -370,45 +429,110 @@ class Loop:
     def _drift(self) -> None:
         started = time.perf_counter()
         self.say("")
-        self.say("== 4/5 Drift: the traffic changes; `ingot monitor check --trigger` notices and retrains")
+        self.say("== 4/5 Drift: the traffic changes; the monitor notices, the labelled captured rows become a "
+                 "dataset version, retraining on it heals, the healed candidate is A/B-tested")
         drift = Drift()
-        self.say(f"  from now on: {drift.describe()} (the champion serves everything)")
+        self.say(f"  from now on: {drift.describe()} (the champion v{self.result.champion_after} serves everything); "
+                 f"traffic paced at {self.o.drift_rate:g} requests/s while the monitor watches and the retraining runs")
         self.driver.start_drift(drift)
+        self.driver.phase = OLD_CHAMPION
+        drift_started = time.monotonic()
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
         earlier_trigger = self._latest_trigger()
-        budget = self.o.drift_requests
         check = ["monitor", "check", self.o.model, "--window", str(self.o.monitor_window), "--trigger",
-                 "--report", str(report), "--dataset", self.o.dataset, "--model-repository", str(self.repository),
-                 "--registry", self.registry_url]
-        code = 0
-        while budget > 0:
-            chunk = min(self.o.check_every, budget)
-            budget -= chunk
-            asyncio.run(self.driver.run(stop=lambda: False, max_requests=chunk, concurrency=self.o.concurrency))
-            code = self.ingot(check, ok=(0, 3))
-            if code == 3:
-                break
-        if code != 3:
-            self.say(f"  no drift flagged within {self.o.drift_requests} requests")
-            self._stage("drift", started)
-            return
-        self.result.drift_rows_to_trigger = self.driver.stats.rows - rows_at_start
-        self.say(f"  drift flagged {self.result.drift_rows_to_trigger} rows after it began")
-        latest = self._latest_trigger()
-        if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
-            self.result.trigger_state = "not started (cooldown)"
-            self.say("  no retraining this time: an earlier trigger's cooldown still holds (see the check above); "
-                     "`ingot monitor history` lists it")
-            self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
-            self._stage("drift", started)
-            return
-        self._wait_for_triggered_run(latest)
+                 "--report", str(report), "--dataset", self.dataset, "--model-repository", str(self.repository),
+                 "--production-weight", str(self.o.production_weight),
+                 "--max-production-rows", str(self.o.max_production_rows), "--registry", self.registry_url]
+        traffic = _Background(self.driver, rate=self.o.drift_rate, concurrency=self.o.concurrency)
+        try:
+            code = 0
+            budget_rows = self.o.drift_requests * self.o.batch
+            while self.driver.stats.rows - rows_at_start < budget_rows:
+                target = self.driver.stats.rows + self.o.check_every * self.o.batch
+                while self.driver.stats.rows < target and traffic.alive():
+                    time.sleep(0.2)
+                if not traffic.alive():
+                    raise LoopError("the traffic driver stopped during the drift stage")
+                rows_at_check = self.driver.stats.rows  # the window the check reads ends about here
+                code = self.ingot(check, ok=(0, 3))
+                if code == 3:
+                    break
+            if code != 3:
+                self.say(f"  no drift flagged within {self.o.drift_requests} requests")
+                self._stage("drift", started)
+                return
+            self.result.drift_rows_to_trigger = rows_at_check - rows_at_start
+            self.say(f"  drift flagged by the check that started {self.result.drift_rows_to_trigger} rows after it "
+                     f"began ({time.monotonic() - drift_started:.0f} s after it began, the check included)")
+            latest = self._latest_trigger()
+            if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
+                self.result.trigger_state = "not started (cooldown)"
+                self.say("  no retraining this time: an earlier trigger's cooldown still holds (see the check above); "
+                         "`ingot monitor history` lists it")
+                self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
+                self._stage("drift", started)
+                return
+            self.say("  the traffic goes on while the run trains: its labelled, captured rows are the production data")
+            self._wait_for_triggered_run(latest)
+        finally:
+            traffic.stop()
         self.say("  a second check now finds the cooldown recorded and starts nothing:")
         self.ingot(check, ok=(0, 3))
         self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
         self._stage("drift and retraining", started)
+        self._heal(drift_started)
+
+    def _heal(self, drift_started: float) -> None:
+        """The triggered run's blessed candidate becomes the challenger under the model's policy
+        (`auto: true`), A/B-tested on the drifted stream; after a promotion the stream is measured."""
+        from ingot.registry.datasets import dataset_of
+
+        version = self.result.triggered_version
+        if version is None:
+            return
+        started = time.perf_counter()
+        with self.registry() as registry:
+            record = registry.get_version(self.o.model, version)
+            dataset = dataset_of(registry, self.o.model, version)
+        self.result.triggered_metrics = dict(record.metrics or {})
+        if dataset is not None:
+            production = dataset.sources.get("production") or {}
+            self.result.dataset_version = dataset.id
+            self.result.production_rows = {key: production.get(key) for key in (
+                "labelled_inputs", "train_rows", "holdout_rows", "older_dropped")}
+            self.result.production_window = production.get("window")
+        if record.stage is None or record.stage.value != "candidate":
+            self.say(f"  version {version} is {record.stage.value if record.stage else 'not published'}: nothing to "
+                     "roll out")
+            return
+        if not _policy_auto(self.o.policy):
+            self.say(f"  the policy {self.o.policy} has auto: false: version {version} waits for "
+                     f"`ingot rollout start {self.o.model} --challenger {version}`")
+            return
+        self.say("")
+        self.say(f"  policy {self.o.policy} has auto: true: the triggered run's blessed candidate v{version} "
+                 "becomes the challenger without a person")
+        self.say("  $ (reason) triggered retraining succeeded and the gate blessed the candidate; "
+                 f"rollout under {self.o.policy}")
+        self._start_rollout(version, actor="make-run: triggered retraining, policy auto")
+        self._drive_to_decision(self.o.heal_requests, HEALING)
+        self.result.heal_decision = self._finish_rollout(self.o.heal_requests)
+        champion = self._champion()
+        self.result.champion_final = champion.version if champion else None
+        if self.result.heal_decision == "promoted":
+            self.result.healed_after_s = time.monotonic() - drift_started
+            self.say(f"  healed champion v{version} serving {self.result.healed_after_s:.0f} s after the drift began; "
+                     f"{self.o.after_requests} more requests on the drifted stream:")
+            self.driver.phase = HEALED
+            asyncio.run(self.driver.run(stop=lambda: False, max_requests=self.o.after_requests,
+                                        concurrency=self.o.concurrency))
+        self.result.live_accuracy = {phase: self.driver.stats.accuracy(phase) for phase in
+                                     ("before drift", OLD_CHAMPION, HEALING, HEALED)}
+        self.result.live_accuracy_drifted = {phase: self.driver.stats.accuracy(phase, drifted=True) for phase in
+                                             ("before drift", OLD_CHAMPION, HEALING, HEALED)}
+        self._stage("healing A/B and after", started)
 
     def _latest_trigger(self) -> Any:
         from ingot.monitor.triggers import TriggerStore
@@ -456,6 +580,48 @@ class Loop:
                 except ProcessLookupError:
                     pass
             self.result.stopped.append(f"retraining run (pid {self._triggered_pid})")
+
+
+class _Background:
+    """The traffic driver in a thread of its own, paced, until stopped (the drift stage's traffic
+    flows while the monitor checks and the retraining runs, as production traffic would)."""
+
+    def __init__(self, driver: Any, *, rate: float, concurrency: int) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                asyncio.run(driver.run(stop=self._stop.is_set, max_requests=10**9, concurrency=concurrency,
+                                       requests_per_s=rate))
+            except BaseException as err:  # noqa: BLE001 - reported by alive()/stop() in the loop's thread
+                self.error = err
+
+        self._thread = threading.Thread(target=run, name="drift-traffic", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        if self.error is not None:
+            raise LoopError(f"the drift stage's traffic failed: {self.error}")
+
+
+def _policy_auto(path: Path) -> bool:
+    """The rollout policy's `auto` (validated as `ingot rollout start` validates the whole file)."""
+    import yaml
+
+    from ingot.rollout.analysis import Policy
+
+    try:
+        return Policy.from_dict(yaml.safe_load(Path(path).read_text()) or {}).auto
+    except (OSError, yaml.YAMLError) as err:
+        raise LoopError(f"cannot read the rollout policy {path}: {err}") from None
 
 
 def recipe_reason(path: Path) -> list[str]:

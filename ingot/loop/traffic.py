@@ -37,6 +37,16 @@ class TrafficStats:
     by_variant: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    # Live accuracy as the callers saw it, per phase of the loop (the phase when the request was
+    # sent) and per drifted/undrifted row: answers compared with the images' true classes.
+    answered: Counter = field(default_factory=Counter)
+    correct: Counter = field(default_factory=Counter)
+
+    def accuracy(self, phase: str, drifted: bool | None = None) -> tuple[float | None, int]:
+        """(accuracy, rows) of a phase; `drifted` True/False: only the drifted/undrifted rows."""
+        keys = [(phase, d) for d in ((True, False) if drifted is None else (drifted,))]
+        rows = sum(self.answered[k] for k in keys)
+        return (sum(self.correct[k] for k in keys) / rows if rows else None), rows
 
     def line(self) -> str:
         arms = ", ".join(f"{name} {count}" for name, count in sorted(self.by_variant.items()))
@@ -85,25 +95,26 @@ class TrafficDriver:
         self.feedback_token = feedback_token  # the labeller's; without it each label carries its answer's key
         self.rng = np.random.default_rng(seed)
         self.drift: Drift | None = None
+        self.phase = "before drift"  # the loop names the stretch of traffic the answers count for
         self.stats = TrafficStats()
         self._labels: list[_PendingLabel] = []
 
     def start_drift(self, drift: Drift) -> None:
         self.drift = drift
 
-    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, int]:
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         picks = self.rng.integers(0, len(self.images), size=self.batch)
         images = photo_like(self.images[picks], self.rng, self.shift)
-        changed = 0
+        mask = np.zeros(len(picks), bool)
         if self.drift is not None:
             images, mask = drifted(images, self.rng, self.drift)
-            changed = int(mask.sum())
-        return images, self.labels[picks], changed
+        return images, self.labels[picks], mask
 
     async def run(self, *, stop: Callable[[], bool], max_requests: int, concurrency: int = 8,
                   progress: Callable[[TrafficStats], None] | None = None, progress_every_s: float = 5.0,
-                  ) -> TrafficStats:
-        """Send until `stop()` is true or `max_requests` were sent; then deliver the labels still due."""
+                  requests_per_s: float | None = None) -> TrafficStats:
+        """Send until `stop()` is true or `max_requests` were sent; then deliver the labels still due.
+        `requests_per_s`: at most this rate (traffic beside a training run leaves it CPU)."""
         import aiohttp
 
         started = time.perf_counter()
@@ -112,9 +123,15 @@ class TrafficDriver:
         async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as http:
             stopping = asyncio.Event()
 
+            next_slot = [time.perf_counter()]
+
             async def caller_loop(worker: int) -> None:
                 nonlocal sent
                 while not stopping.is_set() and sent < max_requests:
+                    if requests_per_s:
+                        slot, next_slot[0] = next_slot[0], max(next_slot[0], time.perf_counter()) + 1 / requests_per_s
+                        if slot > time.perf_counter():
+                            await asyncio.sleep(slot - time.perf_counter())
                     sent += 1
                     await self._predict(http, f"caller-{int(self.rng.integers(0, self.callers)):04d}")
 
@@ -135,15 +152,18 @@ class TrafficDriver:
         return self.stats
 
     async def _predict(self, http: Any, caller: str) -> None:
-        images, labels, changed = self._next_batch()
+        images, labels, mask = self._next_batch()
+        phase = self.phase
         body = dumps_request(SERVING_DEFAULT, {IMAGES_INPUT: images})
         self.stats.requests += 1
         self.stats.rows += len(images)
-        self.stats.drifted_rows += changed
+        self.stats.drifted_rows += int(mask.sum())
         try:
             async with http.post(self.url, data=body, headers={self.caller_header: caller,
                                                                "content-type": "application/json"}) as response:
-                await response.read()
+                answer = await response.read()
+                if response.status == 200:
+                    self._score(phase, answer, labels, mask)
                 if response.status != 200:
                     self.stats.failed += 1
                     self.stats.errors[str(response.status)] += 1
@@ -161,6 +181,29 @@ class TrafficDriver:
                 due = now + float(self.rng.uniform(*self.label_delay_s))
                 heapq.heappush(self._labels, _PendingLabel(due, request_id, row, self.class_names[int(label)],
                                                            feedback_key))
+
+    def _score(self, phase: str, answer: bytes, labels: np.ndarray, mask: np.ndarray) -> None:
+        """Count the answer's right rows for the phase (the caller's view of live accuracy)."""
+        import orjson
+
+        from ingot.protocol.rest.client import predict_outputs
+        from ingot.protocol.signatures import CLASS_IDS, PROBABILITIES
+
+        try:
+            outputs = predict_outputs(orjson.loads(answer), lambda: PROBABILITIES, {CLASS_IDS, PROBABILITIES})
+        except ValueError:
+            return
+        if not outputs:
+            return
+        predicted = (np.asarray(outputs[CLASS_IDS]).reshape(-1) if CLASS_IDS in outputs
+                     else np.asarray(outputs[PROBABILITIES]).argmax(axis=1))
+        if predicted.shape[0] != labels.shape[0]:
+            return
+        right = predicted.astype(np.int64) == labels.astype(np.int64)
+        for drifted_row in (True, False):
+            rows = mask == drifted_row
+            self.stats.answered[(phase, drifted_row)] += int(rows.sum())
+            self.stats.correct[(phase, drifted_row)] += int((right & rows).sum())
 
     async def _deliver_labels(self, http: Any, stopping: asyncio.Event) -> None:
         """Send labels when due, many per call (the list form); a row not yet in the log (it is

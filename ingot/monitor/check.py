@@ -7,11 +7,12 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingot.errors import IngotError, NotFoundError
 from ingot.evaluate.drift import NO_BASELINE_NOTE, DriftBaseline
 from ingot.monitor.embedding import CapturedInputs, EmbedderFor, EmbeddingWindow
+from ingot.monitor.labels import NewLabels, new_labels
 from ingot.monitor.launch import Launcher, Recipe
 from ingot.monitor.statistics import (
     DEFAULT_ALPHA,
@@ -23,6 +24,9 @@ from ingot.monitor.statistics import (
     check_window,
 )
 from ingot.monitor.triggers import DEFAULT_COOLDOWN, Refusal, Trigger
+
+if TYPE_CHECKING:
+    from ingot.retrain.production import ProductionData
 
 
 @dataclass
@@ -50,6 +54,8 @@ class CheckSettings:
     launcher: Launcher | None = None       # starts triggered runs (the CLI hands one in from the settings above)
     captured: CapturedInputs | None = None  # the gateway's input capture (embedding drift); None: test skipped
     embedder: EmbedderFor | None = None    # champion version -> embeds captured images (serving_embedding)
+    new_labels: int | None = None          # trigger on at least this many new labelled production rows
+    production: ProductionData | None = None  # local triggered runs train on base + these rows
 
 
 @dataclass
@@ -64,6 +70,12 @@ class CheckOutcome:
     trigger_error: str | None = None
     notes: list[str] = field(default_factory=list)
     embeddings: EmbeddingWindow | None = None  # the embedding test's two samples, for the report's plot
+    new_labels: NewLabels | None = None  # the new-data trigger's count, when asked for
+
+    @property
+    def triggering(self) -> bool:
+        """A trigger condition holds: drift, accuracy below the floor, or enough new labels."""
+        return self.result.status == DRIFT or (self.new_labels is not None and self.new_labels.reached)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +83,7 @@ class CheckOutcome:
             "result": self.result.to_dict(), "window": self.window.to_dict(),
             "trigger": self.trigger.to_dict() if self.trigger else None, "refusal": self.refusal,
             "trigger_error": self.trigger_error,
+            "new_labels": self.new_labels.to_dict() if self.new_labels else None,
         }
 
 
@@ -104,14 +117,17 @@ def run_check(settings: CheckSettings) -> CheckOutcome:
             window = read_window(log.engine, settings.model, num_classes, rows=settings.rows, since=settings.since,
                                  variant=settings.variant, model_version=version,
                                  evidence_only=settings.evidence_only)
+            fresh = (new_labels(registry, log.engine, settings.model, version, settings.new_labels)
+                     if settings.new_labels else None)
         floor = ((card.get("gate") or {}).get("thresholds") or {}).get("min_accuracy")
         embeddings = _embeddings(settings, registry, version, card)
         result = check_window(baseline, window, alpha=settings.alpha, min_rows=settings.min_rows,
                               min_labels=settings.min_labels, accuracy_floor=floor, notes=notes,
                               embeddings=embeddings)
         outcome = CheckOutcome(settings.model, version, result, window, baseline,
-                               embeddings=embeddings if isinstance(embeddings, EmbeddingWindow) else None)
-        if settings.trigger and result.status == DRIFT:
+                               embeddings=embeddings if isinstance(embeddings, EmbeddingWindow) else None,
+                               new_labels=fresh)
+        if settings.trigger and outcome.triggering:
             _trigger(settings, registry, TriggerStore(registry.engine), card, outcome)
         return outcome
 
@@ -142,12 +158,15 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def reason_of(result: CheckResult) -> str:
+def reason_of(result: CheckResult, fresh: NewLabels | None = None) -> str:
     parts = []
     if result.drifted:
         parts.append("drift in " + ", ".join(result.drifted))
     if result.below_floor:
-        parts.append("labelled accuracy below the gate's floor")
+        low, high = result.labelled_interval or (float("nan"), float("nan"))
+        parts.append(f"labelled accuracy below the gate's floor (95% interval [{low:.3f}, {high:.3f}])")
+    if fresh is not None and fresh.reached:
+        parts.append(fresh.reason())
     return "; ".join(parts) or result.status
 
 
@@ -165,8 +184,11 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
         outcome.trigger_error = str(err)
         return
     statistics = _finite({"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
-                          "champion_version": outcome.champion_version})
-    claimed = store.claim(settings.model, reason=reason_of(outcome.result), statistics=statistics,
+                          "champion_version": outcome.champion_version,
+                          "new_labels": outcome.new_labels.to_dict() if outcome.new_labels else None,
+                          "training_data": (settings.production.describe() if settings.production
+                                            and launcher.backend == "local" else "the recipe's dataset")})
+    claimed = store.claim(settings.model, reason=reason_of(outcome.result, outcome.new_labels), statistics=statistics,
                           backend=launcher.backend, cooldown=settings.cooldown)
     if isinstance(claimed, Refusal):
         outcome.refusal = claimed.reason

@@ -49,7 +49,22 @@ def register(registry: Registry, record: EvaluationRecord, *, version: int, arti
         record.model_name, version=int(version), artifact_uri=artifact_uri, model_sha256=model_sha256,
         **record.registry_fields(),
     )
+    link_trained_dataset(registry, record.model_name, int(version), record.data_hash)
     return registry.mark_ready(record.model_name, int(version), verify=repository_verifier)
+
+
+def link_trained_dataset(registry: Registry, name: str, version: int, data_hash: str | None) -> int | None:
+    """Link the version to the dataset version it trained on, found by the data's content hash
+    (a run on a built dataset version); a run on a plain dataset has none. Returns its id."""
+    from ingot.registry.datasets import dataset_versions, link_dataset_version
+
+    if not data_hash:
+        return None
+    found = next((d for d in dataset_versions(registry, name) if d.content_hash == data_hash), None)
+    if found is None:
+        return None
+    link_dataset_version(registry, name, version, found.id)
+    return found.id
 
 
 def reject(registry: Registry, record: EvaluationRecord) -> ModelVersion:

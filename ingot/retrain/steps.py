@@ -68,10 +68,12 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainCo
     """Load and validate `dataset_uri`, split it from the config's seed, and write the Dataset
     artifact into `output_dir`: the images themselves as TFRecord shards plus a manifest holding
     the data report, so later steps (other pods) need nothing else."""
-    from ingot.data.records import write_dataset_artifact
+    from ingot.data.records import is_dataset_artifact, write_dataset_artifact
     from ingot.data.sources import load_dataset
     from ingot.data.splits import split_dataset
 
+    if is_dataset_artifact(str(dataset_uri)):
+        return ingest_artifact(str(dataset_uri), output_dir)
     data, report = load_dataset(dataset_uri, min_images_per_class=config.min_images_per_class)
     splits = split_dataset(
         data,
@@ -84,6 +86,37 @@ def ingest(dataset_uri: str, output_dir: str | os.PathLike[str], config: TrainCo
         splits, os.fspath(output_dir), shard_bytes=config.shard_mb * 1024 * 1024, report=report.to_dict()
     )
     return IngestOutput(splits=splits, report=report, artifact=artifact)
+
+
+def ingest_artifact(source: str, output_dir: str | os.PathLike[str]) -> IngestOutput:
+    """A Dataset artifact given as the dataset (a dataset version `ingot data build` wrote): its
+    splits are kept exactly as built (a fresh split would move production holdout rows into
+    training), verified, and copied into `output_dir` so later steps read the run's own copy."""
+    from ingot import storage
+    from ingot.data.records import MANIFEST_NAME, open_dataset_artifact
+    from ingot.data.report import DataReport, SizeStats
+
+    artifact = open_dataset_artifact(source)  # verifies every shard and the content hash
+    output = os.fspath(output_dir)
+    storage.makedirs(output)
+    for _name, part in artifact.all_items():
+        for location, shard in zip(part.files, part.shards, strict=True):
+            with storage.open_file(location, "rb") as handle:
+                storage.atomic_write(storage.join(output, shard.path), handle.read(), durable=False)
+    with storage.open_file(storage.join(source, MANIFEST_NAME), "rb") as handle:
+        storage.atomic_write(storage.join(output, MANIFEST_NAME), handle.read())
+    copied = open_dataset_artifact(output, verify=False)
+    totals = {name: sum(part.class_counts().get(name, 0) for _, part in copied.all_items())
+              for name in copied.class_names}
+    sizes = (copied.report or {}).get("image_size") or {}  # the base dataset's, carried by the build
+
+    def size(key: str) -> SizeStats:
+        value = sizes.get(key)
+        return SizeStats(**value) if isinstance(value, dict) else SizeStats(0, 0, 0.0)
+
+    report = DataReport(source=source, kind="dataset_artifact", class_counts=totals, height=size("height"),
+                        width=size("width"))
+    return IngestOutput(splits=copied, report=report, artifact=copied)  # type: ignore[arg-type]
 
 
 def train(
@@ -171,19 +204,28 @@ def evaluate(
     champion_predictions = champion.predict(test.images) if champion is not None else None
     if champion is not None:
         champion_metrics = champion.metrics
+    holdout, comparison_rows = _production_holdout(model, splits, common, champion, thresholds.alpha)
     decision = bless(report, thresholds, champion_metrics, labels=test.labels, predictions=test.probabilities,
-                     champion_predictions=champion_predictions, alpha=thresholds.alpha, seed=config.seed)
+                     champion_predictions=champion_predictions, alpha=thresholds.alpha, seed=config.seed,
+                     comparison_rows=comparison_rows)
+    metrics = report.to_dict()
+    extra = drift_baseline.to_card()
+    if holdout is not None:
+        metrics["production_holdout"] = holdout  # the registry keeps the metrics, the card shows them
+    sources = (getattr(splits, "manifest", None) or {}).get("sources")
+    if sources:
+        extra["training_data"] = _training_data(splits.content_hash, sources)
     record = EvaluationRecord(
         model_name=model_name,
         architecture=config.architecture,
         data_hash=splits.content_hash,
         training_config=config.to_dict(),
         training={key: training_summary[key] for key in TRAINING_KEYS if key in training_summary},
-        metrics=report.to_dict(),
+        metrics=metrics,
         gate=decision.to_dict(),
         champion_metrics=champion_metrics,
         pipeline_run_id=pipeline_run_id or None,
-        extra_sections=drift_baseline.to_card(),
+        extra_sections=extra,
     )
     return EvaluationResult(record=record, report=report, decision=decision, validation=validation, test=test)
 
@@ -210,3 +252,33 @@ def int8_plan(splits: DatasetArtifact | DatasetSplits, config: TrainConfig, thre
     return Int8Plan(calibration_images=calibration[:DEFAULT_CALIBRATION_IMAGES], test_images=test.images,
                     test_labels=test.labels, float_probabilities=test.probabilities,
                     max_loss=thresholds.int8_max_loss, alpha=thresholds.alpha, seed=config.seed)
+
+
+def _production_holdout(model: keras.Model, splits: Any, common: dict[str, Any], champion: Champion | None,
+                        alpha: float) -> tuple[dict[str, Any] | None, tuple[Any, Any, Any, str] | None]:
+    """(the production holdout's scores for the metrics, the rows the gate compares on) for a
+    dataset version with a `production_holdout` split; (None, None) for a plain dataset."""
+    from ingot.capture.dataset import HOLDOUT
+    from ingot.data.pipeline import make_tf_dataset
+    from ingot.evaluate.holdout import holdout_scores
+
+    part = (getattr(splits, "extra", None) or {}).get(HOLDOUT)
+    if part is None or len(part) == 0:
+        return None, None
+    scored = predict_validation(model, make_tf_dataset(part, **common))
+    theirs = champion.predict(scored.images) if champion is not None else None
+    section = holdout_scores(scored.labels, scored.probabilities, theirs,
+                             champion_version=champion.version if champion is not None else None, alpha=alpha)
+    rows = (scored.labels, scored.probabilities, theirs, HOLDOUT) if section["gate_compared_here"] else None
+    return section, rows
+
+
+def _training_data(content_hash: str, sources: dict[str, Any]) -> dict[str, Any]:
+    """The model card's `training_data`: what the model trained on (base + production rows)."""
+    production = sources.get("production") or {}
+    return {"dataset_content_hash": content_hash, "base": (sources.get("base") or {}).get("uri"),
+            "base_content_hash": (sources.get("base") or {}).get("content_hash"),
+            "policy": sources.get("policy"), "production_window": production.get("window"),
+            "production_train_rows": production.get("train_rows"),
+            "production_holdout_rows": production.get("holdout_rows"),
+            "labelled_inputs": production.get("labelled_inputs"), "label_coverage": production.get("label_coverage")}

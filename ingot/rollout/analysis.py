@@ -116,6 +116,7 @@ class Policy:
     label_balance_p: float = 0.001  # unbalanced label arrival: hold a promotion below this p-value
     max_labels: int | None = None  # per arm; an undecided rollout past it ends inconclusive
     max_duration_s: float | None = None  # an undecided rollout older than this ends inconclusive
+    auto: bool = False             # a blessed candidate of a triggered retraining is rolled out without a person
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -139,6 +140,7 @@ class Policy:
               "empty or an integer >= min_labels")
         check("max_duration_s", self.max_duration_s is None or self.max_duration_s > 0,
               "empty or a positive number of seconds")
+        check("auto", isinstance(self.auto, bool), "true or false")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,6 +50,8 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         # Pins need this token; sticky rows are evidence only when the edge sets the caller header.
         "pin_token_file": target.get("pin_token_file", ""),
         "trusted_caller_header": target.get("trusted_caller_header", ""),
+        # Input capture (ingot.capture) stays on through every rewrite of the table.
+        **({"capture": dict(target["capture"])} if target.get("capture") else {}),
     }
 
 
