@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_serving as serving  # the shared model export, server start and payloads
+from bench_gateway import launch_gateway
 
 CLIENTS = serving.CLIENTS
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -53,29 +53,7 @@ def start_gateway(label: str, routes_doc: dict, workdir: Path, *, cache_url: str
 
     routes = workdir / f"routes-{label}.yaml"
     routes.write_text(yaml.safe_dump(routes_doc))
-    grpc_port, rest_port = serving.free_port(), serving.free_port()
-    args = [sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(routes), f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}", "--log_level=WARNING", "--no-log"]
-    if cache_url:
-        args += ["--cache-url", cache_url]
-    log = workdir / f"gateway-{label}.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    url = f"http://127.0.0.1:{rest_port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ingot gateway exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return serving.Server(process, url, f"127.0.0.1:{grpc_port}", log)
-        except OSError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("ingot gateway did not become ready within 120 s")
+    return launch_gateway(routes, workdir, label, ["--no-log", *(["--cache-url", cache_url] if cache_url else [])])
 
 
 def payloads(name: str, size: tuple[int, int], count: int, seed: int) -> list[bytes]:

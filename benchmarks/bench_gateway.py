@@ -52,11 +52,16 @@ def start_gateway(name: str, upstream: serving.Server, workdir: Path, *, log_url
         "model": name, "experiment": f"bench-{name}",
         "upstreams": {"champion": {"rest": upstream.rest, "grpc": upstream.grpc, "version": 1}},
     }))
+    return launch_gateway(routes, workdir, f"{name}-{int(time.time() * 1000)}",
+                          ["--log-url", log_url] if log_url else ["--no-log"])
+
+
+def launch_gateway(routes: Path, workdir: Path, label: str, extra: list[str]) -> serving.Server:
+    """`ingot gateway` on free ports over `routes`, once its /readyz answers 200 (within 120 s)."""
     grpc_port, rest_port = serving.free_port(), serving.free_port()
     args = [sys.executable, "-m", "ingot.cli.main", "gateway", "--routes", str(routes), f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}", "--log_level=WARNING"]
-    args += ["--log-url", log_url] if log_url else ["--no-log"]
-    log = workdir / f"gateway-{name}-{int(time.time() * 1000)}.log"
+            f"--rest_api_port={rest_port}", "--log_level=WARNING", *extra]
+    log = workdir / f"gateway-{label}.log"
     with open(log, "w") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
