@@ -7,8 +7,12 @@ process and output."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+from ingot.errors import DataError
 
 
 def main(argv: list[str]) -> int:
@@ -38,6 +42,19 @@ def _folder_arrays(directory: str, height: int, width: int) -> tuple[Any, Any, l
     assert data.paths is not None  # an image folder is read lazily, by path
     images = np.stack([decode_and_resize(tf.io.read_file(path), (height, width)).numpy() for path in data.paths])
     return images.astype(np.uint8), np.asarray(data.labels, dtype=np.int64), list(data.class_names)
+
+
+def load(source: Path, height: int, width: int, out: Path, log: Path) -> tuple[Any, Any, list[str]]:
+    """(images, labels, class names) of `source`, computed in a child process (its output in `log`)."""
+    import numpy as np
+
+    with log.open("wb") as sink:
+        done = subprocess.run([sys.executable, "-m", "ingot.loop.holdout_arrays", str(source), str(height),
+                               str(width), str(out)], stdout=sink, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise DataError(f"could not read the live images from {source} (log: {log})")
+    with np.load(out) as arrays:
+        return arrays["images"], arrays["labels"], [str(n) for n in arrays["class_names"]]
 
 
 if __name__ == "__main__":

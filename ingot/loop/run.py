@@ -37,11 +37,14 @@ from typing import Any
 from ingot import settings
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
+from ingot.loop.recipes import newest_record_id, policy_auto, recipe_reason
+from ingot.loop.rollout_steps import RolloutSteps
 from ingot.loop.shifts import Drift, PhotoShift
 from ingot.loop.summary import LoopResult, StageTime
+from ingot.loop.traffic import BackgroundTraffic
+from ingot.loop.triggered import TriggeredRuns
 from ingot.protocol import headers as wire
 
-TERMINAL = ("promoted", "rolled_back", "inconclusive", "aborted")
 # The stretches of traffic live accuracy is reported for.
 OLD_CHAMPION, HEALING, HEALED = "drift, old champion", "drift, healing A/B", "drift, healed champion"
 
@@ -82,7 +85,7 @@ class LoopOptions:
     after_requests: int = 150       # requests measured on the drifted stream after the promotion
 
 
-class Loop:
+class Loop(RolloutSteps):
     def __init__(self, options: LoopOptions, *, out: Callable[[str], None] = print) -> None:
         from pipelines.request import local_registry_url
 
@@ -93,7 +96,7 @@ class Loop:
         self.registry_url = local_registry_url(options.registry_url)
         self.supervisor = Supervisor(self.workdir / "logs")
         self.result = LoopResult()
-        self._triggered_pid: int | None = None
+        self.triggered = TriggeredRuns(self.registry_url, options.model, self.say)
         self.dataset = options.dataset  # the base dataset every run trains on (the live pool carved out)
         self.live: Path | None = None
         self.capture_url = str(self.workdir / "capture")
@@ -158,7 +161,9 @@ class Loop:
             return self.result
         finally:
             self.result.stopped = self.supervisor.stop_all()
-            self._stop_triggered_run()
+            stopped = self.triggered.stop()
+            if stopped:
+                self.result.stopped.append(stopped)
             signal.signal(signal.SIGTERM, previous)
 
     def _carve(self) -> None:
@@ -212,7 +217,7 @@ class Loop:
         for line in recipe_reason(self.o.challenger_config):
             self.say(f"    {line}")
         with self.registry() as registry:
-            newest_before = _newest_record_id(registry, self.o.model)
+            newest_before = newest_record_id(registry, self.o.model)
         self._pipeline(self.o.challenger_config)
         with self.registry() as registry:
             records = [r for r in registry.list_versions(self.o.model, limit=5) if r.id > newest_before]
@@ -289,8 +294,6 @@ class Loop:
         """The live pool at the model's input size (carved out of the dataset, in no split); for a
         dataset that could not be carved, the held-out test split of the newest pipeline run's
         Dataset artifact (what the evaluate step judged the model on)."""
-        import numpy as np
-
         with self.registry() as registry:
             config = registry.get_version(self.o.model, self.result.champion_before).config
         height, width = (config.get("image_size") or [32, 32])[:2]
@@ -302,14 +305,10 @@ class Loop:
             if not artifacts:
                 raise LoopError(f"no Dataset artifact under {root}; the retrain stage writes one")
             source = artifacts[-1]
-        out = self.workdir / "live-images.npz"
-        with (self.supervisor.log_dir / "live-images.log").open("wb") as log:
-            done = subprocess.run([sys.executable, "-m", "ingot.loop.holdout_arrays", str(source), str(height),
-                                   str(width), str(out)], stdout=log, stderr=subprocess.STDOUT, check=False)
-        if done.returncode != 0:
-            raise LoopError(f"could not read the live images from {source} (log: {self.supervisor.log_dir}/live-images.log)")
-        with np.load(out) as arrays:
-            return arrays["images"], arrays["labels"], [str(n) for n in arrays["class_names"]]
+        from ingot.loop.holdout_arrays import load
+
+        return load(source, height, width, self.workdir / "live-images.npz",
+                    self.supervisor.log_dir / "live-images.log")
 
     def _ab_test(self) -> None:
         from ingot.loop.traffic import TrafficDriver
@@ -344,88 +343,6 @@ class Loop:
         self.result.champion_after = champion.version if champion else None
         self._stage("A/B test and decision", started)
 
-    def _start_rollout(self, challenger: int, *, actor: str) -> None:
-        self.ingot(["rollout", "start", self.o.model, "--challenger", str(challenger), "--steps", self.o.steps,
-                    "--policy", str(self.o.policy), "--routes", self.target["routes_file"],
-                    "--champion-rest", self.target["champion"]["rest"],
-                    "--champion-grpc", self.target["champion"]["grpc"],
-                    "--champion-model-config", self.target["champion"]["model_config_file"],
-                    "--challenger-rest", self.target["challenger"]["rest"],
-                    "--challenger-grpc", self.target["challenger"]["grpc"],
-                    "--challenger-model-config", self.target["challenger"]["model_config_file"],
-                    "--base-path", self.target["champion"]["base_path"],
-                    "--feedback-token-file", self.target["feedback_token_file"],
-                    "--trusted-caller-header", self.target["trusted_caller_header"],
-                    "--capture-sample", f"{self.o.capture_sample:g}", "--actor", actor,
-                    "--registry", self.registry_url])
-
-    def _drive_to_decision(self, budget: int, phase: str) -> Any:
-        """Full-speed traffic (counted as `phase`) until the rollout reaches a terminal state or
-        the budget is spent; then a moment for the controller to carry the decision out."""
-        last_line = [""]
-
-        def finished() -> bool:
-            self.supervisor.check_alive()
-            state = self._rollout_state()
-            line = self._rollout_line()
-            if line != last_line[0]:
-                last_line[0] = line
-            return state in TERMINAL
-
-        def progress(stats: Any) -> None:
-            self.say(f"  ... {stats.line()} | {last_line[0]}")
-
-        self.driver.phase = phase
-        requests_before = self.driver.stats.requests
-        stats = asyncio.run(self.driver.run(stop=finished, max_requests=budget, concurrency=self.o.concurrency,
-                                            progress=progress))
-        deadline = time.monotonic() + 60
-        while self._rollout_state() not in TERMINAL and time.monotonic() < deadline:
-            if self.controller.process.poll() is not None:
-                break
-            time.sleep(0.5)
-        self.say(f"  sent: {stats.requests - requests_before} requests in this stage; in all {stats.line()}")
-        return stats
-
-    def _finish_rollout(self, budget: int) -> str:
-        """Status, the by-hand withdrawal when undecided, the report; returns the final state."""
-        common = ["--registry", self.registry_url]
-        self.ingot(["rollout", "status", self.o.model, *common])
-        state = self._rollout_state()
-        if state not in TERMINAL:
-            self.say(f"  no decision within the traffic budget ({budget} requests): the rollout is "
-                     f"still {state}; withdrawing the challenger by hand")
-            self.ingot(["rollout", "rollback", self.o.model, "--reason",
-                        "make run: traffic budget spent without a decision", "--actor", "make-run", *common])
-            state = self._rollout_state()
-        report = self.workdir / "rollout-report.html"
-        self.ingot(["rollout", "report", self.o.model, "-o", str(report), *common])
-        self.result.reports["rollout report"] = str(report)
-        return state
-
-    def _rollout_state(self) -> str:
-        from ingot.rollout.store import RolloutStore
-
-        with self.registry() as registry:
-            return RolloutStore(registry).latest(self.o.model).state
-
-    def _rollout_line(self) -> str:
-        from ingot.rollout.controller import Controller
-        from ingot.rollout.service import verdict_document
-
-        with self.registry() as registry:
-            doc = verdict_document(Controller(registry), self.o.model)
-        counts = doc.get("counts") or {}
-        arms = []
-        for arm in ("champion", "challenger"):
-            c = counts.get(arm) or {}
-            if c.get("accuracy") is not None:
-                arms.append(f"{arm} {c['correct']}/{c['labelled']} = {c['accuracy']:.3f}")
-                self.result.decision_labels[arm] = int(c.get("labelled") or 0)
-        interval = doc.get("interval")
-        ci = f", difference in [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
-        return f"rollout {doc.get('state')} at {doc.get('weight')}%: {'; '.join(arms) or 'no labels yet'}{ci}"
-
     def _drift(self) -> None:
         started = time.perf_counter()
         self.say("")
@@ -440,12 +357,12 @@ class Loop:
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
-        earlier_trigger = self._latest_trigger()
+        earlier_trigger = self.triggered.latest()
         check = ["monitor", "check", self.o.model, "--window", str(self.o.monitor_window), "--trigger",
                  "--report", str(report), "--dataset", self.dataset, "--model-repository", str(self.repository),
                  "--production-weight", str(self.o.production_weight),
                  "--max-production-rows", str(self.o.max_production_rows), "--registry", self.registry_url]
-        traffic = _Background(self.driver, rate=self.o.drift_rate, concurrency=self.o.concurrency)
+        traffic = BackgroundTraffic(self.driver, rate=self.o.drift_rate, concurrency=self.o.concurrency)
         try:
             code = 0
             budget_rows = self.o.drift_requests * self.o.batch
@@ -466,7 +383,7 @@ class Loop:
             self.result.drift_rows_to_trigger = rows_at_check - rows_at_start
             self.say(f"  drift flagged by the check that started {self.result.drift_rows_to_trigger} rows after it "
                      f"began ({time.monotonic() - drift_started:.0f} s after it began, the check included)")
-            latest = self._latest_trigger()
+            latest = self.triggered.latest()
             if latest is None or (earlier_trigger is not None and latest.id == earlier_trigger.id):
                 self.result.trigger_state = "not started (cooldown)"
                 self.say("  no retraining this time: an earlier trigger's cooldown still holds (see the check above); "
@@ -475,7 +392,10 @@ class Loop:
                 self._stage("drift", started)
                 return
             self.say("  the traffic goes on while the run trains: its labelled, captured rows are the production data")
-            self._wait_for_triggered_run(latest)
+            outcome = self.triggered.wait(latest)
+            self.result.trigger_state, self.result.triggered_version = outcome.state, outcome.version
+            if outcome.log_path:
+                self.result.reports["retraining run log"] = outcome.log_path
         finally:
             traffic.stop()
         self.say("  a second check now finds the cooldown recorded and starts nothing:")
@@ -507,7 +427,7 @@ class Loop:
             self.say(f"  version {version} is {record.stage.value if record.stage else 'not published'}: nothing to "
                      "roll out")
             return
-        if not _policy_auto(self.o.policy):
+        if not policy_auto(self.o.policy):
             self.say(f"  the policy {self.o.policy} has auto: false: version {version} waits for "
                      f"`ingot rollout start {self.o.model} --challenger {version}`")
             return
@@ -533,113 +453,6 @@ class Loop:
         self.result.live_accuracy_drifted = {phase: self.driver.stats.accuracy(phase, drifted=True) for phase in
                                              ("before drift", OLD_CHAMPION, HEALING, HEALED)}
         self._stage("healing A/B and after", started)
-
-    def _latest_trigger(self) -> Any:
-        from ingot.monitor.triggers import TriggerStore
-
-        with self.registry() as registry:
-            history = TriggerStore(registry.engine).history(self.o.model, limit=1)
-        return history[0] if history else None
-
-    def _wait_for_triggered_run(self, trigger: Any) -> None:
-        from ingot.monitor.triggers import TriggerStore
-        from pipelines.launch import refresh
-
-        with self.registry() as registry:
-            store = TriggerStore(registry.engine)
-            self._triggered_pid = trigger.pid
-            self.say(f"  retraining run started (trigger #{trigger.id}, pid {trigger.pid}, log {trigger.log_path}); "
-                     "waiting for it")
-            started = time.perf_counter()
-            last = started
-            while trigger.state in ("starting", "running"):
-                time.sleep(1.0)
-                trigger = refresh(store, store.get(trigger.id))
-                if time.perf_counter() - last >= 10:
-                    last = time.perf_counter()
-                    self.say(f"  ... retraining {trigger.state} for {time.perf_counter() - started:.0f} s")
-            self.result.trigger_state = trigger.state
-            if trigger.log_path:
-                self.result.reports["retraining run log"] = trigger.log_path
-            self.say(f"  retraining {trigger.state} after {time.perf_counter() - started:.0f} s: {trigger.detail}")
-            newest = registry.list_versions(self.o.model, limit=1)
-            if newest and trigger.state == "succeeded":
-                self.result.triggered_version = newest[0].version
-
-    def _stop_triggered_run(self) -> None:
-        if self._triggered_pid is None:
-            return
-        from ingot.monitor.triggers import process_alive
-
-        if process_alive(self._triggered_pid):
-            try:
-                os.killpg(self._triggered_pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(self._triggered_pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            self.result.stopped.append(f"retraining run (pid {self._triggered_pid})")
-
-
-class _Background:
-    """The traffic driver in a thread of its own, paced, until stopped (the drift stage's traffic
-    flows while the monitor checks and the retraining runs, as production traffic would)."""
-
-    def __init__(self, driver: Any, *, rate: float, concurrency: int) -> None:
-        import threading
-
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                asyncio.run(driver.run(stop=self._stop.is_set, max_requests=10**9, concurrency=concurrency,
-                                       requests_per_s=rate))
-            except BaseException as err:  # noqa: BLE001 - reported by alive()/stop() in the loop's thread
-                self.error = err
-
-        self._thread = threading.Thread(target=run, name="drift-traffic", daemon=True)
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-        if self.error is not None:
-            raise LoopError(f"the drift stage's traffic failed: {self.error}")
-
-
-def _policy_auto(path: Path) -> bool:
-    """The rollout policy's `auto` (validated as `ingot rollout start` validates the whole file)."""
-    import yaml
-
-    from ingot.rollout.analysis import Policy
-
-    try:
-        return Policy.from_dict(yaml.safe_load(Path(path).read_text()) or {}).auto
-    except (OSError, yaml.YAMLError) as err:
-        raise LoopError(f"cannot read the rollout policy {path}: {err}") from None
-
-
-def recipe_reason(path: Path) -> list[str]:
-    """The recipe's opening comment: why it differs (every recipe in configs/ starts with one)."""
-    lines = []
-    for line in Path(path).read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").rstrip())
-    return [line for line in lines if line] or ["(the recipe gives no reason in its opening comment)"]
-
-
-def _newest_record_id(registry: Any, model: str) -> int:
-    try:
-        records = registry.list_versions(model, limit=1)
-    except IngotError:
-        return 0
-    return records[0].id if records else 0
 
 
 def _raise_interrupt(*_args: Any) -> None:

@@ -18,12 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from ingot.errors import IngotError
 from ingot.loop.shifts import Drift, PhotoShift, drifted, photo_like
 from ingot.protocol import headers as wire
 from ingot.protocol.model_spec import ModelSpec
 from ingot.protocol.rest.client import dumps_request
 from ingot.protocol.routes import FEEDBACK_PATH
 from ingot.protocol.signatures import IMAGES_INPUT, SERVING_DEFAULT
+
+
+class TrafficError(IngotError):
+    """The traffic driver stopped with an error; the message says which."""
 
 
 @dataclass
@@ -247,3 +252,33 @@ class TrafficDriver:
             heapq.heappush(self._labels, item)
         else:
             self.stats.feedback_failed += 1
+
+
+class BackgroundTraffic:
+    """The traffic driver in a thread of its own, paced, until stopped (the drift stage's traffic
+    flows while the monitor checks and the retraining runs, as production traffic would)."""
+
+    def __init__(self, driver: Any, *, rate: float, concurrency: int) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                asyncio.run(driver.run(stop=self._stop.is_set, max_requests=10**9, concurrency=concurrency,
+                                       requests_per_s=rate))
+            except BaseException as err:  # noqa: BLE001 - reported by alive()/stop() in the loop's thread
+                self.error = err
+
+        self._thread = threading.Thread(target=run, name="drift-traffic", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        if self.error is not None:
+            raise TrafficError(f"the drift stage's traffic failed: {self.error}") from self.error
