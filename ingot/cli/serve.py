@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
         help="replay assets.extra/tf_serving_warmup_requests before a version serves (default true)")
     add("--num_request_iterations_for_warmup", type=int, default=1, help="replays of each warm-up record")
+    add("--num_model_warmup_threads", type=int, default=2,
+        help="signatures warmed up at once (TF Serving's ModelWarmupOptions; default 2: a signature's first "
+        "call is mostly single-threaded graph optimisation, so two overlap)")
     add("--monitoring_config_file", default=None,
         help="MonitoringConfig text proto; without one, metrics are at /monitoring/prometheus/metrics")
     add("--max_num_load_retries", type=int, default=5, help="retries of a version that failed to load")
@@ -109,6 +112,8 @@ def server_options(args: argparse.Namespace) -> Any:
             load_batching_parameters(args.batching_parameters_file)
             if args.batching_parameters_file else BatchingOptions()
         )
+    if args.num_model_warmup_threads < 1:
+        raise ConfigError(f"--num_model_warmup_threads={args.num_model_warmup_threads} must be at least 1")
     for flag in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -125,6 +130,7 @@ def server_options(args: argparse.Namespace) -> Any:
             batching=batching,
             enable_model_warmup=args.enable_model_warmup,
             warmup_iterations=max(1, args.num_request_iterations_for_warmup),
+            warmup_threads=args.num_model_warmup_threads,
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_num_load_retries=args.max_num_load_retries,
             load_retry_interval_s=args.load_retry_interval_micros / 1e6,

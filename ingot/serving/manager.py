@@ -46,6 +46,7 @@ class ManagerOptions:
     batching: BatchingOptions | None = None
     enable_model_warmup: bool = True
     warmup_iterations: int = 1
+    warmup_threads: int = 2  # signatures warmed at once (TF Serving's num_model_warmup_threads)
     file_system_poll_wait_seconds: float = 1.0
     max_num_load_retries: int = 5
     load_retry_interval_s: float = 60.0
@@ -290,7 +291,8 @@ class ModelManager:
             servable.load()
             record.load_seconds = time.perf_counter() - t0
             if self.options.enable_model_warmup:
-                stats = servable.warm_up(iterations=self.options.warmup_iterations)
+                stats = servable.warm_up(iterations=self.options.warmup_iterations,
+                                         threads=self.options.warmup_threads)
                 record.warmup_requests_replayed = stats.requests_replayed
                 record.warmup_batch_sizes = dict(stats.batch_sizes_run)
                 record.warmup_seconds = stats.seconds

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ingot import repository, storage
-from ingot.protocol.signatures import SERVING_DEFAULT
+from ingot.protocol.signatures import SERVING_DEFAULT, SERVING_EMBEDDING
 from ingot.protocol.status import Code, ServingError, invalid_argument, unavailable
 from ingot.protocol.tensors import (
     SignatureSpec,
@@ -38,6 +38,8 @@ from ingot.serving.config import BatchingOptions
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = SERVING_DEFAULT
+# Signatures no caller waits on (the drift monitor's): warmed by their records, never per padded size.
+OFF_REQUEST_PATH = frozenset({SERVING_EMBEDDING})
 MAX_WARMUP_RECORDS = 1000
 
 Arrays = dict[str, np.ndarray]
@@ -288,41 +290,63 @@ class Servable:
         size = batch_size_of(inputs) if spec.batched else 1
         return self._runners[spec.name].run_now(inputs, size)
 
-    def warm_up(self, *, iterations: int = 1) -> WarmupStats:
+    def warm_up(self, *, iterations: int = 1, threads: int = 1) -> WarmupStats:
         """Replay assets.extra/tf_serving_warmup_requests, then run every allowed batch size not
-        yet covered, each through the serving path. Any failure fails the load, as in TF Serving."""
+        yet covered, each through the serving path. Any failure fails the load, as in TF Serving.
+
+        Each signature's records replay in order on one thread, the signatures on up to `threads`
+        at once (TF Serving's num_model_warmup_threads): a signature's first call is mostly graph
+        optimisation on one core, so two of them overlap well. Padded batch sizes are warmed for
+        the answering signatures only; `serving_embedding` feeds the drift monitor, off the
+        request path, so one replay proves it loads."""
         started = time.perf_counter()
         records = [r for r in read_warmup_requests(storage.join(self.path, repository.WARMUP_PATH))
                    if self.replays(r.model_spec.signature_name)]
         stats = self.warmup
         stats.records = len(records)
-        samples: dict[str, Arrays] = {}
-        for _ in range(max(1, iterations)):
-            for request in records:
-                sig = request.model_spec.signature_name or DEFAULT_SIGNATURE
-                spec = self.signature(sig)
+        by_signature: dict[str, list[Any]] = {}
+        for request in records:
+            by_signature.setdefault(self.signature(request.model_spec.signature_name or DEFAULT_SIGNATURE).name,
+                                    []).append(request)
+        jobs = [(sig, requests, max(1, iterations)) for sig, requests in by_signature.items()]
+        if len(jobs) > 1 and threads > 1:
+            with ThreadPoolExecutor(max_workers=min(threads, len(jobs)), thread_name_prefix="warmup") as pool:
+                done = [future.result() for future in [pool.submit(self._warm_signature, *job) for job in jobs]]
+        else:
+            done = [self._warm_signature(*job) for job in jobs]
+        for replayed, extra in done:
+            stats.requests_replayed += replayed
+            stats.extra_batch_sizes.extend(extra)
+        stats.batch_sizes_run = {sig: sorted(r.executed_sizes) for sig, r in self._runners.items()}
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _warm_signature(self, sig: str, requests: list[Any], iterations: int) -> tuple[int, list[int]]:
+        """(records replayed, padded batch sizes added) for one signature."""
+        spec = self.signature(sig)
+        replayed, sample = 0, None
+        for _ in range(iterations):
+            for request in requests:
                 inputs = {
                     k: array_from_proto(k, v, spec.inputs.get(k), max_elements=self.max_elements)
                     for k, v in request.inputs.items()
                 }
                 self._run_now(sig, inputs)
-                stats.requests_replayed += 1
-                samples.setdefault(spec.name, inputs)
-        if self.batching is not None and self.batching.allowed_batch_sizes:
-            for sig, inputs in samples.items():
-                runner = self._runners[sig]
-                if not isinstance(runner, BatchedRunner):
-                    continue
-                for size in self.batching.allowed_batch_sizes:
-                    if size in runner.executed_sizes:
-                        continue
-                    tiled = {k: np.repeat(v[:1], size, axis=0) for k, v in inputs.items()}
-                    runner.run_now(tiled, size)
-                    stats.extra_batch_sizes.append(size)
-                    stats.requests_replayed += 1
-        stats.batch_sizes_run = {sig: sorted(r.executed_sizes) for sig, r in self._runners.items()}
-        stats.seconds = time.perf_counter() - started
-        return stats
+                replayed += 1
+                if sample is None:
+                    sample = inputs
+        extra: list[int] = []
+        runner = self._runners.get(spec.name)
+        if (sample is None or sig in OFF_REQUEST_PATH or not isinstance(runner, BatchedRunner)
+                or self.batching is None or not self.batching.allowed_batch_sizes):
+            return replayed, extra
+        for size in self.batching.allowed_batch_sizes:
+            if size in runner.executed_sizes:
+                continue
+            runner.run_now({k: np.repeat(v[:1], size, axis=0) for k, v in sample.items()}, size)
+            extra.append(size)
+            replayed += 1
+        return replayed, extra
 
     def replays(self, signature_name: str) -> bool:
         """Whether warm-up replays records of this signature (all: a missing one fails the load)."""

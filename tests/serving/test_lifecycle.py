@@ -71,11 +71,13 @@ def test_rollover_under_load_loses_no_request_and_the_new_version_is_warm(export
         versions = [v for _, v, _ in results]
         assert versions.count(1) > 3 and versions.count(2) > 3
         record = server.manager.record(MODEL, 2)
-        # Warm-up ran before AVAILABLE, covering every batch size the server pads to ...
-        assert record.warmup_requests_replayed >= 9  # the three signatures × batch sizes 1, 2, 4 ...
-        assert record.warmup_batch_sizes["serving_default"] == list(ALLOWED)  # ... plus the padded 8
+        # Warm-up ran before AVAILABLE, covering every batch size the server pads to for the
+        # answering signatures (records at 1, 2, 4 ... plus the padded 8) ...
+        assert record.warmup_requests_replayed >= 9
+        assert record.warmup_batch_sizes["serving_default"] == list(ALLOWED)
         assert record.warmup_batch_sizes["serving_bytes"] == list(ALLOWED)
-        assert record.warmup_batch_sizes["serving_embedding"] == list(ALLOWED)
+        # ... and the drift monitor's embedding once: no caller waits on it.
+        assert record.warmup_batch_sizes["serving_embedding"] == [1]
         # ... and no request reached version 2 before it was AVAILABLE (so none ran it cold).
         assert record.servable.first_request_at >= record.available_at
         statuses = {s.version: s.state.name for s in server.manager.status(MODEL)}

@@ -157,12 +157,12 @@ def test_serve_flags_are_tf_servings(tmp_path):
     options = server_options(_serve_args(
         "--port=9000", "--rest_api_port=9001", "--model_name=m", f"--model_base_path={tmp_path}",
         "--enable_batching=true", f"--batching_parameters_file={batching}", "--rest_api_timeout_in_ms=250",
-        "--file_system_poll_wait_seconds=5", "--enable_model_warmup=false",
+        "--file_system_poll_wait_seconds=5", "--enable_model_warmup=false", "--num_model_warmup_threads=3",
     ))
     assert (options.grpc_port, options.rest_port, options.host) == (9000, 9001, "127.0.0.1")
     assert options.manager.batching.max_batch_size == 8
     assert options.rest_timeout_s == 0.25 and options.manager.file_system_poll_wait_seconds == 5
-    assert options.manager.enable_model_warmup is False
+    assert options.manager.enable_model_warmup is False and options.manager.warmup_threads == 3
     assert options.model_config.model_config_list.config[0].name == "m"
 
 
@@ -200,6 +200,7 @@ def build_help() -> str:
         (["--model_base_path=B", "--max_decoded_bytes=0"], "--max_decoded_bytes must be positive"),
         (["--model_base_path=B", "--max_batch_rows=-1"], "--max_batch_rows must be 0"),
         (["--model_base_path=B", "--batching_parameters_file=x"], "without --enable_batching"),
+        (["--model_base_path=B", "--num_model_warmup_threads=0"], "--num_model_warmup_threads=0 must be at least 1"),
         (["--model_base_path=B", "--port=8600", "--rest_api_port=8600"], "must differ"),
         (["--model_base_path=B", "--port=0", "--rest_api_port=0"], "both APIs are disabled"),
         (["--model_base_path=B", "--port=70000"], "not a port number"),
