@@ -52,7 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="images per class carved out of the dataset as the live traffic's pool, in no "
                         "training, validation or test split (default: %(default)s)")
     parser.add_argument("--drift-rate", type=float, default=d.drift_rate,
-                        help="requests/s while the monitor watches and the retraining runs (default: %(default)s)")
+                        help="requests/s while the monitor watches the drifted stream (default: %(default)s)")
+    parser.add_argument("--retrain-rate", type=float, default=d.retrain_rate,
+                        help="requests/s while the triggered run trains; it shares the cores with the servers "
+                        "(default: %(default)s)")
     parser.add_argument("--production-weight", type=int, default=d.production_weight,
                         help="each labelled production row appears N times in the triggered run's train split "
                         "(default: %(default)s)")
@@ -74,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
                  "production_weight", "max_production_rows", "heal_requests", "after_requests"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.drift_rate <= 0:
-        raise ConfigError(f"--drift-rate must be positive, got {args.drift_rate}")
+    for name in ("drift_rate", "retrain_rate"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 < args.label_share <= 1:
         raise ConfigError(f"--label-share must be in (0, 1], got {args.label_share}")
     for path in (args.config, args.challenger_config, args.policy):
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         registry_url=args.registry, pipeline_set=list(args.pipeline_set), max_requests=args.max_requests,
         drift_requests=args.drift_requests, monitor_window=args.monitor_window, callers=args.callers,
         label_share=args.label_share, seed=args.seed, live_per_class=args.live_per_class,
-        drift_rate=args.drift_rate, production_weight=args.production_weight,
+        drift_rate=args.drift_rate, retrain_rate=args.retrain_rate, production_weight=args.production_weight,
         max_production_rows=args.max_production_rows, heal_requests=args.heal_requests,
         after_requests=args.after_requests,
         gate={name: getattr(args, name) for name in ("min_accuracy", "min_class_f1", "max_regression")

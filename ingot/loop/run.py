@@ -78,7 +78,8 @@ class LoopOptions:
     seed: int = 0
     live_per_class: int = 40        # images per class carved out of a bundled/folder dataset as the live pool
     capture_sample: float = 1.0     # share of predicted rows whose input the gateway stores
-    drift_rate: float = 12.0        # requests/s while the monitor watches and the retraining runs
+    drift_rate: float = 12.0        # requests/s while the monitor watches
+    retrain_rate: float = 4.0       # requests/s while the triggered run trains (in a cluster it has nodes of its own)
     production_weight: int = 3      # each labelled production row appears this many times in train
     max_production_rows: int = 1000  # the newest labelled production inputs a triggered run uses
     heal_requests: int = 3000       # traffic budget of the healed candidate's A/B test
@@ -350,7 +351,7 @@ class Loop(RolloutSteps):
                  "dataset version, retraining on it heals, the healed candidate is A/B-tested")
         drift = Drift()
         self.say(f"  from now on: {drift.describe()} (the champion v{self.result.champion_after} serves everything); "
-                 f"traffic paced at {self.o.drift_rate:g} requests/s while the monitor watches and the retraining runs")
+                 f"traffic paced at {self.o.drift_rate:g} requests/s while the monitor watches")
         self.driver.start_drift(drift)
         self.driver.phase = OLD_CHAMPION
         drift_started = time.monotonic()
@@ -391,16 +392,19 @@ class Loop(RolloutSteps):
                 self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
                 self._stage("drift", started)
                 return
-            self.say("  the traffic goes on while the run trains: its labelled, captured rows are the production data")
+            traffic.rate = self.o.retrain_rate
+            self.say(f"  the traffic goes on at {self.o.retrain_rate:g} requests/s while the run trains (on a cluster the "
+                     "run has GPU nodes of its own; here it shares 2 cores with the servers); the labelled, captured "
+                     "rows from before the trigger are its production data")
+            self.say("  a second check while it trains finds the trigger recorded and starts nothing:")
+            self.ingot(check, ok=(0, 3))
+            self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
             outcome = self.triggered.wait(latest)
             self.result.trigger_state, self.result.triggered_version = outcome.state, outcome.version
             if outcome.log_path:
                 self.result.reports["retraining run log"] = outcome.log_path
         finally:
             traffic.stop()
-        self.say("  a second check now finds the cooldown recorded and starts nothing:")
-        self.ingot(check, ok=(0, 3))
-        self.ingot(["monitor", "history", self.o.model, "--registry", self.registry_url])
         self._stage("drift and retraining", started)
         self._heal(drift_started)
 

@@ -117,9 +117,10 @@ class TrafficDriver:
 
     async def run(self, *, stop: Callable[[], bool], max_requests: int, concurrency: int = 8,
                   progress: Callable[[TrafficStats], None] | None = None, progress_every_s: float = 5.0,
-                  requests_per_s: float | None = None) -> TrafficStats:
+                  requests_per_s: float | Callable[[], float] | None = None) -> TrafficStats:
         """Send until `stop()` is true or `max_requests` were sent; then deliver the labels still due.
-        `requests_per_s`: at most this rate (traffic beside a training run leaves it CPU)."""
+        `requests_per_s`: at most this rate, or the rate a callable gives at each request (traffic
+        beside a training run leaves it CPU)."""
         import aiohttp
 
         started = time.perf_counter()
@@ -133,8 +134,9 @@ class TrafficDriver:
             async def caller_loop(worker: int) -> None:
                 nonlocal sent
                 while not stopping.is_set() and sent < max_requests:
-                    if requests_per_s:
-                        slot, next_slot[0] = next_slot[0], max(next_slot[0], time.perf_counter()) + 1 / requests_per_s
+                    rate = requests_per_s() if callable(requests_per_s) else requests_per_s
+                    if rate:
+                        slot, next_slot[0] = next_slot[0], max(next_slot[0], time.perf_counter()) + 1 / rate
                         if slot > time.perf_counter():
                             await asyncio.sleep(slot - time.perf_counter())
                     sent += 1
@@ -263,11 +265,12 @@ class BackgroundTraffic:
 
         self._stop = threading.Event()
         self.error: BaseException | None = None
+        self.rate = rate  # requests/s; may be changed while it runs
 
         def run() -> None:
             try:
                 asyncio.run(driver.run(stop=self._stop.is_set, max_requests=10**9, concurrency=concurrency,
-                                       requests_per_s=rate))
+                                       requests_per_s=lambda: self.rate))
             except BaseException as err:  # noqa: BLE001 - reported by alive()/stop() in the loop's thread
                 self.error = err
 
