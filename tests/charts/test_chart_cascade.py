@@ -1,7 +1,8 @@
 """<variant>.cascade: each arm's confidence cascade renders into the gateway's routing table (read by
 the gateway's own loader) and the rollout controller's target; a small model the chart runs gets its
-own Deployment, model config, Service, HPA and PDB, wired to the table and reachable by the gateway
-only; an external one gets the gateway's egress to its ports; bad combinations fail naming the key."""
+own `ingot serve` Deployment (flags checked by `ingot serve`'s own parser), model config, Service,
+HPA and PDB, wired to the table and reachable by the gateway only; an external one gets the
+gateway's egress to its ports; bad combinations fail naming the key."""
 
 from __future__ import annotations
 
@@ -85,7 +86,13 @@ def test_each_small_server_serves_its_arms_int8_model_from_its_own_objects(casca
         deployment = cascade.get("Deployment", name)
         pod = deployment["spec"]["template"]
         assert restricted_violations(pod["metadata"], pod["spec"]) == []
-        assert "--prefer_tflite_model=true" in _args(cascade, name)
+        [container] = pod["spec"]["containers"]
+        # `ingot serve`, not TF Serving: only Ingot's TFLite path keeps serving_bytes, probabilities and class names.
+        assert (container["image"], container["command"]) == ("ghcr.io/ingot/ingot:0.1.0", ["ingot", "serve"])
+        assert {"--host=0.0.0.0", "--prefer_tflite_model=true", "--model_config_file=/etc/ingot/model/models.config"} \
+            <= set(container["args"])
+        assert container["readinessProbe"]["httpGet"] == container["startupProbe"]["httpGet"] == {
+            "path": "/readyz", "port": "http"}
         assert pod["metadata"]["annotations"]["ingot.dev/model-version"] == str(version)
         volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "model-config")
         assert volume["configMap"]["name"] == f"{name}-model-config"
@@ -101,7 +108,7 @@ def test_each_small_server_serves_its_arms_int8_model_from_its_own_objects(casca
         assert _selects(cascade.get("Service", name)["spec"]["selector"], labels)
         assert _selects(deployment["spec"]["selector"]["matchLabels"], labels)
     assert [a for a in _args(cascade, "ingot-challenger-small") if "tflite" in a] == [
-        "--prefer_tflite_model=true", "--num_tflite_interpreters_per_pool=2"]
+        "--prefer_tflite_model=true", "--num_tflite_pools=2", "--num_tflite_interpreters_per_pool=2"]
     hpa = cascade.get("HorizontalPodAutoscaler", "ingot-challenger-small")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
     # The full servers are unchanged: float SavedModels, no TFLite flags.
@@ -184,7 +191,7 @@ def test_the_small_server_stays_on_cpu_when_the_variants_use_gpus(render_values)
     full = rendered.get("Deployment", "ingot-champion")["spec"]["template"]["spec"]
     small = rendered.get("Deployment", "ingot-champion-small")["spec"]["template"]["spec"]
     assert full["containers"][0]["image"].endswith("-gpu") and "nvidia.com/gpu" in full["containers"][0]["resources"]["limits"]
-    assert small["containers"][0]["image"] == "tensorflow/serving:2.21.0"
+    assert small["containers"][0]["image"] == "ghcr.io/ingot/ingot:0.1.0"
     assert "nvidia.com/gpu" not in small["containers"][0]["resources"]["limits"]
     assert not small.get("tolerations") and not small.get("nodeSelector")
 
@@ -275,3 +282,48 @@ def test_the_schema_refuses_bad_cascade_values_naming_them(chart, cascade, messa
 def test_a_threshold_of_one_is_accepted(render_values):
     values = _values(champion={"enabled": True, "threshold": 1})
     assert _table(render_values(values)).cascades["champion"].threshold == 1.0
+
+
+def test_the_small_servers_flags_and_files_are_what_ingot_serve_accepts(render_values, tmp_path):
+    """The rendered command line goes through `ingot serve`'s own parser and option checks, with the
+    rendered model, monitoring and batching configs as the files it names."""
+    from ingot.cli.main import build_parser
+    from ingot.cli.serve import server_options
+
+    values = _values()
+    values["server"] = {"batching": {"enabled": True}, "warmupIterations": 2}
+    rendered = render_values(values)
+    files = {"model/models.config": rendered.get("ConfigMap", "ingot-challenger-small-model-config")["data"]["models.config"],
+             **{f"server/{k}": v for k, v in rendered.get("ConfigMap", "ingot-server-config")["data"].items()}}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    container = rendered.get("Deployment", "ingot-challenger-small")["spec"]["template"]["spec"]["containers"][0]
+    args = [a.replace("/etc/ingot/", f"{tmp_path}/") for a in container["args"]]
+    parsed = build_parser().parse_args([*container["command"][1:], *args])
+    options = server_options(parsed)
+    (config,) = options.model_config.model_config_list.config
+    assert (config.name, config.base_path, list(config.model_version_policy.specific.versions)) == (
+        "ingot", "/models/ingot", [4])
+    assert (options.host, options.grpc_port, options.rest_port) == ("0.0.0.0", 8500, 8501)
+    assert options.manager.prefer_tflite_model and options.manager.tflite_interpreters == 4  # 2 pools x 2
+    assert options.manager.batching is not None and options.manager.warmup_iterations == 2
+
+
+def test_from_object_storage_the_small_server_pre_pulls_its_version(render_values):
+    values = _values()
+    values["storage"] = {"mode": "objectStore", "objectStore": {"uri": "gs://models-bucket/repo",
+                                                                "credentials": {"existingSecret": "gcs-key"}}}
+    values["networkPolicy"] = {"egress": {"objectStore": {"peers": [{"ipBlock": {"cidr": "199.36.153.8/30"}}]}}}
+    rendered = render_values(values)
+    full = rendered.get("Deployment", "ingot-champion")["spec"]["template"]["spec"]
+    small = rendered.get("Deployment", "ingot-champion-small")["spec"]["template"]["spec"]
+    assert "initContainers" not in full  # TF Serving reads gs:// itself
+    [pull] = small["initContainers"]  # LiteRT needs a local file
+    assert {e["name"]: e.get("value") for e in pull["env"]}["SOURCE_PATH"] == "models-bucket/repo/ingot/3"
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in small["containers"][0]["volumeMounts"]
+    configs = {arm: parse_model_server_config(rendered.get("ConfigMap", f"ingot-{arm}-model-config")["data"][
+        "models.config"]).model_config_list.config[0].base_path for arm in ("champion", "champion-small")}
+    assert configs == {"champion": "gs://models-bucket/repo/ingot", "champion-small": "/models/ingot"}
+    for version in K8S_VERSIONS:
+        validate_any(rendered.get("Deployment", "ingot-champion-small"), version)

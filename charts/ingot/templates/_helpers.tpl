@@ -95,15 +95,9 @@ ingot.dev/variant: {{ .variant }}
 {{- $ref := printf "%s:%s%s" $img.repository $img.tag $img.gpuTagSuffix }}
 {{- if $img.gpuDigest }}{{ printf "%s@%s" $ref $img.gpuDigest }}{{ else }}{{ $ref }}{{ end }}
 {{- else }}
-{{- include "ingot.cpuServingImage" . }}
-{{- end }}
-{{- end }}
-
-{{/* The CPU TF Serving image, whatever gpu.enabled says (a cascade's small model runs on CPU). */}}
-{{- define "ingot.cpuServingImage" -}}
-{{- $img := .Values.image }}
 {{- $ref := printf "%s:%s" $img.repository $img.tag }}
 {{- if $img.digest }}{{ printf "%s@%s" $ref $img.digest }}{{ else }}{{ $ref }}{{ end }}
+{{- end }}
 {{- end }}
 
 {{- define "ingot.prePullImage" -}}
