@@ -1,9 +1,10 @@
 {{/*
 Confidence cascades (<variant>.cascade, traffic.mode ingot; docs/gateway.md "Confidence cascade"):
 an arm's small model answers when its top-1 probability reaches the threshold, the arm's own model
-otherwise. The small model runs in a TF Serving Deployment of its own (<fullname>-<variant>-small,
-labelled ingot.dev/variant: <variant>-small, so no selector of the arm's own objects picks its
-pods) or is an external upstream given by URL. The routing table and the rollout controller's
+otherwise. The small model runs in a Deployment of its own (<fullname>-<variant>-small, `ingot
+serve` from the Ingot image, labelled ingot.dev/variant: <variant>-small, so no selector of the
+arm's own objects picks its pods; deployment.yaml renders it beside the arm's TF Serving) or is an
+external upstream given by URL. The routing table and the rollout controller's
 target both carry the arm's `cascade`, so a rewrite of the table during a rollout keeps it.
 */}}
 
