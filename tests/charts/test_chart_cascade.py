@@ -19,7 +19,7 @@ from tests.rollout.kube_api import KubeAPI
 
 from .chart_support import NAMESPACE, scenario_values
 from .kube_checks import K8S_VERSIONS, restricted_violations, validate_any
-from .test_chart_rollout import controller_target, render_release, with_rollout
+from .test_chart_rollout import allowed, controller_target, render_release, used, with_rollout
 from .tf_serving_text import parse_model_server_config
 
 FQDN = "serving.svc.cluster.local"
@@ -222,6 +222,7 @@ def test_the_rollout_target_carries_each_cascade_and_the_controllers_tables_keep
         actuator.promote(rollout)
         promoted = parse(api.get("v1/configmaps", NAMESPACE, target["routes_configmap"])["data"]["routes.yaml"])
         assert promoted.champion.version == 4 and "champion" in promoted.cascades
+        assert used(api) <= allowed(rendered)  # cascades need no more of the API than the Role grants
 
 
 def test_helm_upgrade_with_a_rollout_still_renders_the_small_model_configs(chart):
