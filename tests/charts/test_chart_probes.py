@@ -79,7 +79,12 @@ def test_startup_and_readiness_probes_ask_the_model_status_endpoint(render_scena
                if d["metadata"]["labels"]["app.kubernetes.io/component"] == "model-server"]
     assert servers
     for deployment in servers:
-        server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "tensorflow-serving")
+        [server] = deployment["spec"]["template"]["spec"]["containers"]
+        if server["name"] == "ingot-serve":  # a cascade's small server: its /readyz is 503 until a version is AVAILABLE
+            for probe in ("startupProbe", "readinessProbe"):
+                assert server[probe]["httpGet"] == {"path": "/readyz", "port": "http"}
+            continue
+        assert server["name"] == "tensorflow-serving"
         for probe in ("startupProbe", "readinessProbe"):
             command = server[probe]["exec"]["command"]
             assert command[:2] == ["bash", "-c"]

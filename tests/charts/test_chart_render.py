@@ -17,8 +17,8 @@ CORE_KINDS = {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPoli
 
 
 def test_ci_scenarios_are_the_five_the_issue_names():
-    assert SCENARIOS == ["canary-gateway-api", "canary-istio-mirror", "gateway", "gateway-rollout", "gpu", "minimal",
-                         "object-storage-prepull"]
+    assert SCENARIOS == ["canary-gateway-api", "canary-istio-mirror", "gateway", "gateway-cascade", "gateway-rollout",
+                         "gpu", "minimal", "object-storage-prepull"]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -40,7 +40,8 @@ app.kubernetes.io/component: gateway
 
 {{/*
 The routing table (docs/gateway.md), the shape `ingot gateway --routes` reads: upstreams are the
-per-variant Services, each named with the version it serves. The rollout controller rewrites it.
+per-variant Services, each named with the version it serves, with the arm's cascade when it has
+one (_cascade.tpl). The rollout controller rewrites it.
 */}}
 {{- define "ingot.gatewayRoutes" -}}
 {{- $routes := dict "model" .Values.model.name "experiment" (include "ingot.gatewayExperiment" .) }}
@@ -51,6 +52,9 @@ per-variant Services, each named with the version it serves. The rollout control
 {{- range $variant := splitList "," (include "ingot.enabledVariants" .) }}
 {{- $host := include "ingot.fqdn" (dict "root" $ "name" (include "ingot.variantName" (dict "root" $ "variant" $variant))) }}
 {{- $_ := set $upstreams $variant (dict "rest" (printf "http://%s:%v" $host $.Values.server.restPort) "grpc" (printf "%s:%v" $host $.Values.server.grpcPort) "version" (int64 (index $.Values $variant).version)) }}
+{{- with include "ingot.cascadeRoute" (dict "root" $ "arm" $variant) }}
+{{- $_ := set (index $upstreams $variant) "cascade" (fromJson .) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $routes "upstreams" $upstreams }}
 {{- if include "ingot.feedbackTokenSecret" . }}

@@ -61,6 +61,12 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
   "champion" (dict "rest" (printf "http://%s:%v" $championHost $rest) "grpc" (printf "%s:%v" $championHost $grpc))
   "challenger" (dict "rest" (printf "http://%s:%v" $challengerHost $rest) "grpc" (printf "%s:%v" $challengerHost $grpc))
 }}
+{{- /* An arm's cascade goes with it, so every table the controller writes keeps it (ingot.rollout.routing). */}}
+{{- range $arm := list "champion" "challenger" }}
+{{- with include "ingot.cascadeRoute" (dict "root" $ "arm" $arm) }}
+{{- $_ := set (index $target $arm) "cascade" (fromJson .) }}
+{{- end }}
+{{- end }}
 {{- toJson $target }}
 {{- end }}
 
