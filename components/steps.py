@@ -51,6 +51,16 @@ def ingest_step(
     }
 
 
+def built_dataset_source(path: str | os.PathLike[str] | None) -> str | None:
+    """The build-data step's artifact as the dataset to ingest, when it holds a dataset version;
+    None when the run has no production policy (the artifact then holds only a note)."""
+    from ingot.data.records import MANIFEST_NAME
+
+    if path is None or not (Path(path) / MANIFEST_NAME).is_file():
+        return None
+    return os.fspath(path)
+
+
 @dataclass
 class ClusterTraining:
     """Where a multi-worker train step runs its TFJob: the artifacts' object-storage URIs (the
