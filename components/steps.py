@@ -44,10 +44,11 @@ def ingest_step(
         "data_hash": artifact.content_hash,
         "class_names": list(artifact.class_names),
         "num_classes": len(artifact.class_names),
-        "split_sizes": {name: len(part) for name, part in artifact.items()},
+        # every split, a dataset version's production_holdout included
+        "split_sizes": {name: len(part) for name, part in artifact.all_items()},
         "skipped_files": len(ingested.report.skipped),
         "format": artifact.manifest["format"],
-        "shards": {name: len(part.files) for name, part in artifact.items()},
+        "shards": {name: len(part.files) for name, part in artifact.all_items()},
     }
 
 
