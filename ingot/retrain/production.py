@@ -92,7 +92,10 @@ class ProductionData:
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigError(f"production: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**value, log_url=log_url or None)
+        # A pipeline parameter travels as a protobuf Struct, whose numbers are all doubles.
+        counts = {key: int(value[key]) for key in ("production_weight", "max_rows")
+                  if isinstance(value.get(key), float) and value[key].is_integer()}
+        return cls(**{**value, **counts}, log_url=log_url or None)
 
     def describe(self) -> str:
         rows = f"the newest {self.max_rows} labelled production rows" if self.max_rows else "labelled production rows"

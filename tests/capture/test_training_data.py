@@ -113,6 +113,11 @@ def test_the_production_parameter_carries_the_policy_and_never_the_log_url(tmp_p
                          "max_rows": 500, "until": "2026-12-01T12:00:00+00:00"}
     assert ProductionData.from_parameter(parameter, log_url="sqlite:///log.db") == ProductionData(
         **{**parameter, "log_url": "sqlite:///log.db"})
+    # Through KFP a dict parameter is a protobuf Struct: every number arrives as a double.
+    assert ProductionData.from_parameter({**parameter, "production_weight": 3.0, "max_rows": 500.0}) == \
+        ProductionData.from_parameter(parameter)
+    with pytest.raises(Exception, match="production weight 2.5"):
+        ProductionData.from_parameter({**parameter, "production_weight": 2.5})
     with pytest.raises(ConfigError, match="log_url.*never a run parameter"):
         ProductionData.from_parameter({**parameter, "log_url": "postgresql://u:secret@db/log"})
     with pytest.raises(ConfigError, match="unknown key.*windw_s"):
