@@ -27,7 +27,8 @@ def build_data(
     from ingot.retrain.config import resolve_config
     from ingot.retrain.production import pipeline_training_data
 
-    config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs)
+    # Without a policy nothing is read: a bad recipe is then ingest's to report.
+    config = resolve_config(recipe, overrides, architecture=architecture, epochs=epochs) if production else None
     built = pipeline_training_data(production, model=model_name, dataset_uri=dataset_uri, config=config,
                                    output=dataset.path, output_uri=dataset.uri, registry_url=registry_url)
     dataset.metadata.update(built)

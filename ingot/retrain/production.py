@@ -151,7 +151,7 @@ def build_training_data(production: ProductionData, *, model: str, dataset_uri: 
 NOT_BUILT_NOTE = "not-built.json"
 
 
-def pipeline_training_data(parameter: dict[str, Any], *, model: str, dataset_uri: str, config: TrainConfig,
+def pipeline_training_data(parameter: dict[str, Any], *, model: str, dataset_uri: str, config: TrainConfig | None,
                            output: str, output_uri: str, registry_url: str | None = None,
                            log_url: str | None = None) -> dict[str, Any]:
     """The pipeline's `build-data` step: with a `production` policy, build base + labelled production
@@ -175,6 +175,8 @@ def pipeline_training_data(parameter: dict[str, Any], *, model: str, dataset_uri
         raise ConfigError("production.until is required in a pipeline run: the window's end (ISO 8601, e.g. "
                           "2026-12-01T12:00:00Z), so the run's parameters name the data it trains on and a cached "
                           "step never stands for a later window (ingot monitor --trigger sets it to the trigger's time)")
+    if config is None:
+        raise ConfigError("building production data needs the run's training config (the recipe), got none")
     registry = settings.required_registry_url(registry_url)
     with tempfile.TemporaryDirectory(prefix="ingot-build-data-") as scratch:
         built = build_training_data(production, model=model, dataset_uri=dataset_uri, recipe=config,
