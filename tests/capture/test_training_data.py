@@ -3,6 +3,7 @@ dataset version that the registry records, with a rolling window by count."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 
 import pytest
@@ -73,6 +74,9 @@ def test_the_pipeline_step_builds_into_its_artifact_and_records_the_artifact_uri
     parameter = ProductionData(capture_url=world.capture_url, production_weight=2, holdout_fraction=0.25,
                                until=until).to_parameter()
     artifact, uri = tmp_path / "build-data" / "dataset", "gs://bucket/root/run-1/build-data/dataset"
+    scratch = tmp_path / "pod-tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     config = resolve_config({"image_size": [20, 20]})
     built = pipeline_training_data(parameter, model=MODEL, dataset_uri=make_base(tmp_path / "base"), config=config,
                                    output=str(artifact), output_uri=uri)
@@ -83,6 +87,8 @@ def test_the_pipeline_step_builds_into_its_artifact_and_records_the_artifact_uri
     assert (version.id, version.uri, version.content_hash) == (built["dataset_version"], uri, built["content_hash"])
     assert version.window_end == START + timedelta(minutes=15)
 
+    # The step's scratch (the base it ingested) is gone with its pod: the artifact alone is the data.
+    assert [p.name for p in scratch.iterdir()] == []
     assert built_dataset_source(artifact) == str(artifact)
     metadata = ingest_step(str(artifact), config, tmp_path / "ingest" / "dataset", tmp_path / "ingest" / "report.html")
     assert metadata["data_hash"] == built["content_hash"]  # what register links the model version by
