@@ -150,5 +150,7 @@ def test_a_failing_step_is_reported_as_one_line_naming_the_step_and_its_error(tm
     message = str(failure.value)
     assert message.startswith("step 'ingest' failed: ConfigError: unknown config key 'epochz'")
     assert f"(full log: {tmp_path / 'run.log'})" in message and "\n" not in message
-    assert progress == [f"  {'ingest':<10} failure  " + progress[0].rsplit("failure  ", 1)[1]]
+    # build-data (no production policy) reads nothing and succeeds; ingest is the step that refuses.
+    assert progress[0].startswith(f"  {'build-data':<10} success")
+    assert progress[1:] == [f"  {'ingest':<10} failure  " + progress[1].rsplit("failure  ", 1)[1]]
     assert "Traceback" in (tmp_path / "run.log").read_text()
