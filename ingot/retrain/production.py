@@ -112,11 +112,12 @@ class TrainingData:
 def build_training_data(production: ProductionData, *, model: str, dataset_uri: str,
                         recipe: dict[str, Any] | TrainConfig, work_dir: str | Path, registry_url: str,
                         now: datetime | None = None, output: str | None = None,
-                        record_uri: str | None = None) -> TrainingData:
+                        record_uri: str | None = None, base_scratch: bool = False) -> TrainingData:
     """Ingest the base with the recipe (a mapping, or the resolved TrainConfig), build base +
     production into `output` (default `work_dir/dataset`) and record the dataset version in the
     registry under `record_uri` (default: where it was written); the run then trains on it. The
-    window ends at `production.until`, else `now`, else the current time."""
+    window ends at `production.until`, else `now`, else the current time. `base_scratch`: the
+    ingested base lives in a scratch directory (a pod's), so the sources name the dataset itself."""
     from ingot.capture.dataset import BuildPolicy, build_dataset
     from ingot.inference_log.store import InferenceLogStore
     from ingot.registry import Registry
@@ -128,14 +129,15 @@ def build_training_data(production: ProductionData, *, model: str, dataset_uri: 
     work = Path(work_dir).expanduser().resolve()
     config = recipe if isinstance(recipe, TrainConfig) else resolve_config(recipe)
     base_dir = work / "base-dataset"
-    ingest(resolve_dataset(dataset_uri, config), base_dir, config)
+    source = resolve_dataset(dataset_uri, config)
+    ingest(source, base_dir, config)
     until = production.window_end(now)
     since = until - timedelta(seconds=production.window_s) if production.window_s else None
     policy = BuildPolicy(holdout_fraction=production.holdout_fraction, production_weight=production.production_weight,
                          max_rows=production.max_rows)
     with InferenceLogStore.from_url(production.log_url or registry_url) as log:
         built = build_dataset(model=model, base=str(base_dir), output=output or str(work / "dataset"),
-                              log_engine=log.engine,
+                              log_engine=log.engine, base_uri=source if base_scratch else None,
                               capture_url=production.capture_url, since=since, until=until, policy=policy,
                               class_names=None)
     with Registry.from_url(registry_url) as registry:
@@ -180,7 +182,8 @@ def pipeline_training_data(parameter: dict[str, Any], *, model: str, dataset_uri
     registry = settings.required_registry_url(registry_url)
     with tempfile.TemporaryDirectory(prefix="ingot-build-data-") as scratch:
         built = build_training_data(production, model=model, dataset_uri=dataset_uri, recipe=config,
-                                    work_dir=scratch, registry_url=registry, output=output, record_uri=output_uri)
+                                    work_dir=scratch, registry_url=registry, output=output, record_uri=output_uri,
+                                    base_scratch=True)
     rows = built.build.sources["production"]
     return {"built": True, "dataset_version": built.dataset_version.id, "content_hash": built.build.content_hash,
             "policy": production.describe(), "window": rows["window"], "train_rows": rows["train_rows"],

@@ -89,6 +89,7 @@ def test_the_pipeline_step_builds_into_its_artifact_and_records_the_artifact_uri
 
     # The step's scratch (the base it ingested) is gone with its pod: the artifact alone is the data.
     assert [p.name for p in scratch.iterdir()] == []
+    assert version.sources["base"]["uri"] == str(tmp_path / "base")  # the dataset, not the scratch copy
     assert built_dataset_source(artifact) == str(artifact)
     metadata = ingest_step(str(artifact), config, tmp_path / "ingest" / "dataset", tmp_path / "ingest" / "report.html")
     assert metadata["data_hash"] == built["content_hash"]  # what register links the model version by

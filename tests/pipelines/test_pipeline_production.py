@@ -70,11 +70,12 @@ def test_the_run_trains_on_a_dataset_version_the_build_step_recorded(production_
 
 
 def test_the_card_says_what_the_version_trained_on_and_how_it_did_on_the_production_holdout(production_run):
-    report, _, _ = production_run
+    report, _, base = production_run
     card = repository.read_model_card(report["record"]["artifact_uri"])
     data = card["training_data"]
     assert (data["production_train_rows"], data["production_holdout_rows"]) == (18, 6)
     assert data["policy"]["production_weight"] == 2 and data["dataset_content_hash"] == card["data_hash"]
+    assert data["base"] == str(base / "images")  # the dataset the step ingested, not its pod's scratch copy
     assert card["metrics"]["production_holdout"]["rows"] == 6
 
 
