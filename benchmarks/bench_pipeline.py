@@ -87,7 +87,7 @@ def main() -> None:
 
     steps = {s["name"]: s["seconds"] for s in report["steps"]}
     print(f"\n{'step':<10} {'ingot train (1 process)':>24} {'ingot pipeline run (local runner)':>34}")
-    for name in ("ingest", "train", "evaluate", "publish", "register", "reject"):
+    for name in ("build-data", "ingest", "train", "evaluate", "publish", "register", "reject"):
         if name in steps or name in base_steps:
             base, piped = base_steps.get(name), steps.get(name)
             print(f"{name:<10} {(f'{base:.1f} s' if base is not None else '-'):>24} "

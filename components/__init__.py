@@ -27,6 +27,7 @@ def image_from_env() -> str:
 @dataclass(frozen=True)
 class Components:
     image: str
+    build_data: Any
     ingest: Any
     train: Any
     evaluate: Any
@@ -37,6 +38,7 @@ class Components:
 
 def build_components(image: str | None = None) -> Components:
     """Every step as a kfp component running in `image` (default: `image_from_env()`)."""
+    from components.build_data.component import build as build_build_data
     from components.evaluate.component import build as build_evaluate
     from components.ingest.component import build as build_ingest
     from components.publish.component import build as build_publish
@@ -47,6 +49,7 @@ def build_components(image: str | None = None) -> Components:
     image = (image or "").strip() or image_from_env()
     return Components(
         image=image,
+        build_data=build_build_data(image),
         ingest=build_ingest(image),
         train=build_train(image),
         evaluate=build_evaluate(image),

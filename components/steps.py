@@ -44,11 +44,22 @@ def ingest_step(
         "data_hash": artifact.content_hash,
         "class_names": list(artifact.class_names),
         "num_classes": len(artifact.class_names),
-        "split_sizes": {name: len(part) for name, part in artifact.items()},
+        # every split, a dataset version's production_holdout included
+        "split_sizes": {name: len(part) for name, part in artifact.all_items()},
         "skipped_files": len(ingested.report.skipped),
         "format": artifact.manifest["format"],
-        "shards": {name: len(part.files) for name, part in artifact.items()},
+        "shards": {name: len(part.files) for name, part in artifact.all_items()},
     }
+
+
+def built_dataset_source(path: str | os.PathLike[str] | None) -> str | None:
+    """The build-data step's artifact as the dataset to ingest, when it holds a dataset version;
+    None when the run has no production policy (the artifact then holds only a note)."""
+    from ingot.data.records import MANIFEST_NAME
+
+    if path is None or not (Path(path) / MANIFEST_NAME).is_file():
+        return None
+    return os.fspath(path)
 
 
 @dataclass

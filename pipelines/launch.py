@@ -5,7 +5,9 @@ launchers the CLI hands the monitor (`ingot.monitor.launch.Launcher`).
   local runner through `run_request_locally`, the function `ingot pipeline run` calls, logs to a
   file and records the outcome itself;
 - on a cluster: `kfp.Client` with the compiled pipeline (`pipelines.submit`), the same code as
-  `ingot pipeline run --host`; the run's state is read back from the KFP API.
+  `ingot pipeline run --host`; the run's state is read back from the KFP API. The production
+  policy travels as the pipeline's `production` parameter and its build-data step builds the
+  dataset version.
 """
 
 from __future__ import annotations
@@ -147,14 +149,24 @@ def start_kfp(
     store: TriggerStore, trigger: Trigger, recipe: Recipe, *, host: str, dataset_uri: str,
     model_repository: str | None = None, registry_url: str | None = None, experiment: str | None = None,
     namespace: str | None = None, service_account: str | None = None, image: str | None = None,
+    production: ProductionData | None = None, now: datetime | None = None,
 ) -> Trigger:
-    """Submit the compiled pipeline through kfp.Client; a refused submission fails the trigger."""
+    """Submit the compiled pipeline through kfp.Client; a refused submission fails the trigger.
+    With `production`, the run's build-data step trains it on base + labelled production rows:
+    the policy goes as the `production` parameter with the window ending now (the trigger's
+    time), and without the log URL, which the step reads from the registry Secret."""
+    import dataclasses
+
     from pipelines.submit import submit_pipeline
 
     try:
+        policy = None
+        if production is not None:
+            end = production.window_end(now or datetime.now(UTC))
+            policy = dataclasses.replace(production, until=end.isoformat()).to_parameter()
         request = PipelineRequest.from_recipe(recipe.training_config, recipe.gate, model_name=trigger.model,
                                               dataset_uri=dataset_uri or "", model_repository=model_repository or None,
-                                              registry_url=registry_url or None)
+                                              registry_url=registry_url or None, production=policy)
         submitted = submit_pipeline(host, request, image=image, experiment=experiment, namespace=namespace,
                                     service_account=service_account,
                                     run_name=f"ingot-retrain {trigger.model} drift trigger #{trigger.id}")
@@ -228,12 +240,14 @@ class KfpLauncher:
     namespace: str | None = None
     service_account: str | None = None
     image: str | None = None
+    production: ProductionData | None = None  # train on base + labelled production rows (build-data step)
     backend: str = KFP
 
     def start(self, store: TriggerStore, trigger: Trigger, recipe: Recipe) -> Trigger:
         return start_kfp(store, trigger, recipe, host=self.host, dataset_uri=self.dataset_uri,
                          model_repository=self.model_repository, registry_url=None, experiment=self.experiment,
-                         namespace=self.namespace, service_account=self.service_account, image=self.image)
+                         namespace=self.namespace, service_account=self.service_account, image=self.image,
+                         production=self.production)
 
     def refresh(self, store: TriggerStore, trigger: Trigger) -> Trigger:
         return refresh(store, trigger, namespace=self.namespace)
@@ -244,7 +258,8 @@ def launcher_for(check: CheckSettings) -> LocalLauncher | KfpLauncher:
     if check.kfp_host:
         return KfpLauncher(host=check.kfp_host, dataset_uri=check.dataset_uri, model_repository=check.model_repository,
                            experiment=check.kfp_experiment, namespace=check.kfp_namespace,
-                           service_account=check.kfp_service_account, image=check.image)
+                           service_account=check.kfp_service_account, image=check.image,
+                           production=check.production)
     return LocalLauncher(
         registry_url=local_registry_url(check.registry_url), dataset_uri=check.dataset_uri,
         model_repository=check.model_repository or settings.model_repository(),

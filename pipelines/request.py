@@ -27,6 +27,8 @@ class PipelineRequest:
     min_accuracy: float = settings.DEFAULT_MIN_ACCURACY
     min_class_f1: float = settings.DEFAULT_MIN_CLASS_F1
     max_regression: float = settings.DEFAULT_MAX_REGRESSION
+    int8_max_loss: float | None = None  # None: the pipeline's default (GateThresholds.int8_max_loss)
+    production: dict[str, Any] | None = None  # ProductionData.to_parameter(): train on base + production rows
     model_repository: str | None = None
     registry_url: str | None = None  # local runs only (passed to the steps in their environment)
     registry_secret: str | None = None  # KFP runs: the Secret (key `url`) holding the registry URL
@@ -37,9 +39,13 @@ class PipelineRequest:
     def __post_init__(self) -> None:
         from ingot.evaluate.gate import GateThresholds
         from ingot.export.publishing import validate_model_name
+        from ingot.retrain.production import ProductionData
 
         GateThresholds(min_accuracy=self.min_accuracy, min_class_f1=self.min_class_f1,
-                       max_regression=self.max_regression)
+                       max_regression=self.max_regression,
+                       **({} if self.int8_max_loss is None else {"int8_max_loss": self.int8_max_loss}))
+        if self.production:
+            ProductionData.from_parameter(self.production)  # refuses a log URL, unknown keys, a bad policy
         try:
             validate_model_name(self.model_name)
         except IngotError as err:
@@ -74,9 +80,12 @@ class PipelineRequest:
         if dataset.startswith("/") and not Path(dataset).exists():
             raise DataError(f"--dataset {dataset} does not exist; expected an image folder "
                             "(one subfolder per class), a CIFAR-10 archive or directory, or bundled:digits")
+        production = self.production
+        if production and production.get("capture_url"):
+            production = {**production, "capture_url": _local_uri(production["capture_url"])}
         return replace(self, dataset_uri=dataset,
                        model_repository=_local_uri(self.model_repository or settings.model_repository()),
-                       registry_url=local_registry_url(self.registry_url))
+                       registry_url=local_registry_url(self.registry_url), production=production)
 
     def arguments(self) -> dict[str, Any]:
         """The pipeline's parameters (unset ones left to the pipeline's defaults)."""

@@ -1,5 +1,5 @@
-"""The `ingot-retrain` pipeline: ingest -> train (GPU) -> evaluate -> [blessed?] publish ->
-register, or record the rejection.
+"""The `ingot-retrain` pipeline: build-data -> ingest -> train (GPU) -> evaluate -> [blessed?]
+publish -> register, or record the rejection.
 
 `build_pipeline(image)` builds it with every step in `image` (default `$INGOT_IMAGE`, else
 components.DEFAULT_IMAGE), so the image is a build-time setting; nothing happens at import.
@@ -13,6 +13,15 @@ dataset (else bundled digits), `architecture=""`/`epochs=0` the recipe's, an emp
 neither, the first step fails before anything is trained. On a cluster the registry URL (it holds
 a password) comes from the Secret named by `registry_secret` (key `url`), mounted as
 $INGOT_REGISTRY_URL into the steps that talk to the registry, so it never shows as a run parameter.
+
+`production` (the policy of ingot.retrain.production.ProductionData: capture_url, production_weight,
+holdout_fraction, window_s, max_rows and the window's end `until`) makes the build-data step build
+the base dataset plus the labelled production rows into a dataset version, recorded in the
+registry, which ingest then takes as it is (its production_holdout split is what evaluate scores
+candidate and champion on); `{}` (the default) trains on the base. The inference log's URL comes
+from the registry Secret's optional `log_url` key (else the registry's database), and an object
+store's credentials for the capture store from the `capture_secret` Secret (optional keys
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL): never parameters.
 
 A recipe with `workers` > 1 trains as a TFJob (Kubeflow Training Operator): the train step only
 submits it and waits, and each worker gets `worker_accelerator_limit` accelerators of
@@ -37,10 +46,14 @@ TRAIN_RETRY_BACKOFF = "60s"
 # The taint GPU node pools usually carry (GKE adds it; the NVIDIA GPU operator documents it).
 DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 # Requests for the light steps: they read and copy files, write a few rows.
-LIGHT_REQUESTS = {"ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": ("500m", "2Gi"),
+LIGHT_REQUESTS = {"build_data": ("1", "4Gi"), "ingest": ("1", "2Gi"), "evaluate": ("1", "4Gi"), "publish": ("500m", "2Gi"),
                   "register": ("250m", "512Mi"), "reject": ("250m", "512Mi")}
 # The Secret (key `url`) that gives the registry steps $INGOT_REGISTRY_URL on a cluster.
 DEFAULT_REGISTRY_SECRET = "ingot-registry"
+# The Secret whose optional keys give the build-data step an object store's credentials for the
+# capture store (the keys the chart's gateway.capture.credentials Secret holds).
+DEFAULT_CAPTURE_SECRET = "ingot-capture"
+CAPTURE_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 
 
 def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN_RETRY_BACKOFF) -> Any:
@@ -49,12 +62,14 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
 
     from components import build_components
     from ingot import settings
+    from ingot.evaluate.gate import DEFAULT_INT8_MAX_LOSS
 
     steps = build_components(image)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Retrain an image classifier: ingest and validate the data, train (on a GPU "
+        description="Retrain an image classifier: build the base and labelled production data into a "
+        "dataset version (when `production` is set), ingest and validate the data, train (on a GPU "
         "node), evaluate per class against the gate and the registry's champion, then publish "
         "and register a blessed model, or record why it was rejected.",
     )
@@ -68,9 +83,12 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
         min_accuracy: float = settings.DEFAULT_MIN_ACCURACY,
         min_class_f1: float = settings.DEFAULT_MIN_CLASS_F1,
         max_regression: float = settings.DEFAULT_MAX_REGRESSION,
+        int8_max_loss: float = DEFAULT_INT8_MAX_LOSS,
+        production: dict = {},
         model_repository: str = "",
         registry_url: str = "",
         registry_secret: str = DEFAULT_REGISTRY_SECRET,
+        capture_secret: str = DEFAULT_CAPTURE_SECRET,
         accelerator_type: str = "nvidia.com/gpu",
         accelerator_limit: int = 1,
         worker_accelerator_limit: int = 1,
@@ -81,9 +99,22 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
     ) -> str:
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
+        # Cached like ingest: its parameters name the window (production.until), so a cached
+        # build stands for the same data, and a run without production reuses its empty note.
+        build_data = steps.build_data(
+            production=production, dataset_uri=dataset_uri, recipe=recipe, overrides=overrides,
+            architecture=architecture, epochs=epochs, model_name=model_name, registry_url=registry_url,
+        ).set_display_name("build dataset version")
+        _requests(build_data, "build_data")
+        kubernetes.use_secret_as_env(
+            build_data, secret_name=capture_secret, secret_key_to_env={key: key for key in CAPTURE_CREDENTIAL_KEYS},
+            optional=True,
+        )
+
         ingest = steps.ingest(
             dataset_uri=dataset_uri, recipe=recipe, overrides=overrides, architecture=architecture, epochs=epochs,
             model_repository=model_repository, registry_url=registry_url,
+            built_dataset=build_data.outputs["dataset"],
         ).set_display_name("ingest and validate")
         _requests(ingest, "ingest")
 
@@ -101,7 +132,8 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
         evaluate = steps.evaluate(
             dataset=ingest.outputs["dataset"], model=train.outputs["model"], config=ingest.outputs["Output"],
             model_name=model_name, min_accuracy=min_accuracy, min_class_f1=min_class_f1,
-            max_regression=max_regression, registry_url=registry_url, pipeline_run_id=run_id,
+            max_regression=max_regression, int8_max_loss=int8_max_loss, registry_url=registry_url,
+            pipeline_run_id=run_id,
         ).set_display_name("evaluate and gate")
         _requests(evaluate, "evaluate")
 
@@ -128,6 +160,12 @@ def build_pipeline(image: str | None = None, *, train_retry_backoff: str = TRAIN
             kubernetes.use_secret_as_env(
                 task, secret_name=registry_secret, secret_key_to_env={"url": "INGOT_REGISTRY_URL"}, optional=True
             )
+        # build-data records the dataset version and reads the inference log (`log_url`, optional:
+        # without it the log is the registry's database).
+        kubernetes.use_secret_as_env(
+            build_data, secret_name=registry_secret,
+            secret_key_to_env={"url": "INGOT_REGISTRY_URL", "log_url": "INGOT_LOG_URL"}, optional=True,
+        )
         return dsl.OneOf(register.output, reject.output)
 
     return ingot_retrain

@@ -22,6 +22,7 @@ def evaluate(
     min_accuracy: float,
     min_class_f1: float,
     max_regression: float,
+    int8_max_loss: float,
     registry_url: str,
     pipeline_run_id: str,
     metrics: Output[Metrics],
@@ -33,7 +34,9 @@ def evaluate(
     """Evaluate on the test split, compare with the registry's champion, apply the gate.
     Outputs the scalars and confusion matrix the Kubeflow UI renders, the evaluation report
     (confusion-matrix heatmap, per-class bars and table, the gate's reasons), the evaluation
-    record for the registry and, when blessed, the serving SavedModel to publish."""
+    record for the registry and, when blessed, the serving SavedModel to publish, with the int8
+    model.tflite beside it unless its accuracy is more than `int8_max_loss` below the float
+    model's on the same test rows (the card's `int8` section says why)."""
     from collections import namedtuple
 
     from components.steps import evaluate_step
@@ -42,7 +45,8 @@ def evaluate(
 
     result = evaluate_step(
         dataset.path, model.path, TrainConfig.from_dict(config),
-        GateThresholds(min_accuracy=min_accuracy, min_class_f1=min_class_f1, max_regression=max_regression),
+        GateThresholds(min_accuracy=min_accuracy, min_class_f1=min_class_f1, max_regression=max_regression,
+                       int8_max_loss=int8_max_loss),
         model_name=model_name, registry_url=registry_url, pipeline_run_id=pipeline_run_id,
         evaluation_json=evaluation.path, report_html=evaluation_report.path,
         serving_model_dir=serving_model.path,

@@ -142,8 +142,10 @@ def _utc(value: datetime) -> datetime:
 def build_dataset(*, model: str, base: str, output: str, log_engine: Any, capture_url: str,
                   since: datetime | None = None, until: datetime | None = None,
                   policy: BuildPolicy | None = None, class_names: list[str] | None = None,
-                  shard_bytes: int | None = None) -> BuildResult:
-    """Build the dataset version under `output` (see the module docstring); returns its summary."""
+                  shard_bytes: int | None = None, base_uri: str | None = None) -> BuildResult:
+    """Build the dataset version under `output` (see the module docstring); returns its summary.
+    `base_uri`: what `sources.base.uri` names (default `base`), e.g. the dataset a pipeline step
+    ingested into a scratch directory that goes away with its pod."""
     from ingot.data.records import (
         ARTIFACT_FORMAT,
         DEFAULT_SHARD_BYTES,
@@ -233,7 +235,7 @@ def build_dataset(*, model: str, base: str, output: str, log_engine: Any, captur
     content_hash = compute_content_hash(records)
     labelled = len(resolved) + conflicts_dropped
     sources = {
-        "base": {"uri": str(base), "content_hash": base_artifact.content_hash,
+        "base": {"uri": base_uri or str(base), "content_hash": base_artifact.content_hash,
                  "rows": {split: len(part) - dropped_base.get(split, 0) for split, part in base_artifact.items()},
                  "dropped_as_holdout": dict(dropped_base)},
         "production": {

@@ -108,8 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="also trigger when at least N labelled production rows arrived since the end of the "
                          "window of the champion's dataset version (all labelled rows when it trained on none)")
     trigger.add_argument("--base-data-only", action="store_true",
-                         help="local triggered runs train on the recipe's dataset alone (default: base + the "
-                         "labelled captured production rows, built as a dataset version first)")
+                         help="triggered runs train on the recipe's dataset alone (default: base + the "
+                         "labelled captured production rows, built as a dataset version first; with --host only "
+                         "when $INGOT_CAPTURE_URL is s3:// or gs://)")
     trigger.add_argument("--production-weight", type=_positive, default=None, metavar="N",
                          help="each production training row appears N times in train (default: 3)")
     trigger.add_argument("--holdout-fraction", type=_fraction, default=0.2, metavar="F",
@@ -170,12 +171,18 @@ def settings_from(args: argparse.Namespace) -> Any:
         evidence_only=not args.all_rows,
     )
     check.new_labels = getattr(args, "new_labels", None)
-    if check.trigger and not args.base_data_only and not check.kfp_host:
+    capture = settings.capture_url(None)  # the store the gateway writes to ($INGOT_CAPTURE_URL, else ./.ingot/capture)
+    if check.trigger and not args.base_data_only and check.kfp_host and not _object_store(capture):
+        print(f"ingot: note: triggered runs on Kubeflow Pipelines train on the base dataset only: the capture store "
+              f"{capture} is not an object store (s3://, gs://) the pipeline's steps can read; set "
+              f"${settings.CAPTURE_URL_ENV}", file=sys.stderr)
+    elif check.trigger and not args.base_data_only:
         from ingot.retrain.production import DEFAULT_PRODUCTION_WEIGHT, ProductionData
 
-        # The capture store the gateway writes to ($INGOT_CAPTURE_URL, else ./.ingot/capture).
+        # On a cluster the log URL stays out of the run's parameters: the build-data step reads
+        # it from the registry Secret (key `log_url`), else uses the registry's database.
         check.production = ProductionData(
-            capture_url=_absolute(settings.capture_url(None)), log_url=check.log_url,
+            capture_url=_absolute(capture), log_url=None if check.kfp_host else check.log_url,
             production_weight=args.production_weight or DEFAULT_PRODUCTION_WEIGHT,
             holdout_fraction=args.holdout_fraction,
             window_s=args.production_window.total_seconds() if args.production_window else None,
@@ -190,6 +197,10 @@ def settings_from(args: argparse.Namespace) -> Any:
         server = args.embedding_server or "http://127.0.0.1:8501"
         check.embedder = lambda version: lazy_server_embedder(lambda: Client.connect(server), args.model, version)
     return check
+
+
+def _object_store(location: str) -> bool:
+    return location.startswith(("s3://", "gs://"))
 
 
 def _absolute(location: str) -> str:

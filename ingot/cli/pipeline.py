@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "pipeline", help="run or compile the ingot-retrain Kubeflow pipeline",
-        description="The ingot-retrain pipeline (ingest -> train -> evaluate -> publish + register, or "
-        "record the rejection): run it here with kfp's local runner, submit it to Kubeflow "
+        description="The ingot-retrain pipeline (build-data -> ingest -> train -> evaluate -> publish + "
+        "register, or record the rejection): run it here with kfp's local runner, submit it to Kubeflow "
         "Pipelines, or compile it to IR YAML.",
     )
     actions = parser.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--config", type=Path, help="recipe YAML (see configs/); TrainConfig defaults otherwise")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe setting, e.g. --set epochs=5 (repeatable)")
-    add_gate_arguments(run)
+    add_gate_arguments(run, int8=True)
     run.add_argument("--model-repository", default=None, metavar="PATH_OR_URI",
                      help="model repository base (local default: $INGOT_MODEL_REPOSITORY or ./model-repository; "
                      "with --host: the steps' $INGOT_MODEL_REPOSITORY unless given)")
@@ -117,7 +117,8 @@ def pipeline_request(args: argparse.Namespace) -> PipelineRequest:
     fields: dict[str, Any] = {
         "model_name": args.model_name, "dataset_uri": args.dataset or "",
         "min_accuracy": args.min_accuracy, "min_class_f1": args.min_class_f1, "max_regression": args.max_regression,
-        "model_repository": args.model_repository or None, "registry_url": args.registry or None,
+        "int8_max_loss": args.int8_max_loss, "model_repository": args.model_repository or None,
+        "registry_url": args.registry or None,
     }
     if args.host:
         if args.registry:

@@ -25,8 +25,8 @@ class Recipe:
         if not isinstance(config, Mapping):
             raise ConfigError("the champion's model card has no 'training_config': cannot retrain with its recipe")
         thresholds = dict(((card.get("gate") or {}).get("thresholds")) or {})
-        return cls(dict(config), {key: thresholds[key] for key in ("min_accuracy", "min_class_f1", "max_regression")
-                                  if thresholds.get(key) is not None})
+        keys = ("min_accuracy", "min_class_f1", "max_regression", "int8_max_loss")
+        return cls(dict(config), {key: thresholds[key] for key in keys if thresholds.get(key) is not None})
 
 
 class Launcher(Protocol):

@@ -218,7 +218,7 @@ def test_component_body_logs_metrics_and_the_confusion_matrix(ingested, trained,
     blessed, decision = evaluate(
         dataset=dsl.Dataset(name="dataset", uri=str(ingested[0])),
         model=dsl.Model(name="model", uri=str(trained[0])), config=config_parameter(tiny_config),
-        model_name="tiny", **REJECTING, registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        model_name="tiny", **REJECTING, int8_max_loss=0.005, registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
         pipeline_run_id="run-body", metrics=metrics, confusion_matrix=matrix,
         evaluation_report=artifact(dsl.HTML, "evaluation_report"), evaluation=artifact(dsl.Artifact, "evaluation"),
         serving_model=serving,

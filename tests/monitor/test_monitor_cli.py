@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -88,6 +89,40 @@ def test_drift_with_trigger_submits_once_then_refuses_and_history_lists_it(url, 
         (trigger,) = json.loads(capsys.readouterr().out)
         assert trigger["state"] == "running" and "class_prior_chi2" in trigger["reason"]
         assert trigger["statistics"]["window"]["rows"] == 500
+
+
+def test_a_cluster_trigger_trains_on_production_data_from_an_object_store_capture(url, capsys, monkeypatch):
+    """With --host the production policy goes to the run when the capture store is one its pods can
+    read (s3://, gs://); a local directory leaves the run on the base data, and says so."""
+    from ingot.monitor.triggers import SUCCEEDED, TriggerStore
+
+    _log(url, draw(500, np.random.default_rng(8), prior=[0.8, 0.05, 0.05, 0.05, 0.05]))
+    monkeypatch.setenv("INGOT_CAPTURE_URL", "s3://capture/prod")
+    monkeypatch.setenv("INGOT_LOG_URL", url)
+    with fake_kfp_api() as kfp_api:
+        argv = ["monitor", "check", "digits", "--registry", url, "--window", "500", "--trigger", "--cooldown", "1s",
+                "--host", kfp_api.url, "--production-weight", "2", "--max-production-rows", "800"]
+        assert main(argv) == 3
+        (run,) = kfp_api.runs()
+    production = run["runtime_config"]["parameters"]["production"]
+    assert production["capture_url"] == "s3://capture/prod" and production["until"]
+    assert (production["production_weight"], production["max_rows"], production["holdout_fraction"]) == (2, 800, 0.2)
+    assert "log_url" not in production and url not in json.dumps(run)  # the log URL stays in the cluster's Secret
+
+    engine = open_engine(normalize_url(url))
+    store = TriggerStore(engine)
+    store.finish(store.in_flight("digits").id, SUCCEEDED)  # the first run is over: the slot is free
+    engine.dispose()
+    time.sleep(1.1)  # and the 1 s cooldown has passed
+    monkeypatch.setenv("INGOT_CAPTURE_URL", "/var/lib/ingot/capture")
+    capsys.readouterr()
+    with fake_kfp_api() as kfp_api:
+        argv[argv.index("--host") + 1] = kfp_api.url
+        assert main(argv) == 3
+        (run,) = kfp_api.runs()
+    assert "production" not in run["runtime_config"]["parameters"]
+    err = capsys.readouterr().err
+    assert "train on the base dataset only" in err and "/var/lib/ingot/capture" in err
 
 
 def test_errors_are_one_line_and_exit_1(database_url, capsys):

@@ -124,6 +124,33 @@ def test_the_cluster_trigger_submits_the_champions_recipe_and_follows_the_run(re
         assert store.get(refused.id).state == FAILED and "HTTP 400" in store.get(refused.id).detail
 
 
+def test_the_cluster_trigger_trains_on_production_data_through_the_build_step(registry):
+    """The same policy a local trigger builds before its run goes to KFP as the `production`
+    parameter, its window ending at the trigger's time; the log URL (a password) never leaves."""
+    from datetime import UTC, datetime
+
+    from ingot.retrain.production import ProductionData
+
+    store = TriggerStore(registry.engine)
+    card = {"training_config": RECIPE, "gate": {"thresholds": {"min_accuracy": 0.8, "min_class_f1": 0.5,
+                                                                 "max_regression": 0.02, "int8_max_loss": 0.01}}}
+    production = ProductionData(capture_url="s3://capture/prod", log_url="postgresql://ingot:s3cret@db/log",
+                                production_weight=3, holdout_fraction=0.25, window_s=86400.0, max_rows=1000)
+    claimed = store.claim("tiny", reason="drift", statistics={}, backend=KFP)
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    with fake_kfp_api() as kfp_api:
+        start_kfp(store, claimed, Recipe.from_card(card), host=kfp_api.url, dataset_uri="gs://b/data",
+                  production=production, now=now)
+        (run,) = kfp_api.runs()
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["production"] == {"capture_url": "s3://capture/prod", "production_weight": 3,
+                                        "holdout_fraction": 0.25, "window_s": 86400.0, "max_rows": 1000,
+                                        "until": "2026-12-03T12:00:00+00:00"}
+    assert ProductionData.from_parameter(parameters["production"]).window_end() == now
+    assert parameters["int8_max_loss"] == 0.01  # the champion's recipe gate, int8 tolerance included
+    assert "s3cret" not in json.dumps(run)
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("pipeline-local-runs")
 def test_the_local_trigger_really_runs_the_pipeline_in_the_background_and_records_it(tmp_path):

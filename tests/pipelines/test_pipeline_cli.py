@@ -151,3 +151,17 @@ def test_host_errors_are_one_line(recipe_file, capsys):
     assert main(["pipeline", "run", "--host", closed, "--config", str(recipe_file)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"ingot: error: submitting to {closed} failed: cannot connect: ") and err.count("\n") == 1
+
+
+def test_host_passes_the_int8_tolerance_and_refuses_a_bad_one(recipe_file, capsys):
+    with fake_kfp_api() as kfp_api:
+        assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
+                     "--int8-max-loss", "0.02"]) == 0
+        (run,) = kfp_api.runs()
+        assert run["runtime_config"]["parameters"]["int8_max_loss"] == 0.02
+        capsys.readouterr()
+        assert main(["pipeline", "run", "--host", kfp_api.url, "--config", str(recipe_file),
+                     "--int8-max-loss", "1.5"]) == 1
+        assert len(kfp_api.runs()) == 1  # nothing submitted
+    err = capsys.readouterr().err
+    assert err.startswith("ingot: error: ") and "int8_max_loss" in err and err.count("\n") == 1

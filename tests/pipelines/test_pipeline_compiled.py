@@ -1,6 +1,7 @@
 """The compiled ingot-retrain IR: the checked-in YAML matches the code (golden test, version
 fields normalized), and the IR carries what a cluster run needs: the image setting, GPU through
-parameters, node selector and tolerations, requests, retries, caching, the blessing branches."""
+parameters, node selector and tolerations, requests, retries, caching, the blessing branches, the
+build-data step handing its dataset version to ingest."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_every_step_runs_in_the_configured_image(documents):
     assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
     executors = spec["deploymentSpec"]["executors"]
     assert {name.removeprefix("exec-") for name in executors} == {
-        "ingest", "train", "evaluate", "publish", "register", "reject"
+        "build-data", "ingest", "train", "evaluate", "publish", "register", "reject"
     }
     for executor in executors.values():
         container = executor["container"]
@@ -102,7 +103,7 @@ def test_train_gets_gpu_requests_node_selector_and_tolerations_from_parameters(d
     assert inputs["gpu_tolerations"]["defaultValue"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
-    for step in ("ingest", "evaluate", "publish", "register", "reject"):
+    for step in ("build-data", "ingest", "evaluate", "publish", "register", "reject"):
         light = spec["deploymentSpec"]["executors"][f"exec-{step}"]["container"]["resources"]
         assert light["resourceCpuRequest"] and light["resourceMemoryRequest"]
         assert "accelerator" not in light
@@ -121,7 +122,9 @@ def test_retries_on_train_and_no_caching_for_side_effects(documents):
     tasks = _tasks(spec)
     assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
     assert tasks["train"]["retryPolicy"]["backoffDuration"] == "60s"  # time for a GPU node to come back
-    for name in ("ingest", "train", "evaluate"):
+    # build-data too: its parameters name the production window (`until`), so a cached build is
+    # the same data, and a run without production reuses its note and keeps ingest cached.
+    for name in ("build-data", "ingest", "train", "evaluate"):
         assert tasks[name]["cachingOptions"].get("enableCache") is True
     for name in ("publish", "register", "reject"):
         assert not tasks[name]["cachingOptions"].get("enableCache", False), f"{name} must never be cached"
@@ -174,7 +177,48 @@ def test_pipeline_parameters_and_defaults(documents):
     assert inputs["recipe"] == {} and inputs["overrides"] == []
     assert (inputs["architecture"], inputs["epochs"]) == ("", 0)
     assert (inputs["min_accuracy"], inputs["min_class_f1"], inputs["max_regression"]) == (0.9, 0.7, 0.01)
+    assert inputs["int8_max_loss"] == 0.005  # GateThresholds' default: 0.5 points
+    assert inputs["production"] == {}  # no production policy: train on the base
     assert inputs["model_repository"] == "" and inputs["registry_url"] == ""
+
+
+def test_the_int8_tolerance_reaches_the_evaluate_step(documents):
+    spec, _ = documents
+    evaluate = _tasks(spec)["evaluate"]["inputs"]["parameters"]
+    assert evaluate["int8_max_loss"]["componentInputParameter"] == "int8_max_loss"
+    assert spec["components"]["comp-evaluate"]["inputDefinitions"]["parameters"]["int8_max_loss"][
+        "parameterType"] == "NUMBER_DOUBLE"
+
+
+def test_build_data_hands_its_dataset_artifact_to_ingest(documents):
+    """The dataset version travels as an artifact (steps run in separate pods): build-data's
+    `dataset` output is ingest's optional `built_dataset` input, and ingest runs after it."""
+    spec, platform = documents
+    tasks = _tasks(spec)
+    build = tasks["build-data"]
+    assert build["inputs"]["parameters"]["production"]["componentInputParameter"] == "production"
+    for name in ("dataset_uri", "recipe", "overrides", "architecture", "epochs", "model_name", "registry_url"):
+        assert build["inputs"]["parameters"][name]["componentInputParameter"] == name  # the same base as ingest
+    assert build["taskInfo"]["name"] == "build dataset version"  # the display name
+    assert spec["components"]["comp-build-data"]["outputDefinitions"]["artifacts"]["dataset"]["artifactType"][
+        "schemaTitle"] == "system.Dataset"
+    ingest = tasks["ingest"]
+    assert ingest["inputs"]["artifacts"]["built_dataset"]["taskOutputArtifact"] == {
+        "producerTask": "build-data", "outputArtifactKey": "dataset"}
+    assert "build-data" in ingest["dependentTasks"]
+    assert spec["components"]["comp-ingest"]["inputDefinitions"]["artifacts"]["built_dataset"]["isOptional"] is True
+    # The inference log's URL and the capture store's credentials come from Secrets, never parameters.
+    assert platform["exec-build-data"]["secretAsEnv"] == [
+        {"keyToEnv": [{"envVar": key, "secretKey": key} for key in
+                      ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")],
+         "optional": True, "secretNameParameter": {"componentInputParameter": "capture_secret"}},
+        {"keyToEnv": [{"envVar": "INGOT_REGISTRY_URL", "secretKey": "url"},
+                      {"envVar": "INGOT_LOG_URL", "secretKey": "log_url"}],
+         "optional": True, "secretNameParameter": {"componentInputParameter": "registry_secret"}},
+    ]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["capture_secret"]["defaultValue"] == "ingot-capture"
+    assert not [name for name in inputs if "log_url" in name]
 
 
 def test_registry_steps_read_the_registry_url_from_a_secret_not_a_parameter(documents):
@@ -194,6 +238,6 @@ def test_registry_steps_read_the_registry_url_from_a_secret_not_a_parameter(docu
     # Inside the blessed/rejected branches the parameter reaches the task through the branch's DAG.
     for step in ("register", "reject"):
         assert platform[f"exec-{step}"]["secretAsEnv"] == mount("pipelinechannel--registry_secret"), step
-    # Steps that never talk to the registry don't get its credentials.
+    # Steps that never talk to the registry don't get its credentials (build-data: above).
     for step in ("train", "publish"):
         assert "secretAsEnv" not in platform.get(f"exec-{step}", {}), step

@@ -2,8 +2,8 @@
 
 The first run's gate floor rejects (the twin classes cannot be told apart): nothing is published
 and the rejection is registered with its reasons. The second run, with the same data and recipe
-and `--cache`, reuses ingest and train, and a floor of 0 blesses: the model is published,
-registered READY and becomes champion. Every step is a subprocess importing TensorFlow, so the
+and `--cache`, reuses build-data (no production policy: nothing built), ingest and train, and a
+floor of 0 blesses: the model is published, registered READY and becomes champion. Every step is a subprocess importing TensorFlow, so the
 two runs share one module-scoped fixture on one xdist worker.
 """
 
@@ -84,7 +84,7 @@ def test_the_blessed_run_reuses_ingest_and_train_then_publishes_and_registers_a_
     run = runs["blessed"]
     assert run["code"] == 0, run["err"]
     out = run["out"]
-    assert "cached: ingest, train" in out
+    assert "cached: build-data, ingest, train" in out  # build-data without production: its note, reused
     for step in ("evaluate", "publish", "register"):
         assert f"  {step:<10} success" in out
     assert "== Gate decision\nBLESSED: all" in out
@@ -150,5 +150,7 @@ def test_a_failing_step_is_reported_as_one_line_naming_the_step_and_its_error(tm
     message = str(failure.value)
     assert message.startswith("step 'ingest' failed: ConfigError: unknown config key 'epochz'")
     assert f"(full log: {tmp_path / 'run.log'})" in message and "\n" not in message
-    assert progress == [f"  {'ingest':<10} failure  " + progress[0].rsplit("failure  ", 1)[1]]
+    # build-data (no production policy) reads nothing and succeeds; ingest is the step that refuses.
+    assert progress[0].startswith(f"  {'build-data':<10} success")
+    assert progress[1:] == [f"  {'ingest':<10} failure  " + progress[1].rsplit("failure  ", 1)[1]]
     assert "Traceback" in (tmp_path / "run.log").read_text()

@@ -1,0 +1,1 @@
+"""The build-data component (see component.py)."""
