@@ -29,7 +29,8 @@ def test_monitor_args_parse_with_the_real_ingot_parser(built, path):
     _, container = _container(objects)
     config: dict[str, str] = {}
     for source in container["envFrom"]:
-        config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+        if "configMapRef" in source:
+            config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
     used = re.findall(r"\$\((\w+)\)", " ".join(container["args"]))
     assert used and all(var in config for var in used), [v for v in used if v not in config]
     argv = [re.sub(r"\$\((\w+)\)", lambda m: config[m.group(1)], arg) for arg in container["args"]]
@@ -53,6 +54,24 @@ def test_monitor_reads_the_registry_secret_and_fails_the_job_once_on_drift(built
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ingot-monitor" and pod["automountServiceAccountToken"] is False
     assert container["image"].startswith("ghcr.io/ingot/ingot:")
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_monitor_reads_the_capture_store_so_triggered_runs_train_on_production_rows(built, path):
+    objects = built[path]
+    _, container = _container(objects)
+    config: dict[str, str] = {}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:  # generated names carry a content hash
+            config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    capture = config["INGOT_CAPTURE_URL"]
+    # Production names the object store the pipeline's pods read; the base leaves it empty (base data only).
+    if path == "overlays/prod":
+        assert capture.startswith(("s3://", "gs://")), capture
+    else:
+        assert capture == "", capture
+    secrets = [s["secretRef"] for s in container["envFrom"] if "secretRef" in s]
+    assert secrets == [{"name": "ingot-capture", "optional": True}]
 
 
 def test_monitor_role_grants_only_starting_and_reading_kfp_runs(built):
