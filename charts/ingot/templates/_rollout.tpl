@@ -67,6 +67,8 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
 {{- $_ := set (index $target $arm) "cascade" (fromJson .) }}
 {{- end }}
 {{- end }}
+{{- /* The table's capture, cache, fallback, deadline and breaker (and previous_champion): the same values the gateway's table renders. */}}
+{{- $target = merge $target (include "ingot.gatewayPolicies" . | fromJson) }}
 {{- toJson $target }}
 {{- end }}
 
