@@ -20,6 +20,9 @@ STABLE_LABEL = "stable"
 # holds this to the gateway's own keys (ingot.gateway.fallback.RESILIENCE_KEYS and capture).
 POLICY_KEYS = ("capture", "cache", "fallback", "default_answer", "deadline_ms", "breaker")
 PREVIOUS_CHAMPION = "previous_champion"  # the fallback chain's upstream, never A/B traffic
+# An arm's key in the target: its cascade's small server serves the arm's own version (e.g. its
+# int8 model.tflite) and moves with it, so a table names the version the arm serves in it.
+FOLLOWS_VERSION = "cascade_follows_version"
 
 
 def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight: int,
@@ -28,8 +31,9 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
     challenger's version (promoted) the challenger upstream is left out: the gateway routes by
     version and refuses two arms on one version; and the champion arm takes the challenger's
     cascade (the arm as it was tested: its small server serves the promoted version's small
-    model), or none when the challenger had none. The target's POLICY_KEYS and previous_champion
-    upstream go into every table unchanged."""
+    model), or none when the challenger had none. An arm whose target says FOLLOWS_VERSION has
+    its cascade's small version set to the version the arm serves in this table. The target's
+    POLICY_KEYS and previous_champion upstream go into every table unchanged."""
     if not 0 <= weight <= 100:
         raise ConfigError(f"challenger weight {weight} is out of range; expected 0..100")
     promoted = champion_version == challenger_version
@@ -47,9 +51,12 @@ def routing_table(target: dict[str, Any], *, model: str, experiment: str, weight
         upstreams[arm] = {"rest": spec["rest"], "grpc": spec["grpc"], "version": int(version)}
         # The arm is a whole cascade (small model first): the A/B test compares cascades, and a
         # promotion promotes the challenger's whole arm, its cascade included.
-        cascade = (target.get("challenger") or {}).get("cascade") if promoted else spec.get("cascade")
-        if cascade:
-            upstreams[arm]["cascade"] = copy.deepcopy(cascade)
+        source = (target.get("challenger") or {}) if promoted else spec
+        if source.get("cascade"):
+            cascade = copy.deepcopy(source["cascade"])
+            if source.get(FOLLOWS_VERSION):  # the arm's own small model (its int8): the version it serves now
+                cascade["small"]["version"] = int(version)
+            upstreams[arm]["cascade"] = cascade
     previous = target.get(PREVIOUS_CHAMPION)
     if previous:
         upstreams[PREVIOUS_CHAMPION] = {"rest": previous["rest"], "grpc": previous["grpc"],

@@ -58,6 +58,17 @@ Call with (dict "root" $ "server" NAME).
 {{- end }}
 
 {{/*
+"true" when an arm's cascade runs its small model in the chart on the arm's own version (small.version
+null: e.g. the arm's int8 model.tflite): under rollout.enabled the controller moves that small
+server's version with the arm's (its model config is then the controller's, kept live on upgrade
+like the arm's). Call with (dict "root" $ "arm" "champion").
+*/}}
+{{- define "ingot.smallFollowsArm" -}}
+{{- $c := (index .root.Values .arm).cascade }}
+{{- if and $c.enabled $c.small.server.enabled (eq $c.small.version nil) }}true{{ end }}
+{{- end }}
+
+{{/*
 The arm's cascade as the routing table writes it (JSON: {small: {rest, grpc, version}, threshold}),
 or nothing when the arm has none. Call with (dict "root" $ "arm" "champion").
 */}}
