@@ -59,6 +59,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     start.add_argument("--capture-sample", type=float, default=None, metavar="SHARE",
                        help="local: keep input capture on at this share of rows in every routing table the "
                        "controller writes (routing table capture.sample; docs/capture.md)")
+    start.add_argument("--cache-ttl-s", type=int, default=None, metavar="SECONDS",
+                       help="local: keep the gateway's prediction cache on in every routing table the controller "
+                       "writes, answers fresh for SECONDS (routing table cache.ttl_s; docs/gateway.md)")
+    start.add_argument("--cache-stale-ttl-s", type=int, default=None, metavar="SECONDS",
+                       help="local: with --cache-ttl-s, how long a copy is kept past the TTL for the 'cached' "
+                       "fallback step (cache.stale_ttl_s)")
+    start.add_argument("--cache-max-bytes", type=int, default=None, metavar="BYTES",
+                       help="local: with --cache-ttl-s, the largest answer cached (cache.max_bytes)")
+    start.add_argument("--fallback", default=None, metavar="STEP,...",
+                       help="local: the fallback chain in every table, in order, from other_arm, previous_champion, "
+                       "cached, default (routing table fallback)")
+    start.add_argument("--default-class-id", type=int, default=None, metavar="N",
+                       help="local: the class the 'default' fallback step answers (routing table default_answer)")
+    start.add_argument("--deadline-ms", type=int, default=None, metavar="MS",
+                       help="local: the per-request deadline in every table (routing table deadline_ms)")
+    for key, meta, kind in (("rest", "URL", str), ("grpc", "HOST:PORT", str), ("version", "VERSION", int)):
+        start.add_argument(f"--previous-champion-{key}", type=kind, default=None, metavar=meta,
+                           help=f"local: the {key} of the server the 'previous_champion' fallback step asks "
+                           "(routing table upstreams.previous_champion)")
     start.add_argument("--actor", default=None, help="who starts it (default: the user name)")
     start.set_defaults(handler=run_start)
 
@@ -187,7 +206,41 @@ def build_target(args: argparse.Namespace) -> dict[str, Any]:
         from ingot.capture.policy import parse_policy
 
         target["capture"] = parse_policy({"sample": args.capture_sample}).as_dict()  # checked here, not later
+    target.update(_resilience(args))
     return target
+
+
+def _resilience(args: argparse.Namespace) -> dict[str, Any]:
+    """The target's cache, fallback, default answer, deadline and previous-champion upstream from
+    the local flags, checked by the gateway's own parser here rather than at the first table."""
+    from ingot.gateway.fallback import PolicyError, parse_resilience
+
+    doc: dict[str, Any] = {}
+    if getattr(args, "cache_ttl_s", None) is not None:
+        doc["cache"] = {"ttl_s": args.cache_ttl_s}
+        for flag, key in (("cache_stale_ttl_s", "stale_ttl_s"), ("cache_max_bytes", "max_bytes")):
+            if getattr(args, flag, None) is not None:
+                doc["cache"][key] = getattr(args, flag)
+    elif getattr(args, "cache_stale_ttl_s", None) is not None or getattr(args, "cache_max_bytes", None) is not None:
+        raise ConfigError("--cache-stale-ttl-s and --cache-max-bytes need --cache-ttl-s (the cache is off without it)")
+    if getattr(args, "fallback", None):
+        doc["fallback"] = [step.strip() for step in args.fallback.split(",") if step.strip()]
+    if getattr(args, "default_class_id", None) is not None:
+        doc["default_answer"] = {"class_id": args.default_class_id}
+    if getattr(args, "deadline_ms", None) is not None:
+        doc["deadline_ms"] = args.deadline_ms
+    previous = {key: getattr(args, f"previous_champion_{key}", None) for key in ("rest", "grpc", "version")}
+    if any(value is not None for value in previous.values()):
+        missing = [f"--previous-champion-{key}" for key, value in previous.items() if value is None]
+        if missing:
+            raise ConfigError(f"the previous champion needs {', '.join(missing)} as well (its REST URL, gRPC "
+                              "host:port and version)")
+        doc["previous_champion"] = previous
+    try:
+        parse_resilience(doc, has_previous_champion="previous_champion" in doc)
+    except PolicyError as err:
+        raise ConfigError(str(err)) from None
+    return doc
 
 
 def run_start(args: argparse.Namespace) -> int:

@@ -7,7 +7,11 @@ Traffic, by `target["mode"]`:
   the backendRefs naming the champion and challenger Services get 100 - w and w;
 - `istio`: the `split-*` routes of the VirtualService (`virtualservice`) get the same weights.
 Versions: each variant's TF Serving model-config ConfigMap (`model_configmaps`, key
-`models.config`), edited as a parsed ModelServerConfig so everything else in it is kept.
+`models.config`), edited as a parsed ModelServerConfig so everything else in it is kept. An arm's
+cascade small server that serves the arm's own version (`model_configmaps["<arm>-small"]`, e.g.
+its int8 model.tflite) moves with the arm: the challenger's on prepare, the champion's on promotion
+(both versions loaded, then the old one unloaded), and an arm is available only when its small
+server has the version too.
 
 Every write is read -> change -> patch carrying the `resourceVersion` that was read, so a
 concurrent writer makes the API answer 409 and the actuator re-reads and tries again. Objects
@@ -82,12 +86,25 @@ class KubernetesActuator:
 
     def prepare(self, rollout: Rollout) -> None:
         self._set_versions(rollout, "challenger", [rollout.challenger_version], rollout.challenger_version)
+        self._set_versions(rollout, "challenger-small", [rollout.challenger_version], None)
 
     def available(self, rollout: Rollout, arm: str, version: int) -> bool:
         rest = (self.target.get(arm) or {}).get("rest")
         if not rest:
             raise ConfigError(f"rollout target has no {arm}.rest URL (the {arm} Service's REST address)")
-        return version_available(rest, rollout.model, version)
+        if not version_available(rest, rollout.model, version):
+            return False
+        small = self._small_rest(arm)
+        return small is None or version_available(small, rollout.model, version)
+
+    def _small_rest(self, arm: str) -> str | None:
+        """The REST URL of the arm's small server when it moves with the arm (None otherwise)."""
+        if not (self.target.get("model_configmaps") or {}).get(f"{arm}-small"):
+            return None
+        rest = (((self.target.get(arm) or {}).get("cascade") or {}).get("small") or {}).get("rest")
+        if not rest:
+            raise ConfigError(f"rollout target names model_configmaps.{arm}-small but has no {arm}.cascade.small.rest")
+        return str(rest)
 
     def set_weight(self, rollout: Rollout, weight: int) -> None:
         self._route(rollout, weight, rollout.champion_version)
@@ -96,12 +113,14 @@ class KubernetesActuator:
         old, new = rollout.champion_version, rollout.challenger_version
         if self._stable_version(rollout, "champion") != new:  # a resumed promotion never moves it back
             self._set_versions(rollout, "champion", [old, new], old)
+            self._set_versions(rollout, "champion-small", [old, new], None)  # its small model moves with it
         wait_available(lambda: self.available(rollout, "champion", new),
                        f"{rollout.model}:{new} on the champion servers", self.load_timeout_s)
         self._set_versions(rollout, "champion", [old, new], new)
         self._route(rollout, 0, new)  # one write: champion pinned to new (mode ingot), challenger share 0
         self.sleep(float(self.target.get("drain_s", 10.0)))
         self._set_versions(rollout, "champion", [new], new)
+        self._set_versions(rollout, "champion-small", [new], None)
 
     # ------------------------------------------------------------------ objects
 
@@ -140,7 +159,8 @@ class KubernetesActuator:
         entries = [c for c in config.model_config_list.config if c.name == rollout.model]
         return int(entries[0].version_labels.get(STABLE_LABEL, 0)) or None if entries else None
 
-    def _set_versions(self, rollout: Rollout, arm: str, versions: list[int], stable: int) -> None:
+    def _set_versions(self, rollout: Rollout, arm: str, versions: list[int], stable: int | None) -> None:
+        """Serve exactly `versions`, every label on `stable` (None: a small server's config, no labels)."""
         name = (self.target.get("model_configmaps") or {}).get(arm)
         if not name:
             return  # versions managed elsewhere (e.g. a pipeline)
@@ -163,8 +183,9 @@ class KubernetesActuator:
             entry.model_version_policy.specific.versions.extend(sorted(set(versions)))
             labels = list(entry.version_labels) or [STABLE_LABEL]
             entry.ClearField("version_labels")
-            for label in labels:
-                entry.version_labels[label] = int(stable)
+            if stable is not None:
+                for label in labels:
+                    entry.version_labels[label] = int(stable)
             return {"data": {MODEL_CONFIG_KEY: model_config_text(config)}}
 
         self._update("configmap", name, change)

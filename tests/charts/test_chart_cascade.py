@@ -203,36 +203,98 @@ def test_the_rollout_target_carries_each_cascade_and_the_controllers_tables_keep
     rendered_table = yaml.safe_load(rendered.get("ConfigMap", target["routes_configmap"])["data"]["routes.yaml"])
     for arm in ("champion", "challenger"):
         assert target[arm]["cascade"] == rendered_table["upstreams"][arm]["cascade"]
+    # Both small servers serve their arm's own version (its int8 model): they move with the arms.
+    assert target["model_configmaps"] == {arm: f"ingot-{arm}-model-config" for arm in
+                                          ("champion", "challenger", "champion-small", "challenger-small")}
     with KubeAPI() as api:
         routes = rendered.get("ConfigMap", target["routes_configmap"])
         api.put("v1/configmaps", NAMESPACE, routes["metadata"]["name"], routes)
-        for arm in ("champion", "challenger"):
-            config = rendered.get("ConfigMap", f"ingot-{arm}-model-config")
+        for server in ("champion", "challenger", "champion-small", "challenger-small"):
+            config = rendered.get("ConfigMap", f"ingot-{server}-model-config")
             api.put("v1/configmaps", NAMESPACE, config["metadata"]["name"], config)
+
+        def served(server):
+            (config,) = parse_model_server_config(api.get("v1/configmaps", NAMESPACE, f"ingot-{server}-model-config")[
+                "data"]["models.config"]).model_config_list.config
+            return list(config.model_version_policy.specific.versions), dict(config.version_labels)
+
+        def written():  # what the gateway would load
+            return parse(api.get("v1/configmaps", NAMESPACE, target["routes_configmap"])["data"]["routes.yaml"])
+
         actuator = KubernetesActuator(api.client, {**target, "drain_s": 0})
         monkeypatch.setattr(actuator, "available", lambda rollout, arm, version: True)
         rollout = SimpleNamespace(model="ingot", experiment="ingot-v4-vs-v3-abc123", champion_version=3,
                                   challenger_version=4)
         actuator.prepare(rollout)
         actuator.set_weight(rollout, 50)
-        written = api.get("v1/configmaps", NAMESPACE, target["routes_configmap"])["data"]["routes.yaml"]
-        table = parse(written)  # what the gateway would load
+        table = written()
         assert table.challenger_weight == 50
         assert table.cascades == _table(rendered).cascades
         actuator.promote(rollout)
-        promoted = parse(api.get("v1/configmaps", NAMESPACE, target["routes_configmap"])["data"]["routes.yaml"])
-        assert promoted.champion.version == 4 and "champion" in promoted.cascades
+        promoted = written()
+        # The promoted champion is the challenger's whole arm: its small model is version 4's int8, not 3's.
+        assert promoted.champion.version == 4
+        assert promoted.cascades == {"champion": _table(rendered).cascades["challenger"]}
+        # The champion's small server moved with the champion (no labels: callers never reach it by one).
+        assert served("champion") == ([4], {"stable": 4}) and served("champion-small") == ([4], {})
+        # The next rollout starts consistent: each arm's cascade names the version its small server serves.
+        following = SimpleNamespace(model="ingot", experiment="ingot-v5-vs-v4-def456", champion_version=4,
+                                    challenger_version=5)
+        actuator.prepare(following)
+        assert served("challenger-small") == ([5], {})
+        actuator.set_weight(following, 10)
+        table = written()
+        assert (table.cascades["champion"].small.rest, table.cascades["champion"].small.version) == (
+            f"http://ingot-champion-small.{FQDN}:8501", 4)
+        assert (table.cascades["challenger"].small.rest, table.cascades["challenger"].small.version) == (
+            f"http://ingot-challenger-small.{FQDN}:8501", 5)
         assert used(api) <= allowed(rendered)  # cascades need no more of the API than the Role grants
 
 
-def test_helm_upgrade_with_a_rollout_still_renders_the_small_model_configs(chart):
+def test_a_small_server_waits_for_its_version_before_its_arm_counts_as_available(chart, monkeypatch):
+    target = controller_target(render_release(chart, with_rollout("gateway-cascade")))
+    asked = []
+
+    def version_available(rest, model, version, timeout_s=2.0):
+        asked.append(rest)
+        return "small" not in rest
+
+    monkeypatch.setattr("ingot.rollout.kubernetes.version_available", version_available)
+    with KubeAPI() as api:
+        actuator = KubernetesActuator(api.client, target)
+        rollout = SimpleNamespace(model="ingot")
+        assert not actuator.available(rollout, "champion", 4)
+    assert asked == [f"http://ingot-champion.{FQDN}:8501", f"http://ingot-champion-small.{FQDN}:8501"]
+
+
+def test_a_pinned_small_version_never_moves(chart):
+    values = _values(champion={"enabled": True, "threshold": 0.8,
+                               "small": {"version": 2, "server": {"tflite": {"preferTfliteModel": False}}}})
+    values["rollout"] = with_rollout("gateway-cascade")["rollout"]
+    rendered = render_release(chart, values)
+    target = controller_target(rendered)
+    assert "champion-small" not in target["model_configmaps"] and "cascade_follows_version" not in target["champion"]
+    assert target["challenger"]["cascade_follows_version"] is True
+
+
+def test_helm_upgrade_with_a_rollout_keeps_the_small_model_configs_the_controller_moves(chart):
+    """A small server on its arm's own version moves with the arm, so its config is the controller's
+    (kept live like the arm's); one pinned to another version is values-driven: always rendered."""
     values = with_rollout("gateway-cascade")
     install, upgrade = render_release(chart, values), render_release(chart, values, upgrade=True)
-    with pytest.raises(KeyError):
-        upgrade.get("ConfigMap", "ingot-champion-model-config")  # the controller's, kept live
-    for rendered in (install, upgrade):  # the small servers' are values-driven, never patched: always rendered
+    for server in ("champion", "champion-small", "challenger-small"):
+        with pytest.raises(KeyError):
+            upgrade.get("ConfigMap", f"ingot-{server}-model-config")  # the controller's, kept live
+        assert install.get("ConfigMap", f"ingot-{server}-model-config")["metadata"]["annotations"][
+            "helm.sh/resource-policy"] == "keep"
+    values["champion"]["cascade"]["small"] = {"version": 2, "server": {"tflite": {"preferTfliteModel": False}}}
+    install, upgrade = render_release(chart, values), render_release(chart, values, upgrade=True)
+    for rendered in (install, upgrade):
         config = rendered.get("ConfigMap", "ingot-champion-small-model-config")
         assert "annotations" not in config["metadata"]
+    allowed_names = {n for rule in install.get("Role", "ingot-rollout")["rules"] for n in rule.get("resourceNames", [])}
+    assert "ingot-champion-small-model-config" not in allowed_names
+    assert "ingot-challenger-small-model-config" in allowed_names
 
 
 @pytest.mark.parametrize(("change", "message"), [

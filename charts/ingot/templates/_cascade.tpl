@@ -44,6 +44,31 @@ Call with (dict "root" $ "server" NAME).
 {{- end }}
 
 {{/*
+"true" when a model server runs `ingot serve` (the Ingot image) instead of TF Serving: a cascade's
+small server, and any variant with tflite.preferTfliteModel. TF Serving's own TFLite path serves only
+the signature stored in model.tflite (serving_default: images -> output_0), not Ingot's contract
+(serving_bytes, probabilities, class_ids, class_names); `ingot serve --prefer_tflite_model` runs the
+int8 model on LiteRT behind the SavedModel's signatures. LiteRT reads a local file, so such a server
+reads a local copy (the PVC, or its pre-pull from object storage) and runs on CPU.
+Call with (dict "root" $ "server" NAME).
+*/}}
+{{- define "ingot.servesWithIngot" -}}
+{{- $arm := index .root.Values (include "ingot.serverArm" .) }}
+{{- if or (hasSuffix "-small" .server) $arm.tflite.preferTfliteModel }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when an arm's cascade runs its small model in the chart on the arm's own version (small.version
+null: e.g. the arm's int8 model.tflite): under rollout.enabled the controller moves that small
+server's version with the arm's (its model config is then the controller's, kept live on upgrade
+like the arm's). Call with (dict "root" $ "arm" "champion").
+*/}}
+{{- define "ingot.smallFollowsArm" -}}
+{{- $c := (index .root.Values .arm).cascade }}
+{{- if and $c.enabled $c.small.server.enabled (eq $c.small.version nil) }}true{{ end }}
+{{- end }}
+
+{{/*
 The arm's cascade as the routing table writes it (JSON: {small: {rest, grpc, version}, threshold}),
 or nothing when the arm has none. Call with (dict "root" $ "arm" "champion").
 */}}

@@ -62,32 +62,49 @@ one (_cascade.tpl). The rollout controller rewrites it.
 {{- else }}
 {{- $_ := set $routes "feedback_token_file" "" }}
 {{- end }}
+{{- /* Capture, cache, fallback, deadline, breaker: one source for this table and the rollout target. */}}
+{{- $policies := include "ingot.gatewayPolicies" . | fromJson }}
+{{- with $policies.previous_champion }}
+{{- $_ := set $upstreams "previous_champion" . }}
+{{- end }}
+{{- $routes = merge $routes (omit $policies "previous_champion") }}
+{{- toYaml $routes }}
+{{- end }}
+
+{{/*
+The table's settings the rollout controller never changes (JSON): capture, cache, fallback,
+default_answer, deadline_ms, breaker, and the previous_champion upstream of the fallback chain.
+The routing table and the rollout target (_rollout.tpl) both render them from here, so every table
+the controller writes keeps them (ingot.rollout.routing.POLICY_KEYS).
+*/}}
+{{- define "ingot.gatewayPolicies" -}}
+{{- $p := dict }}
 {{- with .Values.gateway.capture }}
 {{- if .enabled }}
-{{- $_ := set $routes "capture" (dict "sample" .sample "max_bytes" .maxBytes "retention_days" .retentionDays) }}
+{{- $_ := set $p "capture" (dict "sample" .sample "max_bytes" .maxBytes "retention_days" .retentionDays) }}
 {{- end }}
 {{- end }}
 {{- with .Values.gateway.cache }}
 {{- if .enabled }}
-{{- $_ := set $routes "cache" (dict "ttl_s" (int .ttlSeconds) "max_bytes" (int64 .maxBytes) "stale_ttl_s" (int .staleTtlSeconds)) }}
+{{- $_ := set $p "cache" (dict "ttl_s" (int .ttlSeconds) "max_bytes" (int64 .maxBytes) "stale_ttl_s" (int .staleTtlSeconds)) }}
 {{- end }}
 {{- end }}
 {{- with .Values.gateway.fallback }}
 {{- if .steps }}
-{{- $_ := set $routes "fallback" .steps }}
+{{- $_ := set $p "fallback" .steps }}
 {{- end }}
 {{- if ne .defaultClassId nil }}
-{{- $_ := set $routes "default_answer" (dict "class_id" (int64 .defaultClassId)) }}
+{{- $_ := set $p "default_answer" (dict "class_id" (int64 .defaultClassId)) }}
 {{- end }}
 {{- if gt (int .deadlineMs) 0 }}
-{{- $_ := set $routes "deadline_ms" (int .deadlineMs) }}
+{{- $_ := set $p "deadline_ms" (int .deadlineMs) }}
 {{- end }}
 {{- if gt (int .previousChampion.version) 0 }}
-{{- $_ := set $upstreams "previous_champion" (dict "rest" .previousChampion.rest "grpc" .previousChampion.grpc "version" (int64 .previousChampion.version)) }}
+{{- $_ := set $p "previous_champion" (dict "rest" .previousChampion.rest "grpc" .previousChampion.grpc "version" (int64 .previousChampion.version)) }}
 {{- end }}
-{{- $_ := set $routes "breaker" (dict "failures" (int .breaker.failures) "open_s" .breaker.openSeconds) }}
+{{- $_ := set $p "breaker" (dict "failures" (int .breaker.failures) "open_s" .breaker.openSeconds) }}
 {{- end }}
-{{- toYaml $routes }}
+{{- toJson $p }}
 {{- end }}
 
 {{/* Checks of the gateway's values that JSON schema cannot express; each names the key. */}}

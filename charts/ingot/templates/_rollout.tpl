@@ -66,7 +66,14 @@ ingot.dev/patched-by: {{ include "ingot.rolloutName" . }}
 {{- with include "ingot.cascadeRoute" (dict "root" $ "arm" $arm) }}
 {{- $_ := set (index $target $arm) "cascade" (fromJson .) }}
 {{- end }}
+{{- /* A small server on the arm's own version moves with the arm (ingot.rollout.kubernetes). */}}
+{{- if include "ingot.smallFollowsArm" (dict "root" $ "arm" $arm) }}
+{{- $_ := set (index $target $arm) "cascade_follows_version" true }}
+{{- $_ := set $target.model_configmaps (printf "%s-small" $arm) (include "ingot.modelConfigName" (dict "root" $ "variant" (printf "%s-small" $arm))) }}
 {{- end }}
+{{- end }}
+{{- /* The table's capture, cache, fallback, deadline and breaker (and previous_champion): the same values the gateway's table renders. */}}
+{{- $target = merge $target (include "ingot.gatewayPolicies" . | fromJson) }}
 {{- toJson $target }}
 {{- end }}
 
