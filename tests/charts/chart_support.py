@@ -107,3 +107,18 @@ def render(
             continue
         objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return Rendered(objects=objects, notes=notes, templates=templates)
+
+
+def ingot_serve_options(rendered: Rendered, container: dict[str, Any], model_config_map: str, tmp_path: Path) -> Any:
+    """The ServerOptions `ingot serve` builds from a rendered container: its command line through
+    the real parser and option checks, with the rendered model and server configs as the files."""
+    from ingot.cli.main import build_parser
+    from ingot.cli.serve import server_options
+
+    files = {"model/models.config": rendered.get("ConfigMap", model_config_map)["data"]["models.config"],
+             **{f"server/{k}": v for k, v in rendered.get("ConfigMap", "ingot-server-config")["data"].items()}}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    args = [a.replace("/etc/ingot/", f"{tmp_path}/") for a in container["args"]]
+    return server_options(build_parser().parse_args([*container["command"][1:], *args]))

@@ -17,7 +17,7 @@ from ingot.gateway.routing import Upstream, parse
 from ingot.rollout.kubernetes import KubernetesActuator
 from tests.rollout.kube_api import KubeAPI
 
-from .chart_support import NAMESPACE, scenario_values
+from .chart_support import NAMESPACE, ingot_serve_options, scenario_values
 from .kube_checks import K8S_VERSIONS, restricted_violations, validate_any
 from .test_chart_rollout import allowed, controller_target, render_release, used, with_rollout
 from .tf_serving_text import parse_model_server_config
@@ -350,21 +350,11 @@ def test_a_threshold_of_one_is_accepted(render_values):
 def test_the_small_servers_flags_and_files_are_what_ingot_serve_accepts(render_values, tmp_path):
     """The rendered command line goes through `ingot serve`'s own parser and option checks, with the
     rendered model, monitoring and batching configs as the files it names."""
-    from ingot.cli.main import build_parser
-    from ingot.cli.serve import server_options
-
     values = _values()
     values["server"] = {"batching": {"enabled": True}, "warmupIterations": 2}
     rendered = render_values(values)
-    files = {"model/models.config": rendered.get("ConfigMap", "ingot-challenger-small-model-config")["data"]["models.config"],
-             **{f"server/{k}": v for k, v in rendered.get("ConfigMap", "ingot-server-config")["data"].items()}}
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
     container = rendered.get("Deployment", "ingot-challenger-small")["spec"]["template"]["spec"]["containers"][0]
-    args = [a.replace("/etc/ingot/", f"{tmp_path}/") for a in container["args"]]
-    parsed = build_parser().parse_args([*container["command"][1:], *args])
-    options = server_options(parsed)
+    options = ingot_serve_options(rendered, container, "ingot-challenger-small-model-config", tmp_path)
     (config,) = options.model_config.model_config_list.config
     assert (config.name, config.base_path, list(config.model_version_policy.specific.versions)) == (
         "ingot", "/models/ingot", [4])

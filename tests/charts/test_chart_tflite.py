@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from helm_python import HelmError
 
-from .chart_support import scenario_values
+from .chart_support import ingot_serve_options, scenario_values
 from .kube_checks import K8S_VERSIONS, restricted_violations, validate_any
 from .tf_serving_text import parse_model_server_config
 
@@ -95,20 +95,10 @@ def test_the_variant_keeps_its_own_model_config_service_hpa_pdb_and_network_poli
 def test_the_rendered_command_line_is_what_ingot_serve_accepts(render_values, tmp_path):
     """The variant's command line goes through `ingot serve`'s own parser and option checks, with the
     rendered model, monitoring and batching configs as the files it names."""
-    from ingot.cli.main import build_parser
-    from ingot.cli.serve import server_options
-
     values = _on_tflite(numPools=2, numInterpretersPerPool=3)
     values["server"] = {"batching": {"enabled": True}, "warmupIterations": 2}
     rendered = render_values(values)
-    files = {"model/models.config": rendered.get("ConfigMap", "ingot-challenger-model-config")["data"]["models.config"],
-             **{f"server/{k}": v for k, v in rendered.get("ConfigMap", "ingot-server-config")["data"].items()}}
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    container = _container(rendered, "challenger")
-    args = [a.replace("/etc/ingot/", f"{tmp_path}/") for a in container["args"]]
-    options = server_options(build_parser().parse_args([*container["command"][1:], *args]))
+    options = ingot_serve_options(rendered, _container(rendered, "challenger"), "ingot-challenger-model-config", tmp_path)
     (config,) = options.model_config.model_config_list.config
     assert (config.name, config.base_path, list(config.model_version_policy.specific.versions)) == (
         "ingot", "/models/ingot", [4])

@@ -15,6 +15,15 @@ def built() -> dict[str, list[dict]]:
     return {path: _kustomize(path) for path in BUILDS}
 
 
+def _config(objects, container) -> dict[str, str]:
+    """The container's ConfigMap environment (generated names carry a content hash)."""
+    config: dict[str, str] = {}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    return config
+
+
 def _container(objects):
     cronjob = _get(objects, "CronJob", "ingot-monitor")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -27,10 +36,7 @@ def test_monitor_args_parse_with_the_real_ingot_parser(built, path):
 
     objects = built[path]
     _, container = _container(objects)
-    config: dict[str, str] = {}
-    for source in container["envFrom"]:
-        if "configMapRef" in source:
-            config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    config = _config(objects, container)
     used = re.findall(r"\$\((\w+)\)", " ".join(container["args"]))
     assert used and all(var in config for var in used), [v for v in used if v not in config]
     argv = [re.sub(r"\$\((\w+)\)", lambda m: config[m.group(1)], arg) for arg in container["args"]]
@@ -60,10 +66,7 @@ def test_monitor_reads_the_registry_secret_and_fails_the_job_once_on_drift(built
 def test_monitor_reads_the_capture_store_so_triggered_runs_train_on_production_rows(built, path):
     objects = built[path]
     _, container = _container(objects)
-    config: dict[str, str] = {}
-    for source in container["envFrom"]:
-        if "configMapRef" in source:  # generated names carry a content hash
-            config.update(_get(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    config = _config(objects, container)
     capture = config["INGOT_CAPTURE_URL"]
     # Production names the object store the pipeline's pods read; the base leaves it empty (base data only).
     if path == "overlays/prod":
