@@ -183,11 +183,12 @@ class Controller:
     # ------------------------------------------------------------------ the loop
 
     def reconcile_all(self) -> list[Rollout]:
-        """One pass: start what the policy's `auto` asks for, then advance every unfinished rollout
-        (what `ingot rollout run --once` does)."""
-        self.auto_start_all()
+        """One pass: advance every unfinished rollout, then start (and advance) what the policy's
+        `auto` asks for (what `ingot rollout run --once` does)."""
         done = []
         for rollout in self.store.unfinished():
+            done.append(self.reconcile(rollout.id))
+        for rollout in self.auto_start_all():
             done.append(self.reconcile(rollout.id))
         return done
 
