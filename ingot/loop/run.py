@@ -445,7 +445,7 @@ class Loop(RolloutSteps):
             with self.registry() as registry:
                 store = RolloutStore(registry)
                 ours = [r for r in store.list(self.o.model) if r.challenger_version == version]
-                first = store.get(ours[-1].id).transitions[0] if ours else None
+                first = store.get(ours[0].id).transitions[0] if ours else None  # newest first
             if first is not None:
                 break
             waited = time.monotonic() - waited_from
@@ -457,9 +457,10 @@ class Loop(RolloutSteps):
                 last = time.monotonic()
                 self.say(f"  ... waiting {waited:.0f} s for the controller to start the rollout of v{version}")
             time.sleep(0.5)
-        self.say(f"  the controller started rollout #{ours[-1].id} for v{version} "
-                 f"{time.monotonic() - waited_from:.0f} s after the loop began waiting: {first.reason} "
-                 f"(actor {first.actor})")
+        waited = time.monotonic() - waited_from
+        self.say(f"  the controller started rollout #{ours[0].id} for v{version}"
+                 + (f" (after {waited:.0f} s of waiting)" if waited >= 1 else "")
+                 + f": {first.reason} (actor {first.actor})")
         self._drive_to_decision(self.o.heal_requests, HEALING)
         self.result.heal_decision = self._finish_rollout(self.o.heal_requests)
         champion = self._champion()
