@@ -348,12 +348,32 @@ def run_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+REFRESH_TIMEOUT_S = 10.0  # a KFP API the controller cannot reach must not stall its pass
+
+
 def _refresh_trigger(store: Any, trigger: Any) -> Any:
     """A triggered run's state brought up to date (a KFP run: asked of its API), before the
-    controller rolls out what it registered (policy `auto: true`)."""
+    controller rolls out what it registered (policy `auto: true`). Unanswered within
+    REFRESH_TIMEOUT_S (e.g. a NetworkPolicy drops the packets): unchanged, so the version waits for
+    the monitor's next check to record the run's end."""
+    import threading
+
     from pipelines.launch import refresh
 
-    return refresh(store, trigger)
+    key = (trigger.host, trigger.run_id)
+    pending = _ASKING.get(key)
+    if pending is not None and pending.is_alive():
+        return trigger  # the last question is still unanswered: never more than one thread per trigger
+    answer: list[Any] = []
+    asking = threading.Thread(target=lambda: answer.append(refresh(store, trigger)), name="trigger-refresh",
+                              daemon=True)
+    _ASKING[key] = asking
+    asking.start()
+    asking.join(REFRESH_TIMEOUT_S)
+    return answer[0] if answer else trigger
+
+
+_ASKING: dict[tuple[Any, Any], Any] = {}  # (KFP host, run id) -> the thread asking about that run
 
 
 def run_report(args: argparse.Namespace) -> int:

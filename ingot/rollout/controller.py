@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +35,7 @@ from ingot.rollout.store import Rollout, RolloutStore, TransitionConflict, check
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from ingot.monitor.triggers import TriggerStore
+    from ingot.monitor.triggers import Trigger, TriggerStore
     from ingot.registry import Registry
     from ingot.rollout.actuators import Actuator
     from ingot.rollout.auto import TriggerRefresh
@@ -75,7 +77,7 @@ class Controller:
                  holder: str | None = None, lease_ttl_s: float = 30.0, warmup_timeout_s: float = 600.0,
                  actor: str = DEFAULT_ACTOR, clock: Callable[[], datetime] = utc_now,
                  on_transition: Callable[[Rollout, Look | None], None] | None = None,
-                 trigger_refresh: TriggerRefresh | None = None) -> None:
+                 trigger_refresh: TriggerRefresh | None = None, trigger_refresh_every_s: float = 30.0) -> None:
         from ingot.rollout.actuators import actuator_for
 
         self.registry = registry
@@ -93,6 +95,8 @@ class Controller:
         self.clock = clock
         self.on_transition = on_transition
         self.trigger_refresh = trigger_refresh  # brings a triggered run's state up to date (KFP: asks the API)
+        self.trigger_refresh_every_s = trigger_refresh_every_s  # at most this often per trigger
+        self._refreshed: dict[int, float] = {}
         self._triggers: TriggerStore | None = None
         self._auto_said: dict[str, str] = {}  # the last "why not" logged per model (logged when it changes)
 
@@ -152,7 +156,7 @@ class Controller:
             return None
         if self._triggers is None:
             self._triggers = TriggerStore(self.registry.engine)
-        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self.trigger_refresh)
+        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self._refresh)
         if candidate is None:
             self._say(model, why)
             return None
@@ -161,7 +165,7 @@ class Controller:
                       f"{model}'s lease")
             return None
         # Again under the lease: another controller may have started (and even finished) one meanwhile.
-        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self.trigger_refresh)
+        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self._refresh)
         if candidate is None:
             self._say(model, why)
             return None
@@ -174,6 +178,15 @@ class Controller:
         if self.on_transition is not None:
             self.on_transition(rollout, None)
         return rollout
+
+    def _refresh(self, store: TriggerStore, trigger: Trigger) -> Trigger:
+        """`trigger_refresh`, at most once per `trigger_refresh_every_s` for each trigger (asking a
+        KFP API on every pass would be a request a second for nothing)."""
+        now = time.monotonic()
+        if self.trigger_refresh is None or now - self._refreshed.get(trigger.id, -math.inf) < self.trigger_refresh_every_s:
+            return trigger
+        self._refreshed[trigger.id] = now
+        return self.trigger_refresh(store, trigger)
 
     def _say(self, model: str, why: str) -> None:
         if self._auto_said.get(model) != why:

@@ -191,6 +191,8 @@ def test_a_kfp_run_that_registered_but_is_still_running_is_asked_about_first(sta
         assert controller.auto_start(MODEL) is None  # the KFP API still says RUNNING
         assert TriggerStore(staged.engine).get(trigger).state == RUNNING
         kfp_api.run_states["kfp-run-3"] = "SUCCEEDED"
+        assert controller.auto_start(MODEL) is None  # asked a moment ago: not asked again yet
+        controller.trigger_refresh_every_s = 0
         rollout = controller.auto_start(MODEL)
     assert rollout is not None and rollout.challenger_version == 3
     assert TriggerStore(staged.engine).get(trigger).state == SUCCEEDED
@@ -261,3 +263,24 @@ def test_every_trigger_kind_is_named(staged, kinds):
     rollout = controller_for(staged).auto_start(MODEL)
     assert rollout is not None
     assert f"{kinds[0]} trigger #{trigger}" in RolloutStore(staged).get(rollout.id).transitions[0].reason
+
+
+def test_a_kfp_api_that_never_answers_does_not_stall_the_pass(staged, monkeypatch):
+    import socket
+
+    import ingot.cli.rollout as cli
+
+    promoted(staged)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing ever answers them
+    try:
+        trigger = triggered(staged, 3, state=RUNNING, host=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setattr(cli, "REFRESH_TIMEOUT_S", 1.0)
+        controller = controller_for(staged, trigger_refresh=cli._refresh_trigger)
+        began = time.monotonic()
+        assert controller.reconcile_all() == []
+        assert time.monotonic() - began < 10
+        assert TriggerStore(staged.engine).get(trigger).state == RUNNING
+    finally:
+        silent.close()
