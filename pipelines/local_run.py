@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     from pipelines.request import PipelineRequest
 
     trigger_id, request_path, pipeline_root = int(argv[0]), Path(argv[1]), Path(argv[2])
+    produced: dict[str, Any] | None = None  # the registry record the run made: links it to this trigger
     try:
         request = PipelineRequest.from_json(request_path.read_text(encoding="utf-8"))
         if len(argv) > 3:
@@ -40,12 +41,12 @@ def main(argv: list[str]) -> int:
         state, detail = FAILED, f"the local pipeline run exited with status 1 ({type(err).__name__}); see this log"
     else:
         print(report_json(report), flush=True)
-        record = report["record"]
+        record = produced = report["record"]
         gate = "blessed" if (record.get("gate") or {}).get("blessed") else "rejected by the gate"
         state, detail = SUCCEEDED, (f"pipeline run {record.get('pipeline_run_id')}: registry record "
                                     f"#{record.get('id')}, version {record.get('version')}, {gate}")
     with Registry.from_url(os.environ[settings.MONITOR_DB_URL_ENV]) as registry:
-        TriggerStore(registry.engine).finish(trigger_id, state, detail)
+        TriggerStore(registry.engine).finish(trigger_id, state, detail, produced=produced)
     return 0 if state == SUCCEEDED else 1
 
 

@@ -112,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     run = actions.add_parser("run", parents=[common], help="the controller loop (or one pass with --once)",
                              description="Reconcile every unfinished rollout every --interval seconds; with "
-                             "--port, also serve the judge endpoint GET /v1/rollouts/MODEL/verdict and /metrics.")
+                             "--port, also serve the judge endpoint GET /v1/rollouts/MODEL/verdict and /metrics. A "
+                             "model whose last rollout's policy has auto: true gets its next rollout on its own when "
+                             "a triggered retraining run registers a blessed candidate (docs/rollout.md).")
     run.add_argument("--once", action="store_true", help="one pass, then exit (for a CronJob)")
     run.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--port", type=int, default=None, help="serve the judge endpoint and metrics on this port")
@@ -316,6 +318,9 @@ def format_status(doc: dict[str, Any]) -> str:
     header = (f"{doc['model']}: rollout #{doc['rollout']} {doc['experiment']}  state {doc['state']}  "
               f"challenger v{doc['challenger_version']} at {doc['weight']}% vs champion v{doc['champion_version']}")
     lines = [header]
+    first = (doc.get("transitions") or [None])[0]
+    if first is not None:
+        lines.append(f"  started by {first['actor']}: {first['reason']}")
     counts = doc.get("counts") or {}
     if counts:
         lines.append(f"  {'arm':<11}{'requests':>9}{'labelled':>9}{'accuracy':>10}{'errors':>9}{'p50 ms':>9}"
@@ -361,7 +366,8 @@ def run_loop(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = RolloutMetrics()
-    controller = open_controller(args, lease_ttl_s=args.lease_ttl, on_transition=metrics.on_transition)
+    controller = open_controller(args, lease_ttl_s=args.lease_ttl, on_transition=metrics.on_transition,
+                                 trigger_refresh=_refresh_trigger)
     if args.once:
         try:
             for rollout in controller.reconcile_all():
@@ -393,6 +399,34 @@ def run_loop(args: argparse.Namespace) -> int:
         finally:
             controller.registry.close()
     return 0
+
+
+REFRESH_TIMEOUT_S = 10.0  # a KFP API the controller cannot reach must not stall its pass
+
+
+def _refresh_trigger(store: Any, trigger: Any) -> Any:
+    """A triggered run's state brought up to date (a KFP run: asked of its API), before the
+    controller rolls out what it registered (policy `auto: true`). Unanswered within
+    REFRESH_TIMEOUT_S (e.g. a NetworkPolicy drops the packets): unchanged, so the version waits for
+    the monitor's next check to record the run's end."""
+    import threading
+
+    from pipelines.launch import refresh
+
+    key = (trigger.host, trigger.run_id)
+    pending = _ASKING.get(key)
+    if pending is not None and pending.is_alive():
+        return trigger  # the last question is still unanswered: never more than one thread per trigger
+    answer: list[Any] = []
+    asking = threading.Thread(target=lambda: answer.append(refresh(store, trigger)), name="trigger-refresh",
+                              daemon=True)
+    _ASKING[key] = asking
+    asking.start()
+    asking.join(REFRESH_TIMEOUT_S)
+    return answer[0] if answer else trigger
+
+
+_ASKING: dict[tuple[Any, Any], Any] = {}  # (KFP host, run id) -> the thread asking about that run
 
 
 def run_report(args: argparse.Namespace) -> int:

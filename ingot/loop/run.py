@@ -9,8 +9,8 @@
 5. the traffic drifts (and keeps flowing, paced); `ingot monitor check --trigger` flags it and
    starts a retraining run, which builds the labelled captured production rows and the base data
    into a dataset version and trains on it; the cooldown is recorded;
-6. with the policy's `auto: true` the blessed candidate becomes the challenger on its own and is
-   A/B-tested against the champion on the drifted stream; after a promotion the stream is
+6. with the policy's `auto: true` the rollout controller (in the background since stage 4) makes
+   the blessed candidate the challenger on its own, and it is A/B-tested against the champion on the drifted stream; after a promotion the stream is
    measured again (live accuracy before drift, under drift with the old champion, after);
 7. every process is stopped (on success, failure and Ctrl-C), and the reports are listed.
 
@@ -47,6 +47,7 @@ from ingot.protocol import headers as wire
 
 # The stretches of traffic live accuracy is reported for.
 OLD_CHAMPION, HEALING, HEALED = "drift, old champion", "drift, healing A/B", "drift, healed champion"
+AUTO_START_TIMEOUT_S = 120.0  # for the controller (`--interval 1`) to start the healed candidate's rollout
 
 
 class LoopError(IngotError):
@@ -410,8 +411,11 @@ class Loop(RolloutSteps):
 
     def _heal(self, drift_started: float) -> None:
         """The triggered run's blessed candidate becomes the challenger under the model's policy
-        (`auto: true`), A/B-tested on the drifted stream; after a promotion the stream is measured."""
+        (`auto: true`): the rollout controller running in the background starts its rollout (the one
+        implementation of `auto`, as in a cluster); the loop waits for it, then drives the drifted
+        stream to the decision; after a promotion the stream is measured."""
         from ingot.registry.datasets import dataset_of
+        from ingot.rollout.store import RolloutStore
 
         version = self.result.triggered_version
         if version is None:
@@ -427,7 +431,8 @@ class Loop(RolloutSteps):
             self.result.production_rows = {key: production.get(key) for key in (
                 "labelled_inputs", "train_rows", "holdout_rows", "older_dropped")}
             self.result.production_window = production.get("window")
-        if record.stage is None or record.stage.value != "candidate":
+        # The controller may have started its rollout already (then it is the challenger).
+        if record.stage is None or record.stage.value not in ("candidate", "challenger"):
             self.say(f"  version {version} is {record.stage.value if record.stage else 'not published'}: nothing to "
                      "roll out")
             return
@@ -436,11 +441,30 @@ class Loop(RolloutSteps):
                      f"`ingot rollout start {self.o.model} --challenger {version}`")
             return
         self.say("")
-        self.say(f"  policy {self.o.policy} has auto: true: the triggered run's blessed candidate v{version} "
-                 "becomes the challenger without a person")
-        self.say("  $ (reason) triggered retraining succeeded and the gate blessed the candidate; "
-                 f"rollout under {self.o.policy}")
-        self._start_rollout(version, actor="make-run: triggered retraining, policy auto")
+        self.say(f"  policy {self.o.policy} has auto: true: the rollout controller (running in the background) "
+                 f"makes the triggered run's blessed candidate v{version} the challenger without a person")
+        waited_from = last = time.monotonic()
+        while True:
+            self.supervisor.check_alive()
+            with self.registry() as registry:
+                store = RolloutStore(registry)
+                ours = [r for r in store.list(self.o.model) if r.challenger_version == version]
+                first = store.get(ours[0].id).transitions[0] if ours else None  # newest first
+            if first is not None:
+                break
+            waited = time.monotonic() - waited_from
+            if waited > AUTO_START_TIMEOUT_S:
+                raise LoopError(f"the rollout controller did not start a rollout of v{version} within "
+                                f"{AUTO_START_TIMEOUT_S:.0f} s although the policy says auto: true; its log: "
+                                f"{self.controller.log_path}")
+            if time.monotonic() - last >= 10:
+                last = time.monotonic()
+                self.say(f"  ... waiting {waited:.0f} s for the controller to start the rollout of v{version}")
+            time.sleep(0.5)
+        waited = time.monotonic() - waited_from
+        self.say(f"  the controller started rollout #{ours[0].id} for v{version}"
+                 + (f" (after {waited:.0f} s of waiting)" if waited >= 1 else "")
+                 + f": {first.reason} (actor {first.actor})")
         self._drive_to_decision(self.o.heal_requests, HEALING)
         self.result.heal_decision = self._finish_rollout(self.o.heal_requests)
         champion = self._champion()

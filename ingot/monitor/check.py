@@ -23,7 +23,7 @@ from ingot.monitor.statistics import (
     Window,
     check_window,
 )
-from ingot.monitor.triggers import DEFAULT_COOLDOWN, Refusal, Trigger
+from ingot.monitor.triggers import ACCURACY_KIND, DEFAULT_COOLDOWN, DRIFT_KIND, NEW_LABELS_KIND, Refusal, Trigger
 
 if TYPE_CHECKING:
     from ingot.retrain.production import ProductionData
@@ -183,7 +183,12 @@ def _trigger(settings: CheckSettings, registry: Any, store: Any, card: dict[str,
     except IngotError as err:
         outcome.trigger_error = str(err)
         return
-    statistics = _finite({"window": outcome.window.to_dict(), "tests": [t.to_dict() for t in outcome.result.tests],
+    kinds = [kind for kind, fired in ((DRIFT_KIND, bool(outcome.result.drifted)),
+                                      (ACCURACY_KIND, outcome.result.below_floor),
+                                      (NEW_LABELS_KIND, bool(outcome.new_labels and outcome.new_labels.reached)))
+             if fired]
+    statistics = _finite({"kinds": kinds, "window": outcome.window.to_dict(),
+                          "tests": [t.to_dict() for t in outcome.result.tests],
                           "champion_version": outcome.champion_version,
                           "new_labels": outcome.new_labels.to_dict() if outcome.new_labels else None,
                           "training_data": (settings.production.describe() if settings.production

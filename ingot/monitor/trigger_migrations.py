@@ -47,9 +47,20 @@ def _v1_drift_triggers(conn: Connection) -> None:
     )
 
 
+def _v2_what_the_run_produced(conn: Connection) -> None:
+    """What a finished run registered: its pipeline run id (the id its registry records carry,
+    which for a local run is not the trigger's run id), the registry record and the version (NULL
+    for a rejection). The rollout controller links a candidate to its trigger through them."""
+    for column in ("pipeline_run_id VARCHAR(256)", "record_id INTEGER", "version INTEGER"):
+        conn.exec_driver_sql(f"ALTER TABLE drift_triggers ADD COLUMN {column}")
+    conn.exec_driver_sql("CREATE INDEX ix_drift_triggers_pipeline_run_id ON drift_triggers (pipeline_run_id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "drift_triggers, one in flight per model (adopted when registry migration 6 made it)",
               _v1_drift_triggers),
+    Migration(2, "drift_triggers.pipeline_run_id, record_id, version: what a finished run registered",
+              _v2_what_the_run_produced),
 )
 HISTORY = SchemaHistory("drift trigger", "drift_trigger_schema_version", MIGRATIONS, 0x1D_907_7216)
 SCHEMA_VERSION = HISTORY.latest

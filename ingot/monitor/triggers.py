@@ -12,6 +12,10 @@ died releases the in-flight slot.
 
 States: `starting` (claimed, run not yet submitted) -> `running` (run id known) -> `succeeded` or
 `failed`. A claim whose submission fails is marked `failed` with the error.
+
+A version links back to the trigger whose run registered it (`for_run`): through the pipeline
+run id its registry record carries, which is the trigger's KFP run id, or the one a local run
+recorded when it finished (`finish(..., produced=...)`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ STARTING, RUNNING, SUCCEEDED, FAILED = "starting", "running", "succeeded", "fail
 IN_FLIGHT = (STARTING, RUNNING)
 LOCAL, KFP = "local", "kfp"
 DEFAULT_COOLDOWN = timedelta(hours=24)
+DRIFT_KIND, ACCURACY_KIND, NEW_LABELS_KIND = "drift", "accuracy", "new labels"
 
 class Base(db.Base):
     """The trigger store's own table."""
@@ -62,6 +67,9 @@ class DriftTriggerRow(Base):
     host: Mapped[str | None] = mapped_column(String(256))  # local: the machine; kfp: the API endpoint
     finished_at: Mapped[datetime | None]
     detail: Mapped[str | None] = mapped_column(Text)
+    pipeline_run_id: Mapped[str | None] = mapped_column(String(256), index=True)  # what its records carry
+    record_id: Mapped[int | None]  # the registry record the run produced (a version or a rejection)
+    version: Mapped[int | None]    # the published version, None for a rejection
 
 
 drift_triggers = cast(Table, DriftTriggerRow.__table__)  # for Core statements
@@ -82,9 +90,29 @@ class Trigger:
     host: str | None
     finished_at: datetime | None
     detail: str | None
+    pipeline_run_id: str | None = None
+    record_id: int | None = None
+    version: int | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        """What fired: `drift`, `accuracy` (labelled accuracy below the floor), `new labels`."""
+        recorded = self.statistics.get("kinds")
+        if isinstance(recorded, list):
+            return [str(kind) for kind in recorded]
+        kinds = []  # triggers recorded before `kinds` was: read back from the tests and the reason
+        tests = self.statistics.get("tests") or []
+        if any(t.get("kind") == "p-value" and not t.get("advisory") and t.get("verdict") == "drift" for t in tests):
+            kinds.append(DRIFT_KIND)
+        if "labelled accuracy below" in self.reason:
+            kinds.append(ACCURACY_KIND)
+        if (self.statistics.get("new_labels") or {}).get("reached"):
+            kinds.append(NEW_LABELS_KIND)
+        return kinds
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
+        values["kinds"] = self.kinds
         for key in ("created_at", "finished_at"):
             values[key] = values[key].isoformat() if values[key] is not None else None
         return values
@@ -157,14 +185,30 @@ class TriggerStore:
                 state=RUNNING, run_id=run_id, log_path=log_path, pid=pid, host=host))
         return self.get(trigger_id)
 
-    def finish(self, trigger_id: int, state: str, detail: str | None = None) -> Trigger:
-        """Record the outcome (`succeeded` or `failed`); this releases the in-flight slot."""
+    def finish(self, trigger_id: int, state: str, detail: str | None = None, *,
+               produced: dict[str, Any] | None = None) -> Trigger:
+        """Record the outcome (`succeeded` or `failed`); this releases the in-flight slot.
+        `produced`: the registry record the run made (`id`, `version`, `pipeline_run_id`)."""
         if state not in (SUCCEEDED, FAILED):
             raise ConfigError(f"a trigger finishes as {SUCCEEDED!r} or {FAILED!r}, not {state!r}")
+        values: dict[str, Any] = {"state": state, "finished_at": utc_now(), "detail": detail}
+        if produced:
+            values.update(pipeline_run_id=produced.get("pipeline_run_id"), record_id=produced.get("id"),
+                          version=produced.get("version"))
         with self._write.begin() as conn:
-            conn.execute(update(drift_triggers).where(drift_triggers.c.id == trigger_id).values(
-                state=state, finished_at=utc_now(), detail=detail))
+            conn.execute(update(drift_triggers).where(drift_triggers.c.id == trigger_id).values(**values))
         return self.get(trigger_id)
+
+    def for_run(self, model: str, pipeline_run_id: str) -> Trigger | None:
+        """The trigger of `model` whose run registered records with this pipeline run id: a KFP
+        run's id is the trigger's run id; a local run records its own when it finishes."""
+        table = drift_triggers
+        with self._engine.connect() as conn:
+            row = conn.execute(select(table).where(
+                table.c.model == model,
+                (table.c.pipeline_run_id == pipeline_run_id) | (table.c.run_id == pipeline_run_id),
+            ).order_by(table.c.id.desc()).limit(1)).first()
+        return _row(row) if row is not None else None
 
     def get(self, trigger_id: int) -> Trigger:
         with self._engine.connect() as conn:

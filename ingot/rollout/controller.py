@@ -7,23 +7,26 @@ Each reconcile of a rollout takes the model's lease (one controller acts at a ti
 per-arm counts by SQL aggregation over the inference log, runs the sequential analysis, and
 when the state must change, first writes the transition with its evidence, then acts. The
 actions are idempotent, so a controller that restarts in `promoting` or `rolling_back` simply
-runs them again and finishes.
+runs them again and finishes. Each pass also starts the rollouts a policy with `auto: true` asks
+for (`auto_start`, the rule in `ingot.rollout.auto`), under the same lease.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ingot.db import utc_now
-from ingot.errors import ConfigError, NotFoundError
+from ingot.errors import ConfigError, IngotError, NotFoundError
 from ingot.registry.records import Stage
 from ingot.rollout.analysis import ArmCounts, Policy, SequentialAnalysis, Verdict
 from ingot.rollout.counts import arm_counts
@@ -32,8 +35,10 @@ from ingot.rollout.store import Rollout, RolloutStore, TransitionConflict, check
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from ingot.monitor.triggers import Trigger, TriggerStore
     from ingot.registry import Registry
     from ingot.rollout.actuators import Actuator
+    from ingot.rollout.auto import TriggerRefresh
 
 log = logging.getLogger(__name__)
 DEFAULT_ACTOR = "ingot-rollout"
@@ -71,7 +76,8 @@ class Controller:
                  actuator_factory: Callable[[dict[str, Any]], Actuator] | None = None,
                  holder: str | None = None, lease_ttl_s: float = 30.0, warmup_timeout_s: float = 600.0,
                  actor: str = DEFAULT_ACTOR, clock: Callable[[], datetime] = utc_now,
-                 on_transition: Callable[[Rollout, Look | None], None] | None = None) -> None:
+                 on_transition: Callable[[Rollout, Look | None], None] | None = None,
+                 trigger_refresh: TriggerRefresh | None = None, trigger_refresh_every_s: float = 30.0) -> None:
         from ingot.rollout.actuators import actuator_for
 
         self.registry = registry
@@ -88,13 +94,20 @@ class Controller:
         self.actor = actor
         self.clock = clock
         self.on_transition = on_transition
+        self.trigger_refresh = trigger_refresh  # brings a triggered run's state up to date (KFP: asks the API)
+        self.trigger_refresh_every_s = trigger_refresh_every_s  # at most this often per trigger
+        self._refreshed: dict[int, float] = {}
+        self._triggers: TriggerStore | None = None
+        self._auto_said: dict[str, str] = {}  # the last "why not" logged per model (logged when it changes)
 
     # ------------------------------------------------------------------ starting
 
     def start(self, model: str, challenger: int, *, steps: list[int], policy: Policy, target: dict[str, Any],
-              actor: str | None = None) -> Rollout:
+              actor: str | None = None, reason: str | None = None,
+              evidence: dict[str, Any] | None = None) -> Rollout:
         """Record a rollout of `challenger` against the current champion; the challenger's registry
-        stage becomes `challenger`. Nothing is routed until the challenger is AVAILABLE."""
+        stage becomes `challenger`. Nothing is routed until the challenger is AVAILABLE. `reason`
+        (why it starts) goes into the first transition and the registry's stage event."""
         actor = actor or self.actor
         steps = check_steps(steps)
         champion = self.registry.champion(model)
@@ -111,17 +124,84 @@ class Controller:
                               f"{active.state}); finish it with `ingot rollout promote|rollback` first")
         self.actuator_factory(target)  # a target the actuator cannot use is refused before anything is written
         rollout = self.store.create(model=model, champion=champion.version, challenger=challenger, steps=steps,
-                                    policy=policy.to_dict(), target=target, actor=actor)
+                                    policy=policy.to_dict(), target=target, actor=actor, reason=reason,
+                                    evidence=evidence)
         self.registry.transition(model, challenger, Stage.CHALLENGER, actor=actor,
-                                 reason=f"A/B rollout #{rollout.id} ({rollout.experiment}) started")
+                                 reason=f"A/B rollout #{rollout.id} ({rollout.experiment}) started"
+                                 + (f": {reason}" if reason else ""))
         return rollout
+
+    def auto_start_all(self) -> list[Rollout]:
+        """Start the rollouts the policy's `auto` asks for (ingot.rollout.auto), one model at a time."""
+        started = []
+        for model in self.store.models():
+            try:
+                rollout = self.auto_start(model)
+            except IngotError as err:  # e.g. a person started one between our look and our start
+                log.info("auto start of %s skipped: %s", model, err)
+                continue
+            if rollout is not None:
+                started.append(rollout)
+        return started
+
+    def auto_start(self, model: str) -> Rollout | None:
+        """Under the model's lease, start a rollout of the candidate a triggered run produced when the
+        most recent rollout's policy says `auto: true`; None (and the reason logged) otherwise."""
+        from ingot.monitor.triggers import TriggerStore
+        from ingot.rollout.auto import AUTO_ACTOR, auto_policy, find_candidate
+
+        previous, why = auto_policy(self.store, model)  # cheap: no trigger table, no lease for most models
+        if previous is None:
+            self._say(model, why)
+            return None
+        if self._triggers is None:
+            self._triggers = TriggerStore(self.registry.engine)
+        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self._refresh)
+        if candidate is None:
+            self._say(model, why)
+            return None
+        if not self.store.acquire(self.lease_name(model), self.holder, self.lease_ttl_s):
+            self._say(model, f"another controller ({self.store.lease_holder(self.lease_name(model))}) holds "
+                      f"{model}'s lease")
+            return None
+        # Again under the lease: another controller may have started (and even finished) one meanwhile.
+        candidate, why = find_candidate(self.registry, self.store, self._triggers, model, refresh=self._refresh)
+        if candidate is None:
+            self._say(model, why)
+            return None
+        previous = candidate.previous
+        reason = candidate.reason()
+        rollout = self.start(model, candidate.version.version or 0, steps=previous.steps, policy=candidate.policy,
+                             target=previous.target, actor=AUTO_ACTOR, reason=reason, evidence=candidate.evidence())
+        log.info("rollout #%d of %s started for v%d: %s", rollout.id, model, rollout.challenger_version, reason)
+        self._auto_said.pop(model, None)
+        if self.on_transition is not None:
+            self.on_transition(rollout, None)
+        return rollout
+
+    def _refresh(self, store: TriggerStore, trigger: Trigger) -> Trigger:
+        """`trigger_refresh`, at most once per `trigger_refresh_every_s` for each trigger (asking a
+        KFP API on every pass would be a request a second for nothing)."""
+        now = time.monotonic()
+        if self.trigger_refresh is None or now - self._refreshed.get(trigger.id, -math.inf) < self.trigger_refresh_every_s:
+            return trigger
+        self._refreshed[trigger.id] = now
+        return self.trigger_refresh(store, trigger)
+
+    def _say(self, model: str, why: str) -> None:
+        if self._auto_said.get(model) != why:
+            self._auto_said[model] = why
+            log.info("no auto rollout of %s: %s", model, why)
 
     # ------------------------------------------------------------------ the loop
 
     def reconcile_all(self) -> list[Rollout]:
-        """One pass over every unfinished rollout (what `ingot rollout run --once` does)."""
+        """One pass: advance every unfinished rollout, then start (and advance) what the policy's
+        `auto` asks for (what `ingot rollout run --once` does)."""
         done = []
         for rollout in self.store.unfinished():
+            done.append(self.reconcile(rollout.id))
+        for rollout in self.auto_start_all():
             done.append(self.reconcile(rollout.id))
         return done
 

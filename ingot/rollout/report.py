@@ -137,12 +137,15 @@ def render(controller: Controller, rollout: Rollout) -> str:
     srm_text = (f"chi-square p = {srm['p_value']:.3g} (holds a promotion below {srm.get('threshold')})"
                 if srm.get("p_value") is not None else "not computed (too few assigned requests or no weight)")
     reasons = "".join(f"<li>{e(r)}</li>" for r in (verdict.get("reasons") or [deciding.reason if deciding else "undecided"]))
+    first = full.transitions[0] if full.transitions else None
+    started = f"<p>Started by <b>{e(first.actor)}</b>: {e(first.reason)}</p>" if first is not None else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rollout #{rollout.id}: {e(rollout.model)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>Rollout #{rollout.id}: {e(rollout.model)} v{rollout.challenger_version} vs v{rollout.champion_version}</h1>
 <p>Experiment <code>{e(rollout.experiment)}</code>, state <b>{e(rollout.state)}</b>, steps {e(str(rollout.steps))}.</p>
+{started}
 <h2>Decision</h2><p><b>{e(str(verdict.get('decision', rollout.state)))}</b>: {e(summary)}</p><ul>{reasons}</ul>
 <h2>Per arm</h2><table><tr><th>arm</th><th>requests</th><th>labelled</th><th>accuracy</th><th>error rate</th><th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>
 <p>Sample-ratio check: {e(srm_text)}.</p>

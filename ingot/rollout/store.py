@@ -138,8 +138,10 @@ class RolloutStore:
     # ------------------------------------------------------------------ rollouts
 
     def create(self, *, model: str, champion: int, challenger: int, steps: list[int], policy: dict[str, Any],
-               target: dict[str, Any], actor: str, experiment: str | None = None) -> Rollout:
-        """A new rollout in `pending`; refused while another of the same model is unfinished."""
+               target: dict[str, Any], actor: str, experiment: str | None = None, reason: str | None = None,
+               evidence: dict[str, Any] | None = None) -> Rollout:
+        """A new rollout in `pending`; refused while another of the same model is unfinished.
+        `reason` and `evidence` add why it was started to its first transition."""
         steps = check_steps(steps)
         experiment = experiment or experiment_id(model, challenger, champion)
         if not EXPERIMENT_NAME.fullmatch(experiment):
@@ -157,8 +159,9 @@ class RolloutStore:
                 ).returning(RolloutRow.id)).scalar_one()
                 conn.execute(insert(RolloutTransitionRow).values(
                     rollout_id=rollout_id, at=now, from_state=None, to_state="pending", weight=0,
-                    reason=f"rollout of {model}:{challenger} against champion {model}:{champion}, steps {steps}",
-                    actor=actor, evidence={"policy": policy, "steps": steps},
+                    reason=f"rollout of {model}:{challenger} against champion {model}:{champion}, steps {steps}"
+                    + (f": {reason}" if reason else ""),
+                    actor=actor, evidence=_jsonable({**(evidence or {}), "policy": policy, "steps": steps}),
                 ))
         except IntegrityError:
             active = self.active(model)
@@ -205,6 +208,16 @@ class RolloutStore:
             ids = list(conn.scalars(select(RolloutRow.id).where(RolloutRow.state.not_in(FINAL_STATES))
                                     .order_by(RolloutRow.id)))
         return [self.get(i, transitions=False) for i in ids]
+
+    def models(self) -> list[str]:
+        """Every model that has had a rollout."""
+        with self._engine.connect() as conn:
+            return list(conn.scalars(select(RolloutRow.model).distinct().order_by(RolloutRow.model)))
+
+    def challenged(self, model: str) -> set[int]:
+        """The versions of `model` that were ever the challenger of a rollout."""
+        with self._engine.connect() as conn:
+            return set(conn.scalars(select(RolloutRow.challenger_version).where(RolloutRow.model == model)))
 
     def list(self, model: str | None = None) -> list[Rollout]:
         query = select(RolloutRow.id).order_by(RolloutRow.id.desc())

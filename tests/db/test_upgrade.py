@@ -30,6 +30,8 @@ NEW_VERSION_TABLES = ("rollout_schema_version", "drift_trigger_schema_version")
 LOG_CHANGED = ("inference_log", "inference_log_schema_version")  # the log's own migrations 2-5 change these
 # Registry migration 7 adds dataset_versions and model_versions.dataset_version_id (NULL for old rows).
 REGISTRY_CHANGED = ("schema_version", "model_versions")
+# Trigger migration 2 adds pipeline_run_id, record_id and version (NULL for old rows).
+TRIGGERS_CHANGED = ("drift_triggers",)
 
 
 @pytest.fixture(params=backends("registry-postgres"))
@@ -102,10 +104,12 @@ def test_an_old_database_upgrades_in_place_with_every_row_intact(new_database: C
 
     open_every_store(url)
     after = snapshot(url)
-    unchanged = [table for table in OLD_TABLES if table not in LOG_CHANGED + REGISTRY_CHANGED]
+    unchanged = [table for table in OLD_TABLES if table not in LOG_CHANGED + REGISTRY_CHANGED + TRIGGERS_CHANGED]
     assert {table: after[table] for table in unchanged} == {table: before[table] for table in unchanged}
-    for table in NEW_VERSION_TABLES:  # the new histories adopted the tables registry 5 and 6 made
-        assert [row[0] for row in after[table]] == [1]
+    # the new histories adopted the tables registry 5 and 6 made (their migration 1); triggers then went on
+    assert [row[0] for row in after["rollout_schema_version"]] == [1]
+    assert [row[0] for row in after["drift_trigger_schema_version"]] == [1, 2]
+    assert after["drift_triggers"] == [(*old, None, None, None) for old in before["drift_triggers"]]
     assert [row[0] for row in after["schema_version"]] == [1, 2, 3, 4, 5, 6, 7]
     assert after["schema_version"][:6] == before["schema_version"]
     assert after["model_versions"] == [(*old, None) for old in before["model_versions"]]
@@ -143,5 +147,8 @@ def test_the_upgraded_database_works_and_has_the_fresh_layout(new_database: Call
         triggers = TriggerStore(registry.engine)
         in_flight = triggers.in_flight("digits")
         assert in_flight is not None and in_flight.backend == "kfp" and triggers.count("digits") == 2
+        (ran,) = [t for t in triggers.history("digits") if t.run_id is not None]  # links by its run id
+        assert triggers.for_run("digits", ran.run_id).id == ran.id  # type: ignore[union-attr]
+        assert (ran.pipeline_run_id, ran.record_id, ran.version) == (None, None, None)
     with InferenceLogStore.from_url(upgraded) as log:
         assert log.count() == 5 and [label["label_id"] for label in log.labels()] == [0, 7]

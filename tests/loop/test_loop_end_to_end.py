@@ -105,7 +105,14 @@ def test_the_loop_retrains_serves_decides_detects_drift_and_retrains(tmp_path):
         # No human: the triggered run's candidate v3 was rolled out on its own, and it healed.
         healing = store.get(rollouts[0].id)
         assert (healing.champion_version, healing.challenger_version) == (old_champion, 3)
-        assert healing.transitions[0].actor == "make-run: triggered retraining, policy auto"
+        # The rollout controller started it (the one implementation of `auto`), naming why.
+        assert healing.transitions[0].actor == healing.created_by == "ingot-rollout (policy auto)"
+        for words in ("policy auto: true", f"drift trigger #{triggers[0].id}", f"run {triggers[0].run_id}, which "
+                      "succeeded", "the gate blessed digits:3"):
+            assert words in healing.transitions[0].reason, healing.transitions[0].reason
+        assert triggers[0].version == 3 and triggers[0].pipeline_run_id == registry.get_version("digits", 3).pipeline_run_id
+        stage_event = [e for e in registry.events("digits", 3) if e.to_stage == "challenger"][0]
+        assert stage_event.actor == "ingot-rollout (policy auto)" and "policy auto: true" in stage_event.reason
         assert healing.state == "promoted", [(t.to_state, t.reason) for t in healing.transitions]
         assert registry.champion("digits").version == 3
 
@@ -122,6 +129,8 @@ def test_the_loop_retrains_serves_decides_detects_drift_and_retrains(tmp_path):
         holdout = registry.get_version("digits", 3).metrics["production_holdout"]
         assert holdout["rows"] == production["holdout_rows"] and holdout["champion"]["version"] == old_champion
         assert holdout["candidate"]["accuracy"] > holdout["champion"]["accuracy"]
+
+    assert f"the controller started rollout #{rollouts[0].id} for v3" in output
 
     summary = output[output.index("== 5/5 Summary"):]
     assert " 0 failed" in summary, summary

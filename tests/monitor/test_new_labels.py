@@ -85,6 +85,7 @@ def test_new_label_threshold_triggers_once_then_one_in_flight_then_cooldown(url)
     assert "120 new labelled production rows (threshold 100)" in reached.trigger.reason
     assert "trained on no production data" in reached.trigger.reason
     assert reached.trigger.statistics["new_labels"]["count"] == 120
+    assert reached.trigger.kinds == ["new labels"]  # what fired it, recorded for the rollout it leads to
 
     again = run_check(_settings(url, launcher, new_labels=100))
     assert again.trigger is None and "at most one run in flight" in again.refusal

@@ -61,6 +61,23 @@ def test_one_in_flight_then_cooldown_then_a_new_trigger(registry):
     assert [t.id for t in store.history("digits")] == [later.id, first.id]
 
 
+def test_a_trigger_names_what_fired_it(registry):
+    store = TriggerStore(registry.engine)
+    recorded = store.claim("digits", reason="x", statistics={"kinds": ["accuracy", "new labels"]}, backend=LOCAL)
+    assert recorded.kinds == ["accuracy", "new labels"] and recorded.to_dict()["kinds"] == recorded.kinds
+    store.finish(recorded.id, SUCCEEDED)
+    # a trigger recorded before `kinds` was: read back from its tests, reason and new-label count
+    older = store.claim("digits", reason="drift in confidence_ks; labelled accuracy below the gate's floor (...)",
+                        statistics={"tests": [{"kind": "p-value", "advisory": False, "verdict": "drift"}],
+                                    "new_labels": {"reached": False}}, backend=LOCAL, cooldown=timedelta(0))
+    assert older.kinds == ["drift", "accuracy"]
+    store.finish(older.id, SUCCEEDED)
+    labels = store.claim("digits", reason="1200 new labelled production rows", backend=LOCAL, cooldown=timedelta(0),
+                         statistics={"tests": [{"kind": "p-value", "advisory": True, "verdict": "drift"}],
+                                     "new_labels": {"reached": True}})
+    assert labels.kinds == ["new labels"]
+
+
 _RACER = """
 import json, sys, time
 from datetime import timedelta
@@ -113,6 +130,8 @@ def test_the_cluster_trigger_submits_the_champions_recipe_and_follows_the_run(re
         assert parameters["recipe"]["epochs"] == RECIPE["epochs"] and parameters["min_accuracy"] == 0.8
         assert "drift trigger #" in run["display_name"]
         assert refresh(store, started).state == RUNNING
+        # a KFP run's records carry its run id: the version links back to this trigger
+        assert store.for_run("tiny", kfp_api.run_id).id == claimed.id and store.for_run("other", kfp_api.run_id) is None
         kfp_api.run_states[kfp_api.run_id] = "FAILED"
         assert refresh(store, started).state == FAILED
         assert store.in_flight("tiny") is None
@@ -176,3 +195,6 @@ def test_the_local_trigger_really_runs_the_pipeline_in_the_background_and_record
         assert record.name == "tiny" and record.version == 1 and record.config["epochs"] == RECIPE["epochs"]
         assert "blessed" in current.detail and '"pipeline_run_id"' in log
         assert store.in_flight("tiny") is None
+        # what the run registered is recorded, so the version links back to this trigger
+        assert (current.pipeline_run_id, current.record_id, current.version) == (pipeline_run_id, record.id, 1)
+        assert pipeline_run_id != current.run_id and store.for_run("tiny", pipeline_run_id).id == claimed.id
