@@ -31,10 +31,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ingot import settings
+from ingot.db import utc_now
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
 from ingot.loop.recipes import newest_record_id, policy_auto, recipe_reason
@@ -356,6 +358,7 @@ class Loop(RolloutSteps):
         self.driver.start_drift(drift)
         self.driver.phase = OLD_CHAMPION
         drift_started = time.monotonic()
+        drift_started_at = utc_now()  # compared with the promotion's recorded time
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
@@ -407,9 +410,9 @@ class Loop(RolloutSteps):
         finally:
             traffic.stop()
         self._stage("drift and retraining", started)
-        self._heal(drift_started)
+        self._heal(drift_started_at)
 
-    def _heal(self, drift_started: float) -> None:
+    def _heal(self, drift_started_at: datetime) -> None:
         """The triggered run's blessed candidate becomes the challenger under the model's policy
         (`auto: true`): the rollout controller running in the background starts its rollout (the one
         implementation of `auto`, as in a cluster); the loop waits for it, then drives the drifted
@@ -470,9 +473,15 @@ class Loop(RolloutSteps):
         champion = self._champion()
         self.result.champion_final = champion.version if champion else None
         if self.result.heal_decision == "promoted":
-            self.result.healed_after_s = time.monotonic() - drift_started
-            self.say(f"  healed champion v{version} serving {self.result.healed_after_s:.0f} s after the drift began; "
-                     f"{self.o.after_requests} more requests on the drifted stream:")
+            # Serving from the moment the controller recorded `promoted` (after the champion's
+            # server loaded the version), not from when this loop got round to asking.
+            with self.registry() as registry:
+                store = RolloutStore(registry)
+                promoted_at = store.get(store.latest(self.o.model).id).transitions[-1].at
+            self.result.healed_after_s = (promoted_at - drift_started_at).total_seconds()
+            self.say(f"  healed champion v{version} serving {self.result.healed_after_s:.0f} s after the drift began "
+                     f"(promoted at {promoted_at:%H:%M:%S} UTC); {self.o.after_requests} more requests on the "
+                     "drifted stream:")
             self.driver.phase = HEALED
             asyncio.run(self.driver.run(stop=lambda: False, max_requests=self.o.after_requests,
                                         concurrency=self.o.concurrency))
