@@ -89,6 +89,19 @@ def test_named_api_server_and_database_peers_narrow_the_controllers_egress(rende
     assert (to_api["to"], database["to"]) == (api, db)
 
 
+def test_named_kfp_peers_let_the_controller_ask_whether_a_triggered_run_finished(render_values):
+    kfp = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+            "podSelector": {"matchLabels": {"app": "ml-pipeline"}}}]
+    rendered = render_values({**ROLLOUT, "networkPolicy": {"kfp": {"peers": kfp}}})
+    egress = rendered.get("NetworkPolicy", "ingot-rollout")["spec"]["egress"]
+    (to_kfp,) = [rule for rule in egress if rule.get("to") == kfp]
+    assert to_kfp["ports"] == [{"port": 8888, "protocol": "TCP"}]
+    validate_any(rendered.get("NetworkPolicy", "ingot-rollout"), "1.32")
+    # Not named: no rule (the version waits for the monitor's next check), nothing opened wider.
+    default = render_values(ROLLOUT).get("NetworkPolicy", "ingot-rollout")["spec"]["egress"]
+    assert len(default) == len(egress) - 1 and all(8888 not in {p["port"] for p in r["ports"]} for r in default)
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_no_model_server_egress_to_everywhere_or_the_metadata_server(render_scenario, scenario):
     for rule in render_scenario(scenario).get("NetworkPolicy", "ingot")["spec"].get("egress", []):
