@@ -45,7 +45,7 @@ class RolloutSteps:
                     "--capture-sample", f"{self.o.capture_sample:g}", "--actor", actor,
                     "--registry", self.registry_url])
 
-    def _drive_to_decision(self, budget: int, phase: str) -> Any:
+    def _drive_to_decision(self, budget: int, phase: str, labels: dict[str, int]) -> Any:
         """Full-speed traffic (counted as `phase`) until the rollout reaches a terminal state or
         the budget is spent; then a moment for the controller to carry the decision out."""
         last_line = [""]
@@ -53,7 +53,7 @@ class RolloutSteps:
         def finished() -> bool:
             self.supervisor.check_alive()
             state = self._rollout_state()
-            line = self._rollout_line()
+            line = self._rollout_line(labels)
             if line != last_line[0]:
                 last_line[0] = line
             return state in TERMINAL
@@ -95,7 +95,8 @@ class RolloutSteps:
         with self.registry() as registry:
             return RolloutStore(registry).latest(self.o.model).state
 
-    def _rollout_line(self) -> str:
+    def _rollout_line(self, labels: dict[str, int]) -> str:
+        """The rollout's state in one line; `labels` gets each arm's labelled rows so far."""
         from ingot.rollout.controller import Controller
         from ingot.rollout.service import verdict_document
 
@@ -107,7 +108,7 @@ class RolloutSteps:
             c = counts.get(arm) or {}
             if c.get("accuracy") is not None:
                 arms.append(f"{arm} {c['correct']}/{c['labelled']} = {c['accuracy']:.3f}")
-                self.result.decision_labels[arm] = int(c.get("labelled") or 0)
+                labels[arm] = int(c.get("labelled") or 0)
         interval = doc.get("interval")
         ci = f", difference in [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
         return f"rollout {doc.get('state')} at {doc.get('weight')}%: {'; '.join(arms) or 'no labels yet'}{ci}"

@@ -31,12 +31,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ingot import settings
-from ingot.db import utc_now
 from ingot.errors import IngotError
 from ingot.loop.processes import Supervisor, free_port
 from ingot.loop.recipes import newest_record_id, policy_auto, recipe_reason
@@ -338,7 +337,7 @@ class Loop(RolloutSteps):
                                     callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
                                     label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed,
                                     feedback_token=self.feedback_token)
-        stats = self._drive_to_decision(self.o.max_requests, "before drift")
+        stats = self._drive_to_decision(self.o.max_requests, "before drift", self.result.decision_labels)
         self.result.ab_requests, self.result.ab_rows = stats.requests, stats.rows
         self.result.ab_failed, self.result.ab_labelled = stats.failed, stats.labelled
         self.result.decision = self._finish_rollout(self.o.max_requests)
@@ -358,7 +357,7 @@ class Loop(RolloutSteps):
         self.driver.start_drift(drift)
         self.driver.phase = OLD_CHAMPION
         drift_started = time.monotonic()
-        drift_started_at = utc_now()  # compared with the promotion's recorded time
+        drift_started_at = datetime.now(UTC)  # compared with the promotion's recorded time
         report = self.workdir / "drift-report.html"
         self.result.reports["drift report"] = str(report)
         rows_at_start = self.driver.stats.rows
@@ -468,7 +467,7 @@ class Loop(RolloutSteps):
         self.say(f"  the controller started rollout #{ours[0].id} for v{version}"
                  + (f" (after {waited:.0f} s of waiting)" if waited >= 1 else "")
                  + f": {first.reason} (actor {first.actor})")
-        self._drive_to_decision(self.o.heal_requests, HEALING)
+        self._drive_to_decision(self.o.heal_requests, HEALING, self.result.heal_labels)
         self.result.heal_decision = self._finish_rollout(self.o.heal_requests)
         champion = self._champion()
         self.result.champion_final = champion.version if champion else None

@@ -34,6 +34,7 @@ class LoopResult:
     production_rows: dict[str, Any] = field(default_factory=dict)
     production_window: dict[str, Any] | None = None
     heal_decision: str | None = None
+    heal_labels: dict[str, int] = field(default_factory=dict)  # labelled rows per arm at the healing decision
     champion_final: int | None = None
     healed_after_s: float | None = None
     live_accuracy: dict[str, tuple[float | None, int]] = field(default_factory=dict)
@@ -91,8 +92,10 @@ def _healing(result: LoopResult) -> list[str]:
                      f"v{champion.get('version')} {champion.get('accuracy') or 0:.3f}"
                      + (" (the gate compared them here)" if holdout.get("gate_compared_here") else ""))
     if result.heal_decision is not None:
+        labels = ", ".join(f"{arm} {n}" for arm, n in result.heal_labels.items())
         lines.append(f"  healing A/B: v{result.triggered_version} vs champion v{result.champion_after}: "
-                     f"{result.heal_decision}; champion now v{result.champion_final}")
+                     f"{result.heal_decision} (labelled rows at the decision: {labels or 'n/a'}); "
+                     f"champion now v{result.champion_final}")
     if result.healed_after_s is not None:
         lines.append(f"  drift start -> healed champion serving: {result.healed_after_s:.0f} s")
     if result.live_accuracy:

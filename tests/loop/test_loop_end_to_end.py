@@ -7,6 +7,7 @@ rolled out on its own (policy `auto: true`) and heals the drifted stream."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,13 @@ def test_the_loop_retrains_serves_decides_detects_drift_and_retrains(tmp_path):
 
     summary = output[output.index("== 5/5 Summary"):]
     assert " 0 failed" in summary, summary
-    assert "healing A/B: v3 vs champion" in summary and "promoted; champion now v3" in summary
+    healing = re.search(r"healing A/B: v3 vs champion v\d+: promoted \(labelled rows at the decision: "
+                        r"champion (\d+), challenger (\d+)\); champion now v3", summary)
+    assert healing, summary
+    # The healing decision's own labels, not the first A/B's.
+    first = re.search(r"A/B: champion v\d+ vs challenger v\d+: \w+ \(labelled rows at the decision: champion (\d+), "
+                      r"challenger (\d+)\)", summary)
+    assert first and first.groups() != healing.groups(), summary
     assert "drift start -> healed champion serving:" in summary
     live = _live_accuracy(summary)
     assert set(live) == {"before drift", "drift, old champion", "drift, healing A/B", "drift, healed champion"}
