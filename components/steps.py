@@ -210,6 +210,7 @@ def evaluate_step(
     if record.blessed:
         export_saved_model(trained.model, serving_model_dir, class_names=record.class_names,
                            image_size=config.image_size, model_card=record.model_card(),
+                           warmup_batch_sizes=config.warmup_batch_sizes,
                            reference_images=evaluation.validation.images,
                            int8=int8_plan(splits, config, thresholds, evaluation))
     return EvaluateStepResult(

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             step("publish")
             export_dir = export_saved_model(trained.model, work / "export", class_names=record.class_names,
                                             image_size=config.image_size, model_card=record.model_card(),
+                                            warmup_batch_sizes=config.warmup_batch_sizes,
                                             reference_images=evaluation.validation.images,
                                             int8=int8_plan(artifact, config, thresholds, evaluation))
             print(int8_summary(export_dir))

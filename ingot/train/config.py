@@ -65,6 +65,10 @@ class TrainConfig:
     min_images_per_class: int = 5
     # The Dataset artifact's TFRecord shards close at about this size (MiB).
     shard_mb: int = 128
+    # Batch sizes of the export's warm-up records (ingot.export.saved_model). On CPU a version's
+    # first call is what warm-up removes, and a new batch size after it costs no more than a
+    # steady call, so 1 is enough; on a GPU list the sizes the batcher pads to (cuDNN tunes per shape).
+    warmup_batch_sizes: tuple[int, ...] = (1,)
     # Transfer architectures only: unfreeze this many top backbone layers after the head trains.
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 10
@@ -185,6 +189,10 @@ class TrainConfig:
         _at_least("early_stopping_patience", self.early_stopping_patience, 0)
         _at_least("min_images_per_class", self.min_images_per_class, 1)
         _at_least("shard_mb", self.shard_mb, 1)
+        for size in self.warmup_batch_sizes:
+            _at_least("warmup_batch_sizes", size, 1)
+        if len(self.warmup_batch_sizes) > 100:
+            raise ConfigError(f"warmup_batch_sizes has {len(self.warmup_batch_sizes)} sizes; expected at most 100")
         _at_least("fine_tune_layers", self.fine_tune_layers, 0)
         _at_least("fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.learning_rate > 0:
@@ -280,6 +288,12 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner)
+    if name == "warmup_batch_sizes":
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = [value] if isinstance(value, int) else [v for v in value.replace(",", " ").split() if v]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{name}={value!r} is not valid; expected a list of batch sizes, e.g. [1, 8, 32]")
+        return tuple(_coerce(f"{name}[{i}]", v, int) for i, v in enumerate(value))
     if typing.get_origin(annotation) is tuple:
         return _image_size(name, value)
     if annotation is bool:

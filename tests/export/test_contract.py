@@ -12,7 +12,7 @@ from PIL import Image
 
 from ingot.evaluate.drift import DriftBaseline
 
-from .conftest import CLASSES, SIZE, colour_images
+from .conftest import CLASSES, SIZE, colour_images, model_card_for
 
 H, W = SIZE
 C = len(CLASSES)
@@ -138,7 +138,7 @@ def test_empty_batches_give_empty_outputs(loaded):
         assert outputs["class_ids"].shape == (0,)
 
 
-def test_warmup_records_cover_the_answering_signatures_at_every_batch_size(exported, loaded):
+def test_default_warmup_records_run_each_signature_once(exported, loaded):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -162,9 +162,23 @@ def test_warmup_records_cover_the_answering_signatures_at_every_batch_size(expor
         outputs = loaded.signatures[signature](**{key: tf.constant(value)})
         output = "embedding" if signature == "serving_embedding" else "probabilities"
         assert outputs[output].shape[0] == value.shape[0]
-    sizes = {1, 2, 4, 8, 16, 32}
+    # The default (TrainConfig.warmup_batch_sizes): each signature's first call, at batch 1.
+    assert seen == {(s, 1) for s in ("serving_default", "serving_bytes", "serving_embedding")}
+
+
+def test_warmup_records_cover_the_answering_signatures_at_every_size_asked_for(trained_model, tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from ingot.export.saved_model import export_saved_model
+
+    path = export_saved_model(trained_model, tmp_path / "colours", class_names=CLASSES, image_size=SIZE,
+                              model_card=model_card_for(trained_model), warmup_batch_sizes=(1, 4, 16))
+    records = [prediction_log_pb2.PredictionLog.FromString(raw.numpy()).predict_log.request
+               for raw in tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))]
+    seen = {(r.model_spec.signature_name, tf.make_ndarray(next(iter(r.inputs.values()))).shape[0]) for r in records}
     # The answering signatures at every size; the monitor's embedding once (it proves it loads).
-    assert seen == {(s, b) for s in ("serving_default", "serving_bytes") for b in sizes} | {("serving_embedding", 1)}
+    assert seen == {(s, b) for s in ("serving_default", "serving_bytes") for b in (1, 4, 16)} | {("serving_embedding", 1)}
 
 
 def test_serving_embedding_returns_the_penultimate_layer(exported, loaded, trained_model):
@@ -215,8 +229,6 @@ def test_the_embedding_reference_sample_is_written_with_its_card_entry(trained_m
 
     from ingot.export.embedding import REFERENCE_ROWS, reference_sample
     from ingot.export.saved_model import export_saved_model
-
-    from .conftest import model_card_for
 
     images = colour_images([i % 3 for i in range(REFERENCE_ROWS + 30)], seed=5)
     path = export_saved_model(trained_model, tmp_path / "with-reference", class_names=CLASSES, image_size=SIZE,

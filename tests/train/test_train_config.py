@@ -80,6 +80,9 @@ def test_overrides_are_coerced_to_the_field_types():
     assert config.with_overrides(["checkpoint_dir=null", "image_size=[48, 40]"]).checkpoint_dir is None
     assert config.with_overrides(["image_size=48x40"]).image_size == (48, 40)
     assert config.with_overrides(["mixed_precision=auto"]).mixed_precision == "auto"
+    assert config.warmup_batch_sizes == (1,)  # the default: a signature's first call, at batch 1
+    assert config.with_overrides(["warmup_batch_sizes=1,8,32"]).warmup_batch_sizes == (1, 8, 32)
+    assert config.with_overrides(["warmup_batch_sizes=[4]"]).warmup_batch_sizes == (4,)
 
 
 def test_yaml_values_are_coerced_too(tmp_path):
@@ -122,6 +125,8 @@ def test_yaml_values_are_coerced_too(tmp_path):
         ("workers=2", r"workers=2 needs distribution=multi_worker"),
         ("workers=0", r"workers=0 is not valid; expected an integer >= 1"),
         ("shard_mb=0", r"shard_mb=0 is not valid; expected an integer >= 1"),
+        ("warmup_batch_sizes=1,0", r"warmup_batch_sizes=0 is not valid; expected an integer >= 1"),
+        ("warmup_batch_sizes=1,big", r"warmup_batch_sizes\[1\]='big' is not valid; expected an integer"),
     ],
 )
 def test_bad_overrides_name_the_key_and_what_is_expected(override, message):
