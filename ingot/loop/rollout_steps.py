@@ -45,7 +45,7 @@ class RolloutSteps:
                     "--capture-sample", f"{self.o.capture_sample:g}", "--actor", actor,
                     "--registry", self.registry_url])
 
-    def _drive_to_decision(self, budget: int, phase: str, labels: dict[str, int]) -> Any:
+    def _drive_to_decision(self, budget: int, phase: str) -> Any:
         """Full-speed traffic (counted as `phase`) until the rollout reaches a terminal state or
         the budget is spent; then a moment for the controller to carry the decision out."""
         last_line = [""]
@@ -53,7 +53,7 @@ class RolloutSteps:
         def finished() -> bool:
             self.supervisor.check_alive()
             state = self._rollout_state()
-            line = self._rollout_line(labels)
+            line = self._rollout_line()
             if line != last_line[0]:
                 last_line[0] = line
             return state in TERMINAL
@@ -95,8 +95,20 @@ class RolloutSteps:
         with self.registry() as registry:
             return RolloutStore(registry).latest(self.o.model).state
 
-    def _rollout_line(self, labels: dict[str, int]) -> str:
-        """The rollout's state in one line; `labels` gets each arm's labelled rows so far."""
+    def _labels_at_decision(self) -> dict[str, int]:
+        """Labelled rows per arm in the evidence of the latest rollout's deciding transition."""
+        from ingot.rollout.store import RolloutStore
+
+        with self.registry() as registry:
+            store = RolloutStore(registry)
+            transitions = store.get(store.latest(self.o.model).id).transitions
+        for transition in reversed(transitions):
+            counts = transition.evidence.get("counts")
+            if counts:
+                return {arm: int(c.get("labelled") or 0) for arm, c in counts.items()}
+        return {}
+
+    def _rollout_line(self) -> str:
         from ingot.rollout.controller import Controller
         from ingot.rollout.service import verdict_document
 
@@ -108,7 +120,6 @@ class RolloutSteps:
             c = counts.get(arm) or {}
             if c.get("accuracy") is not None:
                 arms.append(f"{arm} {c['correct']}/{c['labelled']} = {c['accuracy']:.3f}")
-                labels[arm] = int(c.get("labelled") or 0)
         interval = doc.get("interval")
         ci = f", difference in [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
         return f"rollout {doc.get('state')} at {doc.get('weight')}%: {'; '.join(arms) or 'no labels yet'}{ci}"

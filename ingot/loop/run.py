@@ -337,10 +337,11 @@ class Loop(RolloutSteps):
                                     callers=self.o.callers, batch=self.o.batch, label_share=self.o.label_share,
                                     label_delay_s=self.o.label_delay_s, shift=shift, seed=self.o.seed,
                                     feedback_token=self.feedback_token)
-        stats = self._drive_to_decision(self.o.max_requests, "before drift", self.result.decision_labels)
+        stats = self._drive_to_decision(self.o.max_requests, "before drift")
         self.result.ab_requests, self.result.ab_rows = stats.requests, stats.rows
         self.result.ab_failed, self.result.ab_labelled = stats.failed, stats.labelled
         self.result.decision = self._finish_rollout(self.o.max_requests)
+        self.result.decision_labels = self._labels_at_decision()
         self.ingot(["models", "show", f"{self.o.model}:{challenger}", "--registry", self.registry_url])
         champion = self._champion()
         self.result.champion_after = champion.version if champion else None
@@ -467,8 +468,9 @@ class Loop(RolloutSteps):
         self.say(f"  the controller started rollout #{ours[0].id} for v{version}"
                  + (f" (after {waited:.0f} s of waiting)" if waited >= 1 else "")
                  + f": {first.reason} (actor {first.actor})")
-        self._drive_to_decision(self.o.heal_requests, HEALING, self.result.heal_labels)
+        self._drive_to_decision(self.o.heal_requests, HEALING)
         self.result.heal_decision = self._finish_rollout(self.o.heal_requests)
+        self.result.heal_labels = self._labels_at_decision()
         champion = self._champion()
         self.result.champion_final = champion.version if champion else None
         if self.result.heal_decision == "promoted":
