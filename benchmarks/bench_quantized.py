@@ -172,8 +172,6 @@ def served(name: str, base: Path, workdir: Path, seconds: float) -> dict:
 def start(name: str, base: Path, workdir: Path, params: Path, extra: list[str]):
     """`ingot serve` as a subprocess with batching; returns (server, cold start seconds)."""
     import subprocess
-    import urllib.error
-    import urllib.request
 
     import bench_serving as serving
 
@@ -181,27 +179,12 @@ def start(name: str, base: Path, workdir: Path, params: Path, extra: list[str]):
     args = [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
             f"--model_name={name}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0",
             "--enable_batching=true", f"--batching_parameters_file={params}", "--log_level=WARNING", *extra]
-    _, size, _ = MODELS[name]
-    body = json.dumps({"instances": np.zeros((1, *size, 3), np.uint8).tolist()}).encode()
     log = workdir / f"serve-{name}-{int(time.time() * 1000)}.log"
     started = time.perf_counter()
     process = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{rest_port}"
-    while time.perf_counter() < started + 180:
-        if process.poll() is not None:
-            raise RuntimeError(f"ingot serve exited early:\n{log.read_text()[-3000:]}")
-        try:
-            request = urllib.request.Request(f"{url}/v1/models/{name}:predict", data=body, method="POST")
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        time.sleep(0.02)
-    else:
-        process.kill()
-        raise RuntimeError("ingot serve did not answer within 180 s")
+    serving.wait_for_first_answer(process, url, name, log, started + 180)
     return serving.Server(process, url, f"127.0.0.1:{grpc_port}", log), time.perf_counter() - started
 
 

@@ -198,9 +198,6 @@ class Server:
 
 def start_server(name: str, base: Path, workdir: Path, *, batching: bool, warmup: bool = True) -> tuple[Server, float]:
     """Start `ingot serve`; returns the server and the cold start (process start → first 200)."""
-    import urllib.error
-    import urllib.request
-
     grpc_port, rest_port = free_port(), free_port()
     args = [sys.executable, "-m", "ingot.cli.main", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
             f"--model_name={name}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.2",
@@ -210,13 +207,23 @@ def start_server(name: str, base: Path, workdir: Path, *, batching: bool, warmup
         params.write_text(BATCHING.format(threads=BATCH_THREADS[name]))
         args += ["--enable_batching=true", f"--batching_parameters_file={params}"]
     log = workdir / f"serve-{name}-{int(time.time() * 1000)}.log"
-    _, size, _ = MODELS[name]
-    body = json.dumps({"instances": np.zeros((1, *size, 3), np.uint8).tolist()}).encode()
     started = time.perf_counter()
     process = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     url = f"http://127.0.0.1:{rest_port}"
-    deadline = started + 120
+    wait_for_first_answer(process, url, name, log, started + 120)
+    cold = time.perf_counter() - started
+    return Server(process, url, f"127.0.0.1:{grpc_port}", log), cold
+
+
+def wait_for_first_answer(process: subprocess.Popen, url: str, name: str, log: Path, deadline: float) -> None:
+    """Until `ingot serve` at `url` answers a one-image predict with 200 (the end of a cold start);
+    kills it and raises when it exits first or `deadline` (perf_counter) passes."""
+    import urllib.error
+    import urllib.request
+
+    _, size, _ = MODELS[name]
+    body = json.dumps({"instances": np.zeros((1, *size, 3), np.uint8).tolist()}).encode()
     while time.perf_counter() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ingot serve exited early:\n{log.read_text()[-3000:]}")
@@ -224,15 +231,12 @@ def start_server(name: str, base: Path, workdir: Path, *, batching: bool, warmup
             request = urllib.request.Request(f"{url}/v1/models/{name}:predict", data=body, method="POST")
             with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
-                    break
+                    return
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
         time.sleep(0.02)
-    else:
-        process.kill()
-        raise RuntimeError("ingot serve did not answer within 120 s")
-    cold = time.perf_counter() - started
-    return Server(process, url, f"127.0.0.1:{grpc_port}", log), cold
+    process.kill()
+    raise RuntimeError("ingot serve did not answer before its deadline")
 
 
 # --------------------------------------------------------------------------- load generation
